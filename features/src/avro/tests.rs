@@ -1,0 +1,176 @@
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use serde_json::{Value as Json, json};
+
+use super::*;
+use crate::registry::store::SchemaStore;
+use crate::topic::local::{LocalLog, LocalLogConfig};
+
+const EVENT_V1: &str = r#"{
+  "type": "record", "name": "Event", "namespace": "eddy.test",
+  "fields": [
+    {"name": "user_id", "type": "long"},
+    {"name": "score", "type": "double"},
+    {"name": "name", "type": "string"},
+    {"name": "note", "type": ["null", "string"], "default": null},
+    {"name": "tags", "type": {"type": "array", "items": "string"}},
+    {"name": "counts", "type": {"type": "map", "values": "int"}},
+    {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["VIEW", "CLICK", "BUY"]}},
+    {"name": "raw", "type": "bytes"},
+    {"name": "ok", "type": "boolean"},
+    {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}}
+  ]
+}"#;
+
+/// v1 plus a field with a default: a BACKWARD-compatible change.
+const EVENT_V2: &str = r#"{
+  "type": "record", "name": "Event", "namespace": "eddy.test",
+  "fields": [
+    {"name": "user_id", "type": "long"},
+    {"name": "score", "type": "double"},
+    {"name": "name", "type": "string"},
+    {"name": "note", "type": ["null", "string"], "default": null},
+    {"name": "tags", "type": {"type": "array", "items": "string"}},
+    {"name": "counts", "type": {"type": "map", "values": "int"}},
+    {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["VIEW", "CLICK", "BUY"]}},
+    {"name": "raw", "type": "bytes"},
+    {"name": "ok", "type": "boolean"},
+    {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "country", "type": "string", "default": "unknown"}
+  ]
+}"#;
+
+fn codec() -> (tempfile::TempDir, AvroCodec) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = LocalLog::open(LocalLogConfig::new(dir.path())).unwrap();
+    let store = SchemaStore::open(Arc::new(log), "_schemas").unwrap();
+    (dir, AvroCodec::new(Arc::new(store)))
+}
+
+fn arb_event() -> impl Strategy<Value = Json> {
+    (
+        any::<i64>(),
+        -1e12f64..1e12,
+        "\\PC{0,12}",
+        proptest::option::of("[a-z ]{0,10}"),
+        proptest::collection::vec("[a-z]{1,6}", 0..4),
+        proptest::collection::btree_map("[a-z]{1,4}", any::<i32>(), 0..3),
+        0usize..3,
+        proptest::collection::vec(any::<u8>(), 0..8),
+        any::<bool>(),
+        0i64..4_000_000_000_000,
+    )
+        .prop_map(|(user_id, score, name, note, tags, counts, kind, raw, ok, at)| {
+            let kind = ["VIEW", "CLICK", "BUY"][kind];
+            json!({
+                "user_id": user_id, "score": score, "name": name, "note": note, "tags": tags,
+                "counts": counts, "kind": kind,
+                "raw": raw.iter().map(|b| char::from(*b)).collect::<String>(), "ok": ok, "at": at,
+            })
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// JSON -> Avro -> Confluent frame -> Avro -> JSON is the identity.
+    #[test]
+    fn json_avro_round_trip(event in arb_event()) {
+        let (_dir, codec) = codec();
+        let encoder = codec.encoder("events-value", EVENT_V1).unwrap();
+        let bytes = encoder.encode_json(&event).unwrap();
+        prop_assert_eq!(bytes[0], MAGIC_BYTE);
+        prop_assert_eq!(u32::from_be_bytes(bytes[1..5].try_into().unwrap()), encoder.schema_id());
+        let decoded = codec.decode(&bytes, None).unwrap();
+        prop_assert_eq!(avro_to_json(&decoded.value), event);
+    }
+
+    /// Any cut of a valid record fails to decode: a truncated record is an
+    /// error, never a wrong value.
+    #[test]
+    fn truncated_records_are_errors(event in arb_event(), cut in any::<prop::sample::Index>()) {
+        let (_dir, codec) = codec();
+        let bytes = codec.encoder("events-value", EVENT_V1).unwrap().encode_json(&event).unwrap();
+        let cut = cut.index(bytes.len());
+        prop_assert!(codec.decode(&bytes[..cut], None).is_err());
+    }
+}
+
+#[test]
+fn old_records_resolve_to_the_new_reader_schema() {
+    let (_dir, codec) = codec();
+    let v1 = codec.encoder("events-value", EVENT_V1).unwrap();
+    let v2 = codec.encoder("events-value", EVENT_V2).unwrap();
+    assert_ne!(v1.schema_id(), v2.schema_id());
+    let event = json!({"user_id": 7, "score": 1.5, "name": "a", "note": null, "tags": [], "counts": {},
+        "kind": "BUY", "raw": "", "ok": true, "at": 1});
+    let old = v1.encode_json(&event).unwrap();
+    let decoded = codec.decode(&old, Some(v2.schema())).unwrap();
+    assert_eq!(decoded.schema_id, v1.schema_id());
+    assert_eq!(avro_to_json(&decoded.value)["country"], json!("unknown"));
+}
+
+#[test]
+fn bad_frames_are_named_precisely() {
+    let (_dir, codec) = codec();
+    let encoder = codec.encoder("events-value", EVENT_V1).unwrap();
+    assert!(matches!(
+        codec.decode(b"{\"json\":1}", None),
+        Err(AvroError::BadMagic { found: b'{' })
+    ));
+    assert!(matches!(
+        codec.decode(&[0, 0, 0], None),
+        Err(AvroError::TooShort { len: 3 })
+    ));
+    assert!(matches!(
+        codec.decode(&frame(9999, &[2, 4]), None),
+        Err(AvroError::UnknownSchemaId { id: 9999 })
+    ));
+    let err = codec
+        .decode(&frame(encoder.schema_id(), &[0x80]), None)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AvroError::Truncated {
+                schema_id: Some(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_bad_record());
+}
+
+#[test]
+fn json_that_does_not_fit_names_the_field() {
+    let schema = parse_schema(EVENT_V1).unwrap();
+    let err = json_to_avro(&json!({"user_id": "seven"}), &schema).unwrap_err();
+    assert_eq!(err.path, "$.user_id");
+    let err = json_to_avro(
+        &json!({"user_id": 1, "score": 1, "name": "n", "tags": [], "counts": {}, "kind": "NOPE", "raw": "", "ok": true, "at": 0}),
+        &schema,
+    )
+    .unwrap_err();
+    assert_eq!(err.path, "$.kind");
+    let err = json_to_avro(&json!({"user_id": 1, "typo": 2}), &schema).unwrap_err();
+    assert!(err.reason.contains("no field `typo`"), "{err}");
+}
+
+#[test]
+fn unions_accept_plain_and_avro_json_encodings() {
+    let schema = parse_schema(r#"["null", "long", "string"]"#).unwrap();
+    assert_eq!(
+        json_to_avro(&json!(null), &schema).unwrap(),
+        Value::Union(0, Box::new(Value::Null))
+    );
+    assert_eq!(
+        json_to_avro(&json!(5), &schema).unwrap(),
+        Value::Union(1, Box::new(Value::Long(5)))
+    );
+    assert_eq!(
+        json_to_avro(&json!({"string": "x"}), &schema).unwrap(),
+        Value::Union(2, Box::new(Value::String("x".into())))
+    );
+}

@@ -1,0 +1,778 @@
+//! The registry's state, kept in a compacted topic.
+//!
+//! Every change is a record on `_schemas` (one partition, compacted), with
+//! the key and value layout Confluent's registry uses:
+//!
+//! ```text
+//! key   {"keytype":"SCHEMA","subject":"ratings-value","version":1,"magic":1}
+//! value {"subject":"ratings-value","version":1,"id":1,"schema":"...","deleted":false}
+//! key   {"keytype":"CONFIG","subject":null,"magic":0}      (null subject = global)
+//! value {"compatibilityLevel":"BACKWARD"}
+//! ```
+//!
+//! A hard delete writes a tombstone for the version's key. One eddy-specific
+//! record, `{"keytype":"EDDY_ID","magic":0}` -> `{"next_id":N}`, remembers the
+//! next schema id, so ids are never reused even after hard deletes and
+//! compaction removed the records that used them.
+//!
+//! The state in memory is a fold over that log. Before every operation the
+//! store reads the topic up to its end, so several processes sharing a topic
+//! (for example two `eddy registry serve` on one Kafka cluster) see each
+//! other's changes. Writes are not coordinated between processes: run one
+//! writing registry per `_schemas` topic, as Confluent does with its leader.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use apache_avro::Schema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use super::{CompatibilityLevel, RegisteredSchema, RegistryError, SchemaRegistry};
+use crate::topic::{
+    Backend, Consumer, Producer, ProducerRecord, StartOffset, TopicError, TopicSpec,
+};
+
+/// The default topic, as in Confluent.
+pub const DEFAULT_TOPIC: &str = "_schemas";
+
+/// Which version of a subject an operation means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionSpec {
+    /// The newest live version.
+    Latest,
+    /// This version number.
+    Number(i32),
+}
+
+impl VersionSpec {
+    /// Parses a path segment: `latest`, `-1` (latest) or a positive number.
+    pub fn parse(s: &str) -> Result<Self, RegistryError> {
+        match s {
+            "latest" | "-1" => Ok(VersionSpec::Latest),
+            n => match n.parse::<i32>() {
+                Ok(v) if v >= 1 => Ok(VersionSpec::Number(v)),
+                _ => Err(RegistryError::InvalidVersion(s.to_string())),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct StoredSchema {
+    /// Compact JSON text, as served.
+    text: String,
+    /// `None` when the text is not an Avro schema eddy can parse (for
+    /// example a schema of another type in a shared `_schemas` topic).
+    parsed: Option<Arc<Schema>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct VersionEntry {
+    id: u32,
+    deleted: bool,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u32,
+    schemas: HashMap<u32, StoredSchema>,
+    by_fingerprint: HashMap<String, u32>,
+    fingerprints: HashMap<u32, String>,
+    subjects: BTreeMap<String, BTreeMap<i32, VersionEntry>>,
+    global: Option<CompatibilityLevel>,
+    subject_levels: HashMap<String, CompatibilityLevel>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SchemaKey<'a> {
+    keytype: &'a str,
+    subject: &'a str,
+    version: i32,
+    magic: u8,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SchemaValue {
+    subject: String,
+    version: i32,
+    id: u32,
+    schema: String,
+    deleted: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConfigKey<'a> {
+    keytype: &'a str,
+    subject: Option<&'a str>,
+    magic: u8,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigValue {
+    compatibility_level: CompatibilityLevel,
+}
+
+#[derive(Serialize, Deserialize)]
+struct IdValue {
+    next_id: u32,
+}
+
+const ID_KEY: &str = r#"{"keytype":"EDDY_ID","magic":0}"#;
+
+fn schema_key(subject: &str, version: i32) -> Vec<u8> {
+    serde_json::to_vec(&SchemaKey {
+        keytype: "SCHEMA",
+        subject,
+        version,
+        magic: 1,
+    })
+    .expect("key serializes")
+}
+
+fn config_key(subject: Option<&str>) -> Vec<u8> {
+    serde_json::to_vec(&ConfigKey {
+        keytype: "CONFIG",
+        subject,
+        magic: 0,
+    })
+    .expect("key serializes")
+}
+
+/// Canonical text used to decide whether two schemas are "the same":
+/// object keys sorted, docs dropped, no whitespace.
+fn fingerprint(json: &Json) -> String {
+    fn norm(v: &Json) -> Json {
+        match v {
+            Json::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().filter(|k| k.as_str() != "doc").collect();
+                keys.sort();
+                Json::Object(keys.into_iter().map(|k| (k.clone(), norm(&m[k]))).collect())
+            }
+            Json::Array(a) => Json::Array(a.iter().map(norm).collect()),
+            other => other.clone(),
+        }
+    }
+    norm(json).to_string()
+}
+
+/// A parsed, validated schema ready to be stored.
+struct Candidate {
+    text: String,
+    fingerprint: String,
+    parsed: Arc<Schema>,
+}
+
+fn parse_candidate(text: &str) -> Result<Candidate, RegistryError> {
+    let json: Json = serde_json::from_str(text)
+        .map_err(|e| RegistryError::InvalidSchema(format!("not JSON: {e}")))?;
+    let parsed = Schema::parse(&json).map_err(|e| RegistryError::InvalidSchema(e.to_string()))?;
+    Ok(Candidate {
+        text: json.to_string(),
+        fingerprint: fingerprint(&json),
+        parsed: Arc::new(parsed),
+    })
+}
+
+struct Inner {
+    state: State,
+    consumer: Box<dyn Consumer>,
+    producer: Option<Box<dyn Producer>>,
+    /// Next offset of the topic to fold into `state`.
+    position: i64,
+}
+
+/// A schema registry kept in a compacted topic.
+pub struct SchemaStore {
+    backend: Arc<dyn Backend>,
+    topic: String,
+    timeout: Duration,
+    inner: Mutex<Inner>,
+}
+
+impl SchemaStore {
+    /// Opens the store on `topic` (created, compacted, if missing) and reads
+    /// it to the end.
+    pub fn open(backend: Arc<dyn Backend>, topic: &str) -> Result<Self, RegistryError> {
+        backend.ensure_topic(&TopicSpec::new(topic).compacted())?;
+        let mut consumer = backend.consumer(None)?;
+        consumer.assign(topic, &[(0, StartOffset::Earliest)])?;
+        let store = SchemaStore {
+            backend,
+            topic: topic.to_string(),
+            timeout: Duration::from_secs(30),
+            inner: Mutex::new(Inner {
+                state: State::default(),
+                consumer,
+                producer: None,
+                position: 0,
+            }),
+        };
+        drop(store.synced()?);
+        Ok(store)
+    }
+
+    /// Locks the state after folding in everything written to the topic so far.
+    fn synced(&self) -> Result<MutexGuard<'_, Inner>, RegistryError> {
+        let mut inner = self.inner.lock().expect("poisoned");
+        let high = self.backend.describe_topic(&self.topic)?.partitions[0].high;
+        let deadline = Instant::now() + self.timeout;
+        let mut last_progress = Instant::now();
+        while inner.position < high {
+            let records = inner.consumer.poll(1000, Duration::from_millis(100))?;
+            if records.is_empty() {
+                // Compaction can remove the records just below the high
+                // watermark (an expired tombstone); stop waiting for them.
+                if last_progress.elapsed() > Duration::from_secs(2) && inner.position > 0 {
+                    tracing::debug!(
+                        position = inner.position,
+                        high,
+                        "schema store: treating the rest as compacted away"
+                    );
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(TopicError::Timeout {
+                        what: format!("reading `{}`", self.topic),
+                        after: self.timeout,
+                    }
+                    .into());
+                }
+                continue;
+            }
+            last_progress = Instant::now();
+            for r in records {
+                inner.position = r.offset + 1;
+                if let Some(key) = &r.key {
+                    apply(&mut inner.state, key, r.value.as_deref());
+                }
+            }
+        }
+        Ok(inner)
+    }
+
+    /// Writes records and folds them into the state.
+    fn write(
+        &self,
+        inner: &mut Inner,
+        records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), RegistryError> {
+        if inner.producer.is_none() {
+            inner.producer = Some(self.backend.producer()?);
+        }
+        let producer = inner.producer.as_mut().expect("set above");
+        for (key, value) in &records {
+            producer.send(ProducerRecord {
+                topic: self.topic.clone(),
+                partition: Some(0),
+                key: Some(key.clone()),
+                value: value.clone(),
+                ..Default::default()
+            })?;
+        }
+        producer.flush()?;
+        // Our own records come back through the consumer on the next sync;
+        // applying them now as well is harmless (the fold is idempotent).
+        for (key, value) in &records {
+            apply(&mut inner.state, key, value.as_deref());
+        }
+        Ok(())
+    }
+
+    /// Registers a schema; see [`SchemaRegistry::register`].
+    pub fn register_schema(
+        &self,
+        subject: &str,
+        text: &str,
+        schema_type: Option<&str>,
+    ) -> Result<RegisteredSchema, RegistryError> {
+        if let Some(t) = schema_type
+            && !t.eq_ignore_ascii_case("AVRO")
+        {
+            return Err(RegistryError::InvalidSchema(format!(
+                "schema type {t} is not supported; eddy's registry stores AVRO schemas"
+            )));
+        }
+        let candidate = parse_candidate(text)?;
+        let mut inner = self.synced()?;
+        let state = &inner.state;
+        let versions = state.subjects.get(subject);
+        if let Some(versions) = versions {
+            for (&version, entry) in versions.iter().filter(|(_, e)| !e.deleted) {
+                if state.fingerprints.get(&entry.id) == Some(&candidate.fingerprint) {
+                    return Ok(RegisteredSchema {
+                        subject: subject.into(),
+                        version,
+                        id: entry.id,
+                        schema: state.schemas[&entry.id].text.clone(),
+                    });
+                }
+            }
+        }
+        let level = state
+            .subject_levels
+            .get(subject)
+            .or(state.global.as_ref())
+            .copied()
+            .unwrap_or_default();
+        let live: Vec<(i32, &Schema)> = versions
+            .into_iter()
+            .flatten()
+            .filter(|(_, e)| !e.deleted)
+            .filter_map(|(v, e)| state.schemas.get(&e.id)?.parsed.as_deref().map(|s| (*v, s)))
+            .collect();
+        let problems = level.check(&candidate.parsed, &live);
+        if !problems.is_empty() {
+            return Err(RegistryError::Incompatible {
+                subject: subject.into(),
+                messages: problems,
+            });
+        }
+        let existing_id = state.by_fingerprint.get(&candidate.fingerprint).copied();
+        let id = existing_id.unwrap_or(state.next_id.max(1));
+        let version = versions
+            .and_then(|v| v.keys().next_back().copied())
+            .unwrap_or(0)
+            + 1;
+        let mut records = Vec::new();
+        if existing_id.is_none() {
+            records.push((
+                ID_KEY.as_bytes().to_vec(),
+                Some(serde_json::to_vec(&IdValue { next_id: id + 1 }).expect("ser")),
+            ));
+        }
+        let value = SchemaValue {
+            subject: subject.into(),
+            version,
+            id,
+            schema: candidate.text.clone(),
+            deleted: false,
+        };
+        records.push((
+            schema_key(subject, version),
+            Some(serde_json::to_vec(&value).expect("ser")),
+        ));
+        self.write(&mut inner, records)?;
+        Ok(RegisteredSchema {
+            subject: subject.into(),
+            version,
+            id,
+            schema: candidate.text,
+        })
+    }
+
+    /// Finds `text` among a subject's versions.
+    pub fn lookup(
+        &self,
+        subject: &str,
+        text: &str,
+        include_deleted: bool,
+    ) -> Result<RegisteredSchema, RegistryError> {
+        let candidate = parse_candidate(text)?;
+        let inner = self.synced()?;
+        let versions = live_subject(&inner.state, subject, include_deleted)?;
+        versions
+            .iter()
+            .filter(|(_, e)| include_deleted || !e.deleted)
+            .find(|(_, e)| inner.state.fingerprints.get(&e.id) == Some(&candidate.fingerprint))
+            .map(|(v, e)| RegisteredSchema {
+                subject: subject.into(),
+                version: *v,
+                id: e.id,
+                schema: inner.state.schemas[&e.id].text.clone(),
+            })
+            .ok_or_else(|| RegistryError::SchemaNotFound("not found".into()))
+    }
+
+    /// One version of a subject.
+    pub fn version(
+        &self,
+        subject: &str,
+        spec: VersionSpec,
+        include_deleted: bool,
+    ) -> Result<RegisteredSchema, RegistryError> {
+        let inner = self.synced()?;
+        let (version, entry) = resolve_version(&inner.state, subject, spec, include_deleted)?;
+        Ok(RegisteredSchema {
+            subject: subject.into(),
+            version,
+            id: entry.id,
+            schema: inner.state.schemas[&entry.id].text.clone(),
+        })
+    }
+
+    /// Version numbers of a subject.
+    pub fn versions(
+        &self,
+        subject: &str,
+        include_deleted: bool,
+    ) -> Result<Vec<i32>, RegistryError> {
+        let inner = self.synced()?;
+        let versions = live_subject(&inner.state, subject, include_deleted)?;
+        Ok(versions
+            .iter()
+            .filter(|(_, e)| include_deleted || !e.deleted)
+            .map(|(v, _)| *v)
+            .collect())
+    }
+
+    /// Subjects with at least one live version (or any, with `include_deleted`).
+    pub fn list_subjects(&self, include_deleted: bool) -> Result<Vec<String>, RegistryError> {
+        let inner = self.synced()?;
+        Ok(inner
+            .state
+            .subjects
+            .iter()
+            .filter(|(_, v)| v.values().any(|e| include_deleted || !e.deleted))
+            .map(|(s, _)| s.clone())
+            .collect())
+    }
+
+    /// The schema with this id, if any version (live or soft-deleted) uses it.
+    pub fn by_id(&self, id: u32) -> Result<String, RegistryError> {
+        let inner = self.synced()?;
+        let used = inner
+            .state
+            .subjects
+            .values()
+            .any(|v| v.values().any(|e| e.id == id));
+        match inner.state.schemas.get(&id) {
+            Some(s) if used => Ok(s.text.clone()),
+            _ => Err(RegistryError::SchemaNotFound(format!("{id}"))),
+        }
+    }
+
+    /// Subject-version pairs that use schema `id`.
+    pub fn id_versions(&self, id: u32) -> Result<Vec<(String, i32)>, RegistryError> {
+        let inner = self.synced()?;
+        let pairs: Vec<(String, i32)> = inner
+            .state
+            .subjects
+            .iter()
+            .flat_map(|(s, v)| {
+                v.iter()
+                    .filter(|(_, e)| e.id == id && !e.deleted)
+                    .map(move |(n, _)| (s.clone(), *n))
+            })
+            .collect();
+        if pairs.is_empty() {
+            return Err(RegistryError::SchemaNotFound(format!("{id}")));
+        }
+        Ok(pairs)
+    }
+
+    /// Deletes a subject (soft, or permanently after a soft delete). Returns
+    /// the versions deleted.
+    pub fn delete_subject(
+        &self,
+        subject: &str,
+        permanent: bool,
+    ) -> Result<Vec<i32>, RegistryError> {
+        let mut inner = self.synced()?;
+        let versions = inner
+            .state
+            .subjects
+            .get(subject)
+            .ok_or_else(|| RegistryError::SubjectNotFound(subject.into()))?;
+        let any_live = versions.values().any(|e| !e.deleted);
+        let mut records = Vec::new();
+        let mut deleted = Vec::new();
+        if permanent {
+            if any_live {
+                return Err(RegistryError::SubjectNotSoftDeleted(subject.into()));
+            }
+            for v in versions.keys() {
+                records.push((schema_key(subject, *v), None));
+                deleted.push(*v);
+            }
+        } else {
+            if !any_live {
+                return Err(RegistryError::SubjectSoftDeleted(subject.into()));
+            }
+            for (v, e) in versions.iter().filter(|(_, e)| !e.deleted) {
+                let text = inner.state.schemas[&e.id].text.clone();
+                let value = SchemaValue {
+                    subject: subject.into(),
+                    version: *v,
+                    id: e.id,
+                    schema: text,
+                    deleted: true,
+                };
+                records.push((
+                    schema_key(subject, *v),
+                    Some(serde_json::to_vec(&value).expect("ser")),
+                ));
+                deleted.push(*v);
+            }
+        }
+        self.write(&mut inner, records)?;
+        Ok(deleted)
+    }
+
+    /// Deletes one version (soft, or permanently after a soft delete).
+    pub fn delete_version(
+        &self,
+        subject: &str,
+        spec: VersionSpec,
+        permanent: bool,
+    ) -> Result<i32, RegistryError> {
+        let mut inner = self.synced()?;
+        let (version, entry) = resolve_version(&inner.state, subject, spec, permanent)?;
+        let record = if permanent {
+            if !entry.deleted {
+                return Err(RegistryError::VersionNotSoftDeleted {
+                    subject: subject.into(),
+                    version,
+                });
+            }
+            (schema_key(subject, version), None)
+        } else {
+            if entry.deleted {
+                return Err(RegistryError::VersionSoftDeleted {
+                    subject: subject.into(),
+                    version,
+                });
+            }
+            let text = inner.state.schemas[&entry.id].text.clone();
+            let value = SchemaValue {
+                subject: subject.into(),
+                version,
+                id: entry.id,
+                schema: text,
+                deleted: true,
+            };
+            (
+                schema_key(subject, version),
+                Some(serde_json::to_vec(&value).expect("ser")),
+            )
+        };
+        self.write(&mut inner, vec![record])?;
+        Ok(version)
+    }
+
+    /// The compatibility level of a subject (`None`: the global one).
+    pub fn level(
+        &self,
+        subject: Option<&str>,
+        default_to_global: bool,
+    ) -> Result<CompatibilityLevel, RegistryError> {
+        let inner = self.synced()?;
+        let global = inner.state.global.unwrap_or_default();
+        match subject {
+            None => Ok(global),
+            Some(s) => match inner.state.subject_levels.get(s) {
+                Some(l) => Ok(*l),
+                None if default_to_global => Ok(global),
+                None => Err(RegistryError::SubjectCompatibilityNotConfigured(s.into())),
+            },
+        }
+    }
+
+    /// Sets the compatibility level of a subject (`None`: the global one).
+    pub fn set_level(
+        &self,
+        subject: Option<&str>,
+        level: CompatibilityLevel,
+    ) -> Result<CompatibilityLevel, RegistryError> {
+        let mut inner = self.synced()?;
+        let value = serde_json::to_vec(&ConfigValue {
+            compatibility_level: level,
+        })
+        .expect("ser");
+        self.write(&mut inner, vec![(config_key(subject), Some(value))])?;
+        Ok(level)
+    }
+
+    /// Removes a subject's own level (it falls back to the global one) and
+    /// returns the level it had.
+    pub fn delete_level(&self, subject: &str) -> Result<CompatibilityLevel, RegistryError> {
+        let mut inner = self.synced()?;
+        let Some(previous) = inner.state.subject_levels.get(subject).copied() else {
+            return Err(RegistryError::SubjectNotFound(subject.into()));
+        };
+        self.write(&mut inner, vec![(config_key(Some(subject)), None)])?;
+        Ok(previous)
+    }
+
+    /// Checks `text` against one version (`Some`) or against what the
+    /// subject's level requires (`None`). Returns the reasons it fails.
+    pub fn check_compatibility(
+        &self,
+        subject: &str,
+        spec: Option<VersionSpec>,
+        text: &str,
+    ) -> Result<Vec<String>, RegistryError> {
+        let candidate = parse_candidate(text)?;
+        let inner = self.synced()?;
+        let state = &inner.state;
+        let level = state
+            .subject_levels
+            .get(subject)
+            .or(state.global.as_ref())
+            .copied()
+            .unwrap_or_default();
+        let parsed = |id: u32| state.schemas.get(&id).and_then(|s| s.parsed.clone());
+        let against: Vec<(i32, Arc<Schema>)> = match spec {
+            Some(spec) => {
+                let (v, e) = resolve_version(state, subject, spec, false)?;
+                parsed(e.id).map(|s| (v, s)).into_iter().collect()
+            }
+            None => live_subject(state, subject, false)?
+                .iter()
+                .filter(|(_, e)| !e.deleted)
+                .filter_map(|(v, e)| parsed(e.id).map(|s| (*v, s)))
+                .collect(),
+        };
+        let refs: Vec<(i32, &Schema)> = against.iter().map(|(v, s)| (*v, s.as_ref())).collect();
+        // One named version is checked against that version alone, in the
+        // level's direction(s), as Confluent does.
+        let level = match (spec, level) {
+            (Some(_), CompatibilityLevel::BackwardTransitive) => CompatibilityLevel::Backward,
+            (Some(_), CompatibilityLevel::ForwardTransitive) => CompatibilityLevel::Forward,
+            (Some(_), CompatibilityLevel::FullTransitive) => CompatibilityLevel::Full,
+            (_, l) => l,
+        };
+        Ok(level.check(&candidate.parsed, &refs))
+    }
+}
+
+fn live_subject<'s>(
+    state: &'s State,
+    subject: &str,
+    include_deleted: bool,
+) -> Result<&'s BTreeMap<i32, VersionEntry>, RegistryError> {
+    state
+        .subjects
+        .get(subject)
+        .filter(|v| v.values().any(|e| include_deleted || !e.deleted))
+        .ok_or_else(|| RegistryError::SubjectNotFound(subject.into()))
+}
+
+fn resolve_version(
+    state: &State,
+    subject: &str,
+    spec: VersionSpec,
+    include_deleted: bool,
+) -> Result<(i32, VersionEntry), RegistryError> {
+    let versions = live_subject(state, subject, include_deleted)?;
+    let not_found = |v: String| RegistryError::VersionNotFound {
+        subject: subject.into(),
+        version: v,
+    };
+    match spec {
+        VersionSpec::Latest => versions
+            .iter()
+            .rev()
+            .find(|(_, e)| include_deleted || !e.deleted)
+            .map(|(v, e)| (*v, *e))
+            .ok_or_else(|| not_found("latest".into())),
+        VersionSpec::Number(n) => match versions.get(&n) {
+            Some(e) if include_deleted || !e.deleted => Ok((n, *e)),
+            _ => Err(not_found(n.to_string())),
+        },
+    }
+}
+
+/// Folds one `_schemas` record into the state. Unknown key types (Confluent
+/// writes NOOP and DELETE_SUBJECT records too) are skipped.
+fn apply(state: &mut State, key: &[u8], value: Option<&[u8]>) {
+    let Ok(key) = serde_json::from_slice::<Json>(key) else {
+        tracing::warn!("schema store: skipping a record whose key is not JSON");
+        return;
+    };
+    match key.get("keytype").and_then(Json::as_str) {
+        Some("SCHEMA") => {
+            let (Some(subject), Some(version)) = (
+                key.get("subject").and_then(Json::as_str),
+                key.get("version").and_then(Json::as_i64),
+            ) else {
+                return;
+            };
+            let version = version as i32;
+            match value.map(serde_json::from_slice::<SchemaValue>) {
+                Some(Ok(v)) => {
+                    if !state.schemas.contains_key(&v.id) {
+                        let json: Option<Json> = serde_json::from_str(&v.schema).ok();
+                        let parsed = json
+                            .as_ref()
+                            .and_then(|j| Schema::parse(j).ok())
+                            .map(Arc::new);
+                        let fp = json.as_ref().map_or_else(|| v.schema.clone(), fingerprint);
+                        state.by_fingerprint.entry(fp.clone()).or_insert(v.id);
+                        state.fingerprints.insert(v.id, fp);
+                        state.schemas.insert(
+                            v.id,
+                            StoredSchema {
+                                text: v.schema.clone(),
+                                parsed,
+                            },
+                        );
+                    }
+                    state.next_id = state.next_id.max(v.id + 1);
+                    state.subjects.entry(v.subject).or_default().insert(
+                        v.version,
+                        VersionEntry {
+                            id: v.id,
+                            deleted: v.deleted,
+                        },
+                    );
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "schema store: skipping an unreadable SCHEMA record")
+                }
+                None => {
+                    if let Some(versions) = state.subjects.get_mut(subject) {
+                        versions.remove(&version);
+                        if versions.is_empty() {
+                            state.subjects.remove(subject);
+                        }
+                    }
+                }
+            }
+        }
+        Some("CONFIG") => {
+            let subject = key
+                .get("subject")
+                .and_then(Json::as_str)
+                .map(str::to_string);
+            let level = value
+                .and_then(|v| serde_json::from_slice::<ConfigValue>(v).ok())
+                .map(|c| c.compatibility_level);
+            match (subject, level) {
+                (None, l) => state.global = l,
+                (Some(s), Some(l)) => {
+                    state.subject_levels.insert(s, l);
+                }
+                (Some(s), None) => {
+                    state.subject_levels.remove(&s);
+                }
+            }
+        }
+        Some("EDDY_ID") => {
+            if let Some(v) = value.and_then(|v| serde_json::from_slice::<IdValue>(v).ok()) {
+                state.next_id = state.next_id.max(v.next_id);
+            }
+        }
+        _ => {}
+    }
+}
+
+impl SchemaRegistry for SchemaStore {
+    fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+        Ok(self.register_schema(subject, schema, None)?.id)
+    }
+
+    fn schema_by_id(&self, id: u32) -> Result<String, RegistryError> {
+        self.by_id(id)
+    }
+
+    fn latest(&self, subject: &str) -> Result<RegisteredSchema, RegistryError> {
+        self.version(subject, VersionSpec::Latest, false)
+    }
+
+    fn subjects(&self) -> Result<Vec<String>, RegistryError> {
+        self.list_subjects(false)
+    }
+}
