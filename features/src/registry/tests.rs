@@ -342,3 +342,37 @@ fn http_api_speaks_confluent() {
         assert_eq!(body, json!([{"subject": "t-value", "version": 2}]));
     });
 }
+
+#[test]
+fn schema_store_runs_on_kafka_and_survives_a_restart() {
+    use crate::topic::kafka::tests::{test_brokers, unique_prefix};
+    use crate::topic::kafka::{KafkaBackend, KafkaConfig};
+    let Some(brokers) = test_brokers() else {
+        return;
+    };
+    let topic = unique_prefix("schemas");
+    let open = || {
+        let backend: Arc<dyn Backend> =
+            Arc::new(KafkaBackend::connect(KafkaConfig::new(brokers.clone())).unwrap());
+        SchemaStore::open(backend, &topic).unwrap()
+    };
+    let v1 = record(&[("a", "long", None)]);
+    let v2 = record(&[("a", "long", None), ("b", "string", Some(json!("x")))]);
+    {
+        let s = open();
+        assert_eq!(s.register_schema("k-value", &v1, None).unwrap().id, 1);
+        assert_eq!(s.register_schema("k-value", &v2, None).unwrap().id, 2);
+        s.set_level(Some("k-value"), CompatibilityLevel::FullTransitive)
+            .unwrap();
+    }
+    let s = open();
+    assert_eq!(s.versions("k-value", false).unwrap(), vec![1, 2]);
+    assert_eq!(
+        s.level(Some("k-value"), false).unwrap(),
+        CompatibilityLevel::FullTransitive
+    );
+    assert_eq!(
+        s.by_id(2).unwrap(),
+        serde_json::from_str::<Json>(&v2).unwrap().to_string()
+    );
+}

@@ -157,6 +157,9 @@ fn round_trip(backend: &dyn Backend, prefix: &str) {
     );
 }
 
+/// Regressions on tansu 0.6: a fetch from the middle of a record batch
+/// skipped the rest of that batch, and "latest" pointed into the last batch.
+/// The ten records below are flushed together, so they form one batch.
 fn seek_and_latest(backend: &dyn Backend, prefix: &str) {
     let name = format!("{prefix}-seek");
     backend

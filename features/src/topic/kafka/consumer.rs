@@ -1,0 +1,306 @@
+//! The Kafka consumer: librdkafka's `BaseConsumer` with manual assignment.
+//!
+//! Start offsets are resolved by eddy, not by librdkafka: "latest" becomes
+//! the confirmed high watermark (see `cluster`), and "committed" becomes the
+//! group's committed offset, so both backends start at the same place.
+//!
+//! Starting in the middle of a record batch. Kafka answers a fetch at offset
+//! `o` with the whole batch that contains `o`, and the client drops the
+//! records before `o`. tansu 0.6 answers with the first batch whose *base*
+//! offset is at least `o`: the rest of the batch holding `o` is silently
+//! skipped (and it can send a batch more than once). So this consumer:
+//! - fetches from up to [`REWIND`] records before the offset it wants and
+//!   drops every record below it (which also drops repeated batches);
+//! - checks the first record it gets: if that is already past the wanted
+//!   offset while something before it may exist, the rewind was too short
+//!   (a huge batch) and it restarts the partition from the beginning.
+//!
+//! On Apache Kafka this costs at most [`REWIND`] records read and dropped per
+//! explicit start or seek; starting from the beginning, from "latest", or
+//! continuing a partition costs nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::cluster::Cluster;
+use super::{config_err, kafka_err};
+use crate::topic::{Consumer, Header, Record, StartOffset, TopicError};
+
+/// How far before a wanted offset a fetch starts (see the module docs).
+pub(crate) const REWIND: i64 = 10_000;
+
+/// Where a partition is.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    /// The next offset to hand out; records below it are dropped.
+    next: i64,
+    /// True once we know no record at or after `next` was skipped.
+    verified: bool,
+}
+
+pub(crate) struct KafkaConsumer {
+    cluster: Arc<Cluster>,
+    consumer: BaseConsumer,
+    has_group: bool,
+    positions: BTreeMap<(String, i32), Position>,
+}
+
+fn next_reader_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+impl KafkaConsumer {
+    pub(crate) fn new(cluster: Arc<Cluster>, group: Option<&str>) -> Result<Self, TopicError> {
+        let group_id = match group {
+            Some(g) => g.to_string(),
+            // librdkafka needs a group id even for manual assignment; this
+            // one never commits.
+            None => format!("eddy-reader-{}-{}", std::process::id(), next_reader_id()),
+        };
+        let consumer: BaseConsumer = cluster
+            .config
+            .client_config()
+            .set("group.id", &group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .map_err(config_err)?;
+        Ok(KafkaConsumer {
+            cluster,
+            consumer,
+            has_group: group.is_some(),
+            positions: BTreeMap::new(),
+        })
+    }
+
+    /// (Re)starts fetching one partition so that `next` is the next record
+    /// handed out. `boundary` says `next` is known to start a batch (the
+    /// beginning, or a confirmed high watermark).
+    fn start(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        next: i64,
+        boundary: bool,
+    ) -> Result<(), TopicError> {
+        let key = (topic.to_string(), partition);
+        if self.positions.contains_key(&key) {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(topic, partition);
+            self.consumer
+                .incremental_unassign(&tpl)
+                .map_err(kafka_err)?;
+        }
+        let fetch_from = if boundary {
+            next
+        } else {
+            (next - REWIND).max(0)
+        };
+        let mut tpl = TopicPartitionList::new();
+        let offset = if fetch_from == 0 {
+            Offset::Beginning
+        } else {
+            Offset::Offset(fetch_from)
+        };
+        tpl.add_partition_offset(topic, partition, offset)
+            .map_err(kafka_err)?;
+        self.consumer.incremental_assign(&tpl).map_err(kafka_err)?;
+        self.positions.insert(
+            key,
+            Position {
+                next,
+                verified: boundary || fetch_from == 0,
+            },
+        );
+        Ok(())
+    }
+}
+
+impl Consumer for KafkaConsumer {
+    fn assign(&mut self, topic: &str, partitions: &[(i32, StartOffset)]) -> Result<(), TopicError> {
+        let count = self.cluster.partition_count(topic)?;
+        if let Some(&(p, _)) = partitions.iter().find(|(p, _)| !(0..count).contains(p)) {
+            return Err(TopicError::UnknownPartition {
+                topic: topic.into(),
+                partition: p,
+                partitions: count,
+            });
+        }
+        let need_latest: Vec<i32> = partitions
+            .iter()
+            .filter(|(_, s)| {
+                matches!(
+                    s,
+                    StartOffset::Latest
+                        | StartOffset::Committed {
+                            fallback_latest: true
+                        }
+                )
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        let latest: BTreeMap<i32, i64> = if need_latest.is_empty() {
+            BTreeMap::new()
+        } else {
+            need_latest
+                .iter()
+                .copied()
+                .zip(
+                    self.cluster
+                        .watermarks(topic, &need_latest)?
+                        .into_iter()
+                        .map(|(_, h)| h),
+                )
+                .collect()
+        };
+        for &(p, start) in partitions {
+            let (next, boundary) = match start {
+                StartOffset::Earliest => (0, true),
+                StartOffset::Latest => (latest[&p], true),
+                StartOffset::At(o) => (o, o == 0),
+                StartOffset::Committed { fallback_latest } => match self.committed(topic, p)? {
+                    Some(o) => (o, o == 0),
+                    None if fallback_latest => (latest[&p], true),
+                    None => (0, true),
+                },
+            };
+            self.start(topic, p, next, boundary)?;
+        }
+        Ok(())
+    }
+
+    fn assign_all(&mut self, topic: &str, start: StartOffset) -> Result<(), TopicError> {
+        let count = self.cluster.partition_count(topic)?;
+        let all: Vec<(i32, StartOffset)> = (0..count).map(|p| (p, start)).collect();
+        self.assign(topic, &all)
+    }
+
+    fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<Record>, TopicError> {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + timeout;
+        while out.len() < max {
+            let wait = if out.is_empty() {
+                deadline.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            match self.consumer.poll(wait) {
+                None => break,
+                Some(Err(KafkaError::PartitionEOF(_))) => continue,
+                Some(Err(e)) => return Err(kafka_err(e)),
+                Some(Ok(m)) => {
+                    let key = (m.topic().to_string(), m.partition());
+                    let Some(pos) = self.positions.get_mut(&key) else {
+                        continue;
+                    };
+                    if m.offset() < pos.next {
+                        // Rewound past it, or a batch sent twice.
+                        pos.verified = true;
+                        continue;
+                    }
+                    if !pos.verified && m.offset() > pos.next {
+                        // Records between `next` and this one may have been
+                        // skipped: read the partition from its beginning.
+                        tracing::debug!(topic = %key.0, partition = key.1, wanted = pos.next, got = m.offset(),
+                            "kafka: fetch skipped past the wanted offset; restarting the partition from the beginning");
+                        let next = pos.next;
+                        let mut tpl = TopicPartitionList::new();
+                        tpl.add_partition(&key.0, key.1);
+                        self.consumer
+                            .incremental_unassign(&tpl)
+                            .map_err(kafka_err)?;
+                        let mut tpl = TopicPartitionList::new();
+                        tpl.add_partition_offset(&key.0, key.1, Offset::Beginning)
+                            .map_err(kafka_err)?;
+                        self.consumer.incremental_assign(&tpl).map_err(kafka_err)?;
+                        self.positions.insert(
+                            key,
+                            Position {
+                                next,
+                                verified: true,
+                            },
+                        );
+                        continue;
+                    }
+                    pos.verified = true;
+                    pos.next = m.offset() + 1;
+                    let headers = m
+                        .headers()
+                        .map(|hs| {
+                            hs.iter()
+                                .map(|h| Header {
+                                    key: h.key.to_string(),
+                                    value: h.value.map(<[u8]>::to_vec),
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    out.push(Record {
+                        topic: m.topic().to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+                        key: m.key().map(<[u8]>::to_vec),
+                        value: m.payload().map(<[u8]>::to_vec),
+                        headers,
+                    });
+                }
+            }
+            if out.is_empty() && Instant::now() >= deadline {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), TopicError> {
+        if !self.positions.contains_key(&(topic.to_string(), partition)) {
+            return Err(TopicError::Config(format!(
+                "seek on {topic}/{partition}, which this consumer is not assigned"
+            )));
+        }
+        // Re-assigning is reliable even before the first fetch, where
+        // librdkafka's seek fails with "erroneous state".
+        self.start(topic, partition, offset, offset == 0)
+    }
+
+    fn commit(&mut self, offsets: &[(String, i32, i64)]) -> Result<(), TopicError> {
+        if !self.has_group {
+            return Err(TopicError::Config("commit needs a consumer group".into()));
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (t, p, o) in offsets {
+            tpl.add_partition_offset(t, *p, Offset::Offset(*o))
+                .map_err(kafka_err)?;
+        }
+        self.consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(kafka_err)
+    }
+
+    fn committed(&mut self, topic: &str, partition: i32) -> Result<Option<i64>, TopicError> {
+        if !self.has_group {
+            return Ok(None);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        let got = self
+            .consumer
+            .committed_offsets(tpl, self.cluster.config.timeout)
+            .map_err(kafka_err)?;
+        Ok(got
+            .find_partition(topic, partition)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            }))
+    }
+}
