@@ -1,0 +1,218 @@
+//! Command-line definitions. The command and flag names are a contract that
+//! users and later features rely on; change them with care.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use eddy_features::topic::StartOffset;
+
+use crate::exit::EXIT_CODES_HELP;
+
+/// eddy: ML feature pipelines on streams. Everything is a topic.
+#[derive(Debug, Parser)]
+#[command(name = "eddy", version, about, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where topics and schemas live. Without `--brokers`, everything runs on
+/// the embedded local log in `--data-dir`.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Kafka bootstrap servers (host:port,...). Default: none, use the
+    /// embedded local log.
+    #[arg(long, env = "EDDY_BROKERS", global = true)]
+    pub brokers: Option<String>,
+
+    /// Schema registry URL (Confluent-compatible; `https://user:pass@host`
+    /// for basic auth). Default: the built-in registry, kept in the
+    /// backend's `_schemas` topic.
+    #[arg(long, env = "EDDY_REGISTRY", global = true)]
+    pub registry: Option<String>,
+
+    /// Directory of the embedded local log. Default `./eddy-data`.
+    #[arg(long, env = "EDDY_DATA_DIR", default_value = "eddy-data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// A librdkafka property, `key=value` (repeatable): TLS, SASL, tuning.
+    /// Example: -X security.protocol=SASL_SSL -X sasl.mechanisms=PLAIN.
+    #[arg(short = 'X', long = "kafka-property", value_name = "KEY=VALUE", global = true)]
+    pub kafka_properties: Vec<String>,
+
+    /// A file of librdkafka properties, one `key=value` per line (`#`
+    /// comments allowed). Default: none.
+    #[arg(long, env = "EDDY_KAFKA_CONFIG", value_name = "FILE", global = true)]
+    pub kafka_config: Option<PathBuf>,
+
+    /// Seconds to wait for brokers before giving up. Default 10.
+    #[arg(long, default_value_t = 10, global = true)]
+    pub timeout: u64,
+
+    /// More logging (-v info, -vv debug); or set EDDY_LOG.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List, create, describe, produce to and consume from topics.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+    /// The built-in schema registry.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+    /// Load MovieLens into the embedded log and read it back: the first
+    /// thing to run after cloning.
+    Quickstart(QuickstartArgs),
+    /// Measure throughput (results go in BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// List topic names.
+    List,
+    /// Create a topic.
+    Create(CreateArgs),
+    /// Show partitions, offsets and cleanup policy of a topic.
+    Describe {
+        /// Topic name.
+        topic: String,
+    },
+    /// Write JSON lines from stdin to a topic.
+    Produce(ProduceArgs),
+    /// Print a topic's records as JSON lines.
+    Consume(ConsumeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Topic name.
+    pub topic: String,
+    /// Number of partitions. Default 1.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: i32,
+    /// Replication factor (Kafka only). Default 1.
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: i16,
+    /// Make it a compacted topic (a table: latest value per key).
+    #[arg(long)]
+    pub compact: bool,
+    /// Delete records older than this many milliseconds. Default: the
+    /// backend's (Kafka 7 days, local log forever).
+    #[arg(long)]
+    pub retention_ms: Option<i64>,
+    /// A topic config, `key=value` (repeatable), passed to Kafka as is.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    pub configs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Target topic (must exist).
+    #[arg(long)]
+    pub topic: String,
+    /// Use this field of each JSON record as the record key. Default: no key.
+    #[arg(long)]
+    pub key_field: Option<String>,
+    /// Use this field (epoch milliseconds) as the record timestamp. Default:
+    /// the current time.
+    #[arg(long)]
+    pub timestamp_field: Option<String>,
+    /// An Avro schema file: registers it under `<topic>-value` and writes
+    /// Confluent-framed Avro. Without it, lines are written as they are.
+    #[arg(long)]
+    pub schema: Option<PathBuf>,
+}
+
+/// How `topics consume` reads values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValueFormat {
+    /// Avro if the topic has a `<topic>-value` subject (or the record is
+    /// framed), otherwise raw.
+    Auto,
+    /// Always Confluent Avro; anything else is an error.
+    Avro,
+    /// The bytes as they are: JSON if they parse, else a string.
+    Raw,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Topic to read.
+    #[arg(long)]
+    pub topic: String,
+    /// Where to start: earliest, latest, committed, or an offset. Default
+    /// earliest (with --group: committed, then earliest).
+    #[arg(long, value_parser = clap::value_parser!(StartOffset))]
+    pub from: Option<StartOffset>,
+    /// Stop after this many records. Default: stop at the end of the topic.
+    #[arg(long)]
+    pub max: Option<u64>,
+    /// Consumer group: start from its committed offsets and commit what was
+    /// printed.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Keep waiting for new records instead of stopping at the end.
+    #[arg(long)]
+    pub follow: bool,
+    /// How to read values. Default auto.
+    #[arg(long, value_enum, default_value_t = ValueFormat::Auto)]
+    pub format: ValueFormat,
+    /// Print each record with its topic, partition, offset, timestamp, key
+    /// and headers, not only its value.
+    #[arg(long)]
+    pub envelope: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Serve the Confluent Schema Registry REST API.
+    Serve {
+        /// Address to listen on. Default 127.0.0.1:8081.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+        /// Topic that stores the schemas. Default `_schemas`.
+        #[arg(long, default_value = "_schemas")]
+        topic: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// The MovieLens directory (ratings.csv, movies.csv). Default
+    /// `datasets/movielens-small`.
+    #[arg(long, default_value = "datasets/movielens-small")]
+    pub dataset: PathBuf,
+    /// Load only the first N ratings (in time order). Default: all.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Produce then consume N records on the selected backend.
+    Topics(BenchTopicsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTopicsArgs {
+    /// Records to produce and consume. Default 1,000,000.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: u64,
+    /// Bytes per value. Default 100.
+    #[arg(long, default_value_t = 100)]
+    pub value_bytes: usize,
+    /// Partitions of the benchmark topic. Default 4.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Encode values as Confluent Avro (a record with an id, a score and a
+    /// string padded to --value-bytes) instead of raw bytes.
+    #[arg(long)]
+    pub avro: bool,
+}

@@ -1,0 +1,21 @@
+//! One module per command.
+
+mod bench;
+mod quickstart;
+mod registry;
+mod topics;
+
+use crate::cli::{BenchCommand, Cli, Command, RegistryCommand};
+use crate::context::Context;
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Topics(cmd) => topics::run(&cli.global, cmd),
+        Command::Registry(RegistryCommand::Serve { listen, topic }) => {
+            registry::serve(Context::open(&cli.global)?, listen, &topic)
+        }
+        Command::Quickstart(args) => quickstart::run(&cli.global, &args),
+        Command::Bench(BenchCommand::Topics(args)) => bench::topics(&cli.global, &args),
+    }
+}

@@ -1,0 +1,38 @@
+//! `eddy registry serve`
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use eddy_features::registry::server;
+use eddy_features::registry::store::SchemaStore;
+
+use crate::context::Context;
+
+/// Serves the registry until Ctrl-C or SIGTERM. The first line on stdout is
+/// `listening on http://ADDR`, so scripts (and tests) can use port 0.
+pub fn serve(ctx: Context, listen: SocketAddr, topic: &str) -> anyhow::Result<()> {
+    let store = Arc::new(SchemaStore::open(ctx.backend.clone(), topic).context("opening the schema store")?);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async move {
+        let listener =
+            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding the registry to {listen}"))?;
+        let addr = listener.local_addr()?;
+        println!("listening on http://{addr}");
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+        eprintln!("eddy schema registry on http://{addr}, schemas in topic `{topic}` ({} backend); Ctrl-C stops it", ctx.backend.kind());
+        server::serve(store, listener, shutdown_signal()).await?;
+        eprintln!("registry stopped");
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+}
