@@ -35,12 +35,22 @@ pub struct Global {
     pub registry: Option<String>,
 
     /// Directory of the embedded local log. Default `./eddy-data`.
-    #[arg(long, env = "EDDY_DATA_DIR", default_value = "eddy-data", global = true)]
+    #[arg(
+        long,
+        env = "EDDY_DATA_DIR",
+        default_value = "eddy-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// A librdkafka property, `key=value` (repeatable): TLS, SASL, tuning.
     /// Example: -X security.protocol=SASL_SSL -X sasl.mechanisms=PLAIN.
-    #[arg(short = 'X', long = "kafka-property", value_name = "KEY=VALUE", global = true)]
+    #[arg(
+        short = 'X',
+        long = "kafka-property",
+        value_name = "KEY=VALUE",
+        global = true
+    )]
     pub kafka_properties: Vec<String>,
 
     /// A file of librdkafka properties, one `key=value` per line (`#`

@@ -28,16 +28,25 @@ pub fn parse_pairs(pairs: &[String], what: &str) -> anyhow::Result<BTreeMap<Stri
     pairs
         .iter()
         .map(|p| match p.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
-            _ => Err(CliError::new(ExitCode::Usage, format!("{what} `{p}` is not key=value"))),
+            Some((k, v)) if !k.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => Err(CliError::new(
+                ExitCode::Usage,
+                format!("{what} `{p}` is not key=value"),
+            )),
         })
         .collect()
 }
 
 /// Reads a librdkafka properties file; errors name the file and line.
 fn read_properties(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::new(ExitCode::Usage, format!("cannot read Kafka config {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::new(
+            ExitCode::Usage,
+            format!("cannot read Kafka config {}: {e}", path.display()),
+        )
+    })?;
     let mut out = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -51,7 +60,11 @@ fn read_properties(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, St
             _ => {
                 return Err(CliError::new(
                     ExitCode::Usage,
-                    format!("{}:{}: expected key=value, got `{line}`", path.display(), n + 1),
+                    format!(
+                        "{}:{}: expected key=value, got `{line}`",
+                        path.display(),
+                        n + 1
+                    ),
                 ));
             }
         }
@@ -70,7 +83,9 @@ impl Context {
                 if let Some(file) = &global.kafka_config {
                     config.properties.extend(read_properties(file)?);
                 }
-                config.properties.extend(parse_pairs(&global.kafka_properties, "Kafka property")?);
+                config
+                    .properties
+                    .extend(parse_pairs(&global.kafka_properties, "Kafka property")?);
                 BackendConfig::Kafka(config)
             }
         })
@@ -81,7 +96,12 @@ impl Context {
         let config = Self::backend_config(global)?;
         let backend = open_backend(&config).context("opening the topic backend")?;
         let data_dir = matches!(config, BackendConfig::Local(_)).then(|| global.data_dir.clone());
-        Ok(Context { backend, registry_url: global.registry.clone(), registry: None, data_dir })
+        Ok(Context {
+            backend,
+            registry_url: global.registry.clone(),
+            registry: None,
+            data_dir,
+        })
     }
 
     /// The schema registry: `--registry`, or the built-in one on `_schemas`.
@@ -91,7 +111,10 @@ impl Context {
         }
         let registry: Arc<dyn SchemaRegistry> = match &self.registry_url {
             Some(url) => Arc::new(HttpRegistry::new(url)?),
-            None => Arc::new(SchemaStore::open(self.backend.clone(), DEFAULT_TOPIC).context("opening the built-in schema registry")?),
+            None => Arc::new(
+                SchemaStore::open(self.backend.clone(), DEFAULT_TOPIC)
+                    .context("opening the built-in schema registry")?,
+            ),
         };
         self.registry = Some(registry.clone());
         Ok(registry)
@@ -100,7 +123,13 @@ impl Context {
     /// The registry if one is configured or the built-in one already has a
     /// topic; `None` means no schemas can exist. Never creates anything.
     pub fn existing_registry(&mut self) -> anyhow::Result<Option<Arc<dyn SchemaRegistry>>> {
-        if self.registry_url.is_some() || self.backend.list_topics()?.iter().any(|t| t == DEFAULT_TOPIC) {
+        if self.registry_url.is_some()
+            || self
+                .backend
+                .list_topics()?
+                .iter()
+                .any(|t| t == DEFAULT_TOPIC)
+        {
             return self.registry().map(Some);
         }
         Ok(None)

@@ -42,7 +42,10 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(code: ExitCode, message: impl Into<String>) -> anyhow::Error {
-        anyhow::Error::new(CliError { code, message: message.into() })
+        anyhow::Error::new(CliError {
+            code,
+            message: message.into(),
+        })
     }
 }
 

@@ -19,9 +19,12 @@ const BENCH_SCHEMA: &str = r#"{"type":"record","name":"BenchEvent","namespace":"
 
 pub fn topics(global: &Global, args: &BenchTopicsArgs) -> anyhow::Result<()> {
     let mut ctx = Context::open(global)?;
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
     let topic = format!("bench-{stamp}");
-    ctx.backend.create_topic(&TopicSpec::new(&topic).partitions(args.partitions))?;
+    ctx.backend
+        .create_topic(&TopicSpec::new(&topic).partitions(args.partitions))?;
     let encoder = if args.avro {
         Some(AvroCodec::new(ctx.registry()?).encoder(&value_subject(&topic), BENCH_SCHEMA)?)
     } else {
@@ -42,7 +45,11 @@ pub fn topics(global: &Global, args: &BenchTopicsArgs) -> anyhow::Result<()> {
             ]))?,
             None => raw.clone(),
         };
-        producer.send(ProducerRecord::new(&topic, Some((i % 100_000).to_string().into_bytes()), Some(value)))?;
+        producer.send(ProducerRecord::new(
+            &topic,
+            Some((i % 100_000).to_string().into_bytes()),
+            Some(value),
+        ))?;
         if i % 8192 == 0 {
             bar.set_position(i);
         }
@@ -51,7 +58,9 @@ pub fn topics(global: &Global, args: &BenchTopicsArgs) -> anyhow::Result<()> {
     let produce = started.elapsed();
     bar.finish_and_clear();
 
-    let codec = encoder.as_ref().map(|_| AvroCodec::new(ctx.registry().expect("opened above")));
+    let codec = encoder
+        .as_ref()
+        .map(|_| AvroCodec::new(ctx.registry().expect("opened above")));
     let bar = progress::bar(args.records, "consume");
     let mut consumer = ctx.backend.consumer(None)?;
     consumer.assign_all(&topic, StartOffset::Earliest)?;

@@ -45,7 +45,11 @@ struct Movie {
 
 pub fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
     let dataset = locate_dataset(&args.dataset)?;
-    let reset_note = if global.brokers.is_none() { prepare_data_dir(&global.data_dir)? } else { String::new() };
+    let reset_note = if global.brokers.is_none() {
+        prepare_data_dir(&global.data_dir)?
+    } else {
+        String::new()
+    };
     let mut ctx = Context::open(global)?;
     let registry = ctx.registry()?;
     let codec = AvroCodec::new(registry.clone());
@@ -60,11 +64,19 @@ pub fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
     let catalog_time = ratings.first().map_or(0, |r| r.timestamp_ms);
 
     let backend = ctx.backend.clone();
-    for spec in [TopicSpec::new("ratings").partitions(4), TopicSpec::new("movies").compacted()] {
-        if !backend.ensure_topic(&spec)? && backend.describe_topic(&spec.name)?.approximate_records() > 0 {
+    for spec in [
+        TopicSpec::new("ratings").partitions(4),
+        TopicSpec::new("movies").compacted(),
+    ] {
+        if !backend.ensure_topic(&spec)?
+            && backend.describe_topic(&spec.name)?.approximate_records() > 0
+        {
             return Err(CliError::new(
                 ExitCode::Usage,
-                format!("topic `{}` already has records on this cluster; quickstart loads into empty topics", spec.name),
+                format!(
+                    "topic `{}` already has records on this cluster; quickstart loads into empty topics",
+                    spec.name
+                ),
             ));
         }
     }
@@ -93,13 +105,24 @@ pub fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
             ),
         ));
     }
-    print_summary(&ctx, registry.as_ref(), &reset_note, produced, produce_time, read_time, &check)
+    print_summary(
+        &ctx,
+        registry.as_ref(),
+        &reset_note,
+        produced,
+        produce_time,
+        read_time,
+        &check,
+    )
 }
 
 /// Finds the dataset: as given, or next to the eddy sources (so the
 /// binary works from any directory of a checkout).
 fn locate_dataset(given: &Path) -> anyhow::Result<PathBuf> {
-    let candidates = [given.to_path_buf(), Path::new(env!("CARGO_MANIFEST_DIR")).join(given)];
+    let candidates = [
+        given.to_path_buf(),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(given),
+    ];
     candidates.into_iter().find(|p| p.join("ratings.csv").exists()).ok_or_else(|| {
         CliError::new(
             ExitCode::Usage,
@@ -116,7 +139,10 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<String> {
         format!("fresh data directory {}", dir.display())
     } else if dir.join(MARKER).exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("resetting {}", dir.display()))?;
-        format!("reset {} (it held the previous quickstart's data)", dir.display())
+        format!(
+            "reset {} (it held the previous quickstart's data)",
+            dir.display()
+        )
     } else {
         return Err(CliError::new(
             ExitCode::Usage,
@@ -127,7 +153,10 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<String> {
         ));
     };
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join(MARKER), "written by `eddy quickstart`; it resets this directory on its next run\n")?;
+    std::fs::write(
+        dir.join(MARKER),
+        "written by `eddy quickstart`; it resets this directory on its next run\n",
+    )?;
     Ok(note)
 }
 
@@ -141,13 +170,20 @@ fn read_movies(path: &Path) -> anyhow::Result<Vec<Movie>> {
     for row in reader.records() {
         let row = row.map_err(|e| csv_error(path, e))?;
         let line = row.position().map_or(0, |p| p.line());
-        let movie_id: i64 = row[0].parse().map_err(|e| csv_error(path, format!("line {line}: movieId: {e}")))?;
+        let movie_id: i64 = row[0]
+            .parse()
+            .map_err(|e| csv_error(path, format!("line {line}: movieId: {e}")))?;
         let (title, year) = split_year(&row[1]);
         let genres = match &row[2] {
             "(no genres listed)" => Vec::new(),
             g => g.split('|').map(str::to_string).collect(),
         };
-        out.push(Movie { movie_id, title, year, genres });
+        out.push(Movie {
+            movie_id,
+            title,
+            year,
+            genres,
+        });
     }
     Ok(out)
 }
@@ -171,7 +207,9 @@ fn read_ratings(path: &Path) -> anyhow::Result<Vec<Rating>> {
         let row = row.map_err(|e| csv_error(path, e))?;
         let line = row.position().map_or(0, |p| p.line());
         let field = |i: usize, name: &str| -> anyhow::Result<f64> {
-            row[i].parse::<f64>().map_err(|e| csv_error(path, format!("line {line}: {name}: {e}")))
+            row[i]
+                .parse::<f64>()
+                .map_err(|e| csv_error(path, format!("line {line}: {name}: {e}")))
         };
         out.push(Rating {
             user_id: field(0, "userId")? as i64,
@@ -183,19 +221,37 @@ fn read_ratings(path: &Path) -> anyhow::Result<Vec<Rating>> {
     Ok(out)
 }
 
-fn write_movies(backend: &dyn Backend, enc: &Encoder, movies: &[Movie], at_ms: i64) -> anyhow::Result<()> {
+fn write_movies(
+    backend: &dyn Backend,
+    enc: &Encoder,
+    movies: &[Movie],
+    at_ms: i64,
+) -> anyhow::Result<()> {
     let bar = progress::bar(movies.len() as u64, "movies");
     let mut producer = backend.producer()?;
     for m in movies {
         let value = Value::Record(vec![
             ("movie_id".into(), Value::Long(m.movie_id)),
             ("title".into(), Value::String(m.title.clone())),
-            ("year".into(), m.year.map_or(Value::Union(0, Box::new(Value::Null)), |y| Value::Union(1, Box::new(Value::Int(y))))),
-            ("genres".into(), Value::Array(m.genres.iter().cloned().map(Value::String).collect())),
+            (
+                "year".into(),
+                m.year.map_or(Value::Union(0, Box::new(Value::Null)), |y| {
+                    Value::Union(1, Box::new(Value::Int(y)))
+                }),
+            ),
+            (
+                "genres".into(),
+                Value::Array(m.genres.iter().cloned().map(Value::String).collect()),
+            ),
         ]);
         // The catalog is valid from the start of the rating history, so
         // as-of joins find every movie.
-        let record = ProducerRecord::new("movies", Some(m.movie_id.to_string().into_bytes()), Some(enc.encode(&value)?)).at(at_ms);
+        let record = ProducerRecord::new(
+            "movies",
+            Some(m.movie_id.to_string().into_bytes()),
+            Some(enc.encode(&value)?),
+        )
+        .at(at_ms);
         producer.send(record)?;
         bar.inc(1);
     }
@@ -214,8 +270,12 @@ fn write_ratings(backend: &dyn Backend, enc: &Encoder, ratings: &[Rating]) -> an
             ("rating".into(), Value::Double(r.rating)),
             ("timestamp".into(), Value::TimestampMillis(r.timestamp_ms)),
         ]);
-        let record =
-            ProducerRecord::new("ratings", Some(r.user_id.to_string().into_bytes()), Some(enc.encode(&value)?)).at(r.timestamp_ms);
+        let record = ProducerRecord::new(
+            "ratings",
+            Some(r.user_id.to_string().into_bytes()),
+            Some(enc.encode(&value)?),
+        )
+        .at(r.timestamp_ms);
         producer.send(record)?;
         if i % 4096 == 0 {
             bar.set_position(i as u64);
@@ -239,13 +299,19 @@ struct ReadBack {
     last_ms: i64,
 }
 
-fn read_back(backend: &dyn Backend, codec: &AvroCodec, catalog: &HashSet<i64>) -> anyhow::Result<ReadBack> {
+fn read_back(
+    backend: &dyn Backend,
+    codec: &AvroCodec,
+    catalog: &HashSet<i64>,
+) -> anyhow::Result<ReadBack> {
     let timeout = Duration::from_secs(120);
     let movies = read_to_end(backend, "movies", timeout)?;
     let mut titles = 0u64;
     for r in &movies {
         if let Some(v) = &r.value {
-            codec.decode(v, None).with_context(|| format!("movies offset {}", r.offset))?;
+            codec
+                .decode(v, None)
+                .with_context(|| format!("movies offset {}", r.offset))?;
             titles += 1;
         }
     }
@@ -255,8 +321,13 @@ fn read_back(backend: &dyn Backend, codec: &AvroCodec, catalog: &HashSet<i64>) -
     let (mut sum, mut first_ms, mut last_ms) = (0.0, i64::MAX, i64::MIN);
     let mut unknown_movie_ratings = 0;
     for (i, r) in ratings.iter().enumerate() {
-        let bytes = r.value.as_deref().ok_or_else(|| CliError::new(ExitCode::Internal, "a rating without a value"))?;
-        let decoded = codec.decode(bytes, None).with_context(|| format!("ratings/{} offset {}", r.partition, r.offset))?;
+        let bytes = r
+            .value
+            .as_deref()
+            .ok_or_else(|| CliError::new(ExitCode::Internal, "a rating without a value"))?;
+        let decoded = codec
+            .decode(bytes, None)
+            .with_context(|| format!("ratings/{} offset {}", r.partition, r.offset))?;
         if let Value::Record(fields) = decoded.value {
             for (name, v) in fields {
                 match (name.as_str(), v) {
@@ -360,14 +431,19 @@ fn print_summary(
         date(check.last_ms)
     );
     if check.unknown_movie_ratings > 0 {
-        println!("             {} rating(s) of a movie missing from movies.csv (joins will see no match)", check.unknown_movie_ratings);
+        println!(
+            "             {} rating(s) of a movie missing from movies.csv (joins will see no match)",
+            check.unknown_movie_ratings
+        );
     }
     println!("  subjects:  {}", registry.subjects()?.join(", "));
     println!();
     println!("Next:");
     println!("  eddy topics consume --topic ratings --max 5      # the events, as JSON");
     println!("  eddy topics describe ratings                     # partitions and offsets");
-    println!("  eddy registry serve                              # Confluent REST API on 127.0.0.1:8081");
+    println!(
+        "  eddy registry serve                              # Confluent REST API on 127.0.0.1:8081"
+    );
     Ok(())
 }
 
@@ -377,9 +453,15 @@ mod tests {
 
     #[test]
     fn titles_lose_their_year() {
-        assert_eq!(split_year("Toy Story (1995)"), ("Toy Story".into(), Some(1995)));
+        assert_eq!(
+            split_year("Toy Story (1995)"),
+            ("Toy Story".into(), Some(1995))
+        );
         assert_eq!(split_year("Babylon 5"), ("Babylon 5".into(), None));
-        assert_eq!(split_year("Big Bang Theory, The (2007- )"), ("Big Bang Theory, The (2007- )".into(), None));
+        assert_eq!(
+            split_year("Big Bang Theory, The (2007- )"),
+            ("Big Bang Theory, The (2007- )".into(), None)
+        );
     }
 
     #[test]

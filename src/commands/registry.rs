@@ -12,8 +12,13 @@ use crate::context::Context;
 /// Serves the registry until Ctrl-C or SIGTERM. The first line on stdout is
 /// `listening on http://ADDR`, so scripts (and tests) can use port 0.
 pub fn serve(ctx: Context, listen: SocketAddr, topic: &str) -> anyhow::Result<()> {
-    let store = Arc::new(SchemaStore::open(ctx.backend.clone(), topic).context("opening the schema store")?);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let store = Arc::new(
+        SchemaStore::open(ctx.backend.clone(), topic).context("opening the schema store")?,
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding the registry to {listen}"))?;
@@ -30,7 +35,8 @@ pub fn serve(ctx: Context, listen: SocketAddr, topic: &str) -> anyhow::Result<()
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {},
         _ = term.recv() => {},

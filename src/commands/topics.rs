@@ -26,7 +26,9 @@ pub fn run(global: &Global, cmd: TopicsCommand) -> anyhow::Result<()> {
         TopicsCommand::Create(args) => create(&ctx, &args),
         TopicsCommand::Describe { topic } => describe(&ctx, &topic),
         TopicsCommand::Produce(args) => produce(&mut ctx, &args),
-        TopicsCommand::Consume(args) => consume(&mut ctx, &args, Duration::from_secs(global.timeout.max(1))),
+        TopicsCommand::Consume(args) => {
+            consume(&mut ctx, &args, Duration::from_secs(global.timeout.max(1)))
+        }
     }
 }
 
@@ -37,33 +39,48 @@ fn create(ctx: &Context, args: &CreateArgs) -> anyhow::Result<()> {
     spec.config = parse_pairs(&args.configs, "topic config")?;
     if let Some(policy) = spec.config.remove("cleanup.policy") {
         spec.cleanup = CleanupPolicy::parse(&policy).ok_or_else(|| {
-            CliError::new(ExitCode::Usage, format!("cleanup.policy `{policy}` is not delete, compact or compact,delete"))
+            CliError::new(
+                ExitCode::Usage,
+                format!("cleanup.policy `{policy}` is not delete, compact or compact,delete"),
+            )
         })?;
     }
     if args.compact {
         spec.cleanup = CleanupPolicy::Compact;
     }
     ctx.backend.create_topic(&spec)?;
-    eprintln!("created topic {} ({} partitions, cleanup.policy={})", spec.name, spec.partitions, spec.cleanup);
+    eprintln!(
+        "created topic {} ({} partitions, cleanup.policy={})",
+        spec.name, spec.partitions, spec.cleanup
+    );
     Ok(())
 }
 
 fn describe(ctx: &Context, topic: &str) -> anyhow::Result<()> {
     let d = ctx.backend.describe_topic(topic)?;
     let policy = d.cleanup.map_or("unknown".to_string(), |c| c.to_string());
-    println!("topic {} on {} backend, cleanup.policy={policy}", d.name, ctx.backend.kind());
+    println!(
+        "topic {} on {} backend, cleanup.policy={policy}",
+        d.name,
+        ctx.backend.kind()
+    );
     println!("{:>9} {:>12} {:>12}", "partition", "low", "high");
     for p in &d.partitions {
         println!("{:>9} {:>12} {:>12}", p.id, p.low, p.high);
     }
-    println!("{} records (at most, on a compacted topic)", d.approximate_records());
+    println!(
+        "{} records (at most, on a compacted topic)",
+        d.approximate_records()
+    );
     Ok(())
 }
 
 fn invalid_line(line_no: usize, written: u64, reason: impl std::fmt::Display) -> anyhow::Error {
     CliError::new(
         ExitCode::InvalidInput,
-        format!("stdin line {line_no}: {reason}; the {written} record(s) before it were written and flushed, nothing after it"),
+        format!(
+            "stdin line {line_no}: {reason}; the {written} record(s) before it were written and flushed, nothing after it"
+        ),
     )
 }
 
@@ -79,14 +96,22 @@ fn produce(ctx: &mut Context, args: &ProduceArgs) -> anyhow::Result<()> {
     ctx.backend.describe_topic(&args.topic)?;
     let encoder = match &args.schema {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CliError::new(ExitCode::Usage, format!("cannot read schema {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::new(
+                    ExitCode::Usage,
+                    format!("cannot read schema {}: {e}", path.display()),
+                )
+            })?;
             let codec = AvroCodec::new(ctx.registry()?);
             let subject = value_subject(&args.topic);
-            let encoder = codec
-                .encoder(&subject, &text)
-                .with_context(|| format!("registering {} under subject {subject}", path.display()))?;
-            eprintln!("schema {} registered under {subject} with id {}", path.display(), encoder.schema_id());
+            let encoder = codec.encoder(&subject, &text).with_context(|| {
+                format!("registering {} under subject {subject}", path.display())
+            })?;
+            eprintln!(
+                "schema {} registered under {subject} with id {}",
+                path.display(),
+                encoder.schema_id()
+            );
             Some(encoder)
         }
         None => None,
@@ -108,7 +133,9 @@ fn produce(ctx: &mut Context, args: &ProduceArgs) -> anyhow::Result<()> {
         };
         if let Err(e) = producer.send(record) {
             producer.flush()?;
-            return Err(anyhow::Error::new(e).context(format!("stdin line {line_no}: {written} record(s) before it were written")));
+            return Err(anyhow::Error::new(e).context(format!(
+                "stdin line {line_no}: {written} record(s) before it were written"
+            )));
         }
         written += 1;
     }
@@ -117,29 +144,47 @@ fn produce(ctx: &mut Context, args: &ProduceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_record(args: &ProduceArgs, encoder: Option<&eddy_features::avro::Encoder>, line: &str) -> Result<ProducerRecord, String> {
-    let needs_json = encoder.is_some() || args.key_field.is_some() || args.timestamp_field.is_some();
+fn build_record(
+    args: &ProduceArgs,
+    encoder: Option<&eddy_features::avro::Encoder>,
+    line: &str,
+) -> Result<ProducerRecord, String> {
+    let needs_json =
+        encoder.is_some() || args.key_field.is_some() || args.timestamp_field.is_some();
     let json: Option<Json> = if needs_json {
         Some(serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?)
     } else {
         None
     };
     let field = |name: &str| -> Result<&Json, String> {
-        json.as_ref().and_then(|j| j.get(name)).ok_or_else(|| format!("no field `{name}`"))
+        json.as_ref()
+            .and_then(|j| j.get(name))
+            .ok_or_else(|| format!("no field `{name}`"))
     };
     let key = match &args.key_field {
         Some(f) => Some(field_bytes(field(f)?)),
         None => None,
     };
     let timestamp_ms = match &args.timestamp_field {
-        Some(f) => Some(field(f)?.as_i64().ok_or_else(|| format!("field `{f}` is not an integer timestamp (epoch ms)"))?),
+        Some(f) => Some(
+            field(f)?
+                .as_i64()
+                .ok_or_else(|| format!("field `{f}` is not an integer timestamp (epoch ms)"))?,
+        ),
         None => None,
     };
     let value = match (encoder, &json) {
         (Some(enc), Some(j)) => enc.encode_json(j).map_err(|e| e.to_string())?,
         _ => line.as_bytes().to_vec(),
     };
-    Ok(ProducerRecord { topic: args.topic.clone(), partition: None, key, value: Some(value), timestamp_ms, headers: Vec::new() })
+    Ok(ProducerRecord {
+        topic: args.topic.clone(),
+        partition: None,
+        key,
+        value: Some(value),
+        timestamp_ms,
+        headers: Vec::new(),
+    })
 }
 
 /// How values of this topic are decoded.
@@ -150,23 +195,35 @@ struct ValueReader {
 
 impl ValueReader {
     fn render(&self, bytes: Option<&[u8]>) -> Result<Json, AvroError> {
-        let Some(bytes) = bytes else { return Ok(Json::Null) };
+        let Some(bytes) = bytes else {
+            return Ok(Json::Null);
+        };
         match &self.codec {
-            Some(codec) if self.expect_avro || looks_framed(bytes) => Ok(avro_to_json(&codec.decode(bytes, None)?.value)),
+            Some(codec) if self.expect_avro || looks_framed(bytes) => {
+                Ok(avro_to_json(&codec.decode(bytes, None)?.value))
+            }
             _ => Ok(raw_json(bytes)),
         }
     }
 }
 
 fn raw_json(bytes: &[u8]) -> Json {
-    serde_json::from_slice(bytes).unwrap_or_else(|_| Json::String(String::from_utf8_lossy(bytes).into_owned()))
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Json::String(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 fn envelope(r: &Record, value: Json) -> Json {
     let headers: serde_json::Map<String, Json> = r
         .headers
         .iter()
-        .map(|h: &Header| (h.key.clone(), h.value.as_deref().map_or(Json::Null, |v| Json::String(String::from_utf8_lossy(v).into_owned()))))
+        .map(|h: &Header| {
+            (
+                h.key.clone(),
+                h.value.as_deref().map_or(Json::Null, |v| {
+                    Json::String(String::from_utf8_lossy(v).into_owned())
+                }),
+            )
+        })
         .collect();
     json!({
         "topic": r.topic, "partition": r.partition, "offset": r.offset, "timestamp": r.timestamp_ms,
@@ -187,11 +244,16 @@ fn consume(ctx: &mut Context, args: &ConsumeArgs, idle_timeout: Duration) -> any
         (ValueFormat::Auto, Some(r)) => r.subjects()?.contains(&value_subject(&args.topic)),
         _ => false,
     };
-    let reader = ValueReader { codec: registry.map(AvroCodec::new), expect_avro };
+    let reader = ValueReader {
+        codec: registry.map(AvroCodec::new),
+        expect_avro,
+    };
 
     let mut consumer = ctx.backend.consumer(args.group.as_deref())?;
     let start = args.from.unwrap_or(if args.group.is_some() {
-        StartOffset::Committed { fallback_latest: false }
+        StartOffset::Committed {
+            fallback_latest: false,
+        }
     } else {
         StartOffset::Earliest
     });
@@ -202,11 +264,13 @@ fn consume(ctx: &mut Context, args: &ConsumeArgs, idle_timeout: Duration) -> any
             StartOffset::Earliest => p.low,
             StartOffset::Latest => p.high,
             StartOffset::At(o) => o,
-            StartOffset::Committed { fallback_latest } => match consumer.committed(&args.topic, p.id)? {
-                Some(o) => o,
-                None if fallback_latest => p.high,
-                None => p.low,
-            },
+            StartOffset::Committed { fallback_latest } => {
+                match consumer.committed(&args.topic, p.id)? {
+                    Some(o) => o,
+                    None if fallback_latest => p.high,
+                    None => p.low,
+                }
+            }
         };
         if from < p.high {
             ends.insert(p.id, p.high);
@@ -223,7 +287,10 @@ fn consume(ctx: &mut Context, args: &ConsumeArgs, idle_timeout: Duration) -> any
         let batch = consumer.poll(1000, Duration::from_millis(200))?;
         if batch.is_empty() {
             if !args.follow && last_record.elapsed() > idle_timeout {
-                tracing::info!(?ends, "no records for {idle_timeout:?}; stopping (compacted-away tail?)");
+                tracing::info!(
+                    ?ends,
+                    "no records for {idle_timeout:?}; stopping (compacted-away tail?)"
+                );
                 break;
             }
             continue;
@@ -244,7 +311,11 @@ fn consume(ctx: &mut Context, args: &ConsumeArgs, idle_timeout: Duration) -> any
             commits.insert(r.partition, r.offset + 1);
             match reader.render(r.value.as_deref()) {
                 Ok(value) => {
-                    let line = if args.envelope { envelope(&r, value) } else { value };
+                    let line = if args.envelope {
+                        envelope(&r, value)
+                    } else {
+                        value
+                    };
                     if let Err(e) = writeln!(out, "{line}") {
                         if e.kind() == std::io::ErrorKind::BrokenPipe {
                             return Ok(());
@@ -254,7 +325,10 @@ fn consume(ctx: &mut Context, args: &ConsumeArgs, idle_timeout: Duration) -> any
                     printed += 1;
                 }
                 Err(e) => {
-                    eprintln!("error: {}/{} offset {}: {e}", r.topic, r.partition, r.offset);
+                    eprintln!(
+                        "error: {}/{} offset {}: {e}",
+                        r.topic, r.partition, r.offset
+                    );
                     bad += 1;
                 }
             }
@@ -264,7 +338,10 @@ fn consume(ctx: &mut Context, args: &ConsumeArgs, idle_timeout: Duration) -> any
         }
         out.flush().ok();
         if args.group.is_some() && !commits.is_empty() {
-            let offsets: Vec<(String, i32, i64)> = commits.into_iter().map(|(p, o)| (args.topic.clone(), p, o)).collect();
+            let offsets: Vec<(String, i32, i64)> = commits
+                .into_iter()
+                .map(|(p, o)| (args.topic.clone(), p, o))
+                .collect();
             consumer.commit(&offsets)?;
         }
     }
@@ -276,9 +353,12 @@ fn consume(ctx: &mut Context, args: &ConsumeArgs, idle_timeout: Duration) -> any
     if bad > 0 {
         return Err(CliError::new(
             ExitCode::UndecodableRecord,
-            format!("{bad} of {} record(s) of {} could not be decoded (see above); the others were printed", bad + printed, args.topic),
+            format!(
+                "{bad} of {} record(s) of {} could not be decoded (see above); the others were printed",
+                bad + printed,
+                args.topic
+            ),
         ));
     }
     Ok(())
 }
-

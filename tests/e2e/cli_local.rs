@@ -1,0 +1,270 @@
+//! The CLI on the embedded local log: round trips, bad input and exit codes.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use eddy_features::avro::frame;
+use eddy_features::topic::local::{LocalLog, LocalLogConfig};
+use eddy_features::topic::{Backend, ProducerRecord};
+use serde_json::json;
+
+use crate::support::*;
+
+const SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/event.avsc");
+
+fn events(n: usize) -> String {
+    (0..n)
+        .map(|i| json!({"id": i, "name": format!("e{i}"), "score": i as f64 / 4.0, "tags": ["a"], "note": null}).to_string() + "\n")
+        .collect()
+}
+
+fn create(dir: &std::path::Path, topic: &str, extra: &[&str]) {
+    let mut cmd = eddy(dir);
+    cmd.args(["topics", "create", topic]).args(extra);
+    ok(cmd, "");
+}
+
+#[test]
+fn avro_produce_then_consume_round_trips_json() {
+    let dir = tempfile::tempdir().unwrap();
+    create(dir.path(), "events", &["--partitions", "3"]);
+    let mut produce = eddy(dir.path());
+    produce.args([
+        "topics",
+        "produce",
+        "--topic",
+        "events",
+        "--key-field",
+        "id",
+        "--schema",
+        SCHEMA,
+    ]);
+    ok(produce, &events(30));
+
+    let mut consume = eddy(dir.path());
+    consume.args(["topics", "consume", "--topic", "events"]);
+    let mut got = json_lines(&ok(consume, ""));
+    got.sort_by_key(|v| v["id"].as_i64());
+    assert_eq!(got, json_lines(&events(30)));
+
+    let mut list = eddy(dir.path());
+    list.args(["topics", "list"]);
+    assert_eq!(
+        ok(list, "").lines().collect::<Vec<_>>(),
+        vec!["_schemas", "events"]
+    );
+    let mut describe = eddy(dir.path());
+    describe.args(["topics", "describe", "events"]);
+    assert!(ok(describe, "").contains("30 records"));
+}
+
+#[test]
+fn unknown_topic_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = eddy(dir.path());
+    cmd.args(["topics", "consume", "--topic", "nope"]);
+    assert!(fails_with(cmd, "", 3).contains("topic `nope` does not exist"));
+    let mut cmd = eddy(dir.path());
+    cmd.args(["topics", "produce", "--topic", "nope"]);
+    fails_with(cmd, "{}\n", 3);
+}
+
+/// Bad input loses nothing: the lines before the bad one are written.
+#[test]
+fn a_bad_json_line_exits_6_and_keeps_the_lines_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    create(dir.path(), "events", &[]);
+    let input = events(3) + "{\"id\": \"not a number\"}\n" + &events(2);
+    let mut produce = eddy(dir.path());
+    produce.args(["topics", "produce", "--topic", "events", "--schema", SCHEMA]);
+    let stderr = fails_with(produce, &input, 6);
+    assert!(stderr.contains("stdin line 4"), "{stderr}");
+    assert!(stderr.contains("$.id"), "names the field: {stderr}");
+    let mut consume = eddy(dir.path());
+    consume.args(["topics", "consume", "--topic", "events"]);
+    assert_eq!(json_lines(&ok(consume, "")).len(), 3);
+
+    let mut produce = eddy(dir.path());
+    produce.args([
+        "topics",
+        "produce",
+        "--topic",
+        "events",
+        "--key-field",
+        "id",
+    ]);
+    assert!(fails_with(produce, "not json\n", 6).contains("not valid JSON"));
+}
+
+#[test]
+fn an_incompatible_schema_exits_5_and_an_invalid_one_8() {
+    let dir = tempfile::tempdir().unwrap();
+    create(dir.path(), "events", &[]);
+    let mut produce = eddy(dir.path());
+    produce.args(["topics", "produce", "--topic", "events", "--schema", SCHEMA]);
+    ok(produce, &events(1));
+
+    let breaking = dir.path().join("breaking.avsc");
+    std::fs::write(&breaking, r#"{"type":"record","name":"Event","namespace":"eddy.interop","fields":[{"name":"id","type":"string"}]}"#).unwrap();
+    let mut produce = eddy(dir.path());
+    produce
+        .args(["topics", "produce", "--topic", "events", "--schema"])
+        .arg(&breaking);
+    assert!(fails_with(produce, &events(1), 5).contains("incompatible"));
+
+    let invalid = dir.path().join("invalid.avsc");
+    std::fs::write(
+        &invalid,
+        r#"{"type":"record","name":"Event","fields":[{"name":"id","type":"nope"}]}"#,
+    )
+    .unwrap();
+    let mut produce = eddy(dir.path());
+    produce
+        .args(["topics", "produce", "--topic", "events", "--schema"])
+        .arg(&invalid);
+    fails_with(produce, &events(1), 8);
+}
+
+/// Wrong magic byte, unknown schema id and truncated Avro: each is reported
+/// with its offset, the good records are still printed, and the exit code is 7.
+#[test]
+fn undecodable_records_exit_7_and_the_rest_is_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    create(dir.path(), "events", &[]);
+    let mut produce = eddy(dir.path());
+    produce.args(["topics", "produce", "--topic", "events", "--schema", SCHEMA]);
+    ok(produce, &events(2));
+    {
+        // Write the bad records with the library, as a misbehaving producer would.
+        let log: Arc<dyn Backend> =
+            Arc::new(LocalLog::open(LocalLogConfig::new(dir.path())).unwrap());
+        let mut p = log.producer().unwrap();
+        for bad in [
+            b"{\"plain\": \"json\"}".to_vec(),
+            frame(4242, &[2, 4]),
+            frame(1, &[0x80]),
+        ] {
+            p.send(ProducerRecord::new("events", None, Some(bad)))
+                .unwrap();
+        }
+        p.flush().unwrap();
+    }
+    let mut produce = eddy(dir.path());
+    produce.args(["topics", "produce", "--topic", "events", "--schema", SCHEMA]);
+    ok(produce, &events(1));
+
+    let mut consume = eddy(dir.path());
+    consume.args(["topics", "consume", "--topic", "events"]);
+    let out = run(consume, "");
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(
+        json_lines(&text(&out.stdout)).len(),
+        3,
+        "the good records are printed"
+    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("offset 2: wrong magic byte"), "{stderr}");
+    assert!(
+        stderr.contains("offset 3: schema id 4242 is unknown"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("offset 4: Avro body does not decode"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 of 6 record(s)"), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_broker_exits_4_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = eddy(dir.path());
+    cmd.args([
+        "--brokers",
+        "127.0.0.1:1",
+        "--timeout",
+        "2",
+        "topics",
+        "list",
+    ]);
+    assert!(fails_with(cmd, "", 4).contains("127.0.0.1:1"));
+}
+
+#[test]
+fn a_bad_kafka_config_file_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("client.properties");
+    std::fs::write(
+        &config,
+        "# TLS\nsecurity.protocol=SSL\nthis line is wrong\n",
+    )
+    .unwrap();
+    let mut cmd = eddy(dir.path());
+    cmd.args(["--brokers", "127.0.0.1:1", "--kafka-config"])
+        .arg(&config)
+        .args(["topics", "list"]);
+    let stderr = fails_with(cmd, "", 2);
+    assert!(stderr.contains("client.properties:3"), "{stderr}");
+}
+
+/// A consumer group resumes where the last run stopped.
+#[test]
+fn consume_with_a_group_resumes_from_its_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    create(dir.path(), "events", &[]);
+    let mut produce = eddy(dir.path());
+    produce.args(["topics", "produce", "--topic", "events", "--schema", SCHEMA]);
+    ok(produce, &events(5));
+    let read = |max: &str| {
+        let mut c = eddy(dir.path());
+        c.args([
+            "topics", "consume", "--topic", "events", "--group", "g", "--max", max,
+        ]);
+        json_lines(&ok(c, ""))
+            .iter()
+            .map(|v| v["id"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(read("2"), vec![0, 1]);
+    assert_eq!(read("10"), vec![2, 3, 4]);
+}
+
+/// The embedded log is readable by a second process while the first writes.
+#[test]
+fn a_second_process_follows_a_topic_while_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    create(dir.path(), "live", &[]);
+    let mut follower = eddy(dir.path());
+    follower.args([
+        "topics", "consume", "--topic", "live", "--follow", "--max", "20", "--format", "raw",
+    ]);
+    let mut child = follower
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+
+    let log: Arc<dyn Backend> = Arc::new(LocalLog::open(LocalLogConfig::new(dir.path())).unwrap());
+    let mut producer = log.producer().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for i in 0..20 {
+        producer
+            .send(ProducerRecord::new(
+                "live",
+                None,
+                Some(json!({"n": i}).to_string().into_bytes()),
+            ))
+            .unwrap();
+        producer.flush().unwrap();
+        let line = lines
+            .next()
+            .expect("the follower prints each record")
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&line).unwrap(),
+            json!({"n": i})
+        );
+    }
+    assert!(child.wait().unwrap().success());
+}

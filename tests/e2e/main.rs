@@ -1,0 +1,12 @@
+//! End-to-end tests of the `eddy` binary: one test binary (one link) with a
+//! module per area. Kafka, Python and kcat tests need the services that
+//! `tests/run` starts; without them they say so and pass, unless
+//! `EDDY_REQUIRE_EXTERNAL=1` (CI), where they fail.
+
+mod support;
+
+mod cli_kafka;
+mod cli_local;
+mod interop_confluent;
+mod interop_kcat;
+mod quickstart;

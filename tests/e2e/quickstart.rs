@@ -1,0 +1,93 @@
+//! `eddy quickstart`, the first command a newcomer runs.
+
+use crate::support::*;
+
+fn number_after(text: &str, label: &str) -> f64 {
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .unwrap_or_else(|| panic!("no `{label}` line in:\n{text}"));
+    let rest = &line[line.find(label).unwrap() + label.len()..];
+    rest.split_whitespace()
+        .next()
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+#[test]
+fn quickstart_loads_movielens_and_its_summary_is_sane() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("eddy-data");
+    let mut cmd = eddy(&data);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("quickstart");
+    let out = ok(cmd, "");
+    // Every rating and every movie of the shipped dataset.
+    let rows = |f: &str| {
+        std::fs::read_to_string(format!(
+            "{}/datasets/movielens-small/{f}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+        .lines()
+        .count()
+            - 1
+    };
+    let ratings_line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("ratings "))
+        .unwrap();
+    assert!(
+        ratings_line.contains(&rows("ratings.csv").to_string()),
+        "{out}"
+    );
+    assert!(ratings_line.contains("ratings-value v1"), "{out}");
+    let movies_line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("movies "))
+        .unwrap();
+    assert!(
+        movies_line.contains(&rows("movies.csv").to_string()),
+        "{out}"
+    );
+    assert!(
+        number_after(&out, "written:") as usize == rows("ratings.csv") + rows("movies.csv"),
+        "{out}"
+    );
+    assert!(out.contains("records/s"), "{out}");
+    assert!(out.contains("1996-03-29 .. 2018-09-24"), "{out}");
+    let mean: f64 = out
+        .split("mean ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((0.5..=5.0).contains(&mean), "{out}");
+    assert!(
+        out.contains("subjects:  movies-value, ratings-value"),
+        "{out}"
+    );
+
+    // Twice: it resets its own directory and says so.
+    let mut again = eddy(&data);
+    again
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("quickstart");
+    assert!(ok(again, "").contains("it held the previous quickstart's data"));
+
+    // It never deletes a directory it did not make.
+    let foreign = dir.path().join("mine");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "precious").unwrap();
+    let mut refuse = eddy(&foreign);
+    refuse
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("quickstart");
+    assert!(fails_with(refuse, "", 2).contains("did not write"));
+    assert!(foreign.join("notes.txt").exists());
+}
