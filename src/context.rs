@@ -31,7 +31,7 @@ pub fn parse_pairs(pairs: &[String], what: &str) -> anyhow::Result<BTreeMap<Stri
             Some((k, v)) if !k.trim().is_empty() => {
                 Ok((k.trim().to_string(), v.trim().to_string()))
             }
-            _ => Err(CliError::new(
+            _ => Err(CliError::fail(
                 ExitCode::Usage,
                 format!("{what} `{p}` is not key=value"),
             )),
@@ -42,7 +42,7 @@ pub fn parse_pairs(pairs: &[String], what: &str) -> anyhow::Result<BTreeMap<Stri
 /// Reads a librdkafka properties file; errors name the file and line.
 fn read_properties(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, String>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        CliError::new(
+        CliError::fail(
             ExitCode::Usage,
             format!("cannot read Kafka config {}: {e}", path.display()),
         )
@@ -58,7 +58,7 @@ fn read_properties(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, St
                 out.insert(k.trim().to_string(), v.trim().to_string());
             }
             _ => {
-                return Err(CliError::new(
+                return Err(CliError::fail(
                     ExitCode::Usage,
                     format!(
                         "{}:{}: expected key=value, got `{line}`",

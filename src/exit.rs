@@ -41,7 +41,8 @@ pub struct CliError {
 }
 
 impl CliError {
-    pub fn new(code: ExitCode, message: impl Into<String>) -> anyhow::Error {
+    /// The error, ready to return from a command.
+    pub fn fail(code: ExitCode, message: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(CliError {
             code,
             message: message.into(),

@@ -71,7 +71,7 @@ pub fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
         if !backend.ensure_topic(&spec)?
             && backend.describe_topic(&spec.name)?.approximate_records() > 0
         {
-            return Err(CliError::new(
+            return Err(CliError::fail(
                 ExitCode::Usage,
                 format!(
                     "topic `{}` already has records on this cluster; quickstart loads into empty topics",
@@ -94,7 +94,7 @@ pub fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
     let check = read_back(backend.as_ref(), &codec, &catalog)?;
     let read_time = started.elapsed();
     if check.movies != movies.len() as u64 || check.ratings != ratings.len() as u64 {
-        return Err(CliError::new(
+        return Err(CliError::fail(
             ExitCode::Internal,
             format!(
                 "read back {} movies and {} ratings, but wrote {} and {}",
@@ -124,7 +124,7 @@ fn locate_dataset(given: &Path) -> anyhow::Result<PathBuf> {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(given),
     ];
     candidates.into_iter().find(|p| p.join("ratings.csv").exists()).ok_or_else(|| {
-        CliError::new(
+        CliError::fail(
             ExitCode::Usage,
             format!("no MovieLens data at {} (expected ratings.csv and movies.csv); pass --dataset DIR", given.display()),
         )
@@ -144,7 +144,7 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<String> {
             dir.display()
         )
     } else {
-        return Err(CliError::new(
+        return Err(CliError::fail(
             ExitCode::Usage,
             format!(
                 "{} holds data that quickstart did not write; pass --data-dir to use another directory",
@@ -161,7 +161,7 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<String> {
 }
 
 fn csv_error(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
-    CliError::new(ExitCode::InvalidInput, format!("{}: {e}", path.display()))
+    CliError::fail(ExitCode::InvalidInput, format!("{}: {e}", path.display()))
 }
 
 fn read_movies(path: &Path) -> anyhow::Result<Vec<Movie>> {
@@ -324,7 +324,7 @@ fn read_back(
         let bytes = r
             .value
             .as_deref()
-            .ok_or_else(|| CliError::new(ExitCode::Internal, "a rating without a value"))?;
+            .ok_or_else(|| CliError::fail(ExitCode::Internal, "a rating without a value"))?;
         let decoded = codec
             .decode(bytes, None)
             .with_context(|| format!("ratings/{} offset {}", r.partition, r.offset))?;

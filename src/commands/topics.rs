@@ -39,7 +39,7 @@ fn create(ctx: &Context, args: &CreateArgs) -> anyhow::Result<()> {
     spec.config = parse_pairs(&args.configs, "topic config")?;
     if let Some(policy) = spec.config.remove("cleanup.policy") {
         spec.cleanup = CleanupPolicy::parse(&policy).ok_or_else(|| {
-            CliError::new(
+            CliError::fail(
                 ExitCode::Usage,
                 format!("cleanup.policy `{policy}` is not delete, compact or compact,delete"),
             )
@@ -76,7 +76,7 @@ fn describe(ctx: &Context, topic: &str) -> anyhow::Result<()> {
 }
 
 fn invalid_line(line_no: usize, written: u64, reason: impl std::fmt::Display) -> anyhow::Error {
-    CliError::new(
+    CliError::fail(
         ExitCode::InvalidInput,
         format!(
             "stdin line {line_no}: {reason}; the {written} record(s) before it were written and flushed, nothing after it"
@@ -97,7 +97,7 @@ fn produce(ctx: &mut Context, args: &ProduceArgs) -> anyhow::Result<()> {
     let encoder = match &args.schema {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                CliError::new(
+                CliError::fail(
                     ExitCode::Usage,
                     format!("cannot read schema {}: {e}", path.display()),
                 )
@@ -351,7 +351,7 @@ fn consume(ctx: &mut Context, args: &ConsumeArgs, idle_timeout: Duration) -> any
         return Err(e.into());
     }
     if bad > 0 {
-        return Err(CliError::new(
+        return Err(CliError::fail(
             ExitCode::UndecodableRecord,
             format!(
                 "{bad} of {} record(s) of {} could not be decoded (see above); the others were printed",

@@ -119,11 +119,22 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Unwraps a store result, or returns the error response.
 macro_rules! ok_or_reply {
     ($e:expr) => {
         match $e {
             Ok(v) => v,
             Err(resp) => return resp,
+        }
+    };
+}
+
+/// Unwraps a request-parsing result, or returns the Confluent error body.
+macro_rules! parsed_or_reply {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return error_reply(e),
         }
     };
 }
@@ -150,20 +161,16 @@ struct SchemaBody {
     references: Vec<Json>,
 }
 
-fn parse_schema_body(body: &Bytes) -> Result<SchemaBody, Response> {
+fn parse_schema_body(body: &Bytes) -> Result<SchemaBody, RegistryError> {
     let parsed: SchemaBody = serde_json::from_slice(body)
-        .map_err(|e| error_reply(RegistryError::InvalidSchema(format!("request body: {e}"))))?;
+        .map_err(|e| RegistryError::InvalidSchema(format!("request body: {e}")))?;
     if !parsed.references.is_empty() {
-        return Err(error_reply(RegistryError::InvalidSchema(
+        return Err(RegistryError::InvalidSchema(
             "schema references are not supported by eddy's registry; inline the referenced types"
                 .into(),
-        )));
+        ));
     }
     Ok(parsed)
-}
-
-fn version_spec(s: &str) -> Result<VersionSpec, Response> {
-    VersionSpec::parse(s).map_err(error_reply)
 }
 
 fn schema_json(r: &super::RegisteredSchema) -> Json {
@@ -189,7 +196,7 @@ async fn register(
     Path(subject): Path<String>,
     body: Bytes,
 ) -> Response {
-    let body = ok_or_reply!(parse_schema_body(&body));
+    let body = parsed_or_reply!(parse_schema_body(&body));
     let r = ok_or_reply!(
         blocking(store, move |s| s.register_schema(
             &subject,
@@ -207,7 +214,7 @@ async fn lookup(
     Query(f): Query<Flags>,
     body: Bytes,
 ) -> Response {
-    let body = ok_or_reply!(parse_schema_body(&body));
+    let body = parsed_or_reply!(parse_schema_body(&body));
     let r =
         ok_or_reply!(blocking(store, move |s| s.lookup(&subject, &body.schema, f.deleted)).await);
     reply(StatusCode::OK, schema_json(&r))
@@ -228,7 +235,7 @@ async fn get_version(
     Path((subject, version)): Path<(String, String)>,
     Query(f): Query<Flags>,
 ) -> Response {
-    let spec = ok_or_reply!(version_spec(&version));
+    let spec = parsed_or_reply!(VersionSpec::parse(&version));
     let r = ok_or_reply!(blocking(store, move |s| s.version(&subject, spec, f.deleted)).await);
     reply(StatusCode::OK, schema_json(&r))
 }
@@ -238,7 +245,7 @@ async fn get_version_schema(
     Path((subject, version)): Path<(String, String)>,
     Query(f): Query<Flags>,
 ) -> Response {
-    let spec = ok_or_reply!(version_spec(&version));
+    let spec = parsed_or_reply!(VersionSpec::parse(&version));
     let r = ok_or_reply!(blocking(store, move |s| s.version(&subject, spec, f.deleted)).await);
     let raw: Json = serde_json::from_str(&r.schema).unwrap_or(Json::String(r.schema));
     reply(StatusCode::OK, raw)
@@ -249,7 +256,7 @@ async fn delete_version(
     Path((subject, version)): Path<(String, String)>,
     Query(f): Query<Flags>,
 ) -> Response {
-    let spec = ok_or_reply!(version_spec(&version));
+    let spec = parsed_or_reply!(VersionSpec::parse(&version));
     let v = ok_or_reply!(
         blocking(store, move |s| s.delete_version(
             &subject,
@@ -261,19 +268,19 @@ async fn delete_version(
     reply(StatusCode::OK, json!(v))
 }
 
-fn parse_id(id: &str) -> Result<u32, Response> {
+fn parse_id(id: &str) -> Result<u32, RegistryError> {
     id.parse()
-        .map_err(|_| error_reply(RegistryError::SchemaNotFound(id.to_string())))
+        .map_err(|_| RegistryError::SchemaNotFound(id.to_string()))
 }
 
 async fn schema_by_id(State(store): State<Shared>, Path(id): Path<String>) -> Response {
-    let id = ok_or_reply!(parse_id(&id));
+    let id = parsed_or_reply!(parse_id(&id));
     let text = ok_or_reply!(blocking(store, move |s| s.by_id(id)).await);
     reply(StatusCode::OK, json!({"schema": text}))
 }
 
 async fn raw_schema_by_id(State(store): State<Shared>, Path(id): Path<String>) -> Response {
-    let id = ok_or_reply!(parse_id(&id));
+    let id = parsed_or_reply!(parse_id(&id));
     let text = ok_or_reply!(blocking(store, move |s| s.by_id(id)).await);
     reply(
         StatusCode::OK,
@@ -282,7 +289,7 @@ async fn raw_schema_by_id(State(store): State<Shared>, Path(id): Path<String>) -
 }
 
 async fn id_versions(State(store): State<Shared>, Path(id): Path<String>) -> Response {
-    let id = ok_or_reply!(parse_id(&id));
+    let id = parsed_or_reply!(parse_id(&id));
     let pairs = ok_or_reply!(blocking(store, move |s| s.id_versions(id)).await);
     reply(
         StatusCode::OK,
@@ -295,17 +302,14 @@ async fn id_versions(State(store): State<Shared>, Path(id): Path<String>) -> Res
     )
 }
 
-fn parse_level(body: &Bytes) -> Result<CompatibilityLevel, Response> {
+fn parse_level(body: &Bytes) -> Result<CompatibilityLevel, RegistryError> {
     #[derive(Deserialize)]
     struct ConfigBody {
         compatibility: String,
     }
-    let parsed: ConfigBody = serde_json::from_slice(body).map_err(|e| {
-        error_reply(RegistryError::InvalidCompatibilityLevel(format!(
-            "request body: {e}"
-        )))
-    })?;
-    parsed.compatibility.parse().map_err(error_reply)
+    let parsed: ConfigBody = serde_json::from_slice(body)
+        .map_err(|e| RegistryError::InvalidCompatibilityLevel(format!("request body: {e}")))?;
+    parsed.compatibility.parse()
 }
 
 async fn get_global_config(State(store): State<Shared>) -> Response {
@@ -314,7 +318,7 @@ async fn get_global_config(State(store): State<Shared>) -> Response {
 }
 
 async fn put_global_config(State(store): State<Shared>, body: Bytes) -> Response {
-    let level = ok_or_reply!(parse_level(&body));
+    let level = parsed_or_reply!(parse_level(&body));
     let level = ok_or_reply!(blocking(store, move |s| s.set_level(None, level)).await);
     reply(StatusCode::OK, json!({"compatibility": level}))
 }
@@ -334,7 +338,7 @@ async fn put_subject_config(
     Path(subject): Path<String>,
     body: Bytes,
 ) -> Response {
-    let level = ok_or_reply!(parse_level(&body));
+    let level = parsed_or_reply!(parse_level(&body));
     let level = ok_or_reply!(blocking(store, move |s| s.set_level(Some(&subject), level)).await);
     reply(StatusCode::OK, json!({"compatibility": level}))
 }
@@ -361,8 +365,8 @@ async fn check_version(
     Query(f): Query<Flags>,
     body: Bytes,
 ) -> Response {
-    let spec = ok_or_reply!(version_spec(&version));
-    let body = ok_or_reply!(parse_schema_body(&body));
+    let spec = parsed_or_reply!(VersionSpec::parse(&version));
+    let body = parsed_or_reply!(parse_schema_body(&body));
     let problems = ok_or_reply!(
         blocking(store, move |s| s.check_compatibility(
             &subject,
@@ -380,7 +384,7 @@ async fn check_all(
     Query(f): Query<Flags>,
     body: Bytes,
 ) -> Response {
-    let body = ok_or_reply!(parse_schema_body(&body));
+    let body = parsed_or_reply!(parse_schema_body(&body));
     let problems = ok_or_reply!(
         blocking(store, move |s| s.check_compatibility(
             &subject,

@@ -43,7 +43,7 @@ pub fn murmur2(data: &[u8]) -> i32 {
 /// The partition Kafka's Java producer picks for `key` among `partitions`.
 pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
     debug_assert!(partitions > 0);
-    ((murmur2(key) & 0x7fff_ffff) % partitions.max(1)) as i32
+    (murmur2(key) & 0x7fff_ffff) % partitions.max(1)
 }
 
 #[cfg(test)]
