@@ -5,14 +5,20 @@
 //! error bodies, so every error answers with Confluent's status and
 //! `{"error_code": N, "message": "..."}`. Bodies are read as JSON whatever
 //! the content type: clients send `application/vnd.schemaregistry.v1+json`.
+//!
+//! For operators: `/healthz` answers 200 once the store has read its topic,
+//! and `/metrics` exposes Prometheus counters of answered requests by status
+//! class plus the number of live subjects.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -36,9 +42,33 @@ pub async fn serve(
         .await
 }
 
+/// Answered requests by status class (1xx..5xx).
+#[derive(Default)]
+struct Metrics {
+    by_class: [AtomicU64; 5],
+}
+
+async fn count_requests(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
+    metrics.by_class[class].fetch_add(1, Ordering::Relaxed);
+    response
+}
+
 /// The registry's routes.
 pub fn router(store: Arc<SchemaStore>) -> Router {
+    let metrics = Arc::new(Metrics::default());
+    let for_endpoint = metrics.clone();
     Router::new()
+        .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
+        .route(
+            "/metrics",
+            get(move |State(store): State<Shared>| render_metrics(store, for_endpoint.clone())),
+        )
         .route("/", get(|| async { reply(StatusCode::OK, json!({})) }))
         .route("/subjects", get(list_subjects))
         .route("/subjects/{subject}", post(lookup).delete(delete_subject))
@@ -80,7 +110,35 @@ pub fn router(store: Arc<SchemaStore>) -> Router {
             "/compatibility/subjects/{subject}/versions",
             post(check_all),
         )
+        .layer(middleware::from_fn_with_state(metrics, count_requests))
         .with_state(store)
+}
+
+async fn render_metrics(store: Shared, metrics: Arc<Metrics>) -> Response {
+    let subjects = match blocking(store, |s| s.list_subjects(false)).await {
+        Ok(s) => s.len(),
+        Err(resp) => return resp,
+    };
+    let mut out = String::from(
+        "# HELP eddy_registry_requests_total HTTP requests answered, by status class.\n\
+         # TYPE eddy_registry_requests_total counter\n",
+    );
+    for (i, n) in metrics.by_class.iter().enumerate() {
+        out.push_str(&format!(
+            "eddy_registry_requests_total{{class=\"{}xx\"}} {}\n",
+            i + 1,
+            n.load(Ordering::Relaxed)
+        ));
+    }
+    out.push_str("# HELP eddy_registry_subjects Subjects with at least one live version.\n");
+    out.push_str("# TYPE eddy_registry_subjects gauge\n");
+    out.push_str(&format!("eddy_registry_subjects {subjects}\n"));
+    let mut resp = (StatusCode::OK, out).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
 }
 
 fn reply(status: StatusCode, body: Json) -> Response {

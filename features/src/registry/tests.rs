@@ -340,6 +340,16 @@ fn http_api_speaks_confluent() {
         assert_eq!(body, json!([1, 2]));
         let (_, body) = raw("GET", &format!("{url}/schemas/ids/2/versions"), None);
         assert_eq!(body, json!([{"subject": "t-value", "version": 2}]));
+
+        let (status, _) = raw("GET", &format!("{url}/healthz"), None);
+        assert_eq!(status, 200);
+        let (_, metrics) = raw("GET", &format!("{url}/metrics"), None);
+        let metrics = metrics.as_str().unwrap().to_string();
+        assert!(metrics.contains("eddy_registry_subjects 1\n"), "{metrics}");
+        assert!(
+            metrics.contains("eddy_registry_requests_total{class=\"4xx\"} 9\n"),
+            "{metrics}"
+        );
     });
 }
 
