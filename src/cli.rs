@@ -178,6 +178,11 @@ pub struct ConsumeArgs {
     /// and headers, not only its value.
     #[arg(long)]
     pub envelope: bool,
+    /// Resolve every Avro value to this reader schema (schema evolution:
+    /// added fields take their defaults, removed ones are dropped). Default:
+    /// print each value as its writer schema has it.
+    #[arg(long, value_name = "FILE.avsc")]
+    pub reader_schema: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,7 +5,7 @@ use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use eddy_features::avro::{AvroCodec, AvroError, avro_to_json, looks_framed};
+use eddy_features::avro::{AvroCodec, AvroError, avro_to_json, looks_framed, parse_schema};
 use eddy_features::registry::value_subject;
 use eddy_features::topic::{CleanupPolicy, Header, ProducerRecord, Record, StartOffset, TopicSpec};
 use serde_json::{Value as Json, json};
@@ -191,6 +191,7 @@ fn build_record(
 struct ValueReader {
     codec: Option<AvroCodec>,
     expect_avro: bool,
+    reader_schema: Option<apache_avro::Schema>,
 }
 
 impl ValueReader {
@@ -199,9 +200,9 @@ impl ValueReader {
             return Ok(Json::Null);
         };
         match &self.codec {
-            Some(codec) if self.expect_avro || looks_framed(bytes) => {
-                Ok(avro_to_json(&codec.decode(bytes, None)?.value))
-            }
+            Some(codec) if self.expect_avro || looks_framed(bytes) => Ok(avro_to_json(
+                &codec.decode(bytes, self.reader_schema.as_ref())?.value,
+            )),
             _ => Ok(raw_json(bytes)),
         }
     }
@@ -244,9 +245,22 @@ fn consume(ctx: &mut Context, args: &ConsumeArgs, idle_timeout: Duration) -> any
         (ValueFormat::Auto, Some(r)) => r.subjects()?.contains(&value_subject(&args.topic)),
         _ => false,
     };
+    let reader_schema = match &args.reader_schema {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::fail(
+                    ExitCode::Usage,
+                    format!("cannot read schema {}: {e}", path.display()),
+                )
+            })?;
+            Some(parse_schema(&text).with_context(|| format!("reader schema {}", path.display()))?)
+        }
+        None => None,
+    };
     let reader = ValueReader {
         codec: registry.map(AvroCodec::new),
         expect_avro,
+        reader_schema,
     };
 
     let mut consumer = ctx.backend.consumer(args.group.as_deref())?;

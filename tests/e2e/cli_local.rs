@@ -268,3 +268,33 @@ fn a_second_process_follows_a_topic_while_it_is_written() {
     }
     assert!(child.wait().unwrap().success());
 }
+
+/// Consumers keep reading while producers evolve: old records resolve to the
+/// reader's newer schema, the added field taking its default.
+#[test]
+fn old_records_resolve_to_a_newer_reader_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    create(dir.path(), "events", &[]);
+    let mut produce = eddy(dir.path());
+    produce.args(["topics", "produce", "--topic", "events", "--schema", SCHEMA]);
+    ok(produce, &events(2));
+    let mut v2: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(SCHEMA).unwrap()).unwrap();
+    v2["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "country", "type": "string", "default": "unknown"}));
+    let reader = dir.path().join("v2.avsc");
+    std::fs::write(&reader, v2.to_string()).unwrap();
+    let mut consume = eddy(dir.path());
+    consume
+        .args(["topics", "consume", "--topic", "events", "--reader-schema"])
+        .arg(&reader);
+    let got = json_lines(&ok(consume, ""));
+    assert_eq!(got.len(), 2);
+    assert!(
+        got.iter()
+            .all(|v| v["country"] == "unknown" && v["name"].is_string()),
+        "{got:?}"
+    );
+}
