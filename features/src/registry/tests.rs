@@ -386,3 +386,57 @@ fn schema_store_runs_on_kafka_and_survives_a_restart() {
         serde_json::from_str::<Json>(&v2).unwrap().to_string()
     );
 }
+
+/// The client sends HTTP basic auth, from the URL's user info, on every
+/// request (managed registries require it).
+#[test]
+fn http_client_sends_basic_auth_from_the_url() {
+    use axum::http::{HeaderMap, StatusCode};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    // "key:s3cret" in base64.
+    let app = axum::Router::new().route(
+        "/subjects",
+        axum::routing::get(|headers: HeaderMap| async move {
+            match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                Some("Basic a2V5OnMzY3JldA==") => (StatusCode::OK, "[\"ok-value\"]".to_string()),
+                _ => (
+                    StatusCode::UNAUTHORIZED,
+                    r#"{"error_code":40101,"message":"Unauthorized"}"#.to_string(),
+                ),
+            }
+        }),
+    );
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let authed = HttpRegistry::new(&format!("http://key:s3cret@{addr}")).unwrap();
+    assert_eq!(authed.subjects().unwrap(), vec!["ok-value"]);
+    let anonymous = HttpRegistry::new(&format!("http://{addr}")).unwrap();
+    let err = anonymous.subjects().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::Api {
+                status: 401,
+                code: 40101,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn an_unreachable_registry_is_named() {
+    let client = HttpRegistry::new("http://127.0.0.1:1").unwrap();
+    let err = client.subjects().unwrap_err();
+    assert!(matches!(err, RegistryError::Unreachable { .. }), "{err:?}");
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+}
