@@ -55,7 +55,14 @@ fn read_properties(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, St
         }
         match line.split_once('=') {
             Some((k, v)) if !k.trim().is_empty() => {
-                out.insert(k.trim().to_string(), v.trim().to_string());
+                let (k, v) = (k.trim(), v.trim());
+                KafkaConfig::validate_property(k, v).map_err(|why| {
+                    CliError::fail(
+                        ExitCode::Usage,
+                        format!("{}:{}: key `{k}`: {why}", path.display(), n + 1),
+                    )
+                })?;
+                out.insert(k.to_string(), v.to_string());
             }
             _ => {
                 return Err(CliError::fail(
@@ -83,9 +90,12 @@ impl Context {
                 if let Some(file) = &global.kafka_config {
                     config.properties.extend(read_properties(file)?);
                 }
-                config
-                    .properties
-                    .extend(parse_pairs(&global.kafka_properties, "Kafka property")?);
+                for (k, v) in parse_pairs(&global.kafka_properties, "Kafka property")? {
+                    KafkaConfig::validate_property(&k, &v).map_err(|why| {
+                        CliError::fail(ExitCode::Usage, format!("-X {k}={v}: {why}"))
+                    })?;
+                    config.properties.insert(k, v);
+                }
                 BackendConfig::Kafka(config)
             }
         })

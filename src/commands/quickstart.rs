@@ -164,22 +164,37 @@ fn csv_error(path: &Path, e: impl std::fmt::Display) -> anyhow::Error {
     CliError::fail(ExitCode::InvalidInput, format!("{}: {e}", path.display()))
 }
 
+/// Column `i` (named `name`) of a CSV row, parsed; errors name file, line
+/// and column.
+fn column<T: std::str::FromStr>(
+    path: &Path,
+    row: &csv::StringRecord,
+    i: usize,
+    name: &str,
+) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    let line = row.position().map_or(0, |p| p.line());
+    let text = row
+        .get(i)
+        .ok_or_else(|| csv_error(path, format!("line {line}: no column {name}")))?;
+    text.parse()
+        .map_err(|e| csv_error(path, format!("line {line}: {name} `{text}`: {e}")))
+}
+
 fn read_movies(path: &Path) -> anyhow::Result<Vec<Movie>> {
     let mut reader = csv::Reader::from_path(path).map_err(|e| csv_error(path, e))?;
     let mut out = Vec::new();
     for row in reader.records() {
         let row = row.map_err(|e| csv_error(path, e))?;
-        let line = row.position().map_or(0, |p| p.line());
-        let movie_id: i64 = row[0]
-            .parse()
-            .map_err(|e| csv_error(path, format!("line {line}: movieId: {e}")))?;
-        let (title, year) = split_year(&row[1]);
-        let genres = match &row[2] {
+        let (title, year) = split_year(&column::<String>(path, &row, 1, "title")?);
+        let genres = match column::<String>(path, &row, 2, "genres")?.as_str() {
             "(no genres listed)" => Vec::new(),
             g => g.split('|').map(str::to_string).collect(),
         };
         out.push(Movie {
-            movie_id,
+            movie_id: column(path, &row, 0, "movieId")?,
             title,
             year,
             genres,
@@ -205,17 +220,12 @@ fn read_ratings(path: &Path) -> anyhow::Result<Vec<Rating>> {
     let mut out = Vec::with_capacity(101_000);
     for row in reader.records() {
         let row = row.map_err(|e| csv_error(path, e))?;
-        let line = row.position().map_or(0, |p| p.line());
-        let field = |i: usize, name: &str| -> anyhow::Result<f64> {
-            row[i]
-                .parse::<f64>()
-                .map_err(|e| csv_error(path, format!("line {line}: {name}: {e}")))
-        };
+        let seconds: i64 = column(path, &row, 3, "timestamp")?;
         out.push(Rating {
-            user_id: field(0, "userId")? as i64,
-            movie_id: field(1, "movieId")? as i64,
-            rating: field(2, "rating")?,
-            timestamp_ms: field(3, "timestamp")? as i64 * 1000,
+            user_id: column(path, &row, 0, "userId")?,
+            movie_id: column(path, &row, 1, "movieId")?,
+            rating: column(path, &row, 2, "rating")?,
+            timestamp_ms: seconds.saturating_mul(1000),
         });
     }
     Ok(out)

@@ -206,6 +206,30 @@ fn a_bad_kafka_config_file_names_file_and_line() {
         .args(["topics", "list"]);
     let stderr = fails_with(cmd, "", 2);
     assert!(stderr.contains("client.properties:3"), "{stderr}");
+
+    // A property librdkafka does not know: file, line and key are named.
+    std::fs::write(&config, "security.protocol=SSL\n\nsasl.mechanizms=PLAIN\n").unwrap();
+    let mut cmd = eddy(dir.path());
+    cmd.args(["--brokers", "127.0.0.1:1", "--kafka-config"])
+        .arg(&config)
+        .args(["topics", "list"]);
+    let stderr = fails_with(cmd, "", 2);
+    assert!(
+        stderr.contains("client.properties:3: key `sasl.mechanizms`"),
+        "{stderr}"
+    );
+
+    let mut cmd = eddy(dir.path());
+    cmd.args([
+        "--brokers",
+        "127.0.0.1:1",
+        "-X",
+        "linger.ms=soon",
+        "topics",
+        "list",
+    ]);
+    let stderr = fails_with(cmd, "", 2);
+    assert!(stderr.contains("-X linger.ms=soon"), "{stderr}");
 }
 
 /// A consumer group resumes where the last run stopped.

@@ -217,7 +217,17 @@ impl SchemaStore {
     /// Locks the state after folding in everything written to the topic so far.
     fn synced(&self) -> Result<MutexGuard<'_, Inner>, RegistryError> {
         let mut inner = self.inner.lock().expect("poisoned");
-        let high = self.backend.describe_topic(&self.topic)?.partitions[0].high;
+        let description = self.backend.describe_topic(&self.topic)?;
+        let high = match description.partitions.iter().find(|p| p.id == 0) {
+            Some(p) => p.high,
+            None => {
+                return Err(TopicError::Config(format!(
+                    "the schema topic `{}` has no partition 0",
+                    self.topic
+                ))
+                .into());
+            }
+        };
         let deadline = Instant::now() + self.timeout;
         let mut last_progress = Instant::now();
         while inner.position < high {

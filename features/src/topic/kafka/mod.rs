@@ -72,6 +72,18 @@ impl KafkaConfig {
         }
     }
 
+    /// Checks one librdkafka property (name and value) without creating a
+    /// client, so a bad property can be reported with where it came from.
+    /// Returns librdkafka's own explanation.
+    pub fn validate_property(key: &str, value: &str) -> Result<(), String> {
+        let mut c = ClientConfig::new();
+        c.set(key, value);
+        c.create_native_config().map(drop).map_err(|e| match e {
+            KafkaError::ClientConfig(_, description, _, _) => description,
+            other => other.to_string(),
+        })
+    }
+
     /// A librdkafka configuration with the brokers and every pass-through property.
     pub(crate) fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
