@@ -118,9 +118,25 @@ fn produce(ctx: &mut Context, args: &ProduceArgs) -> anyhow::Result<()> {
     };
     let mut producer = ctx.backend.producer()?;
     let mut written = 0u64;
-    for (index, line) in std::io::stdin().lock().lines().enumerate() {
-        let line_no = index + 1;
-        let line = line.context("reading stdin")?;
+    let mut unflushed = false;
+    for item in stdin_lines(LINGER) {
+        let (line_no, line) = match item {
+            StdinItem::Line(n, line) => (n, line),
+            StdinItem::Idle => {
+                // A slow stream (`tail -f | eddy topics produce`): make what
+                // arrived so far durable and visible instead of buffering it.
+                if unflushed {
+                    producer.flush()?;
+                    unflushed = false;
+                }
+                continue;
+            }
+            StdinItem::Failed(e) => {
+                producer.flush()?;
+                return Err(anyhow::Error::new(e)
+                    .context(format!("reading stdin after {written} record(s)")));
+            }
+        };
         if line.trim().is_empty() {
             continue;
         }
@@ -138,10 +154,46 @@ fn produce(ctx: &mut Context, args: &ProduceArgs) -> anyhow::Result<()> {
             )));
         }
         written += 1;
+        unflushed = true;
     }
     producer.flush()?;
     eprintln!("produced {written} record(s) to {}", args.topic);
     Ok(())
+}
+
+/// How long stdin may be quiet before what was read is flushed.
+const LINGER: Duration = Duration::from_millis(100);
+
+enum StdinItem {
+    /// A line and its 1-based number.
+    Line(usize, String),
+    /// Nothing arrived for the linger time.
+    Idle,
+    /// Reading failed.
+    Failed(std::io::Error),
+}
+
+/// Lines of stdin, read on a thread so that a quiet stream yields `Idle`.
+fn stdin_lines(linger: Duration) -> impl Iterator<Item = StdinItem> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<String, std::io::Error>>(4096);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let failed = line.is_err();
+            if tx.send(line).is_err() || failed {
+                break;
+            }
+        }
+    });
+    let mut line_no = 0;
+    std::iter::from_fn(move || match rx.recv_timeout(linger) {
+        Ok(Ok(line)) => {
+            line_no += 1;
+            Some(StdinItem::Line(line_no, line))
+        }
+        Ok(Err(e)) => Some(StdinItem::Failed(e)),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Some(StdinItem::Idle),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+    })
 }
 
 fn build_record(
