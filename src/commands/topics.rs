@@ -75,6 +75,15 @@ fn describe(ctx: &Context, topic: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn read_schema_file(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        CliError::fail(
+            ExitCode::Usage,
+            format!("cannot read schema {}: {e}", path.display()),
+        )
+    })
+}
+
 fn invalid_line(line_no: usize, written: u64, reason: impl std::fmt::Display) -> anyhow::Error {
     CliError::fail(
         ExitCode::InvalidInput,
@@ -96,12 +105,7 @@ fn produce(ctx: &mut Context, args: &ProduceArgs) -> anyhow::Result<()> {
     ctx.backend.describe_topic(&args.topic)?;
     let encoder = match &args.schema {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                CliError::fail(
-                    ExitCode::Usage,
-                    format!("cannot read schema {}: {e}", path.display()),
-                )
-            })?;
+            let text = read_schema_file(path)?;
             let codec = AvroCodec::new(ctx.registry()?);
             let subject = value_subject(&args.topic);
             let encoder = codec.encoder(&subject, &text).with_context(|| {
@@ -299,12 +303,7 @@ fn consume(ctx: &mut Context, args: &ConsumeArgs, idle_timeout: Duration) -> any
     };
     let reader_schema = match &args.reader_schema {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                CliError::fail(
-                    ExitCode::Usage,
-                    format!("cannot read schema {}: {e}", path.display()),
-                )
-            })?;
+            let text = read_schema_file(path)?;
             Some(parse_schema(&text).with_context(|| format!("reader schema {}", path.display()))?)
         }
         None => None,

@@ -85,6 +85,18 @@ struct State {
     subject_levels: HashMap<String, CompatibilityLevel>,
 }
 
+impl State {
+    /// The level that applies to `subject`: its own, else the global one,
+    /// else BACKWARD.
+    fn level_for(&self, subject: &str) -> CompatibilityLevel {
+        self.subject_levels
+            .get(subject)
+            .or(self.global.as_ref())
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct SchemaKey<'a> {
     keytype: &'a str,
@@ -321,12 +333,7 @@ impl SchemaStore {
                 }
             }
         }
-        let level = state
-            .subject_levels
-            .get(subject)
-            .or(state.global.as_ref())
-            .copied()
-            .unwrap_or_default();
+        let level = state.level_for(subject);
         let live: Vec<(i32, &Schema)> = versions
             .into_iter()
             .flatten()
@@ -617,12 +624,7 @@ impl SchemaStore {
         let candidate = parse_candidate(text)?;
         let inner = self.synced()?;
         let state = &inner.state;
-        let level = state
-            .subject_levels
-            .get(subject)
-            .or(state.global.as_ref())
-            .copied()
-            .unwrap_or_default();
+        let level = state.level_for(subject);
         let parsed = |id: u32| state.schemas.get(&id).and_then(|s| s.parsed.clone());
         let against: Vec<(i32, Arc<Schema>)> = match spec {
             Some(spec) => {

@@ -214,6 +214,19 @@ impl TopicSpec {
         self
     }
 
+    /// Checks what every backend requires of a spec: a valid name and at
+    /// least one partition.
+    pub fn validate(&self) -> Result<(), TopicError> {
+        validate_topic_name(&self.name)?;
+        if self.partitions < 1 {
+            return Err(TopicError::Config(format!(
+                "topic `{}`: partitions must be at least 1",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
     /// Every config entry as Kafka names it, including the typed fields.
     pub fn kafka_configs(&self) -> BTreeMap<String, String> {
         let mut all = self.config.clone();

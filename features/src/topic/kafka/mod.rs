@@ -46,7 +46,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use self::cluster::Cluster;
 use super::{
     Backend, CleanupPolicy, Consumer, PartitionInfo, Producer, TopicDescription, TopicError,
-    TopicSpec, validate_topic_name,
+    TopicSpec,
 };
 
 /// How to reach a Kafka cluster.
@@ -145,13 +145,7 @@ impl Backend for KafkaBackend {
     }
 
     fn create_topic(&self, spec: &TopicSpec) -> Result<(), TopicError> {
-        validate_topic_name(&spec.name)?;
-        if spec.partitions < 1 {
-            return Err(TopicError::Config(format!(
-                "topic `{}`: partitions must be at least 1",
-                spec.name
-            )));
-        }
+        spec.validate()?;
         let configs = spec.kafka_configs();
         let mut topic = NewTopic::new(
             &spec.name,

@@ -244,13 +244,7 @@ impl Backend for LocalLog {
     }
 
     fn create_topic(&self, spec: &TopicSpec) -> Result<(), TopicError> {
-        validate_topic_name(&spec.name)?;
-        if spec.partitions < 1 {
-            return Err(TopicError::Config(format!(
-                "topic `{}`: partitions must be at least 1",
-                spec.name
-            )));
-        }
+        spec.validate()?;
         for key in spec.config.keys() {
             if !LOCAL_CONFIG_KEYS.contains(&key.as_str()) {
                 tracing::info!(topic = %spec.name, key = %key, "local log stores but does not use this topic config");
