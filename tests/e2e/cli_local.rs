@@ -412,3 +412,22 @@ fn a_killed_producer_leaves_a_log_that_reopens_cleanly() {
     );
     assert_eq!(tail[0]["value"]["n"], json!("after"));
 }
+
+#[test]
+fn an_unreachable_registry_exits_4_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    create(dir.path(), "events", &[]);
+    let mut produce = eddy(dir.path());
+    produce.args([
+        "--registry",
+        "http://127.0.0.1:1",
+        "topics",
+        "produce",
+        "--topic",
+        "events",
+        "--schema",
+        SCHEMA,
+    ]);
+    let stderr = fails_with(produce, &events(1), 4);
+    assert!(stderr.contains("http://127.0.0.1:1"), "{stderr}");
+}
