@@ -106,3 +106,79 @@ fn confluent_kafka_and_eddy_read_each_others_avro() {
     assert_eq!(evolve[0]["incompatible"]["http_status"], 409, "{evolve:?}");
     assert_eq!(evolve[0]["incompatible"]["error_code"], 409, "{evolve:?}");
 }
+
+/// A notebook can read the embedded log's files directly, with nothing but
+/// Python's standard library (notebooks/eddy_log.py).
+#[test]
+fn python_reads_the_local_log_files_that_eddy_writes() {
+    let Some(py) = external("EDDY_TEST_PYTHON") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut create = eddy(dir.path());
+    create.args(["topics", "create", "notes", "--partitions", "2"]);
+    ok(create, "");
+    let lines: String = (0..50)
+        .map(|i| format!("{{\"user\":\"u{}\",\"n\":{i}}}\n", i % 7))
+        .collect();
+    let mut produce = eddy(dir.path());
+    produce.args([
+        "topics",
+        "produce",
+        "--topic",
+        "notes",
+        "--key-field",
+        "user",
+        "--timestamp-field",
+        "n",
+    ]);
+    ok(produce, &lines);
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/notebooks/eddy_log.py");
+    let out = Command::new(&py)
+        .arg(script)
+        .arg(dir.path())
+        .arg("notes")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let from_python = json_lines(&text(&out.stdout));
+    let mut consume = eddy(dir.path());
+    consume.args([
+        "topics",
+        "consume",
+        "--topic",
+        "notes",
+        "--envelope",
+        "--format",
+        "raw",
+    ]);
+    let from_eddy = json_lines(&ok(consume, ""));
+    let key = |v: &serde_json::Value| (v["partition"].as_i64(), v["offset"].as_i64());
+    let mut a: Vec<_> = from_python
+        .iter()
+        .map(|v| {
+            (
+                key(v),
+                v["key"].clone(),
+                v["timestamp"].clone(),
+                v["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut b: Vec<_> = from_eddy
+        .iter()
+        .map(|v| {
+            (
+                key(v),
+                v["key"].clone(),
+                v["timestamp"].clone(),
+                v["value"].to_string(),
+            )
+        })
+        .collect();
+    a.sort_by_key(|x| x.0);
+    b.sort_by_key(|x| x.0);
+    assert_eq!(a.len(), 50);
+    assert_eq!(a, b);
+}
