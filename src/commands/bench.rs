@@ -71,7 +71,7 @@ pub fn topics(global: &Global, args: &BenchTopicsArgs) -> anyhow::Result<()> {
             let v = r.value.unwrap_or_default();
             bytes += v.len() as u64;
             if let Some(codec) = &codec {
-                codec.decode(&v, None)?;
+                codec.decode(&v)?;
             }
             read += 1;
         }

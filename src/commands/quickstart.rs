@@ -320,7 +320,7 @@ fn read_back(
     for r in &movies {
         if let Some(v) = &r.value {
             codec
-                .decode(v, None)
+                .decode(v)
                 .with_context(|| format!("movies offset {}", r.offset))?;
             titles += 1;
         }
@@ -336,7 +336,7 @@ fn read_back(
             .as_deref()
             .ok_or_else(|| CliError::fail(ExitCode::Internal, "a rating without a value"))?;
         let decoded = codec
-            .decode(bytes, None)
+            .decode(bytes)
             .with_context(|| format!("ratings/{} offset {}", r.partition, r.offset))?;
         if let Value::Record(fields) = decoded.value {
             for (name, v) in fields {

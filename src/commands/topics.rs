@@ -247,7 +247,6 @@ fn build_record(
 struct ValueReader {
     codec: Option<AvroCodec>,
     expect_avro: bool,
-    reader_schema: Option<apache_avro::Schema>,
 }
 
 impl ValueReader {
@@ -256,9 +255,9 @@ impl ValueReader {
             return Ok(Json::Null);
         };
         match &self.codec {
-            Some(codec) if self.expect_avro || looks_framed(bytes) => Ok(avro_to_json(
-                &codec.decode(bytes, self.reader_schema.as_ref())?.value,
-            )),
+            Some(codec) if self.expect_avro || looks_framed(bytes) => {
+                Ok(avro_to_json(&codec.decode(bytes)?.value))
+            }
             _ => Ok(raw_json(bytes)),
         }
     }
@@ -309,9 +308,11 @@ fn consume(ctx: &mut Context, args: &ConsumeArgs, idle_timeout: Duration) -> any
         None => None,
     };
     let reader = ValueReader {
-        codec: registry.map(AvroCodec::new),
+        codec: registry.map(|r| match reader_schema {
+            Some(schema) => AvroCodec::with_reader_schema(r, schema),
+            None => AvroCodec::new(r),
+        }),
         expect_avro,
-        reader_schema,
     };
 
     let mut consumer = ctx.backend.consumer(args.group.as_deref())?;

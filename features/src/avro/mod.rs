@@ -9,6 +9,7 @@
 //!
 //! Writer schemas are fetched once per id and cached: ids are immutable.
 
+mod cache;
 pub mod json;
 
 use std::collections::HashMap;
@@ -96,11 +97,17 @@ pub fn parse_schema(text: &str) -> Result<Schema, AvroError> {
     Schema::parse_str(text).map_err(|e| AvroError::InvalidSchema(e.to_string()))
 }
 
-/// Encodes and decodes framed records through a registry, caching writer
-/// schemas by id.
+/// Encodes and decodes framed records through a registry.
+///
+/// A codec may be bound to a *reader schema* ([`AvroCodec::with_reader_schema`]):
+/// every value it decodes is then resolved to that schema, whatever schema
+/// wrote it. Decoders are built once per writer schema id and cached (ids are
+/// immutable), which halves the cost of a decode compared with building the
+/// resolution for every record.
 pub struct AvroCodec {
     registry: Arc<dyn SchemaRegistry>,
-    writers: RwLock<HashMap<u32, Arc<Schema>>>,
+    reader: Option<Arc<Schema>>,
+    decoders: RwLock<HashMap<u32, Arc<cache::CachedDecoder>>>,
 }
 
 /// A decoded record.
@@ -108,16 +115,26 @@ pub struct AvroCodec {
 pub struct Decoded {
     /// The writer's schema id.
     pub schema_id: u32,
-    /// The value (resolved to the reader schema, if one was given).
+    /// The value (resolved to the reader schema, if the codec has one).
     pub value: Value,
 }
 
 impl AvroCodec {
-    /// A codec over `registry`.
+    /// A codec over `registry` that decodes values as their writers wrote them.
     pub fn new(registry: Arc<dyn SchemaRegistry>) -> Self {
         AvroCodec {
             registry,
-            writers: RwLock::new(HashMap::new()),
+            reader: None,
+            decoders: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// A codec that resolves every decoded value to `reader`.
+    pub fn with_reader_schema(registry: Arc<dyn SchemaRegistry>, reader: Schema) -> Self {
+        AvroCodec {
+            registry,
+            reader: Some(Arc::new(reader)),
+            decoders: RwLock::new(HashMap::new()),
         }
     }
 
@@ -128,50 +145,63 @@ impl AvroCodec {
 
     /// Registers `schema_text` under `subject` and returns an encoder for it.
     pub fn encoder(&self, subject: &str, schema_text: &str) -> Result<Encoder, AvroError> {
-        let schema = parse_schema(schema_text)?;
+        let schema = Arc::new(parse_schema(schema_text)?);
         let id = self
             .registry
             .register(subject, schema_text)
             .map_err(AvroError::Registry)?;
-        self.writers
-            .write()
-            .expect("poisoned")
-            .entry(id)
-            .or_insert_with(|| Arc::new(schema.clone()));
-        Ok(Encoder { id, schema })
+        Ok(Encoder {
+            id,
+            cached: Arc::new(cache::CachedEncoder::build(schema)?),
+        })
     }
 
-    /// The writer schema with this id (cached).
+    /// The writer schema with this id.
     pub fn writer_schema(&self, id: u32) -> Result<Arc<Schema>, AvroError> {
-        if let Some(s) = self.writers.read().expect("poisoned").get(&id) {
-            return Ok(s.clone());
+        Ok(self.decoder(id)?.writer().clone())
+    }
+
+    fn decoder(&self, id: u32) -> Result<Arc<cache::CachedDecoder>, AvroError> {
+        if let Some(d) = self.decoders.read().expect("poisoned").get(&id) {
+            return Ok(d.clone());
         }
         let text = self.registry.schema_by_id(id).map_err(|e| match e {
             RegistryError::SchemaNotFound(_) => AvroError::UnknownSchemaId { id },
             other => AvroError::Registry(other),
         })?;
-        let schema = Arc::new(parse_schema(&text)?);
-        self.writers
+        let writer = Arc::new(parse_schema(&text)?);
+        let decoder = Arc::new(cache::CachedDecoder::build(writer, self.reader.clone())?);
+        self.decoders
             .write()
             .expect("poisoned")
-            .insert(id, schema.clone());
-        Ok(schema)
+            .insert(id, decoder.clone());
+        Ok(decoder)
     }
 
-    /// Decodes a framed record, resolving to `reader` if given.
-    pub fn decode(&self, bytes: &[u8], reader: Option<&Schema>) -> Result<Decoded, AvroError> {
+    /// Decodes a framed record (resolved to the codec's reader schema, if any).
+    pub fn decode(&self, bytes: &[u8]) -> Result<Decoded, AvroError> {
         let (schema_id, body) = unframe(bytes)?;
-        let writer = self.writer_schema(schema_id)?;
-        let value = decode_body(&writer, reader, body).map_err(|e| e.with_schema_id(schema_id))?;
+        let value = self
+            .decoder(schema_id)?
+            .decode(body)
+            .map_err(|e| e.with_schema_id(schema_id))?;
         Ok(Decoded { schema_id, value })
     }
 }
 
 /// Encodes values of one registered schema.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Encoder {
     id: u32,
-    schema: Schema,
+    cached: Arc<cache::CachedEncoder>,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Encoder {
@@ -182,17 +212,21 @@ impl Encoder {
 
     /// The schema.
     pub fn schema(&self) -> &Schema {
-        &self.schema
+        self.cached.schema()
     }
 
     /// Encodes an Avro value as a framed record.
     pub fn encode(&self, value: &Value) -> Result<Vec<u8>, AvroError> {
-        Ok(frame(self.id, &encode_body(&self.schema, value)?))
+        let mut out = Vec::with_capacity(64);
+        out.push(MAGIC_BYTE);
+        out.extend_from_slice(&self.id.to_be_bytes());
+        self.cached.encode_into(value, &mut out)?;
+        Ok(out)
     }
 
     /// Converts JSON to the schema, then encodes it.
     pub fn encode_json(&self, json: &serde_json::Value) -> Result<Vec<u8>, AvroError> {
-        let value = json_to_avro(json, &self.schema).map_err(AvroError::Json)?;
+        let value = json_to_avro(json, self.schema()).map_err(AvroError::Json)?;
         self.encode(&value)
     }
 }

@@ -82,8 +82,30 @@ proptest! {
         let bytes = encoder.encode_json(&event).unwrap();
         prop_assert_eq!(bytes[0], MAGIC_BYTE);
         prop_assert_eq!(u32::from_be_bytes(bytes[1..5].try_into().unwrap()), encoder.schema_id());
-        let decoded = codec.decode(&bytes, None).unwrap();
+        let decoded = codec.decode(&bytes).unwrap();
         prop_assert_eq!(avro_to_json(&decoded.value), event);
+    }
+
+    /// Differential: the cached encoder and decoders (with and without a
+    /// reader schema) give exactly what the plain, build-every-time
+    /// `encode_body` / `decode_body` give.
+    #[test]
+    fn cached_codec_matches_the_plain_reference(event in arb_event()) {
+        let (_dir, codec) = codec();
+        let v1 = codec.encoder("events-value", EVENT_V1).unwrap();
+        let value = json_to_avro(&event, v1.schema()).unwrap();
+        let framed = v1.encode(&value).unwrap();
+        prop_assert_eq!(&framed[HEADER_LEN..], &encode_body(v1.schema(), &value).unwrap()[..]);
+
+        let plain = decode_body(v1.schema(), None, &framed[HEADER_LEN..]).unwrap();
+        prop_assert_eq!(&codec.decode(&framed).unwrap().value, &plain);
+
+        let v2 = parse_schema(EVENT_V2).unwrap();
+        let resolved = decode_body(v1.schema(), Some(&v2), &framed[HEADER_LEN..]).unwrap();
+        let evolved = AvroCodec::with_reader_schema(codec.registry().clone(), v2);
+        // Twice: the second decode goes through the cached decoder.
+        prop_assert_eq!(&evolved.decode(&framed).unwrap().value, &resolved);
+        prop_assert_eq!(&evolved.decode(&framed).unwrap().value, &resolved);
     }
 
     /// Any cut of a valid record fails to decode: a truncated record is an
@@ -93,7 +115,7 @@ proptest! {
         let (_dir, codec) = codec();
         let bytes = codec.encoder("events-value", EVENT_V1).unwrap().encode_json(&event).unwrap();
         let cut = cut.index(bytes.len());
-        prop_assert!(codec.decode(&bytes[..cut], None).is_err());
+        prop_assert!(codec.decode(&bytes[..cut]).is_err());
     }
 }
 
@@ -106,7 +128,8 @@ fn old_records_resolve_to_the_new_reader_schema() {
     let event = json!({"user_id": 7, "score": 1.5, "name": "a", "note": null, "tags": [], "counts": {},
         "kind": "BUY", "raw": "", "ok": true, "at": 1});
     let old = v1.encode_json(&event).unwrap();
-    let decoded = codec.decode(&old, Some(v2.schema())).unwrap();
+    let evolved = AvroCodec::with_reader_schema(codec.registry().clone(), v2.schema().clone());
+    let decoded = evolved.decode(&old).unwrap();
     assert_eq!(decoded.schema_id, v1.schema_id());
     assert_eq!(avro_to_json(&decoded.value)["country"], json!("unknown"));
 }
@@ -116,19 +139,19 @@ fn bad_frames_are_named_precisely() {
     let (_dir, codec) = codec();
     let encoder = codec.encoder("events-value", EVENT_V1).unwrap();
     assert!(matches!(
-        codec.decode(b"{\"json\":1}", None),
+        codec.decode(b"{\"json\":1}"),
         Err(AvroError::BadMagic { found: b'{' })
     ));
     assert!(matches!(
-        codec.decode(&[0, 0, 0], None),
+        codec.decode(&[0, 0, 0]),
         Err(AvroError::TooShort { len: 3 })
     ));
     assert!(matches!(
-        codec.decode(&frame(9999, &[2, 4]), None),
+        codec.decode(&frame(9999, &[2, 4])),
         Err(AvroError::UnknownSchemaId { id: 9999 })
     ));
     let err = codec
-        .decode(&frame(encoder.schema_id(), &[0x80]), None)
+        .decode(&frame(encoder.schema_id(), &[0x80]))
         .unwrap_err();
     assert!(
         matches!(
