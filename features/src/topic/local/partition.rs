@@ -261,6 +261,14 @@ impl PartitionReader {
                 break;
             }
             let seg = self.current.as_mut().expect("opened above");
+            // Records before the wanted offset are skipped by their header,
+            // without a CRC check or a copy.
+            if let Some((offset, used)) = segment::peek(&seg.pending[seg.pending_pos..])
+                && offset < self.next_offset
+            {
+                seg.pending_pos += used;
+                continue;
+            }
             match segment::decode(&seg.pending[seg.pending_pos..]) {
                 Decoded::Record(r, used) => {
                     seg.pending_pos += used;
@@ -400,8 +408,9 @@ pub(crate) fn offsets_on_disk(dir: &Path) -> Result<(i64, i64), TopicError> {
         return Ok((0, 0));
     };
     let path = segment::segment_path(dir, last);
-    let scan = segment::scan(&path).map_err(TopicError::io(&path))?;
-    let high = scan.records.last().map_or(last, |r| r.offset + 1);
+    let high = segment::next_offset_after(&path)
+        .map_err(TopicError::io(&path))?
+        .unwrap_or(last);
     let low = first_offset(dir, &bases)?.unwrap_or(high);
     Ok((low, high))
 }
