@@ -15,10 +15,12 @@
 //! next schema id, so ids are never reused even after hard deletes and
 //! compaction removed the records that used them.
 //!
-//! The state in memory is a fold over that log. Before every operation the
-//! store reads the topic up to its end, so several processes sharing a topic
-//! (for example two `eddy registry serve` on one Kafka cluster) see each
-//! other's changes. Writes are not coordinated between processes: run one
+//! The state in memory is a fold over that log. Before every change, and
+//! before a read when the last catch-up is more than [`READ_STALENESS`] old,
+//! the store reads the topic up to its end, so several processes sharing a
+//! topic (for example two `eddy registry serve` on one Kafka cluster) see
+//! each other's changes. A schema id that is not found forces a catch-up, so
+//! a decoder never misses an id that exists. Writes are not coordinated between processes: run one
 //! writing registry per `_schemas` topic, as Confluent does with its leader.
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,6 +35,10 @@ use super::{CompatibilityLevel, RegisteredSchema, RegistryError, SchemaRegistry}
 use crate::topic::{
     Backend, Consumer, Producer, ProducerRecord, StartOffset, TopicError, TopicSpec,
 };
+
+/// How old a catch-up may be for a read to skip the next one. Catching up
+/// costs a high-watermark lookup (a fetch round trip on Kafka).
+pub const READ_STALENESS: Duration = Duration::from_secs(1);
 
 /// The default topic, as in Confluent.
 pub const DEFAULT_TOPIC: &str = "_schemas";
@@ -194,6 +200,8 @@ struct Inner {
     producer: Option<Box<dyn Producer>>,
     /// Next offset of the topic to fold into `state`.
     position: i64,
+    /// When `state` last caught up with the topic's end.
+    synced_at: Option<Instant>,
 }
 
 /// A schema registry kept in a compacted topic.
@@ -220,15 +228,32 @@ impl SchemaStore {
                 consumer,
                 producer: None,
                 position: 0,
+                synced_at: None,
             }),
         };
         drop(store.synced()?);
         Ok(store)
     }
 
+    /// Locks the state for a read: caught up unless it did so within
+    /// [`READ_STALENESS`].
+    fn recent(&self) -> Result<MutexGuard<'_, Inner>, RegistryError> {
+        {
+            let inner = self.inner.lock().expect("poisoned");
+            if inner
+                .synced_at
+                .is_some_and(|t| t.elapsed() < READ_STALENESS)
+            {
+                return Ok(inner);
+            }
+        }
+        self.synced()
+    }
+
     /// Locks the state after folding in everything written to the topic so far.
     fn synced(&self) -> Result<MutexGuard<'_, Inner>, RegistryError> {
         let mut inner = self.inner.lock().expect("poisoned");
+        let started = Instant::now();
         let description = self.backend.describe_topic(&self.topic)?;
         let high = match description.partitions.iter().find(|p| p.id == 0) {
             Some(p) => p.high,
@@ -272,6 +297,7 @@ impl SchemaStore {
                 }
             }
         }
+        inner.synced_at = Some(started);
         Ok(inner)
     }
 
@@ -388,7 +414,7 @@ impl SchemaStore {
         include_deleted: bool,
     ) -> Result<RegisteredSchema, RegistryError> {
         let candidate = parse_candidate(text)?;
-        let inner = self.synced()?;
+        let inner = self.recent()?;
         let versions = live_subject(&inner.state, subject, include_deleted)?;
         versions
             .iter()
@@ -410,7 +436,7 @@ impl SchemaStore {
         spec: VersionSpec,
         include_deleted: bool,
     ) -> Result<RegisteredSchema, RegistryError> {
-        let inner = self.synced()?;
+        let inner = self.recent()?;
         let (version, entry) = resolve_version(&inner.state, subject, spec, include_deleted)?;
         Ok(RegisteredSchema {
             subject: subject.into(),
@@ -426,7 +452,7 @@ impl SchemaStore {
         subject: &str,
         include_deleted: bool,
     ) -> Result<Vec<i32>, RegistryError> {
-        let inner = self.synced()?;
+        let inner = self.recent()?;
         let versions = live_subject(&inner.state, subject, include_deleted)?;
         Ok(versions
             .iter()
@@ -437,7 +463,7 @@ impl SchemaStore {
 
     /// Subjects with at least one live version (or any, with `include_deleted`).
     pub fn list_subjects(&self, include_deleted: bool) -> Result<Vec<String>, RegistryError> {
-        let inner = self.synced()?;
+        let inner = self.recent()?;
         Ok(inner
             .state
             .subjects
@@ -449,21 +475,29 @@ impl SchemaStore {
 
     /// The schema with this id, if any version (live or soft-deleted) uses it.
     pub fn by_id(&self, id: u32) -> Result<String, RegistryError> {
-        let inner = self.synced()?;
-        let used = inner
-            .state
-            .subjects
-            .values()
-            .any(|v| v.values().any(|e| e.id == id));
-        match inner.state.schemas.get(&id) {
-            Some(s) if used => Ok(s.text.clone()),
-            _ => Err(RegistryError::SchemaNotFound(format!("{id}"))),
+        let lookup = |inner: &Inner| {
+            let used = inner
+                .state
+                .subjects
+                .values()
+                .any(|v| v.values().any(|e| e.id == id));
+            inner
+                .state
+                .schemas
+                .get(&id)
+                .filter(|_| used)
+                .map(|s| s.text.clone())
+        };
+        if let Some(text) = lookup(&*self.recent()?) {
+            return Ok(text);
         }
+        // Registered by another process since our last catch-up?
+        lookup(&*self.synced()?).ok_or_else(|| RegistryError::SchemaNotFound(format!("{id}")))
     }
 
     /// Subject-version pairs that use schema `id`.
     pub fn id_versions(&self, id: u32) -> Result<Vec<(String, i32)>, RegistryError> {
-        let inner = self.synced()?;
+        let inner = self.recent()?;
         let pairs: Vec<(String, i32)> = inner
             .state
             .subjects
@@ -575,7 +609,7 @@ impl SchemaStore {
         subject: Option<&str>,
         default_to_global: bool,
     ) -> Result<CompatibilityLevel, RegistryError> {
-        let inner = self.synced()?;
+        let inner = self.recent()?;
         let global = inner.state.global.unwrap_or_default();
         match subject {
             None => Ok(global),
@@ -622,7 +656,7 @@ impl SchemaStore {
         text: &str,
     ) -> Result<Vec<String>, RegistryError> {
         let candidate = parse_candidate(text)?;
-        let inner = self.synced()?;
+        let inner = self.recent()?;
         let state = &inner.state;
         let level = state.level_for(subject);
         let parsed = |id: u32| state.schemas.get(&id).and_then(|s| s.parsed.clone());

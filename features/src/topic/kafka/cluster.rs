@@ -26,7 +26,7 @@ pub(crate) struct Cluster {
 
 fn group_less(config: &KafkaConfig, purpose: &str) -> Result<BaseConsumer, TopicError> {
     config
-        .client_config()
+        .consumer_config()
         .set("group.id", format!("eddy-{purpose}-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")

@@ -66,7 +66,7 @@ impl KafkaConsumer {
         };
         let consumer: BaseConsumer = cluster
             .config
-            .client_config()
+            .consumer_config()
             .set("group.id", &group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
