@@ -183,6 +183,11 @@ pub struct ConsumeArgs {
     /// print each value as its writer schema has it.
     #[arg(long, value_name = "FILE.avsc")]
     pub reader_schema: Option<PathBuf>,
+    /// Also copy records that cannot be decoded to this topic (created if
+    /// missing; `<topic>.dlq` by convention), with the reason and their
+    /// source in `eddy.dlq.*` headers. Default: only report them.
+    #[arg(long, value_name = "TOPIC")]
+    pub dead_letter_topic: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

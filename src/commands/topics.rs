@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use eddy_features::avro::{AvroCodec, AvroError, avro_to_json, looks_framed, parse_schema};
 use eddy_features::registry::value_subject;
+use eddy_features::topic::dead_letter::DeadLetters;
 use eddy_features::topic::{CleanupPolicy, Header, ProducerRecord, Record, StartOffset, TopicSpec};
 use serde_json::{Value as Json, json};
 
@@ -315,6 +316,10 @@ fn consume(ctx: &mut Context, args: &ConsumeArgs, idle_timeout: Duration) -> any
         expect_avro,
     };
 
+    let mut dead_letters = match &args.dead_letter_topic {
+        Some(topic) => Some(DeadLetters::open(ctx.backend.as_ref(), topic)?),
+        None => None,
+    };
     let mut consumer = ctx.backend.consumer(args.group.as_deref())?;
     let start = args.from.unwrap_or(if args.group.is_some() {
         StartOffset::Committed {
@@ -395,6 +400,9 @@ fn consume(ctx: &mut Context, args: &ConsumeArgs, idle_timeout: Duration) -> any
                         "error: {}/{} offset {}: {e}",
                         r.topic, r.partition, r.offset
                     );
+                    if let Some(dlq) = dead_letters.as_mut() {
+                        dlq.send(&r, &e.to_string())?;
+                    }
                     bad += 1;
                 }
             }
@@ -416,11 +424,22 @@ fn consume(ctx: &mut Context, args: &ConsumeArgs, idle_timeout: Duration) -> any
     {
         return Err(e.into());
     }
+    let parked = match dead_letters.as_mut() {
+        Some(dlq) => {
+            dlq.flush()?;
+            format!(
+                "; {} copied to {} with the reason",
+                dlq.count(),
+                dlq.topic()
+            )
+        }
+        None => String::new(),
+    };
     if bad > 0 {
         return Err(CliError::fail(
             ExitCode::UndecodableRecord,
             format!(
-                "{bad} of {} record(s) of {} could not be decoded (see above); the others were printed",
+                "{bad} of {} record(s) of {} could not be decoded (see above){parked}; the others were printed",
                 bad + printed,
                 args.topic
             ),

@@ -174,6 +174,49 @@ fn undecodable_records_exit_7_and_the_rest_is_printed() {
         "{stderr}"
     );
     assert!(stderr.contains("3 of 6 record(s)"), "{stderr}");
+
+    // With a dead-letter topic, the bad records are also parked there with
+    // the reason and where they came from.
+    let mut consume = eddy(dir.path());
+    consume.args([
+        "topics",
+        "consume",
+        "--topic",
+        "events",
+        "--dead-letter-topic",
+        "events.dlq",
+    ]);
+    let stderr = fails_with(consume, "", 7);
+    assert!(stderr.contains("3 copied to events.dlq"), "{stderr}");
+    let mut dlq = eddy(dir.path());
+    dlq.args([
+        "topics",
+        "consume",
+        "--topic",
+        "events.dlq",
+        "--envelope",
+        "--format",
+        "raw",
+    ]);
+    let parked = json_lines(&ok(dlq, ""));
+    assert_eq!(parked.len(), 3);
+    assert_eq!(parked[0]["value"], json!({"plain": "json"}));
+    assert!(
+        parked[0]["headers"]["eddy.dlq.reason"]
+            .as_str()
+            .unwrap()
+            .contains("wrong magic byte")
+    );
+    let offsets: Vec<_> = parked
+        .iter()
+        .map(|p| p["headers"]["eddy.dlq.offset"].clone())
+        .collect();
+    assert_eq!(offsets, vec![json!("2"), json!("3"), json!("4")]);
+    assert!(
+        parked
+            .iter()
+            .all(|p| p["headers"]["eddy.dlq.topic"] == "events")
+    );
 }
 
 #[test]

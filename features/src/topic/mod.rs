@@ -18,6 +18,7 @@
 //!
 //! [`open_backend`] picks one from [`BackendConfig`].
 
+pub mod dead_letter;
 pub mod kafka;
 pub mod local;
 pub mod partitioner;
