@@ -15,8 +15,10 @@
 //! is no replication and no group rebalancing. Scaling out is Kafka's job, and
 //! the same code runs there unchanged.
 
+mod consumer;
 mod groups;
 mod partition;
+mod producer;
 mod segment;
 
 #[cfg(test)]
@@ -28,15 +30,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use self::partition::{Maintenance, PartitionReader, PartitionWriter};
-use super::partitioner::partition_for_key;
+use self::consumer::LocalConsumer;
+use self::partition::{Maintenance, PartitionWriter};
+use self::producer::LocalProducer;
 use super::{
-    Backend, CleanupPolicy, Consumer, PartitionInfo, Producer, ProducerRecord, Record, StartOffset,
-    TopicDescription, TopicError, TopicSpec, validate_topic_name,
+    Backend, CleanupPolicy, Consumer, PartitionInfo, Producer, TopicDescription, TopicError,
+    TopicSpec, validate_topic_name,
 };
 
 /// Settings of the local log.
@@ -97,7 +100,7 @@ impl TopicMeta {
 /// (so a spec written for Kafka runs here too).
 const LOCAL_CONFIG_KEYS: [&str; 2] = ["segment.bytes", "delete.retention.ms"];
 
-type WriterSlot = Arc<Mutex<PartitionWriter>>;
+pub(super) type WriterSlot = Arc<Mutex<PartitionWriter>>;
 
 struct Shared {
     config: LocalLogConfig,
@@ -326,252 +329,10 @@ impl Backend for LocalLog {
     }
 
     fn producer(&self) -> Result<Box<dyn Producer>, TopicError> {
-        Ok(Box::new(LocalProducer {
-            log: self.clone(),
-            touched: Vec::new(),
-            round_robin: 0,
-        }))
+        Ok(Box::new(LocalProducer::new(self.clone())))
     }
 
     fn consumer(&self, group: Option<&str>) -> Result<Box<dyn Consumer>, TopicError> {
-        Ok(Box::new(LocalConsumer {
-            log: self.clone(),
-            group: group.map(str::to_string),
-            readers: Vec::new(),
-            next: 0,
-        }))
-    }
-}
-
-/// Producer of the local log. Records are visible to readers after `flush`
-/// (or sooner, when the write buffer fills).
-struct LocalProducer {
-    log: LocalLog,
-    touched: Vec<WriterSlot>,
-    round_robin: u32,
-}
-
-impl Producer for LocalProducer {
-    fn send(&mut self, record: ProducerRecord) -> Result<i32, TopicError> {
-        let meta = self.log.meta(&record.topic)?;
-        let partition = match (record.partition, &record.key) {
-            (Some(p), _) => {
-                if !(0..meta.partitions).contains(&p) {
-                    return Err(TopicError::UnknownPartition {
-                        topic: record.topic,
-                        partition: p,
-                        partitions: meta.partitions,
-                    });
-                }
-                p
-            }
-            (None, Some(key)) => partition_for_key(key, meta.partitions),
-            (None, None) => {
-                self.round_robin = self.round_robin.wrapping_add(1);
-                (self.round_robin % meta.partitions as u32) as i32
-            }
-        };
-        if meta.cleanup().compacts() && record.key.is_none() {
-            return Err(TopicError::InvalidRecord {
-                topic: record.topic,
-                reason: "a compacted topic needs a key on every record".into(),
-            });
-        }
-        let slot = self.log.writer(&record.topic, partition)?;
-        let rolled = {
-            let mut w = slot.lock().expect("poisoned");
-            let (_, rolled) = w.append(
-                record.timestamp_ms.unwrap_or_else(now_ms),
-                record.key.as_deref(),
-                record.value.as_deref(),
-                &record.headers,
-            )?;
-            if rolled {
-                let report = self.log.maintain_partition(&meta, &w)?;
-                if report != MaintenanceReport::default() {
-                    tracing::debug!(topic = %record.topic, partition, ?report, "local log maintenance");
-                }
-            }
-            rolled
-        };
-        if rolled {
-            self.log.notify_written();
-        }
-        if !self.touched.iter().any(|s| Arc::ptr_eq(s, &slot)) {
-            self.touched.push(slot);
-        }
-        Ok(partition)
-    }
-
-    fn flush(&mut self) -> Result<(), TopicError> {
-        for slot in &self.touched {
-            slot.lock().expect("poisoned").flush()?;
-        }
-        self.log.notify_written();
-        Ok(())
-    }
-}
-
-impl Drop for LocalProducer {
-    fn drop(&mut self) {
-        if let Err(e) = self.flush() {
-            tracing::error!(error = %e, "local log: flush on producer drop failed");
-        }
-    }
-}
-
-struct AssignedPartition {
-    topic: Arc<str>,
-    partition: i32,
-    reader: PartitionReader,
-}
-
-/// Consumer of the local log.
-struct LocalConsumer {
-    log: LocalLog,
-    group: Option<String>,
-    readers: Vec<AssignedPartition>,
-    next: usize,
-}
-
-impl LocalConsumer {
-    fn start_offset(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        start: StartOffset,
-    ) -> Result<i64, TopicError> {
-        let dir = self.log.topic_dir(topic).join(partition.to_string());
-        Ok(match start {
-            StartOffset::Earliest => 0,
-            StartOffset::At(o) => o,
-            StartOffset::Latest => self.high_watermark(topic, partition, &dir)?,
-            StartOffset::Committed { fallback_latest } => match self.committed(topic, partition)? {
-                Some(o) => o,
-                None if fallback_latest => self.high_watermark(topic, partition, &dir)?,
-                None => 0,
-            },
-        })
-    }
-
-    fn high_watermark(&self, topic: &str, partition: i32, dir: &Path) -> Result<i64, TopicError> {
-        let own = self
-            .log
-            .shared
-            .writers
-            .lock()
-            .expect("poisoned")
-            .get(&(topic.to_string(), partition))
-            .cloned();
-        match own {
-            Some(w) => Ok(w.lock().expect("poisoned").visible_high_watermark()),
-            None => Ok(partition::offsets_on_disk(dir)?.1),
-        }
-    }
-}
-
-impl Consumer for LocalConsumer {
-    fn assign(&mut self, topic: &str, partitions: &[(i32, StartOffset)]) -> Result<(), TopicError> {
-        let meta = self.log.meta(topic)?;
-        let name: Arc<str> = Arc::from(topic);
-        for &(partition, start) in partitions {
-            if !(0..meta.partitions).contains(&partition) {
-                return Err(TopicError::UnknownPartition {
-                    topic: topic.into(),
-                    partition,
-                    partitions: meta.partitions,
-                });
-            }
-            let offset = self.start_offset(topic, partition, start)?;
-            self.readers
-                .retain(|r| !(&*r.topic == topic && r.partition == partition));
-            let dir = self.log.topic_dir(topic).join(partition.to_string());
-            self.readers.push(AssignedPartition {
-                topic: name.clone(),
-                partition,
-                reader: PartitionReader::new(dir, offset),
-            });
-        }
-        Ok(())
-    }
-
-    fn assign_all(&mut self, topic: &str, start: StartOffset) -> Result<(), TopicError> {
-        let meta = self.log.meta(topic)?;
-        let all: Vec<(i32, StartOffset)> = (0..meta.partitions).map(|p| (p, start)).collect();
-        self.assign(topic, &all)
-    }
-
-    fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<Record>, TopicError> {
-        let deadline = Instant::now() + timeout;
-        let mut stored = Vec::new();
-        let mut out = Vec::new();
-        loop {
-            let seen = *self.log.shared.written.0.lock().expect("poisoned");
-            let n = self.readers.len();
-            for i in 0..n {
-                if out.len() >= max {
-                    break;
-                }
-                let idx = (self.next + i) % n;
-                let a = &mut self.readers[idx];
-                stored.clear();
-                a.reader.read(max - out.len(), &mut stored)?;
-                out.extend(stored.drain(..).map(|r| Record {
-                    topic: a.topic.to_string(),
-                    partition: a.partition,
-                    offset: r.offset,
-                    timestamp_ms: r.timestamp_ms,
-                    key: r.key,
-                    value: r.value,
-                    headers: r.headers,
-                }));
-            }
-            if n > 0 {
-                self.next = (self.next + 1) % n;
-            }
-            let now = Instant::now();
-            if !out.is_empty() || now >= deadline {
-                return Ok(out);
-            }
-            let wait = (deadline - now).min(self.log.shared.config.poll_interval);
-            let (lock, cvar) = &self.log.shared.written;
-            let guard = lock.lock().expect("poisoned");
-            if *guard == seen {
-                let _ = cvar.wait_timeout(guard, wait).expect("poisoned");
-            }
-        }
-    }
-
-    fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), TopicError> {
-        match self
-            .readers
-            .iter_mut()
-            .find(|r| &*r.topic == topic && r.partition == partition)
-        {
-            Some(r) => {
-                r.reader.seek(offset);
-                Ok(())
-            }
-            None => Err(TopicError::Config(format!(
-                "seek on {topic}/{partition}, which this consumer is not assigned"
-            ))),
-        }
-    }
-
-    fn commit(&mut self, offsets: &[(String, i32, i64)]) -> Result<(), TopicError> {
-        let group = self
-            .group
-            .as_deref()
-            .ok_or_else(|| TopicError::Config("commit needs a consumer group".into()))?;
-        groups::commit(self.log.dir(), group, offsets)
-    }
-
-    fn committed(&mut self, topic: &str, partition: i32) -> Result<Option<i64>, TopicError> {
-        let Some(group) = self.group.as_deref() else {
-            return Ok(None);
-        };
-        Ok(groups::load(self.log.dir(), group)?
-            .get(&groups::slot(topic, partition))
-            .copied())
+        Ok(Box::new(LocalConsumer::new(self.clone(), group)))
     }
 }

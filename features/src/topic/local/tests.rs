@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use super::segment;
 use super::*;
 use crate::topic::conformance::{self, poll_n};
-use crate::topic::read_to_end;
+use crate::topic::{ProducerRecord, StartOffset, read_to_end};
 
 fn open(dir: &Path) -> LocalLog {
     LocalLog::open(LocalLogConfig::new(dir)).expect("open")

@@ -15,22 +15,26 @@
 //! next schema id, so ids are never reused even after hard deletes and
 //! compaction removed the records that used them.
 //!
-//! The state in memory is a fold over that log. Before every change, and
-//! before a read when the last catch-up is more than [`READ_STALENESS`] old,
-//! the store reads the topic up to its end, so several processes sharing a
-//! topic (for example two `eddy registry serve` on one Kafka cluster) see
-//! each other's changes. A schema id that is not found forces a catch-up, so
-//! a decoder never misses an id that exists. Writes are not coordinated between processes: run one
-//! writing registry per `_schemas` topic, as Confluent does with its leader.
+//! The state in memory is a fold over that log (see `state`). Before every
+//! change, and before a read when the last catch-up is more than
+//! [`READ_STALENESS`] old, the store reads the topic up to its end, so
+//! several processes sharing a topic (for example two `eddy registry serve`
+//! on one Kafka cluster) see each other's changes. A schema id that is not
+//! found forces a catch-up, so a decoder never misses an id that exists.
+//! Writes are not coordinated between processes: run one writing registry
+//! per `_schemas` topic, as Confluent does with its leader.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use apache_avro::Schema;
-use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
 
+mod state;
+
+use self::state::{
+    ConfigValue, ID_KEY, IdValue, SchemaValue, State, apply, config_key, live_subject,
+    parse_candidate, resolve_version, schema_key,
+};
 use super::{CompatibilityLevel, RegisteredSchema, RegistryError, SchemaRegistry};
 use crate::topic::{
     Backend, Consumer, Producer, ProducerRecord, StartOffset, TopicError, TopicSpec,
@@ -63,135 +67,6 @@ impl VersionSpec {
             },
         }
     }
-}
-
-#[derive(Debug, Clone)]
-struct StoredSchema {
-    /// Compact JSON text, as served.
-    text: String,
-    /// `None` when the text is not an Avro schema eddy can parse (for
-    /// example a schema of another type in a shared `_schemas` topic).
-    parsed: Option<Arc<Schema>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct VersionEntry {
-    id: u32,
-    deleted: bool,
-}
-
-#[derive(Default)]
-struct State {
-    next_id: u32,
-    schemas: HashMap<u32, StoredSchema>,
-    by_fingerprint: HashMap<String, u32>,
-    fingerprints: HashMap<u32, String>,
-    subjects: BTreeMap<String, BTreeMap<i32, VersionEntry>>,
-    global: Option<CompatibilityLevel>,
-    subject_levels: HashMap<String, CompatibilityLevel>,
-}
-
-impl State {
-    /// The level that applies to `subject`: its own, else the global one,
-    /// else BACKWARD.
-    fn level_for(&self, subject: &str) -> CompatibilityLevel {
-        self.subject_levels
-            .get(subject)
-            .or(self.global.as_ref())
-            .copied()
-            .unwrap_or_default()
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct SchemaKey<'a> {
-    keytype: &'a str,
-    subject: &'a str,
-    version: i32,
-    magic: u8,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SchemaValue {
-    subject: String,
-    version: i32,
-    id: u32,
-    schema: String,
-    deleted: bool,
-}
-
-#[derive(Serialize, Deserialize)]
-struct ConfigKey<'a> {
-    keytype: &'a str,
-    subject: Option<&'a str>,
-    magic: u8,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ConfigValue {
-    compatibility_level: CompatibilityLevel,
-}
-
-#[derive(Serialize, Deserialize)]
-struct IdValue {
-    next_id: u32,
-}
-
-const ID_KEY: &str = r#"{"keytype":"EDDY_ID","magic":0}"#;
-
-fn schema_key(subject: &str, version: i32) -> Vec<u8> {
-    serde_json::to_vec(&SchemaKey {
-        keytype: "SCHEMA",
-        subject,
-        version,
-        magic: 1,
-    })
-    .expect("key serializes")
-}
-
-fn config_key(subject: Option<&str>) -> Vec<u8> {
-    serde_json::to_vec(&ConfigKey {
-        keytype: "CONFIG",
-        subject,
-        magic: 0,
-    })
-    .expect("key serializes")
-}
-
-/// Canonical text used to decide whether two schemas are "the same":
-/// object keys sorted, docs dropped, no whitespace.
-fn fingerprint(json: &Json) -> String {
-    fn norm(v: &Json) -> Json {
-        match v {
-            Json::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().filter(|k| k.as_str() != "doc").collect();
-                keys.sort();
-                Json::Object(keys.into_iter().map(|k| (k.clone(), norm(&m[k]))).collect())
-            }
-            Json::Array(a) => Json::Array(a.iter().map(norm).collect()),
-            other => other.clone(),
-        }
-    }
-    norm(json).to_string()
-}
-
-/// A parsed, validated schema ready to be stored.
-struct Candidate {
-    text: String,
-    fingerprint: String,
-    parsed: Arc<Schema>,
-}
-
-fn parse_candidate(text: &str) -> Result<Candidate, RegistryError> {
-    let json: Json = serde_json::from_str(text)
-        .map_err(|e| RegistryError::InvalidSchema(format!("not JSON: {e}")))?;
-    let parsed = Schema::parse(&json).map_err(|e| RegistryError::InvalidSchema(e.to_string()))?;
-    Ok(Candidate {
-        text: json.to_string(),
-        fingerprint: fingerprint(&json),
-        parsed: Arc::new(parsed),
-    })
 }
 
 struct Inner {
@@ -681,127 +556,6 @@ impl SchemaStore {
             (_, l) => l,
         };
         Ok(level.check(&candidate.parsed, &refs))
-    }
-}
-
-fn live_subject<'s>(
-    state: &'s State,
-    subject: &str,
-    include_deleted: bool,
-) -> Result<&'s BTreeMap<i32, VersionEntry>, RegistryError> {
-    state
-        .subjects
-        .get(subject)
-        .filter(|v| v.values().any(|e| include_deleted || !e.deleted))
-        .ok_or_else(|| RegistryError::SubjectNotFound(subject.into()))
-}
-
-fn resolve_version(
-    state: &State,
-    subject: &str,
-    spec: VersionSpec,
-    include_deleted: bool,
-) -> Result<(i32, VersionEntry), RegistryError> {
-    let versions = live_subject(state, subject, include_deleted)?;
-    let not_found = |v: String| RegistryError::VersionNotFound {
-        subject: subject.into(),
-        version: v,
-    };
-    match spec {
-        VersionSpec::Latest => versions
-            .iter()
-            .rev()
-            .find(|(_, e)| include_deleted || !e.deleted)
-            .map(|(v, e)| (*v, *e))
-            .ok_or_else(|| not_found("latest".into())),
-        VersionSpec::Number(n) => match versions.get(&n) {
-            Some(e) if include_deleted || !e.deleted => Ok((n, *e)),
-            _ => Err(not_found(n.to_string())),
-        },
-    }
-}
-
-/// Folds one `_schemas` record into the state. Unknown key types (Confluent
-/// writes NOOP and DELETE_SUBJECT records too) are skipped.
-fn apply(state: &mut State, key: &[u8], value: Option<&[u8]>) {
-    let Ok(key) = serde_json::from_slice::<Json>(key) else {
-        tracing::warn!("schema store: skipping a record whose key is not JSON");
-        return;
-    };
-    match key.get("keytype").and_then(Json::as_str) {
-        Some("SCHEMA") => {
-            let (Some(subject), Some(version)) = (
-                key.get("subject").and_then(Json::as_str),
-                key.get("version").and_then(Json::as_i64),
-            ) else {
-                return;
-            };
-            let version = version as i32;
-            match value.map(serde_json::from_slice::<SchemaValue>) {
-                Some(Ok(v)) => {
-                    if !state.schemas.contains_key(&v.id) {
-                        let json: Option<Json> = serde_json::from_str(&v.schema).ok();
-                        let parsed = json
-                            .as_ref()
-                            .and_then(|j| Schema::parse(j).ok())
-                            .map(Arc::new);
-                        let fp = json.as_ref().map_or_else(|| v.schema.clone(), fingerprint);
-                        state.by_fingerprint.entry(fp.clone()).or_insert(v.id);
-                        state.fingerprints.insert(v.id, fp);
-                        state.schemas.insert(
-                            v.id,
-                            StoredSchema {
-                                text: v.schema.clone(),
-                                parsed,
-                            },
-                        );
-                    }
-                    state.next_id = state.next_id.max(v.id + 1);
-                    state.subjects.entry(v.subject).or_default().insert(
-                        v.version,
-                        VersionEntry {
-                            id: v.id,
-                            deleted: v.deleted,
-                        },
-                    );
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "schema store: skipping an unreadable SCHEMA record")
-                }
-                None => {
-                    if let Some(versions) = state.subjects.get_mut(subject) {
-                        versions.remove(&version);
-                        if versions.is_empty() {
-                            state.subjects.remove(subject);
-                        }
-                    }
-                }
-            }
-        }
-        Some("CONFIG") => {
-            let subject = key
-                .get("subject")
-                .and_then(Json::as_str)
-                .map(str::to_string);
-            let level = value
-                .and_then(|v| serde_json::from_slice::<ConfigValue>(v).ok())
-                .map(|c| c.compatibility_level);
-            match (subject, level) {
-                (None, l) => state.global = l,
-                (Some(s), Some(l)) => {
-                    state.subject_levels.insert(s, l);
-                }
-                (Some(s), None) => {
-                    state.subject_levels.remove(&s);
-                }
-            }
-        }
-        Some("EDDY_ID") => {
-            if let Some(v) = value.and_then(|v| serde_json::from_slice::<IdValue>(v).ok()) {
-                state.next_id = state.next_id.max(v.next_id);
-            }
-        }
-        _ => {}
     }
 }
 
