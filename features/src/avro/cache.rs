@@ -52,18 +52,7 @@ impl CachedDecoder {
 
     /// Decodes one Avro body; trailing bytes are an error.
     pub(crate) fn decode(&self, body: &[u8]) -> Result<Value, AvroError> {
-        let mut cursor = body;
-        let value = self
-            .borrow_datum()
-            .read_value(&mut cursor)
-            .map_err(|e| AvroError::InvalidBody(e.to_string()))?;
-        if !cursor.is_empty() {
-            return Err(AvroError::InvalidBody(format!(
-                "{} bytes left over after the record",
-                cursor.len()
-            )));
-        }
-        Ok(value)
+        super::read_whole(self.borrow_datum(), body)
     }
 }
 

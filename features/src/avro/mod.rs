@@ -79,6 +79,11 @@ pub fn decode_body(
         .maybe_reader_schema(reader)
         .build()
         .map_err(|e| AvroError::Resolution(e.to_string()))?;
+    read_whole(&datum, body)
+}
+
+/// Reads one value that must use all of `body`.
+pub(crate) fn read_whole(datum: &GenericDatumReader<'_>, body: &[u8]) -> Result<Value, AvroError> {
     let mut cursor = body;
     let value = datum
         .read_value(&mut cursor)

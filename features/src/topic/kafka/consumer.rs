@@ -91,6 +91,23 @@ impl KafkaConsumer {
         next: i64,
         boundary: bool,
     ) -> Result<(), TopicError> {
+        let fetch_from = if boundary {
+            next
+        } else {
+            (next - REWIND).max(0)
+        };
+        let verified = boundary || fetch_from == 0;
+        self.fetch_from(topic, partition, fetch_from, Position { next, verified })
+    }
+
+    /// Points librdkafka's fetcher for one partition at `fetch_from`.
+    fn fetch_from(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        fetch_from: i64,
+        position: Position,
+    ) -> Result<(), TopicError> {
         let key = (topic.to_string(), partition);
         if self.positions.contains_key(&key) {
             let mut tpl = TopicPartitionList::new();
@@ -99,27 +116,16 @@ impl KafkaConsumer {
                 .incremental_unassign(&tpl)
                 .map_err(kafka_err)?;
         }
-        let fetch_from = if boundary {
-            next
-        } else {
-            (next - REWIND).max(0)
-        };
-        let mut tpl = TopicPartitionList::new();
         let offset = if fetch_from == 0 {
             Offset::Beginning
         } else {
             Offset::Offset(fetch_from)
         };
+        let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, offset)
             .map_err(kafka_err)?;
         self.consumer.incremental_assign(&tpl).map_err(kafka_err)?;
-        self.positions.insert(
-            key,
-            Position {
-                next,
-                verified: boundary || fetch_from == 0,
-            },
-        );
+        self.positions.insert(key, position);
         Ok(())
     }
 }
@@ -212,22 +218,15 @@ impl Consumer for KafkaConsumer {
                         tracing::debug!(topic = %key.0, partition = key.1, wanted = pos.next, got = m.offset(),
                             "kafka: fetch skipped past the wanted offset; restarting the partition from the beginning");
                         let next = pos.next;
-                        let mut tpl = TopicPartitionList::new();
-                        tpl.add_partition(&key.0, key.1);
-                        self.consumer
-                            .incremental_unassign(&tpl)
-                            .map_err(kafka_err)?;
-                        let mut tpl = TopicPartitionList::new();
-                        tpl.add_partition_offset(&key.0, key.1, Offset::Beginning)
-                            .map_err(kafka_err)?;
-                        self.consumer.incremental_assign(&tpl).map_err(kafka_err)?;
-                        self.positions.insert(
-                            key,
+                        self.fetch_from(
+                            &key.0,
+                            key.1,
+                            0,
                             Position {
                                 next,
                                 verified: true,
                             },
-                        );
+                        )?;
                         continue;
                     }
                     pos.verified = true;
