@@ -311,6 +311,7 @@ fn a_second_process_follows_a_topic_while_it_is_written() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    watchdog(child.id());
 
     let log: Arc<dyn Backend> = Arc::new(LocalLog::open(LocalLogConfig::new(dir.path())).unwrap());
     let mut producer = log.producer().unwrap();
@@ -378,6 +379,7 @@ fn a_slow_stdin_stream_is_flushed_while_it_is_still_open() {
         .args(["topics", "produce", "--topic", "slow"])
         .stdin(Stdio::piped());
     let mut producer = produce.spawn().unwrap();
+    watchdog(producer.id());
     let mut stdin = producer.stdin.take().unwrap();
     for i in 0..3 {
         writeln!(stdin, "{{\"n\": {i}}}").unwrap();
@@ -418,7 +420,16 @@ fn a_killed_producer_leaves_a_log_that_reopens_cleanly() {
     });
     // Kill once some records are on disk, while it is still writing.
     let segment = dir.path().join("topics/crash/0/00000000000000000000.log");
+    let deadline = std::time::Instant::now() + PROCESS_DEADLINE;
     while std::fs::metadata(&segment).map_or(0, |m| m.len()) < 2_000_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the producer never wrote 2 MB"
+        );
+        assert!(
+            producer.try_wait().unwrap().is_none(),
+            "the producer exited before it was killed"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     producer.kill().unwrap();

@@ -14,6 +14,7 @@ fn kcat(kcat: &str, args: &[&str], stdin: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run kcat");
+    watchdog(child.id());
     child
         .stdin
         .take()

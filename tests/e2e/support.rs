@@ -28,12 +28,25 @@ pub fn eddy(data_dir: &Path) -> Command {
     cmd
 }
 
+/// How long any process in a test may run: a hang fails the test instead of
+/// stalling the CI run.
+pub const PROCESS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Kills the process `pid` if it still runs after [`PROCESS_DEADLINE`].
+pub fn watchdog(pid: u32) {
+    std::thread::spawn(move || {
+        std::thread::sleep(PROCESS_DEADLINE);
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    });
+}
+
 /// Runs a command with `stdin` as input.
 pub fn run(mut cmd: Command, stdin: &str) -> Output {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn eddy");
+    watchdog(child.id());
     child
         .stdin
         .take()
@@ -132,6 +145,7 @@ impl Registry {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn registry");
+        watchdog(child.id());
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
