@@ -19,6 +19,13 @@ fn events(n: usize) -> String {
         .collect()
 }
 
+/// `eddy topics produce --topic events --schema event.avsc`.
+fn produce_avro(dir: &std::path::Path) -> std::process::Command {
+    let mut produce = eddy(dir);
+    produce.args(["topics", "produce", "--topic", "events", "--schema", SCHEMA]);
+    produce
+}
+
 fn create(dir: &std::path::Path, topic: &str, extra: &[&str]) {
     let mut cmd = eddy(dir);
     cmd.args(["topics", "create", topic]).args(extra);
@@ -76,9 +83,7 @@ fn a_bad_json_line_exits_6_and_keeps_the_lines_before_it() {
     let dir = tempfile::tempdir().unwrap();
     create(dir.path(), "events", &[]);
     let input = events(3) + "{\"id\": \"not a number\"}\n" + &events(2);
-    let mut produce = eddy(dir.path());
-    produce.args(["topics", "produce", "--topic", "events", "--schema", SCHEMA]);
-    let stderr = fails_with(produce, &input, 6);
+    let stderr = fails_with(produce_avro(dir.path()), &input, 6);
     assert!(stderr.contains("stdin line 4"), "{stderr}");
     assert!(stderr.contains("$.id"), "names the field: {stderr}");
     let mut consume = eddy(dir.path());
@@ -101,9 +106,7 @@ fn a_bad_json_line_exits_6_and_keeps_the_lines_before_it() {
 fn an_incompatible_schema_exits_5_and_an_invalid_one_8() {
     let dir = tempfile::tempdir().unwrap();
     create(dir.path(), "events", &[]);
-    let mut produce = eddy(dir.path());
-    produce.args(["topics", "produce", "--topic", "events", "--schema", SCHEMA]);
-    ok(produce, &events(1));
+    ok(produce_avro(dir.path()), &events(1));
 
     let breaking = dir.path().join("breaking.avsc");
     std::fs::write(&breaking, r#"{"type":"record","name":"Event","namespace":"eddy.interop","fields":[{"name":"id","type":"string"}]}"#).unwrap();
@@ -132,9 +135,7 @@ fn an_incompatible_schema_exits_5_and_an_invalid_one_8() {
 fn undecodable_records_exit_7_and_the_rest_is_printed() {
     let dir = tempfile::tempdir().unwrap();
     create(dir.path(), "events", &[]);
-    let mut produce = eddy(dir.path());
-    produce.args(["topics", "produce", "--topic", "events", "--schema", SCHEMA]);
-    ok(produce, &events(2));
+    ok(produce_avro(dir.path()), &events(2));
     {
         // Write the bad records with the library, as a misbehaving producer would.
         let log: Arc<dyn Backend> =
@@ -150,9 +151,7 @@ fn undecodable_records_exit_7_and_the_rest_is_printed() {
         }
         p.flush().unwrap();
     }
-    let mut produce = eddy(dir.path());
-    produce.args(["topics", "produce", "--topic", "events", "--schema", SCHEMA]);
-    ok(produce, &events(1));
+    ok(produce_avro(dir.path()), &events(1));
 
     let mut consume = eddy(dir.path());
     consume.args(["topics", "consume", "--topic", "events"]);
@@ -280,9 +279,7 @@ fn a_bad_kafka_config_file_names_file_and_line() {
 fn consume_with_a_group_resumes_from_its_commits() {
     let dir = tempfile::tempdir().unwrap();
     create(dir.path(), "events", &[]);
-    let mut produce = eddy(dir.path());
-    produce.args(["topics", "produce", "--topic", "events", "--schema", SCHEMA]);
-    ok(produce, &events(5));
+    ok(produce_avro(dir.path()), &events(5));
     let read = |max: &str| {
         let mut c = eddy(dir.path());
         c.args([
@@ -343,9 +340,7 @@ fn a_second_process_follows_a_topic_while_it_is_written() {
 fn old_records_resolve_to_a_newer_reader_schema() {
     let dir = tempfile::tempdir().unwrap();
     create(dir.path(), "events", &[]);
-    let mut produce = eddy(dir.path());
-    produce.args(["topics", "produce", "--topic", "events", "--schema", SCHEMA]);
-    ok(produce, &events(2));
+    ok(produce_avro(dir.path()), &events(2));
     let mut v2: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(SCHEMA).unwrap()).unwrap();
     v2["fields"]

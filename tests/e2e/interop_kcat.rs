@@ -1,27 +1,14 @@
 //! Interop with kcat, the standard Kafka command-line client: records that
 //! eddy writes read back byte for byte in kcat, and the other way round.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::support::*;
 
 fn kcat(kcat: &str, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(kcat)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kcat");
-    watchdog(child.id());
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = Command::new(kcat);
+    cmd.args(args);
+    let out = run(cmd, stdin);
     assert!(
         out.status.success(),
         "kcat {args:?} failed: {}",

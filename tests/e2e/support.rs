@@ -40,7 +40,8 @@ pub fn watchdog(pid: u32) {
     });
 }
 
-/// Runs a command with `stdin` as input.
+/// Runs a command (eddy or another test client) with `stdin` as input,
+/// under the [`watchdog`].
 pub fn run(mut cmd: Command, stdin: &str) -> Output {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
