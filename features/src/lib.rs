@@ -17,4 +17,6 @@
 
 pub mod avro;
 pub mod registry;
+pub mod spec;
+pub mod store;
 pub mod topic;

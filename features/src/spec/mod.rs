@@ -1,0 +1,400 @@
+//! The pipeline spec: what a data scientist writes to define features.
+//!
+//! A spec names event streams (`sources`), reference tables (`tables`) and
+//! feature views (`features`). It is YAML, read strictly: an unknown key is an
+//! error, not a silent no-op, and every error names the file, the line and
+//! the key path. [`load`] checks the shape; [`validate`] then checks the spec
+//! against the registered schemas of its topics (columns exist, types fit).
+//!
+//! The full reference of keys and defaults is in README.md, section "Pipeline
+//! spec"; the doc comment of each field below states its default too.
+
+pub mod duration;
+pub mod locate;
+mod validate;
+pub mod window;
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+pub use duration::Millis;
+pub use locate::KeyPath;
+pub use validate::{ColumnType, Columns, ViewPlan, validate};
+pub use window::Window;
+
+/// A whole pipeline spec.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// Names the job: its checkpoints and its consumer group
+    /// (`eddy-<name>`). Required.
+    pub name: String,
+    /// Event streams, by name. Required: at least one.
+    pub sources: IndexMap<String, SourceSpec>,
+    /// Reference tables read from compacted topics, by name. Default: none.
+    #[serde(default)]
+    pub tables: IndexMap<String, TableSpec>,
+    /// Feature views, by name. Required: at least one.
+    pub features: IndexMap<String, ViewSpec>,
+    /// Where and how often state is checkpointed. Default: see
+    /// [`CheckpointSpec`].
+    #[serde(default)]
+    pub checkpoint: CheckpointSpec,
+}
+
+/// An event stream: an Avro topic in the Confluent wire format.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// The topic. Required.
+    pub topic: String,
+    /// The entity key field. Required. Records are expected to be
+    /// partitioned by it (co-partitioned with every other source).
+    pub key: String,
+    /// The event-time field: a `long` of epoch milliseconds (or Avro
+    /// `timestamp-millis`), `timestamp-micros`, or `int`/`long` epoch seconds
+    /// when `event_time_unit: s`. Required.
+    pub event_time: String,
+    /// Unit of a plain numeric `event_time`: `ms` or `s`. Default `ms`;
+    /// logical types (`timestamp-millis`, `timestamp-micros`) override it.
+    #[serde(default)]
+    pub event_time_unit: TimeUnit,
+    /// Allowed out-of-orderness. An event older than the watermark
+    /// (maximum event time seen minus `lateness`) is late: it goes to
+    /// `<topic>.dlq` with a reason and is counted. Default `0s`.
+    #[serde(default)]
+    pub lateness: Millis,
+    /// A partition that has received nothing for this long (in wall-clock
+    /// time) stops holding back the watermark, so a quiet partition cannot
+    /// stall every feature. Default `30s`; `0s` disables idleness.
+    #[serde(default = "default_idle")]
+    pub idle_timeout: Millis,
+}
+
+fn default_idle() -> Millis {
+    Millis(30_000)
+}
+
+/// The unit of a numeric event-time field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeUnit {
+    /// Milliseconds since the epoch (the default).
+    #[default]
+    Ms,
+    /// Seconds since the epoch.
+    S,
+}
+
+/// Reference state: a compacted topic read as a table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    /// The topic. Required.
+    pub topic: String,
+    /// The field that keys rows. Required.
+    pub key: String,
+    /// Keep every version of a row, so a join reads the row as it was at the
+    /// event's time (SCD type 2). Default `false`: joins read the latest row.
+    #[serde(default)]
+    pub versioned: bool,
+    /// The field holding when a version became valid (epoch ms). Default:
+    /// the record's timestamp.
+    #[serde(default)]
+    pub valid_from: Option<String>,
+}
+
+/// A feature view: one keyed feature table computed from one source.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewSpec {
+    /// The source it reads. Required.
+    pub source: String,
+    /// The entity key. Default: the source's key (it must be the source's
+    /// key: views are computed per source partition).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Reference-table joins, applied first, in order. Default: none.
+    #[serde(default)]
+    pub join: Vec<JoinSpec>,
+    /// New columns from SQL expressions, applied after joins and in order (a
+    /// later one may use an earlier one). Default: none.
+    #[serde(default)]
+    pub derive: IndexMap<String, String>,
+    /// A SQL boolean expression; events for which it is not true are skipped.
+    /// Evaluated after `derive`. Default: keep every event.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// The features. Required: at least one.
+    pub aggregations: Vec<AggregationSpec>,
+    /// Where the feature table goes. Default: the topic
+    /// `features.<view>` and no Parquet.
+    #[serde(default)]
+    pub output: OutputSpec,
+}
+
+/// An as-of join with a table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinSpec {
+    /// The table. Required.
+    pub table: String,
+    /// The event column holding the table's key. Required.
+    pub on: String,
+    /// Table columns to add. Default: every column but the key.
+    #[serde(default)]
+    pub select: Option<Vec<String>>,
+    /// What an event without a matching row gets: `null` columns, or `drop`
+    /// (the event is skipped). Default `null`.
+    #[serde(default)]
+    pub missing: Missing,
+}
+
+/// What happens to an event without a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Missing {
+    #[default]
+    Null,
+    Drop,
+}
+
+/// One aggregate feature, computed over one or more windows.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregationSpec {
+    /// Feature name; columns are `<name>_<window suffix>`. Required.
+    pub name: String,
+    /// The operator. Required.
+    pub op: Op,
+    /// The input column. Required for every operator but `count` (without
+    /// a column, `count` counts events; with one, its non-null values).
+    #[serde(default)]
+    pub column: Option<String>,
+    /// Windows. Required: at least one.
+    pub windows: Vec<Window>,
+    /// How many items `first_k`, `last_k` and `top_k` keep. Default 10.
+    #[serde(default)]
+    pub k: Option<usize>,
+    /// The quantile of `approx_percentile`, in [0, 1]. Default 0.5.
+    #[serde(default)]
+    pub quantile: Option<f64>,
+    /// The half-life of `decayed_sum`. Required for it.
+    #[serde(default)]
+    pub half_life: Option<Millis>,
+}
+
+/// Aggregation operators. Nulls in the input column are skipped by all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Count,
+    Sum,
+    Mean,
+    Min,
+    Max,
+    /// Sample variance (n - 1 in the denominator, as polars' default).
+    Variance,
+    /// Sample standard deviation.
+    Stddev,
+    First,
+    Last,
+    FirstK,
+    LastK,
+    /// The k most frequent values, most frequent first, ties by value.
+    TopK,
+    /// Exact number of distinct values.
+    CountDistinct,
+    /// HyperLogLog estimate of the number of distinct values (Apache
+    /// DataSketches, lg_k 12: about 1.6% relative standard error).
+    ApproxCountDistinct,
+    /// t-digest estimate of a quantile (Apache DataSketches, k 200).
+    ApproxPercentile,
+    /// Sum of values, each weighted by 2^-(age / half_life).
+    DecayedSum,
+}
+
+impl Op {
+    /// The spec name of the operator.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Count => "count",
+            Op::Sum => "sum",
+            Op::Mean => "mean",
+            Op::Min => "min",
+            Op::Max => "max",
+            Op::Variance => "variance",
+            Op::Stddev => "stddev",
+            Op::First => "first",
+            Op::Last => "last",
+            Op::FirstK => "first_k",
+            Op::LastK => "last_k",
+            Op::TopK => "top_k",
+            Op::CountDistinct => "count_distinct",
+            Op::ApproxCountDistinct => "approx_count_distinct",
+            Op::ApproxPercentile => "approx_percentile",
+            Op::DecayedSum => "decayed_sum",
+        }
+    }
+
+    /// Sketch operators cannot forget a single event, so they run only on
+    /// windows that reset (tumbling, session, lifetime).
+    pub fn is_sketch(&self) -> bool {
+        matches!(self, Op::ApproxCountDistinct | Op::ApproxPercentile)
+    }
+}
+
+/// Where a view's feature table goes.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// The compacted feature topic; its Avro value schema is registered as
+    /// `<topic>-value`. Default `features.<view>`.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// An object-store URL for Parquet (`file://`, `s3://`, `gs://`,
+    /// `az://`; a bare path means a local directory). Default: none.
+    #[serde(default)]
+    pub parquet: Option<String>,
+}
+
+/// Checkpointing of state and offsets.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// An object-store URL; each task writes under `<url>/<pipeline>/`.
+    /// Default: `checkpoints` under the data directory on the embedded log,
+    /// `./eddy-checkpoints` on Kafka.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// How often (wall-clock) to checkpoint. Default `10s`.
+    #[serde(default = "default_interval")]
+    pub interval: Millis,
+}
+
+fn default_interval() -> Millis {
+    Millis(10_000)
+}
+
+impl Default for CheckpointSpec {
+    fn default() -> Self {
+        CheckpointSpec {
+            url: None,
+            interval: default_interval(),
+        }
+    }
+}
+
+impl ViewSpec {
+    /// The feature topic of view `name`.
+    pub fn output_topic(&self, name: &str) -> String {
+        self.output
+            .topic
+            .clone()
+            .unwrap_or_else(|| format!("features.{name}"))
+    }
+}
+
+/// A problem in a spec, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecProblem {
+    /// The spec file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The key path, like `features.v.aggregations[0].column`.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl std::fmt::Display for SpecProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if self.key.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": key `{}`: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found in a spec.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read spec {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<SpecProblem>),
+}
+
+/// A parsed spec with its text, so later checks can locate keys.
+#[derive(Debug, Clone)]
+pub struct LoadedSpec {
+    pub spec: PipelineSpec,
+    pub file: PathBuf,
+    pub text: String,
+}
+
+impl LoadedSpec {
+    /// A located problem at `path`.
+    pub fn problem(&self, path: &KeyPath, message: impl Into<String>) -> SpecProblem {
+        SpecProblem {
+            file: self.file.clone(),
+            line: locate::locate(&self.text, path),
+            key: path.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads and parses a spec file; checks its shape (not its columns).
+pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses spec text; `file` is only used in messages.
+pub fn parse(file: &Path, text: &str) -> Result<LoadedSpec, SpecError> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    let spec: PipelineSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner.location().map(|l| l.line());
+        // serde_yaml appends " at line L column C"; the location is printed
+        // in front instead, like every other spec problem.
+        let message = inner.to_string();
+        let message = match message.rfind(" at line ") {
+            Some(i) => message[..i].to_string(),
+            None => message,
+        };
+        SpecError::Invalid(vec![SpecProblem {
+            file: file.to_path_buf(),
+            line,
+            key: if key == "." { String::new() } else { key },
+            message,
+        }])
+    })?;
+    let loaded = LoadedSpec {
+        spec,
+        file: file.to_path_buf(),
+        text: text.to_string(),
+    };
+    let problems = validate::shape(&loaded);
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(SpecError::Invalid(problems))
+    }
+}
