@@ -16,6 +16,7 @@
 //!   compacted `_schemas` topic and serves the Confluent REST API.
 
 pub mod avro;
+pub mod engine;
 pub mod registry;
 pub mod spec;
 pub mod store;

@@ -11,7 +11,7 @@
 
 pub mod duration;
 pub mod locate;
-mod validate;
+pub mod validate;
 pub mod window;
 
 use std::path::{Path, PathBuf};
