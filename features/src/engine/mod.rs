@@ -8,6 +8,12 @@
 //! README.md, "Feature semantics".
 
 pub mod agg;
+pub mod frame;
 pub mod keyed;
+pub mod table;
+pub mod task;
 pub mod value;
 pub mod view;
+
+#[cfg(test)]
+mod tests;

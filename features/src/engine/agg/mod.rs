@@ -64,9 +64,9 @@ impl Agg {
         match feature.op {
             Op::Count => Agg::Count(Count::default()),
             Op::Sum => Agg::Sum(Sum::new(integer)),
-            Op::Mean => Agg::Moments(Moments::new(moments::Stat::Mean)),
-            Op::Variance => Agg::Moments(Moments::new(moments::Stat::Variance)),
-            Op::Stddev => Agg::Moments(Moments::new(moments::Stat::Stddev)),
+            Op::Mean => Agg::Moments(Moments::new(moments::Stat::Mean, evicts)),
+            Op::Variance => Agg::Moments(Moments::new(moments::Stat::Variance, evicts)),
+            Op::Stddev => Agg::Moments(Moments::new(moments::Stat::Stddev, evicts)),
             Op::DecayedSum => Agg::Decayed(Decayed::new(feature.half_life_ms)),
             Op::Min => Agg::Extreme(Extreme::new(false, evicts)),
             Op::Max => Agg::Extreme(Extreme::new(true, evicts)),
@@ -148,6 +148,7 @@ impl Agg {
         std::mem::size_of::<Agg>()
             + match self {
                 Agg::Extreme(a) => a.size_bytes(),
+                Agg::Moments(a) => a.size_bytes(),
                 Agg::Positional(a) => a.size_bytes(),
                 Agg::Freq(a) => a.size_bytes(),
                 Agg::Hll(a) => a.size_bytes(),

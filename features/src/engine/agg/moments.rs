@@ -117,26 +117,74 @@ pub enum Stat {
     Stddev,
 }
 
-/// Mean and sample variance. The mean is the compensated sum over n (as a
-/// batch engine computes it); the variance uses Welford's update, which has
-/// an exact inverse for removal.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Moments {
-    stat: Stat,
-    n: i64,
-    sum: KahanSum,
+/// Count, mean and sum of squared deviations of some values: a monoid,
+/// merged with Chan et al.'s parallel formula, which never subtracts.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Welford {
+    n: f64,
     mean: f64,
     m2: f64,
 }
 
+impl Welford {
+    fn of(x: f64) -> Welford {
+        Welford {
+            n: 1.0,
+            mean: x,
+            m2: 0.0,
+        }
+    }
+
+    fn merge(a: Welford, b: Welford) -> Welford {
+        if a.n == 0.0 {
+            return b;
+        }
+        if b.n == 0.0 {
+            return a;
+        }
+        let n = a.n + b.n;
+        let delta = b.mean - a.mean;
+        Welford {
+            n,
+            mean: a.mean + delta * b.n / n,
+            m2: a.m2 + b.m2 + delta * delta * a.n * b.n / n,
+        }
+    }
+}
+
+/// Mean and sample variance.
+///
+/// The mean is the compensated sum over n, as a batch engine computes it.
+/// The variance must not be computed by subtracting evicted values: that
+/// drifts (a window of equal values would read a tiny non-zero variance).
+/// On evicting windows it uses the *two-stacks* queue instead: values enter
+/// a back stack with a running aggregate; when the front stack is empty at
+/// an eviction, the back stack is flipped into suffix aggregates. Each value
+/// is moved once, so eviction is amortised O(1), and only additions and
+/// merges are ever computed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Moments {
+    stat: Stat,
+    evicts: bool,
+    n: i64,
+    sum: KahanSum,
+    /// Suffix aggregates of the front values, the oldest value's last.
+    front: Vec<Welford>,
+    /// Values after the front, oldest first, and their aggregate.
+    back: Vec<f64>,
+    back_agg: Welford,
+}
+
 impl Moments {
-    pub fn new(stat: Stat) -> Moments {
+    pub fn new(stat: Stat, evicts: bool) -> Moments {
         Moments {
             stat,
+            evicts,
             n: 0,
             sum: KahanSum::default(),
-            mean: 0.0,
-            m2: 0.0,
+            front: Vec::new(),
+            back: Vec::new(),
+            back_agg: Welford::default(),
         }
     }
 
@@ -144,9 +192,10 @@ impl Moments {
         let Some(x) = v.as_f64() else { return };
         self.n += 1;
         self.sum.add(x);
-        let delta = x - self.mean;
-        self.mean += delta / self.n as f64;
-        self.m2 += delta * (x - self.mean);
+        if self.evicts {
+            self.back.push(x);
+        }
+        self.back_agg = Welford::merge(self.back_agg, Welford::of(x));
     }
 
     pub fn remove(&mut self, v: &Scalar) {
@@ -155,26 +204,39 @@ impl Moments {
             self.reset();
             return;
         }
-        self.sum.add(-x);
-        let n = self.n as f64;
-        let mean_without = (n * self.mean - x) / (n - 1.0);
-        self.m2 = (self.m2 - (x - self.mean) * (x - mean_without)).max(0.0);
-        self.mean = mean_without;
         self.n -= 1;
+        self.sum.add(-x);
+        if self.front.is_empty() {
+            let mut acc = Welford::default();
+            for x in self.back.drain(..).rev() {
+                acc = Welford::merge(Welford::of(x), acc);
+                self.front.push(acc);
+            }
+            self.back_agg = Welford::default();
+        }
+        self.front.pop();
     }
 
     pub fn reset(&mut self) {
-        *self = Moments::new(self.stat);
+        *self = Moments::new(self.stat, self.evicts);
     }
 
     pub fn value(&self) -> Scalar {
-        let variance = || (self.n >= 2).then(|| self.m2 / (self.n - 1) as f64);
+        let all = Welford::merge(
+            self.front.last().copied().unwrap_or_default(),
+            self.back_agg,
+        );
+        let variance = || (self.n >= 2).then(|| all.m2.max(0.0) / (self.n - 1) as f64);
         let out = match self.stat {
             Stat::Mean => (self.n > 0).then(|| self.sum.get() / self.n as f64),
             Stat::Variance => variance(),
             Stat::Stddev => variance().map(f64::sqrt),
         };
         out.map_or(Scalar::Null, Scalar::Double)
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.front.len() * 24 + self.back.len() * 8
     }
 }
 

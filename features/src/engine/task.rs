@@ -1,0 +1,421 @@
+//! A task: one partition number of every source, with the state of every
+//! view over those partitions (Kafka Streams' unit of work and of state).
+//!
+//! Events are *offered* in arrival order. An event at or below the watermark
+//! is late and refused. Others wait in a buffer ordered by
+//! (event time, source, offset) until the watermark passes them; then they
+//! are *released* in that order, joined, derived, filtered and applied to the
+//! views, which emit their changed keys as of the watermark. Releasing in
+//! event-time order is what makes every window exact: an operator never sees
+//! an event older than one it has already counted.
+//!
+//! The watermark of an input (one partition of one source) is its maximum
+//! event time minus the source's lateness, minus 1 ms (so an event at the
+//! maximum time itself is never late). The task's watermark is the minimum
+//! over its inputs that are not idle.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::frame::{ExprError, Expressions};
+use super::keyed::Layout;
+use super::table::TableState;
+use super::value::Scalar;
+use super::view::{FeatureRow, ViewSnapshot, ViewState};
+use crate::spec::ColumnType;
+use crate::spec::validate::ViewPlan;
+
+/// A decoded source event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Row {
+    pub ts: i64,
+    pub source: usize,
+    pub offset: i64,
+    pub key: Scalar,
+    /// The source record's columns, in the plan's `source_columns` order.
+    pub columns: Box<[Scalar]>,
+}
+
+/// How a view reads its rows.
+pub struct ViewRuntime {
+    pub plan: ViewPlan,
+    pub source: usize,
+    pub layout: Arc<Layout>,
+    expressions: Expressions,
+    /// For each join: table index, the `on` column, and the table-row
+    /// indices of the selected columns.
+    joins: Vec<(usize, usize, Vec<usize>)>,
+    /// For each layout input: its column index after joins and derives
+    /// (None: the event itself).
+    inputs: Vec<Option<usize>>,
+    /// Names and types of the columns after joins (the frame's columns).
+    joined: Vec<(String, ColumnType)>,
+}
+
+/// What every task of a job shares.
+pub struct TaskConfig {
+    /// Per source: allowed lateness in ms.
+    pub lateness: Vec<i64>,
+    pub views: Vec<ViewRuntime>,
+}
+
+impl TaskConfig {
+    /// Plans views over `sources` (names, in order) and `tables` (names and
+    /// their column names, in order).
+    pub fn new(
+        sources: &[(String, i64)],
+        tables: &[(String, Vec<String>)],
+        plans: &[ViewPlan],
+    ) -> Result<TaskConfig, ExprError> {
+        let mut views = Vec::new();
+        for plan in plans {
+            let source = sources
+                .iter()
+                .position(|(n, _)| *n == plan.source)
+                .expect("validated source");
+            let layout = Arc::new(Layout::new(&plan.features));
+            let mut joined: Vec<(String, ColumnType)> = plan
+                .source_columns
+                .iter()
+                .map(|(n, t)| (n.clone(), t.clone()))
+                .collect();
+            let mut joins = Vec::new();
+            for j in &plan.joins {
+                let table = tables
+                    .iter()
+                    .position(|(n, _)| *n == j.table)
+                    .expect("validated table");
+                let on = joined
+                    .iter()
+                    .position(|(n, _)| *n == j.on)
+                    .expect("validated on");
+                let cols = &tables[table].1;
+                let picks = j
+                    .select
+                    .iter()
+                    .map(|(c, _)| cols.iter().position(|n| n == c).expect("validated column"))
+                    .collect();
+                joins.push((table, on, picks));
+                joined.extend(j.select.iter().cloned());
+            }
+            let expressions =
+                Expressions::compile(&plan.derive, plan.filter.as_deref(), &plan.columns)?;
+            let all: Vec<&String> = plan.columns.keys().collect();
+            let inputs = layout
+                .inputs
+                .iter()
+                .map(|i| {
+                    i.as_ref().map(|name| {
+                        all.iter()
+                            .position(|c| *c == name)
+                            .expect("validated input")
+                    })
+                })
+                .collect();
+            views.push(ViewRuntime {
+                plan: plan.clone(),
+                source,
+                layout,
+                expressions,
+                joins,
+                inputs,
+                joined,
+            });
+        }
+        Ok(TaskConfig {
+            lateness: sources.iter().map(|(_, l)| *l).collect(),
+            views,
+        })
+    }
+}
+
+/// Per source partition.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InputState {
+    /// Highest event time seen.
+    pub max_ts: Option<i64>,
+    /// Next offset to read.
+    pub next_offset: Option<i64>,
+    /// Not holding back the watermark (idle, or finished in a bounded run).
+    #[serde(skip)]
+    pub idle: bool,
+}
+
+/// The answer to [`Task::offer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    Accepted,
+    /// At or below the watermark; the event is not counted.
+    Late {
+        watermark: i64,
+    },
+}
+
+/// A row that could not be processed, with why.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub row: Row,
+    pub reason: String,
+}
+
+/// Rows emitted by views, and rows rejected on the way.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// (view index, row).
+    pub rows: Vec<(usize, FeatureRow)>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// One task.
+pub struct Task {
+    cfg: Arc<TaskConfig>,
+    pub partition: i32,
+    pub inputs: Vec<InputState>,
+    pending: BTreeMap<(i64, usize, i64), Row>,
+    watermark: i64,
+    views: Vec<ViewState>,
+}
+
+/// What a checkpoint keeps of a task.
+#[derive(Serialize, Deserialize)]
+pub struct TaskSnapshot {
+    pub partition: i32,
+    pub inputs: Vec<InputState>,
+    pub pending: Vec<Row>,
+    pub watermark: i64,
+    pub views: Vec<ViewSnapshot>,
+}
+
+impl Task {
+    pub fn new(cfg: Arc<TaskConfig>, partition: i32) -> Task {
+        let views = cfg
+            .views
+            .iter()
+            .map(|v| ViewState::new(v.layout.clone()))
+            .collect();
+        Task {
+            inputs: vec![InputState::default(); cfg.lateness.len()],
+            cfg,
+            partition,
+            pending: BTreeMap::new(),
+            watermark: i64::MIN,
+            views,
+        }
+    }
+
+    /// The task's watermark: every event at or below it has been applied.
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// Events waiting for the watermark.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn view(&self, index: usize) -> &ViewState {
+        &self.views[index]
+    }
+
+    /// Offers an event read at `offset` of this task's partition of `source`.
+    pub fn offer(&mut self, row: Row) -> Offer {
+        let input = &mut self.inputs[row.source];
+        input.next_offset = Some(row.offset + 1);
+        input.idle = false;
+        if row.ts <= self.watermark {
+            return Offer::Late {
+                watermark: self.watermark,
+            };
+        }
+        input.max_ts = Some(input.max_ts.map_or(row.ts, |m| m.max(row.ts)));
+        self.pending.insert((row.ts, row.source, row.offset), row);
+        Offer::Accepted
+    }
+
+    /// Records that `source`'s partition was read up to `next_offset`
+    /// without an event to offer (a skipped or dead-lettered record).
+    pub fn skipped(&mut self, source: usize, next_offset: i64) {
+        self.inputs[source].next_offset = Some(next_offset);
+    }
+
+    /// The watermark the inputs allow now.
+    fn allowed(&self) -> Option<i64> {
+        let mut any = false;
+        let mut min = i64::MAX;
+        for (i, input) in self.inputs.iter().enumerate() {
+            if input.idle {
+                continue;
+            }
+            any = true;
+            let w = match input.max_ts {
+                Some(m) => m.saturating_sub(self.cfg.lateness[i]).saturating_sub(1),
+                None => i64::MIN,
+            };
+            min = min.min(w);
+        }
+        any.then_some(min)
+    }
+
+    /// Moves the watermark as far as the inputs allow and processes what it
+    /// passes.
+    pub fn advance(&mut self, tables: &[TableState]) -> Output {
+        match self.allowed() {
+            Some(w) if w > self.watermark => self.advance_to(w, tables),
+            _ => Output::default(),
+        }
+    }
+
+    /// End of a bounded input: releases everything and moves the watermark
+    /// to the latest event time seen.
+    pub fn finish(&mut self, tables: &[TableState]) -> Output {
+        let last = self.inputs.iter().filter_map(|i| i.max_ts).max();
+        match last {
+            Some(w) if w > self.watermark => self.advance_to(w, tables),
+            _ => Output::default(),
+        }
+    }
+
+    /// Releases events up to `w` and emits every changed key as of `w`.
+    pub fn advance_to(&mut self, w: i64, tables: &[TableState]) -> Output {
+        let rest = self.pending.split_off(&(w.saturating_add(1), 0, i64::MIN));
+        let released: Vec<Row> = std::mem::replace(&mut self.pending, rest)
+            .into_values()
+            .collect();
+        self.watermark = w;
+        let mut out = Output::default();
+        for (v, view) in self.cfg.views.iter().enumerate() {
+            let rows: Vec<&Row> = released
+                .iter()
+                .filter(|r| r.source == view.source)
+                .collect();
+            if !rows.is_empty() {
+                apply_rows(view, &mut self.views[v], &rows, tables, &mut out.rejected);
+            }
+            out.rows
+                .extend(self.views[v].emit(w).into_iter().map(|r| (v, r)));
+        }
+        out
+    }
+
+    pub fn snapshot(&self) -> TaskSnapshot {
+        TaskSnapshot {
+            partition: self.partition,
+            inputs: self.inputs.clone(),
+            pending: self.pending.values().cloned().collect(),
+            watermark: self.watermark,
+            views: self.views.iter().map(ViewState::snapshot).collect(),
+        }
+    }
+
+    pub fn restore(cfg: Arc<TaskConfig>, snap: TaskSnapshot) -> Task {
+        let views = cfg
+            .views
+            .iter()
+            .zip(snap.views)
+            .map(|(v, s)| ViewState::restore(v.layout.clone(), s))
+            .collect();
+        Task {
+            cfg,
+            partition: snap.partition,
+            inputs: snap.inputs,
+            pending: snap
+                .pending
+                .into_iter()
+                .map(|r| ((r.ts, r.source, r.offset), r))
+                .collect(),
+            watermark: snap.watermark,
+            views,
+        }
+    }
+}
+
+/// Joins, derives, filters and applies released rows of one view.
+fn apply_rows(
+    view: &ViewRuntime,
+    state: &mut ViewState,
+    rows: &[&Row],
+    tables: &[TableState],
+    rejected: &mut Vec<Rejected>,
+) {
+    // Columns after joins, row by row.
+    let mut full: Vec<Option<Vec<Scalar>>> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut cols = row.columns.to_vec();
+        let mut keep = true;
+        for ((table, on, picks), plan) in view.joins.iter().zip(&view.plan.joins) {
+            match tables[*table].lookup(&cols[*on], row.ts) {
+                Some(found) => cols.extend(picks.iter().map(|i| found[*i].clone())),
+                None if plan.missing == crate::spec::Missing::Drop => {
+                    keep = false;
+                    break;
+                }
+                None => cols.extend(picks.iter().map(|_| Scalar::Null)),
+            }
+        }
+        full.push(keep.then_some(cols));
+    }
+    if !view.expressions.is_empty() {
+        let idx: Vec<usize> = (0..rows.len()).filter(|i| full[*i].is_some()).collect();
+        match evaluate(
+            view,
+            &idx.iter()
+                .map(|i| full[*i].clone().unwrap_or_default())
+                .collect::<Vec<_>>(),
+        ) {
+            Ok(results) => {
+                for (i, result) in idx.iter().zip(results) {
+                    full[*i] = result;
+                }
+            }
+            Err(_) => {
+                // Some row breaks an expression: find which, one by one, so
+                // the rest of the batch still counts.
+                for i in idx {
+                    let one = vec![full[i].clone().unwrap_or_default()];
+                    match evaluate(view, &one) {
+                        Ok(mut r) => full[i] = r.pop().flatten(),
+                        Err(e) => {
+                            rejected.push(Rejected {
+                                row: rows[i].clone(),
+                                reason: format!("view {}: {e}", view.plan.name),
+                            });
+                            full[i] = None;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (row, cols) in rows.iter().zip(full) {
+        let Some(cols) = cols else { continue };
+        let inputs: Box<[Scalar]> = view
+            .inputs
+            .iter()
+            .map(|i| match i {
+                Some(i) => cols[*i].clone(),
+                None => Scalar::Bool(true),
+            })
+            .collect();
+        state.apply(&row.key, row.ts, inputs);
+    }
+}
+
+/// Runs a view's expressions over rows (columns after joins); returns each
+/// row with its derived columns, or None if the filter drops it.
+fn evaluate(
+    view: &ViewRuntime,
+    rows: &[Vec<Scalar>],
+) -> Result<Vec<Option<Vec<Scalar>>>, ExprError> {
+    let width = view.joined.len();
+    let mut columns: Vec<Vec<Scalar>> = (0..width)
+        .map(|c| rows.iter().map(|r| r[c].clone()).collect())
+        .collect();
+    let keep = view
+        .expressions
+        .apply(&view.joined, &mut columns, rows.len())?;
+    Ok((0..rows.len())
+        .map(|r| keep[r].then(|| columns.iter().map(|c| c[r].clone()).collect()))
+        .collect())
+}

@@ -1,0 +1,527 @@
+//! Differential tests: the streaming engine against a plain batch
+//! computation with polars over the same events.
+//!
+//! Random events are shuffled within the allowed lateness and cut into
+//! random micro-batches. After every batch, every feature of every key, as
+//! of the task's watermark, must equal what polars computes from scratch on
+//! the events at or before that time. Exact operators must match exactly
+//! (the float inputs are multiples of 0.5, so sums are exact too); float
+//! moments within 1e-9 relative; sketches within their stated error.
+
+use std::sync::Arc;
+
+use apache_avro::Schema;
+use polars::prelude::*;
+use proptest::prelude::*;
+
+use super::table::TableState;
+use super::task::{Offer, Row, Task, TaskConfig};
+use super::value::Scalar;
+use crate::spec::validate::FeaturePlan;
+use crate::spec::{Op, Window};
+
+const EVENT_SCHEMA: &str = r#"{"type":"record","name":"E","fields":[
+  {"name":"user","type":"long"},
+  {"name":"ts","type":"long"},
+  {"name":"rating","type":["null","double"]},
+  {"name":"n","type":["null","long"]},
+  {"name":"item","type":["null","string"]}
+]}"#;
+
+const SPEC: &str = r#"
+name: diff
+sources:
+  events: { topic: events, key: user, event_time: ts, lateness: 40ms }
+features:
+  v:
+    source: events
+    aggregations:
+      - { name: cnt, op: count, windows: [100ms, "hopping 200ms every 50ms", "tumbling 150ms", "session 30ms", lifetime] }
+      - { name: cnt_r, op: count, column: rating, windows: [100ms, lifetime] }
+      - { name: sum_r, op: sum, column: rating, windows: [100ms, "hopping 200ms every 50ms", "tumbling 150ms", "session 30ms", lifetime] }
+      - { name: sum_n, op: sum, column: n, windows: [100ms, lifetime] }
+      - { name: mean_r, op: mean, column: rating, windows: [100ms, "tumbling 150ms", lifetime] }
+      - { name: min_n, op: min, column: n, windows: [100ms, "hopping 200ms every 50ms", "session 30ms", lifetime] }
+      - { name: max_r, op: max, column: rating, windows: [100ms, "tumbling 150ms", lifetime] }
+      - { name: var_r, op: variance, column: rating, windows: [100ms, lifetime] }
+      - { name: std_n, op: stddev, column: n, windows: [100ms, "session 30ms"] }
+      - { name: first_i, op: first, column: item, windows: [100ms, "tumbling 150ms", lifetime] }
+      - { name: last_i, op: last, column: item, windows: [100ms, "session 30ms", lifetime] }
+      - { name: firstk_n, op: first_k, column: n, k: 3, windows: [100ms, lifetime] }
+      - { name: lastk_i, op: last_k, column: item, k: 3, windows: [100ms, "tumbling 150ms", lifetime] }
+      - { name: top_i, op: top_k, column: item, k: 2, windows: [100ms, "hopping 200ms every 50ms", lifetime] }
+      - { name: nd_i, op: count_distinct, column: item, windows: [100ms, "session 30ms", lifetime] }
+      - { name: hll_i, op: approx_count_distinct, column: item, windows: ["tumbling 150ms", lifetime] }
+      - { name: p50_r, op: approx_percentile, column: rating, quantile: 0.5, windows: ["session 30ms", lifetime] }
+      - { name: dec_r, op: decayed_sum, column: rating, half_life: 80ms, windows: [100ms, lifetime] }
+"#;
+
+fn config() -> (Arc<TaskConfig>, Vec<FeaturePlan>) {
+    let loaded = crate::spec::parse(std::path::Path::new("diff.yaml"), SPEC).expect("spec parses");
+    let schema = Schema::parse_str(EVENT_SCHEMA).unwrap();
+    let plans =
+        crate::spec::validate(&loaded, &|_| Ok(Some(schema.clone()))).expect("spec validates");
+    let features = plans[0].features.clone();
+    let cfg = TaskConfig::new(&[("events".into(), 40)], &[], &plans).unwrap();
+    (Arc::new(cfg), features)
+}
+
+#[derive(Debug, Clone)]
+struct Ev {
+    user: i64,
+    ts: i64,
+    rating: Option<f64>,
+    n: Option<i64>,
+    item: Option<String>,
+}
+
+fn event() -> impl Strategy<Value = Ev> {
+    (
+        0i64..4,
+        0i64..1_000,
+        prop::option::weighted(0.9, (1i64..=10).prop_map(|h| h as f64 * 0.5)),
+        prop::option::weighted(0.9, -20i64..20),
+        prop::option::weighted(
+            0.9,
+            prop::sample::select(vec!["a", "b", "c", "d", "e", "f"]),
+        ),
+    )
+        .prop_map(|(user, ts, rating, n, item)| Ev {
+            user,
+            ts,
+            rating,
+            n,
+            item: item.map(str::to_string),
+        })
+}
+
+/// Events with their arrival jitter (within the 40 ms lateness) and the
+/// sizes of the micro-batches they arrive in.
+fn scenario() -> impl Strategy<Value = (Vec<(Ev, i64)>, Vec<usize>)> {
+    prop::collection::vec((event(), 0i64..=40), 1..250).prop_flat_map(|evs| {
+        let n = evs.len();
+        (
+            Just(evs),
+            prop::collection::vec(1usize..40, n.div_ceil(8)..=n),
+        )
+    })
+}
+
+fn frame(events: &[(usize, &Ev)]) -> DataFrame {
+    df![
+        "seq" => events.iter().map(|(s, _)| *s as i64).collect::<Vec<_>>(),
+        "user" => events.iter().map(|(_, e)| e.user).collect::<Vec<_>>(),
+        "ts" => events.iter().map(|(_, e)| e.ts).collect::<Vec<_>>(),
+        "rating" => events.iter().map(|(_, e)| e.rating).collect::<Vec<_>>(),
+        "n" => events.iter().map(|(_, e)| e.n).collect::<Vec<_>>(),
+        "item" => events.iter().map(|(_, e)| e.item.clone()).collect::<Vec<_>>(),
+    ]
+    .unwrap()
+}
+
+/// The batch reference: one feature for every user, as of `t`.
+fn reference(df: &DataFrame, f: &FeaturePlan, t: i64, users: &[i64]) -> Vec<Scalar> {
+    // Which events count: a time range, per user for sessions.
+    let mut lf = df.clone().lazy().filter(col("ts").lt_eq(lit(t)));
+    match f.window {
+        Window::Lifetime => {}
+        Window::Session(gap) => {
+            // The current session of each user, computed plainly: walk each
+            // user's events backwards while gaps stay below `gap`.
+            let mut bounds = Vec::new();
+            for u in users {
+                let sorted = df
+                    .clone()
+                    .lazy()
+                    .filter(col("user").eq(lit(*u)).and(col("ts").lt_eq(lit(t))))
+                    .sort(["ts"], Default::default())
+                    .collect()
+                    .unwrap();
+                let ts: Vec<i64> = sorted
+                    .column("ts")
+                    .unwrap()
+                    .i64()
+                    .unwrap()
+                    .into_no_null_iter()
+                    .collect();
+                let lower = match ts.last() {
+                    Some(last) if t - last < gap.0 => {
+                        let mut i = ts.len() - 1;
+                        while i > 0 && ts[i] - ts[i - 1] < gap.0 {
+                            i -= 1;
+                        }
+                        ts[i]
+                    }
+                    _ => i64::MAX,
+                };
+                bounds.push(lower);
+            }
+            let b = df!["user" => users.to_vec(), "lower" => bounds].unwrap();
+            lf = lf
+                .join(
+                    b.lazy(),
+                    [col("user")],
+                    [col("user")],
+                    JoinArgs::new(JoinType::Inner),
+                )
+                .filter(col("ts").gt_eq(col("lower")));
+        }
+        w => lf = lf.filter(col("ts").gt_eq(lit(w.lower_bound(t).unwrap()))),
+    }
+    let lf = lf.sort(["seq"], Default::default());
+    let input = f.input.clone().unwrap_or_default();
+    let c = || col(input.as_str());
+    let agg: Expr = match f.op {
+        Op::Count if f.input.is_none() => len(),
+        Op::Count => c().count(),
+        Op::Sum => c().sum(),
+        Op::Mean => c().mean(),
+        Op::Min => c().min(),
+        Op::Max => c().max(),
+        Op::Variance => c().var(1),
+        Op::Stddev => c().std(1),
+        Op::First => c().drop_nulls().first(),
+        Op::Last => c().drop_nulls().last(),
+        Op::FirstK => c().drop_nulls().head(Some(f.k)).implode(),
+        Op::LastK => c().drop_nulls().tail(Some(f.k)).implode(),
+        Op::CountDistinct | Op::ApproxCountDistinct => c().drop_nulls().n_unique(),
+        Op::ApproxPercentile => c().drop_nulls().sort(Default::default()).implode(),
+        Op::DecayedSum => {
+            let h = f.half_life_ms as f64;
+            (c() * (lit(t) - col("ts")).cast(DataType::Float64).map(
+                move |age| Ok(age.f64()?.apply_values(|a| (-a / h).exp2()).into_column()),
+                |_, field| Ok(field.clone()),
+            ))
+            .sum()
+        }
+        Op::TopK => {
+            // Counts per (user, item), ranked by count then item.
+            let counts = lf
+                .clone()
+                .filter(c().is_not_null())
+                .group_by([col("user"), c().alias("v")])
+                .agg([len().alias("cnt")])
+                .sort_by_exprs(
+                    [col("user"), col("cnt"), col("v")],
+                    SortMultipleOptions::default()
+                        .with_order_descending_multi([false, true, false]),
+                )
+                .group_by_stable([col("user")])
+                .agg([col("v").head(Some(f.k))])
+                .collect()
+                .unwrap();
+            return per_user(&counts, users, "v");
+        }
+    };
+    let out = lf
+        .group_by([col("user")])
+        .agg([agg.alias("v")])
+        .collect()
+        .unwrap();
+    per_user(&out, users, "v")
+}
+
+fn per_user(out: &DataFrame, users: &[i64], column: &str) -> Vec<Scalar> {
+    let keys: Vec<i64> = out
+        .column("user")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    let vals = out.column(column).unwrap().as_materialized_series().clone();
+    users
+        .iter()
+        .map(|u| match keys.iter().position(|k| k == u) {
+            None => Scalar::Null,
+            Some(i) => any_to_scalar(vals.get(i).unwrap()),
+        })
+        .collect()
+}
+
+fn any_to_scalar(v: AnyValue) -> Scalar {
+    match v {
+        AnyValue::Null => Scalar::Null,
+        AnyValue::Int64(x) => Scalar::Long(x),
+        AnyValue::UInt32(x) => Scalar::Long(x as i64),
+        AnyValue::UInt64(x) => Scalar::Long(x as i64),
+        AnyValue::Int32(x) => Scalar::Long(x as i64),
+        AnyValue::Float64(x) => Scalar::Double(x),
+        AnyValue::String(s) => Scalar::from(s),
+        AnyValue::StringOwned(s) => Scalar::from(s.as_str()),
+        AnyValue::List(s) => Scalar::List(s.iter().map(any_to_scalar).collect()),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// What an empty window reads as, per operator (polars has no row for it).
+fn empty(f: &FeaturePlan) -> Scalar {
+    match f.op {
+        Op::Count | Op::CountDistinct | Op::ApproxCountDistinct => Scalar::Long(0),
+        Op::Sum if f.input_type == Some(crate::spec::ColumnType::Long) => Scalar::Long(0),
+        Op::Sum | Op::DecayedSum => Scalar::Double(0.0),
+        Op::FirstK | Op::LastK | Op::TopK => Scalar::List(Arc::from(Vec::new())),
+        _ => Scalar::Null,
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+fn check(f: &FeaturePlan, got: &Scalar, want: &Scalar, t: i64, user: i64) {
+    let want = if want.is_null() {
+        empty(f)
+    } else {
+        want.clone()
+    };
+    let ctx = || {
+        format!(
+            "{} of user {user} as of {t}: engine {got:?}, polars {want:?}",
+            f.column
+        )
+    };
+    match f.op {
+        Op::Mean | Op::Variance | Op::Stddev | Op::DecayedSum => match (got, &want) {
+            (Scalar::Double(a), Scalar::Double(b)) => assert!(close(*a, *b), "{}", ctx()),
+            (a, b) => assert_eq!(a, b, "{}", ctx()),
+        },
+        Op::ApproxCountDistinct => {
+            let (Scalar::Long(a), Scalar::Long(b)) = (got, &want) else {
+                panic!("{}", ctx())
+            };
+            // HLL at lg_k 12 is exact in its small-cardinality modes; allow
+            // three standard errors anyway.
+            assert!(
+                (a - b).abs() as f64 <= (0.05 * *b as f64).max(1.0),
+                "{}",
+                ctx()
+            );
+        }
+        Op::ApproxPercentile => {
+            let Scalar::List(sorted) = &want else {
+                assert_eq!(got, &Scalar::Null, "{}", ctx());
+                return;
+            };
+            if sorted.is_empty() {
+                assert_eq!(got, &Scalar::Null, "{}", ctx());
+                return;
+            }
+            // The estimate must lie between the exact values at ranks
+            // q - 0.1 and q + 0.1 (t-digest is near-exact at this size).
+            let at = |q: f64| {
+                sorted[((q * (sorted.len() - 1) as f64).round() as usize).min(sorted.len() - 1)]
+                    .clone()
+            };
+            let (lo, hi) = (
+                at((f.quantile - 0.1).max(0.0)),
+                at((f.quantile + 0.1).min(1.0)),
+            );
+            assert!(
+                &lo <= got && got <= &hi,
+                "{}: outside [{lo:?}, {hi:?}]",
+                ctx()
+            );
+        }
+        _ => assert_eq!(got, &want, "{}", ctx()),
+    }
+}
+
+fn run_scenario(events: &[(Ev, i64)], batches: &[usize]) {
+    let (cfg, features) = config();
+    let mut task = Task::new(cfg, 0);
+    // Offsets are arrival positions; arrival order is time plus jitter.
+    let mut arrival: Vec<(usize, &Ev, i64)> = events
+        .iter()
+        .enumerate()
+        .map(|(i, (e, j))| (i, e, e.ts + j))
+        .collect();
+    arrival.sort_by_key(|(i, _, at)| (*at, *i));
+    let tables: Vec<TableState> = Vec::new();
+    let users: Vec<i64> = (0..4).collect();
+    let mut offered: Vec<(usize, &Ev)> = Vec::new();
+    let mut cursor: usize = 0;
+    for size in batches.iter().copied().chain(std::iter::once(usize::MAX)) {
+        let end = cursor.saturating_add(size).min(arrival.len());
+        for (offset, (_, e, _)) in arrival[cursor..end].iter().enumerate() {
+            let row = Row {
+                ts: e.ts,
+                source: 0,
+                offset: (cursor + offset) as i64,
+                key: Scalar::Long(e.user),
+                columns: vec![
+                    Scalar::Long(e.user),
+                    Scalar::Long(e.ts),
+                    e.rating.map_or(Scalar::Null, Scalar::Double),
+                    e.n.map_or(Scalar::Null, Scalar::Long),
+                    e.item.as_deref().map_or(Scalar::Null, Scalar::from),
+                ]
+                .into(),
+            };
+            assert_eq!(
+                task.offer(row),
+                Offer::Accepted,
+                "no event is late within the lateness"
+            );
+            offered.push((cursor + offset, e));
+        }
+        cursor = end;
+        let last = cursor >= arrival.len();
+        let out = if last {
+            task.finish(&tables)
+        } else {
+            task.advance(&tables)
+        };
+        assert!(out.rejected.is_empty());
+        let t = task.watermark();
+        if t == i64::MIN {
+            continue;
+        }
+        // Release order is (time, offset): the reference sorts by that too.
+        let mut ordered: Vec<(usize, &Ev)> = offered.clone();
+        ordered.sort_by_key(|(off, e)| (e.ts, *off));
+        let seqd: Vec<(usize, &Ev)> = ordered
+            .iter()
+            .enumerate()
+            .map(|(s, (_, e))| (s, *e))
+            .collect();
+        let df = frame(&seqd);
+        for (fi, f) in features.iter().enumerate() {
+            let want = reference(&df, f, t, &users);
+            for (u, user) in users.iter().enumerate() {
+                let got = &task.view(0).values(&Scalar::Long(*user), t)[fi];
+                check(f, got, &want[u], t, *user);
+            }
+        }
+        // Emitted rows agree with the state they were read from.
+        for (_, row) in out.rows {
+            assert_eq!(row.as_of, t);
+            assert_eq!(row.values, task.view(0).values(&row.key, t));
+        }
+        if last {
+            break;
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    #[test]
+    fn streaming_windows_equal_a_batch_polars_computation((events, batches) in scenario()) {
+        run_scenario(&events, &batches);
+    }
+}
+
+#[test]
+fn an_event_at_or_below_the_watermark_is_late_and_not_counted() {
+    let (cfg, _) = config();
+    let mut task = Task::new(cfg, 0);
+    let row = |ts: i64, offset: i64| Row {
+        ts,
+        source: 0,
+        offset,
+        key: Scalar::Long(1),
+        columns: vec![
+            Scalar::Long(1),
+            Scalar::Long(ts),
+            Scalar::Double(1.0),
+            Scalar::Null,
+            Scalar::Null,
+        ]
+        .into(),
+    };
+    assert_eq!(task.offer(row(1_000, 0)), Offer::Accepted);
+    task.advance(&[]);
+    assert_eq!(task.watermark(), 1_000 - 40 - 1);
+    // Exactly at the lateness bound: still on time.
+    assert_eq!(task.offer(row(960, 1)), Offer::Accepted);
+    assert_eq!(task.offer(row(959, 2)), Offer::Late { watermark: 959 });
+    task.finish(&[]);
+    assert_eq!(
+        task.view(0).values(&Scalar::Long(1), 1_000)[0],
+        Scalar::Long(2)
+    );
+}
+
+#[test]
+fn windows_expire_as_time_passes_without_new_events() {
+    let (cfg, features) = config();
+    let mut task = Task::new(cfg, 0);
+    let row = |key: i64, ts: i64, offset: i64| Row {
+        ts,
+        source: 0,
+        offset,
+        key: Scalar::Long(key),
+        columns: vec![
+            Scalar::Long(key),
+            Scalar::Long(ts),
+            Scalar::Double(2.0),
+            Scalar::Null,
+            Scalar::Null,
+        ]
+        .into(),
+    };
+    task.offer(row(1, 100, 0));
+    task.offer(row(2, 120, 1));
+    let out = task.advance(&[]);
+    assert!(
+        out.rows.is_empty(),
+        "nothing is released before the watermark passes it"
+    );
+    // Only user 2 gets events; user 1's 100 ms window must still expire.
+    task.offer(row(2, 300, 2));
+    let out = task.advance(&[]);
+    let cnt_100ms = features
+        .iter()
+        .position(|f| f.column == "cnt_100ms")
+        .unwrap();
+    let user1 = out
+        .rows
+        .iter()
+        .find(|(_, r)| r.key == Scalar::Long(1))
+        .expect("user 1 re-emitted by its timer");
+    assert_eq!(user1.1.values[cnt_100ms], Scalar::Long(0));
+    assert_eq!(user1.1.as_of, 300 - 41);
+}
+
+#[test]
+fn a_checkpointed_task_continues_exactly_like_one_never_stopped() {
+    let (cfg, _) = config();
+    let mut a = Task::new(cfg.clone(), 0);
+    let row = |key: i64, ts: i64, offset: i64| Row {
+        ts,
+        source: 0,
+        offset,
+        key: Scalar::Long(key),
+        columns: vec![
+            Scalar::Long(key),
+            Scalar::Long(ts),
+            Scalar::Double((ts % 7) as f64 * 0.5),
+            Scalar::Long(ts % 5),
+            Scalar::from(["a", "b", "c"][(ts % 3) as usize]),
+        ]
+        .into(),
+    };
+    let events: Vec<(i64, i64)> = (0..300).map(|i| (i % 3, (i * 37) % 1000 + i * 3)).collect();
+    let mut sorted = events.clone();
+    sorted.sort_by_key(|(_, ts)| *ts);
+    for (i, (k, ts)) in sorted.iter().take(150).enumerate() {
+        a.offer(row(*k, *ts, i as i64));
+    }
+    a.advance(&[]);
+    let bytes = postcard::to_allocvec(&a.snapshot()).unwrap();
+    let mut b = Task::restore(cfg, postcard::from_bytes(&bytes).unwrap());
+    for (i, (k, ts)) in sorted.iter().enumerate().skip(150) {
+        a.offer(row(*k, *ts, i as i64));
+        b.offer(row(*k, *ts, i as i64));
+    }
+    let (oa, ob) = (a.finish(&[]), b.finish(&[]));
+    assert_eq!(oa.rows, ob.rows);
+    for k in 0..3 {
+        assert_eq!(
+            a.view(0).values(&Scalar::Long(k), a.watermark()),
+            b.view(0).values(&Scalar::Long(k), b.watermark())
+        );
+    }
+}
