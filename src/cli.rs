@@ -78,9 +78,40 @@ pub enum Command {
     /// Load MovieLens into the embedded log and read it back: the first
     /// thing to run after cloning.
     Quickstart(QuickstartArgs),
+    /// Run a pipeline spec: features from streams, until interrupted (or
+    /// to the end of the sources with --until-end).
+    Run(RunArgs),
+    /// Check a pipeline spec against the registered schemas of its topics.
+    Validate(ValidateArgs),
     /// Measure throughput (results go in BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pipeline spec (YAML).
+    pub spec: PathBuf,
+    /// Stop after the events the sources hold at start are processed (and
+    /// released: the last windows are emitted as of the latest event time).
+    /// Default: run until Ctrl-C or SIGTERM.
+    #[arg(long)]
+    pub until_end: bool,
+    /// Where to serve Prometheus `/metrics` and `/healthz`. Default
+    /// 127.0.0.1:9464 (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_addr: SocketAddr,
+    /// Checkpoint location (object-store URL or directory). Default: the
+    /// spec's `checkpoint.url`, else `checkpoints` in the data directory
+    /// (local log) or `./eddy-checkpoints` (Kafka).
+    #[arg(long)]
+    pub checkpoint_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The pipeline spec (YAML).
+    pub spec: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

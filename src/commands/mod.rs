@@ -3,6 +3,7 @@
 mod bench;
 mod quickstart;
 mod registry;
+mod run;
 mod topics;
 
 use crate::cli::{BenchCommand, Cli, Command, RegistryCommand};
@@ -16,6 +17,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             registry::serve(Context::open(&cli.global)?, listen, &topic)
         }
         Command::Quickstart(args) => quickstart::run(&cli.global, &args),
+        Command::Run(args) => run::run(&cli.global, &args),
+        Command::Validate(args) => run::validate(&cli.global, &args),
         Command::Bench(BenchCommand::Topics(args)) => bench::topics(&cli.global, &args),
     }
 }

@@ -9,4 +9,5 @@ mod cli_kafka;
 mod cli_local;
 mod interop_confluent;
 mod interop_kcat;
+mod pipeline;
 mod quickstart;

@@ -9,6 +9,7 @@
 
 pub mod agg;
 pub mod frame;
+pub mod job;
 pub mod keyed;
 pub mod table;
 pub mod task;

@@ -15,12 +15,15 @@ use std::collections::HashMap;
 
 use super::value::Scalar;
 
+/// The versions of one key: (valid from, row or deletion), sorted by time.
+type Versions = Vec<(i64, Option<Box<[Scalar]>>)>;
+
 /// One table.
 #[derive(Debug, Default)]
 pub struct TableState {
     versioned: bool,
     /// Per key, versions sorted by valid-from time; `None` is a deletion.
-    rows: HashMap<Scalar, Vec<(i64, Option<Box<[Scalar]>>)>>,
+    rows: HashMap<Scalar, Versions>,
     /// Records applied, for metrics.
     pub records: u64,
 }

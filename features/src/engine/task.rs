@@ -224,11 +224,16 @@ impl Task {
         let input = &mut self.inputs[row.source];
         input.next_offset = Some(row.offset + 1);
         input.idle = false;
-        if row.ts <= self.watermark {
-            return Offer::Late {
-                watermark: self.watermark,
-            };
+        // Lateness is judged against the watermark the inputs allow at this
+        // record, not the one last released: otherwise whether an event is
+        // late would depend on how records were batched into polls.
+        let watermark = self
+            .allowed()
+            .map_or(self.watermark, |w| w.max(self.watermark));
+        if row.ts <= watermark {
+            return Offer::Late { watermark };
         }
+        let input = &mut self.inputs[row.source];
         input.max_ts = Some(input.max_ts.map_or(row.ts, |m| m.max(row.ts)));
         self.pending.insert((row.ts, row.source, row.offset), row);
         Offer::Accepted
@@ -267,14 +272,18 @@ impl Task {
         }
     }
 
-    /// End of a bounded input: releases everything and moves the watermark
-    /// to the latest event time seen.
+    /// End of a bounded input: releases everything, moves the watermark to
+    /// the latest event time seen and emits every key as of it.
     pub fn finish(&mut self, tables: &[TableState]) -> Output {
         let last = self.inputs.iter().filter_map(|i| i.max_ts).max();
-        match last {
-            Some(w) if w > self.watermark => self.advance_to(w, tables),
-            _ => Output::default(),
+        let w = last.map_or(self.watermark, |l| l.max(self.watermark));
+        if w == i64::MIN {
+            return Output::default();
         }
+        for view in &mut self.views {
+            view.touch_all();
+        }
+        self.advance_to(w, tables)
     }
 
     /// Releases events up to `w` and emits every changed key as of `w`.

@@ -114,6 +114,13 @@ impl ViewState {
         rows
     }
 
+    /// Marks every key changed, so the next emit writes the whole table (the
+    /// end of a bounded run: the final table is then the same however the
+    /// run was cut into batches or interrupted).
+    pub fn touch_all(&mut self) {
+        self.dirty.extend(self.keys.keys().cloned());
+    }
+
     /// The current values of `key` (after the last [`ViewState::emit`]);
     /// the empty-window values for a key with no state.
     pub fn values(&self, key: &Scalar, as_of: i64) -> Vec<Scalar> {

@@ -361,7 +361,7 @@ fn shape_aggregation(
 /// The registered value schema of a topic, looked up by the caller.
 pub type SchemaLookup<'a> = dyn Fn(&str) -> Result<Option<Schema>, String> + 'a;
 
-fn record_columns(schema: &Schema) -> Option<Columns> {
+pub fn record_columns(schema: &Schema) -> Option<Columns> {
     let Schema::Record(record) = schema else {
         return None;
     };

@@ -1,0 +1,152 @@
+//! Avro records to engine rows.
+//!
+//! Each source and table gets a codec bound to the schema the spec was
+//! validated against (the latest registered one), so whatever schema a
+//! producer wrote with, fields arrive in one known order and the engine reads
+//! them by position.
+
+use std::sync::Arc;
+
+use apache_avro::Schema;
+use apache_avro::types::Value;
+
+use crate::avro::AvroCodec;
+use crate::engine::value::Scalar;
+use crate::registry::SchemaRegistry;
+use crate::spec::validate::{TimeScale, time_scale};
+use crate::spec::{ColumnType, Columns, TimeUnit};
+use crate::topic::Record;
+
+/// Converts one Avro value to a scalar of the column's type.
+pub fn to_scalar(v: &Value) -> Scalar {
+    match v {
+        Value::Null => Scalar::Null,
+        Value::Boolean(b) => Scalar::Bool(*b),
+        Value::Int(x) | Value::Date(x) | Value::TimeMillis(x) => Scalar::Long(*x as i64),
+        Value::Long(x)
+        | Value::TimestampMillis(x)
+        | Value::TimestampMicros(x)
+        | Value::TimeMicros(x)
+        | Value::LocalTimestampMillis(x)
+        | Value::LocalTimestampMicros(x) => Scalar::Long(*x),
+        Value::Float(x) => Scalar::Double(*x as f64),
+        Value::Double(x) => Scalar::Double(*x),
+        Value::String(s) => Scalar::Str(Arc::from(s.as_str())),
+        Value::Enum(_, s) => Scalar::Str(Arc::from(s.as_str())),
+        Value::Uuid(u) => Scalar::Str(Arc::from(u.to_string().as_str())),
+        Value::Array(items) => Scalar::List(items.iter().map(to_scalar).collect()),
+        Value::Union(_, inner) => to_scalar(inner),
+        _ => Scalar::Null,
+    }
+}
+
+/// Decodes records of one topic into (key, event time, columns).
+pub struct RecordDecoder {
+    codec: AvroCodec,
+    /// Positions in the reader schema of the wanted columns.
+    positions: Vec<usize>,
+    pub columns: Columns,
+    key: usize,
+    time: Option<(usize, TimeScale)>,
+}
+
+/// A decoded record.
+pub struct DecodedRow {
+    pub key: Scalar,
+    pub ts: Option<i64>,
+    pub columns: Box<[Scalar]>,
+}
+
+impl RecordDecoder {
+    /// `key` and `time` name columns of `columns`; `time` is optional
+    /// (tables without `valid_from` use the record timestamp).
+    pub fn new(
+        registry: Arc<dyn SchemaRegistry>,
+        schema: Schema,
+        columns: &Columns,
+        key: &str,
+        time: Option<(&str, TimeUnit)>,
+    ) -> RecordDecoder {
+        let Schema::Record(record) = &schema else {
+            unreachable!("validated: the schema is a record")
+        };
+        let positions: Vec<usize> = columns
+            .keys()
+            .map(|c| {
+                record
+                    .fields
+                    .iter()
+                    .position(|f| f.name == *c)
+                    .expect("validated column")
+            })
+            .collect();
+        let index = |name: &str| columns.get_index_of(name).expect("validated column");
+        let time = time.map(|(name, unit)| {
+            let field = &record.fields[record
+                .fields
+                .iter()
+                .position(|f| f.name == name)
+                .expect("validated")];
+            (
+                index(name),
+                time_scale(&field.schema, unit).expect("validated time field"),
+            )
+        });
+        RecordDecoder {
+            key: index(key),
+            time,
+            positions,
+            columns: columns.clone(),
+            codec: AvroCodec::with_reader_schema(registry, schema),
+        }
+    }
+
+    /// Decodes a record's value; the error says why it cannot be used.
+    pub fn decode(&self, record: &Record) -> Result<DecodedRow, String> {
+        let Some(bytes) = &record.value else {
+            return Err("a tombstone (null value) where an event was expected".into());
+        };
+        let decoded = self.codec.decode(bytes).map_err(|e| e.to_string())?;
+        let Value::Record(fields) = decoded.value else {
+            return Err("the value is not an Avro record".into());
+        };
+        let columns: Box<[Scalar]> = self
+            .positions
+            .iter()
+            .map(|p| to_scalar(&fields[*p].1))
+            .collect();
+        let key = columns[self.key].clone();
+        if key.is_null() {
+            return Err(format!(
+                "the key field `{}` is null",
+                self.columns.get_index(self.key).map_or("", |c| c.0)
+            ));
+        }
+        let ts = match self.time {
+            None => None,
+            Some((i, scale)) => match columns[i] {
+                Scalar::Long(t) => Some(match scale {
+                    TimeScale::Millis => t,
+                    TimeScale::Micros => t.div_euclid(1000),
+                    TimeScale::Seconds => t.saturating_mul(1000),
+                }),
+                _ => {
+                    return Err(format!(
+                        "the event-time field `{}` is null",
+                        self.columns.get_index(i).map_or("", |c| c.0)
+                    ));
+                }
+            },
+        };
+        Ok(DecodedRow { key, ts, columns })
+    }
+
+    /// The key of a record from its key bytes (for tombstones).
+    pub fn key_from_bytes(&self, bytes: &[u8]) -> Option<Scalar> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        match self.columns.get_index(self.key)?.1 {
+            ColumnType::Long => text.trim().parse().ok().map(Scalar::Long),
+            _ => Some(Scalar::from(text)),
+        }
+    }
+}

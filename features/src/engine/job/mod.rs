@@ -1,0 +1,640 @@
+//! A running pipeline: sources in, tasks in the middle, feature tables out.
+//!
+//! [`Job::open`] validates the spec against the registry, creates the output
+//! topics, registers their schemas, bootstraps every table (reads it to the
+//! end) and restores each task from its checkpoint. [`Job::run`] then loops:
+//! poll sources, decode, offer to tasks, dead-letter what cannot be used,
+//! apply table updates, advance watermarks, write what the views emit, and
+//! checkpoint every `checkpoint.interval`.
+
+pub mod checkpoint;
+pub mod decode;
+pub mod metrics;
+pub mod output;
+mod read;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::avro::AvroCodec;
+use crate::engine::table::TableState;
+use crate::engine::task::{Offer, Output, Row, Task, TaskConfig};
+use crate::registry::{RegistryError, SchemaRegistry, value_subject};
+use crate::spec::validate::ViewPlan;
+use crate::spec::{LoadedSpec, SpecError};
+use crate::store::{Store, StoreError};
+use crate::topic::dead_letter::{DeadLetters, dead_letter_topic};
+use crate::topic::{
+    Backend, Consumer, Producer, ProducerRecord, Record, StartOffset, TopicError, TopicSpec,
+};
+
+use checkpoint::{CheckpointError, Checkpointer};
+use decode::RecordDecoder;
+pub use metrics::JobMetrics;
+use output::{ParquetSink, RowEncoder};
+pub use read::{FeatureReader, ReadError};
+
+/// Why a job could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("registry: {0}")]
+    Registry(#[from] RegistryError),
+    #[error("{0}")]
+    Avro(#[from] crate::avro::AvroError),
+    #[error(
+        "sources are not co-partitioned: {detail}. Views are computed per partition, so every source needs the same partition count (and the same key partitioning)"
+    )]
+    NotCoPartitioned { detail: String },
+    #[error("{0}")]
+    Output(String),
+}
+
+/// How a job runs.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    /// Stop once every source partition is read to the end it had when the
+    /// job started, after releasing every event (a bounded run). Default:
+    /// run until stopped.
+    pub until_end: bool,
+    /// The checkpoint location (the spec's `checkpoint.url`, or the
+    /// caller's default).
+    pub checkpoint_url: String,
+    /// Records per poll.
+    pub batch: usize,
+}
+
+/// A summary of a finished run.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub events: u64,
+    pub late: u64,
+    pub dead_lettered: u64,
+    pub rows: u64,
+    pub restored_tasks: usize,
+    pub parquet_files: Vec<String>,
+    pub elapsed: Duration,
+}
+
+struct Source {
+    topic: String,
+    decoder: RecordDecoder,
+    idle_timeout: Duration,
+}
+
+struct Table {
+    topic: String,
+    decoder: RecordDecoder,
+}
+
+struct ViewOutput {
+    topic: String,
+    encoder: RowEncoder,
+    parquet: Option<ParquetSink>,
+}
+
+/// A pipeline ready to run.
+pub struct Job {
+    name: String,
+    backend: Arc<dyn Backend>,
+    sources: Vec<Source>,
+    tables: Vec<Table>,
+    table_state: Vec<TableState>,
+    table_consumer: Option<Box<dyn Consumer>>,
+    consumer: Box<dyn Consumer>,
+    producer: Box<dyn Producer>,
+    outputs: Vec<ViewOutput>,
+    dead_letters: HashMap<String, DeadLetters>,
+    tasks: BTreeMap<i32, Task>,
+    /// Per task: the next checkpoint number.
+    seqs: BTreeMap<i32, u64>,
+    checkpointer: Checkpointer,
+    interval: Duration,
+    options: JobOptions,
+    /// Per (source, partition): the end offset at start (bounded runs).
+    ends: HashMap<(usize, i32), i64>,
+    /// Per (source, partition): when a record last arrived.
+    last_seen: HashMap<(usize, i32), Instant>,
+    pub metrics: Arc<JobMetrics>,
+    reader: FeatureReader,
+    restored: usize,
+    parquet_files: Vec<String>,
+}
+
+fn fingerprint(plans: &[ViewPlan]) -> u32 {
+    crc32fast::hash(serde_json::to_string(plans).unwrap_or_default().as_bytes())
+}
+
+/// Looks up the latest value schema of a topic for validation.
+pub fn schema_lookup(
+    registry: &Arc<dyn SchemaRegistry>,
+) -> impl Fn(&str) -> Result<Option<apache_avro::Schema>, String> + '_ {
+    move |topic: &str| match registry.latest(&value_subject(topic)) {
+        Ok(s) => apache_avro::Schema::parse_str(&s.schema)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        Err(RegistryError::SubjectNotFound(_)) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Job {
+    /// Validates, creates outputs, bootstraps tables and restores tasks.
+    pub fn open(
+        loaded: &LoadedSpec,
+        backend: Arc<dyn Backend>,
+        registry: Arc<dyn SchemaRegistry>,
+        options: JobOptions,
+    ) -> Result<Job, JobError> {
+        let spec = &loaded.spec;
+        let lookup = schema_lookup(&registry);
+        let plans = crate::spec::validate(loaded, &lookup)
+            .map_err(|p| JobError::Spec(SpecError::Invalid(p)))?;
+        let schema_of = |topic: &str| -> Result<apache_avro::Schema, JobError> {
+            lookup(topic)
+                .map_err(JobError::Output)?
+                .ok_or_else(|| JobError::Output(format!("topic `{topic}` lost its schema")))
+        };
+        // Sources, and their co-partitioning.
+        let mut sources = Vec::new();
+        let mut partitions: Option<(String, usize)> = None;
+        let mut ends = HashMap::new();
+        for (i, (name, s)) in spec.sources.iter().enumerate() {
+            let schema = schema_of(&s.topic)?;
+            let columns = &plans
+                .iter()
+                .find(|p| p.source == *name)
+                .map(|p| p.source_columns.clone());
+            let columns = match columns {
+                Some(c) => c.clone(),
+                None => continue,
+            };
+            let d = backend.describe_topic(&s.topic)?;
+            match &partitions {
+                Some((first, n)) if *n != d.partitions.len() => {
+                    return Err(JobError::NotCoPartitioned {
+                        detail: format!(
+                            "`{first}` has {n} partitions and `{}` has {}",
+                            s.topic,
+                            d.partitions.len()
+                        ),
+                    });
+                }
+                None => partitions = Some((s.topic.clone(), d.partitions.len())),
+                _ => {}
+            }
+            for p in &d.partitions {
+                ends.insert((i, p.id), p.high);
+            }
+            sources.push(Source {
+                topic: s.topic.clone(),
+                decoder: RecordDecoder::new(
+                    registry.clone(),
+                    schema,
+                    &columns,
+                    &s.key,
+                    Some((&s.event_time, s.event_time_unit)),
+                ),
+                idle_timeout: Duration::from_millis(s.idle_timeout.0 as u64),
+            });
+        }
+        // Tables, read to the end before any event.
+        let mut tables = Vec::new();
+        let mut table_state = Vec::new();
+        let mut table_columns = Vec::new();
+        for (name, t) in &spec.tables {
+            let schema = schema_of(&t.topic)?;
+            let columns = crate::spec::validate::record_columns(&schema).unwrap_or_default();
+            table_columns.push((name.clone(), columns.keys().cloned().collect::<Vec<_>>()));
+            tables.push(Table {
+                topic: t.topic.clone(),
+                decoder: RecordDecoder::new(
+                    registry.clone(),
+                    schema,
+                    &columns,
+                    &t.key,
+                    t.valid_from
+                        .as_deref()
+                        .map(|v| (v, crate::spec::TimeUnit::Ms)),
+                ),
+            });
+            table_state.push(TableState::new(t.versioned));
+        }
+        let source_lateness: Vec<(String, i64)> = spec
+            .sources
+            .iter()
+            .map(|(n, s)| (n.clone(), s.lateness.0))
+            .collect();
+        let cfg = Arc::new(
+            TaskConfig::new(&source_lateness, &table_columns, &plans)
+                .map_err(|e| JobError::Output(e.to_string()))?,
+        );
+        // Outputs.
+        let codec = AvroCodec::new(registry.clone());
+        let mut outputs = Vec::new();
+        for plan in &plans {
+            backend.ensure_topic(
+                &TopicSpec::new(plan.output_topic.clone())
+                    .partitions(partitions.as_ref().map_or(1, |p| p.1) as i32)
+                    .compacted(),
+            )?;
+            let parquet = match &plan.parquet {
+                Some(url) => Some(ParquetSink::new(Store::open(url)?, Arc::new(plan.clone()))),
+                None => None,
+            };
+            outputs.push(ViewOutput {
+                topic: plan.output_topic.clone(),
+                encoder: RowEncoder::register(&codec, plan)?,
+                parquet,
+            });
+        }
+        // Tasks, restored from their checkpoints.
+        let checkpointer = Checkpointer::new(
+            Store::open(&options.checkpoint_url)?.child(&spec.name),
+            fingerprint(&plans),
+        );
+        let n = partitions.as_ref().map_or(0, |p| p.1) as i32;
+        let mut tasks = BTreeMap::new();
+        let mut seqs = BTreeMap::new();
+        let mut restored = 0;
+        let mut consumer = backend.consumer(None)?;
+        for p in 0..n {
+            let (task, seq) = match checkpointer.latest(p)? {
+                Some(c) => {
+                    restored += 1;
+                    (Task::restore(cfg.clone(), c.task), c.seq + 1)
+                }
+                None => (Task::new(cfg.clone(), p), 0),
+            };
+            tasks.insert(p, task);
+            seqs.insert(p, seq);
+        }
+        for (i, s) in sources.iter().enumerate() {
+            let assignment: Vec<(i32, StartOffset)> = tasks
+                .values()
+                .map(|t| {
+                    let start = t.inputs[i]
+                        .next_offset
+                        .map_or(StartOffset::Earliest, StartOffset::At);
+                    (t.partition, start)
+                })
+                .collect();
+            consumer.assign(&s.topic, &assignment)?;
+        }
+        let metrics = Arc::new(JobMetrics::new());
+        let reader = FeatureReader::new(&plans);
+        let mut job = Job {
+            name: spec.name.clone(),
+            backend: backend.clone(),
+            sources,
+            tables,
+            table_state,
+            table_consumer: None,
+            consumer,
+            producer: backend.producer()?,
+            outputs,
+            dead_letters: HashMap::new(),
+            tasks,
+            seqs,
+            checkpointer,
+            interval: Duration::from_millis(spec.checkpoint.interval.0 as u64),
+            options,
+            ends,
+            last_seen: HashMap::new(),
+            metrics,
+            reader,
+            restored,
+            parquet_files: Vec::new(),
+        };
+        job.bootstrap_tables()?;
+        Ok(job)
+    }
+
+    /// The in-process read API over this job's feature tables.
+    pub fn reader(&self) -> FeatureReader {
+        self.reader.clone()
+    }
+
+    /// Where checkpoints go.
+    pub fn checkpoint_url(&self) -> &str {
+        self.checkpointer.url()
+    }
+
+    /// Source records at start (for progress).
+    pub fn records_to_read(&self) -> u64 {
+        let mut total = 0i64;
+        for ((s, p), end) in &self.ends {
+            let from = self
+                .tasks
+                .get(p)
+                .and_then(|t| t.inputs[*s].next_offset)
+                .unwrap_or(0);
+            total += (end - from).max(0);
+        }
+        total as u64
+    }
+
+    fn bootstrap_tables(&mut self) -> Result<(), JobError> {
+        if self.tables.is_empty() {
+            return Ok(());
+        }
+        let mut consumer = self.backend.consumer(None)?;
+        let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+        for t in &self.tables {
+            consumer.assign_all(&t.topic, StartOffset::Earliest)?;
+            for p in self.backend.describe_topic(&t.topic)?.partitions {
+                if p.high > p.low {
+                    ends.insert((t.topic.clone(), p.id), p.high);
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !ends.is_empty() {
+            if Instant::now() > deadline {
+                return Err(JobError::Output(format!(
+                    "tables not read to the end after 120 s; still waiting for {:?}",
+                    ends.keys().collect::<Vec<_>>()
+                )));
+            }
+            for rec in consumer.poll(10_000, Duration::from_millis(100))? {
+                let key = (rec.topic.clone(), rec.partition);
+                if ends.get(&key).is_some_and(|end| rec.offset + 1 >= *end) {
+                    ends.remove(&key);
+                }
+                self.apply_table_record(&rec)?;
+            }
+        }
+        self.table_consumer = Some(consumer);
+        Ok(())
+    }
+
+    fn apply_table_record(&mut self, rec: &Record) -> Result<(), JobError> {
+        let Some(t) = self.tables.iter().position(|t| t.topic == rec.topic) else {
+            return Ok(());
+        };
+        let table = &self.tables[t];
+        if rec.value.is_none() {
+            if let Some(key) = rec
+                .key
+                .as_deref()
+                .and_then(|k| table.decoder.key_from_bytes(k))
+            {
+                self.table_state[t].upsert(key, rec.timestamp_ms, None);
+            }
+            return Ok(());
+        }
+        match table.decoder.decode(rec) {
+            Ok(row) => {
+                let valid_from = row.ts.unwrap_or(rec.timestamp_ms);
+                self.table_state[t].upsert(row.key, valid_from, Some(row.columns));
+                Ok(())
+            }
+            Err(reason) => self.dead_letter(rec, &format!("table `{}`: {reason}", rec.topic)),
+        }
+    }
+
+    fn dead_letter(&mut self, rec: &Record, reason: &str) -> Result<(), JobError> {
+        let dlq = match self.dead_letters.entry(rec.topic.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(DeadLetters::open(
+                self.backend.as_ref(),
+                &dead_letter_topic(&rec.topic),
+            )?),
+        };
+        dlq.send(rec, reason)?;
+        self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs until `stop` is set (then checkpoints) or, in a bounded run,
+    /// until the sources are read to their ends. `progress` is called after
+    /// every poll with the number of records read so far.
+    pub fn run(
+        &mut self,
+        stop: &AtomicBool,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<RunSummary, JobError> {
+        let started = Instant::now();
+        let mut last_checkpoint = Instant::now();
+        self.metrics.ready.store(true, Ordering::Relaxed);
+        let mut read = 0u64;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let records = self
+                .consumer
+                .poll(self.options.batch, Duration::from_millis(100))?;
+            read += records.len() as u64;
+            let now = Instant::now();
+            for rec in &records {
+                self.offer(rec, now)?;
+            }
+            if let Some(mut tc) = self.table_consumer.take() {
+                let updates = tc.poll(10_000, Duration::ZERO);
+                self.table_consumer = Some(tc);
+                for rec in updates? {
+                    self.apply_table_record(&rec)?;
+                }
+            }
+            let finished = self.update_idleness(now);
+            let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+            for p in partitions {
+                let task = self.tasks.get_mut(&p).expect("listed");
+                let out = if finished {
+                    task.finish(&self.table_state)
+                } else {
+                    task.advance(&self.table_state)
+                };
+                self.write(p, out)?;
+            }
+            progress(read);
+            if finished {
+                break;
+            }
+            if last_checkpoint.elapsed() >= self.interval {
+                self.checkpoint()?;
+                last_checkpoint = Instant::now();
+            }
+        }
+        self.checkpoint()?;
+        Ok(RunSummary {
+            events: self.metrics.events_in.load(Ordering::Relaxed),
+            late: self.metrics.late.load(Ordering::Relaxed),
+            dead_lettered: self.metrics.dead_lettered.load(Ordering::Relaxed),
+            rows: self.metrics.rows_out.load(Ordering::Relaxed),
+            restored_tasks: self.restored,
+            parquet_files: self.parquet_files.clone(),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    fn offer(&mut self, rec: &Record, now: Instant) -> Result<(), JobError> {
+        let Some(s) = self.sources.iter().position(|s| s.topic == rec.topic) else {
+            return Ok(());
+        };
+        self.last_seen.insert((s, rec.partition), now);
+        self.metrics.events_in.fetch_add(1, Ordering::Relaxed);
+        let Some(task) = self.tasks.get_mut(&rec.partition) else {
+            return Ok(());
+        };
+        let decoded = self.sources[s]
+            .decoder
+            .decode(rec)
+            .and_then(|d| match d.ts {
+                Some(ts) => Ok(Row {
+                    ts,
+                    source: s,
+                    offset: rec.offset,
+                    key: d.key,
+                    columns: d.columns,
+                }),
+                None => Err("no event time".to_string()),
+            });
+        match decoded {
+            Ok(row) => {
+                let ts = row.ts;
+                if let Offer::Late { watermark } = task.offer(row) {
+                    self.metrics.late.fetch_add(1, Ordering::Relaxed);
+                    let reason = format!(
+                        "late: event time {ts} is at or below the watermark {watermark} of task {} (raise the source's `lateness` to accept such events)",
+                        rec.partition
+                    );
+                    self.dead_letter(rec, &reason)?;
+                }
+            }
+            Err(reason) => {
+                task.skipped(s, rec.offset + 1);
+                self.dead_letter(rec, &reason)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks inputs idle (live runs) or finished (bounded runs); returns
+    /// true when a bounded run has read everything.
+    fn update_idleness(&mut self, now: Instant) -> bool {
+        let mut all_done = true;
+        for task in self.tasks.values_mut() {
+            for (s, source) in self.sources.iter().enumerate() {
+                let end = self.ends.get(&(s, task.partition)).copied().unwrap_or(0);
+                let input = &mut task.inputs[s];
+                let at_end = input.next_offset.unwrap_or(0) >= end;
+                if self.options.until_end {
+                    input.idle = at_end;
+                    all_done &= at_end;
+                } else if !source.idle_timeout.is_zero() {
+                    let quiet = self
+                        .last_seen
+                        .get(&(s, task.partition))
+                        .is_none_or(|t| now.duration_since(*t) >= source.idle_timeout);
+                    if quiet && (input.max_ts.is_some() || at_end) {
+                        input.idle = true;
+                    }
+                }
+            }
+        }
+        self.options.until_end && all_done
+    }
+
+    fn write(&mut self, partition: i32, out: Output) -> Result<(), JobError> {
+        for rejected in out.rejected {
+            let source = &self.sources[rejected.row.source];
+            let rec = Record {
+                topic: source.topic.clone(),
+                partition,
+                offset: rejected.row.offset,
+                timestamp_ms: rejected.row.ts,
+                key: Some(rejected.row.key.key_text().into_bytes()),
+                value: Some(format!("{:?}", rejected.row.columns).into_bytes()),
+                headers: Vec::new(),
+            };
+            self.dead_letter(&rec, &rejected.reason)?;
+        }
+        let n = out.rows.len() as u64;
+        for (v, row) in out.rows {
+            let o = &mut self.outputs[v];
+            let value = o.encoder.encode(&row)?;
+            self.producer.send(
+                ProducerRecord::new(
+                    o.topic.clone(),
+                    Some(row.key.key_text().into_bytes()),
+                    Some(value),
+                )
+                .at(row.as_of),
+            )?;
+            self.reader.update(v, &row);
+            if let Some(pq) = &mut o.parquet {
+                pq.push(partition, row);
+            }
+        }
+        self.metrics.rows_out.fetch_add(n, Ordering::Relaxed);
+        if let Some(task) = self.tasks.get(&partition) {
+            self.reader.set_watermark(partition, task.watermark());
+        }
+        Ok(())
+    }
+
+    /// Flushes outputs, then writes every task's checkpoint: outputs are
+    /// durable before the offsets that produced them are recorded.
+    pub fn checkpoint(&mut self) -> Result<(), JobError> {
+        self.producer.flush()?;
+        for dlq in self.dead_letters.values_mut() {
+            dlq.flush()?;
+        }
+        let mut state_bytes = 0;
+        let mut keys = 0;
+        let mut min_wm = i64::MAX;
+        for (p, task) in &self.tasks {
+            let seq = self.seqs[p];
+            for o in &mut self.outputs {
+                if let Some(pq) = &mut o.parquet
+                    && let Some(name) = pq.flush(*p, seq).map_err(JobError::Output)?
+                {
+                    self.parquet_files.push(name);
+                }
+            }
+            self.checkpointer.write(seq, task.snapshot())?;
+            self.seqs.insert(*p, seq + 1);
+            self.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
+            for v in 0..self.outputs.len() {
+                state_bytes += task.view(v).size_bytes();
+                keys += task.view(v).len();
+            }
+            min_wm = min_wm.min(task.watermark());
+        }
+        self.metrics
+            .state_bytes
+            .store(state_bytes as u64, Ordering::Relaxed);
+        self.metrics.keys.store(keys as u64, Ordering::Relaxed);
+        self.metrics.watermark_ms.store(
+            if min_wm == i64::MAX { i64::MIN } else { min_wm },
+            Ordering::Relaxed,
+        );
+        let mut lag = Vec::new();
+        for (s, source) in self.sources.iter().enumerate() {
+            if let Ok(d) = self.backend.describe_topic(&source.topic) {
+                for p in d.partitions {
+                    let at = self
+                        .tasks
+                        .get(&p.id)
+                        .and_then(|t| t.inputs[s].next_offset)
+                        .unwrap_or(p.low);
+                    lag.push((source.topic.clone(), p.id, (p.high - at).max(0)));
+                }
+            }
+        }
+        *self.metrics.lag.lock().expect("poisoned") = lag;
+        tracing::debug!(pipeline = %self.name, state_bytes, keys, "checkpointed");
+        Ok(())
+    }
+}

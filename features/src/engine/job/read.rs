@@ -1,0 +1,144 @@
+//! The in-process read API: `get(view, key, as_of)` for serving.
+//!
+//! It reads the latest emitted row of each key, which stays valid until the
+//! key's next emitted row: a row is emitted whenever a key's values change,
+//! by events or by expiry. So the answer is the value as of the task's
+//! current watermark. Asking for a time before the row's `as_of` is an error:
+//! history is what `eddy backfill` is for.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::engine::value::Scalar;
+use crate::engine::view::FeatureRow;
+use crate::spec::validate::ViewPlan;
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ReadError {
+    #[error("unknown feature view `{0}`")]
+    UnknownView(String),
+    #[error(
+        "view `{view}` holds key `{key}` as of {as_of}; it cannot answer for the earlier time {asked} (replay history with a backfill instead)"
+    )]
+    TooEarly {
+        view: String,
+        key: String,
+        as_of: i64,
+        asked: i64,
+    },
+}
+
+/// A feature row as read: names and values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Features {
+    /// The time the values are valid for.
+    pub as_of: i64,
+    pub values: Vec<(String, Scalar)>,
+}
+
+#[derive(Default)]
+struct Tables {
+    /// Per view: key text → latest row.
+    rows: Vec<HashMap<String, FeatureRow>>,
+    watermarks: HashMap<i32, i64>,
+}
+
+/// A cheap, cloneable handle on the job's feature tables.
+#[derive(Clone)]
+pub struct FeatureReader {
+    views: Arc<Vec<(String, Vec<String>)>>,
+    tables: Arc<RwLock<Tables>>,
+}
+
+impl FeatureReader {
+    pub fn new(plans: &[ViewPlan]) -> FeatureReader {
+        FeatureReader {
+            views: Arc::new(
+                plans
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.name.clone(),
+                            p.features.iter().map(|f| f.column.clone()).collect(),
+                        )
+                    })
+                    .collect(),
+            ),
+            tables: Arc::new(RwLock::new(Tables {
+                rows: vec![HashMap::new(); plans.len()],
+                watermarks: HashMap::new(),
+            })),
+        }
+    }
+
+    pub(crate) fn update(&self, view: usize, row: &FeatureRow) {
+        let mut t = self.tables.write().expect("poisoned");
+        t.rows[view].insert(row.key.key_text(), row.clone());
+    }
+
+    pub(crate) fn set_watermark(&self, task: i32, watermark: i64) {
+        self.tables
+            .write()
+            .expect("poisoned")
+            .watermarks
+            .insert(task, watermark);
+    }
+
+    /// The lowest watermark over tasks: every view is complete up to it.
+    pub fn watermark(&self) -> Option<i64> {
+        self.tables
+            .read()
+            .expect("poisoned")
+            .watermarks
+            .values()
+            .min()
+            .copied()
+    }
+
+    /// The features of `key` in `view` as of `as_of` (None: now). A key
+    /// without state reads as None.
+    pub fn get(
+        &self,
+        view: &str,
+        key: &str,
+        as_of: Option<i64>,
+    ) -> Result<Option<Features>, ReadError> {
+        let v = self
+            .views
+            .iter()
+            .position(|(n, _)| n == view)
+            .ok_or_else(|| ReadError::UnknownView(view.to_string()))?;
+        let t = self.tables.read().expect("poisoned");
+        let Some(row) = t.rows[v].get(key) else {
+            return Ok(None);
+        };
+        if let Some(asked) = as_of
+            && asked < row.as_of
+        {
+            return Err(ReadError::TooEarly {
+                view: view.to_string(),
+                key: key.to_string(),
+                as_of: row.as_of,
+                asked,
+            });
+        }
+        Ok(Some(Features {
+            as_of: row.as_of,
+            values: self.views[v]
+                .1
+                .iter()
+                .cloned()
+                .zip(row.values.iter().cloned())
+                .collect(),
+        }))
+    }
+
+    /// Number of keys in a view.
+    pub fn len(&self, view: &str) -> usize {
+        let Some(v) = self.views.iter().position(|(n, _)| n == view) else {
+            return 0;
+        };
+        self.tables.read().expect("poisoned").rows[v].len()
+    }
+}

@@ -1,0 +1,212 @@
+//! `eddy run` and `eddy validate`: the streaming feature pipeline.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use eddy_features::engine::job::{Job, JobError, JobMetrics, JobOptions, schema_lookup};
+use eddy_features::spec::{self, SpecError};
+
+use crate::cli::{Global, RunArgs, ValidateArgs};
+use crate::context::Context;
+use crate::exit::{CliError, ExitCode};
+use crate::progress;
+
+fn load(path: &std::path::Path) -> anyhow::Result<spec::LoadedSpec> {
+    spec::load(path).map_err(spec_failure)
+}
+
+fn spec_failure(e: SpecError) -> anyhow::Error {
+    match e {
+        SpecError::Read { .. } => CliError::fail(ExitCode::Usage, e.to_string()),
+        SpecError::Invalid(problems) => {
+            let n = problems.len();
+            let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            CliError::fail(
+                ExitCode::Usage,
+                format!(
+                    "{}\n{n} problem{} in the spec",
+                    list.join("\n"),
+                    if n == 1 { "" } else { "s" }
+                ),
+            )
+        }
+    }
+}
+
+/// `eddy validate SPEC`: every problem, with file, line and key.
+pub fn validate(global: &Global, args: &ValidateArgs) -> anyhow::Result<()> {
+    let loaded = load(&args.spec)?;
+    let mut ctx = Context::open(global)?;
+    let registry = ctx.registry()?;
+    let plans = spec::validate(&loaded, &schema_lookup(&registry))
+        .map_err(|p| spec_failure(SpecError::Invalid(p)))?;
+    println!("{}: valid", args.spec.display());
+    for plan in &plans {
+        println!(
+            "  view {} ({} → {}): {} features: {}",
+            plan.name,
+            plan.source,
+            plan.output_topic,
+            plan.features.len(),
+            plan.features
+                .iter()
+                .map(|f| f.column.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn checkpoint_url(global: &Global, ctx: &Context, loaded: &spec::LoadedSpec) -> String {
+    if let Some(url) = &loaded.spec.checkpoint.url {
+        return url.clone();
+    }
+    match &ctx.data_dir {
+        Some(dir) => dir.join("checkpoints").display().to_string(),
+        None => {
+            let _ = global;
+            "eddy-checkpoints".into()
+        }
+    }
+}
+
+/// Serves `/metrics` and `/healthz` until the process ends.
+fn serve_metrics(
+    addr: SocketAddr,
+    name: String,
+    metrics: Arc<JobMetrics>,
+) -> anyhow::Result<SocketAddr> {
+    use axum::routing::get;
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("binding the metrics endpoint to {addr}"))?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let m1 = metrics.clone();
+                let app = axum::Router::new()
+                    .route(
+                        "/metrics",
+                        get(move || {
+                            let m = m1.clone();
+                            let name = name.clone();
+                            async move { m.render(&name) }
+                        }),
+                    )
+                    .route(
+                        "/healthz",
+                        get(move || {
+                            let m = metrics.clone();
+                            async move {
+                                if m.ready.load(Ordering::Relaxed) {
+                                    (axum::http::StatusCode::OK, "ready\n")
+                                } else {
+                                    (
+                                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                        "starting: loading tables\n",
+                                    )
+                                }
+                            }
+                        }),
+                    );
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let _ = axum::serve(listener, app).await;
+            });
+        })?;
+    Ok(bound)
+}
+
+/// Sets `stop` on Ctrl-C or SIGTERM.
+fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            });
+            eprintln!("stopping: checkpointing...");
+            stop.store(true, Ordering::Relaxed);
+        })?;
+    Ok(())
+}
+
+/// `eddy run SPEC`: the live pipeline.
+pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
+    let loaded = load(&args.spec)?;
+    let mut ctx = Context::open(global)?;
+    let registry = ctx.registry()?;
+    let options = JobOptions {
+        until_end: args.until_end,
+        checkpoint_url: args
+            .checkpoint_url
+            .clone()
+            .unwrap_or_else(|| checkpoint_url(global, &ctx, &loaded)),
+        batch: 10_000,
+    };
+    let mut job =
+        Job::open(&loaded, ctx.backend.clone(), registry, options).map_err(|e| match e {
+            JobError::Spec(s) => spec_failure(s),
+            other => anyhow::Error::new(other).context("starting the pipeline"),
+        })?;
+    let metrics_addr = serve_metrics(
+        args.metrics_addr,
+        loaded.spec.name.clone(),
+        job.metrics.clone(),
+    )?;
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signals(stop.clone())?;
+    eprintln!(
+        "pipeline `{}` on the {} backend: metrics on http://{metrics_addr}/metrics, checkpoints in {}{}",
+        loaded.spec.name,
+        ctx.backend.kind(),
+        job.checkpoint_url(),
+        if args.until_end {
+            "; stops at the end of the sources"
+        } else {
+            "; Ctrl-C checkpoints and stops"
+        }
+    );
+    let bar = progress::bar(job.records_to_read(), "events");
+    let summary = job.run(&stop, &mut |n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    println!(
+        "{} events in {:.1} s ({:.0}/s), {} late, {} dead-lettered, {} feature rows written{}",
+        summary.events,
+        summary.elapsed.as_secs_f64(),
+        progress::rate(summary.events, summary.elapsed),
+        summary.late,
+        summary.dead_lettered,
+        summary.rows,
+        if summary.restored_tasks > 0 {
+            format!(
+                ", resumed {} tasks from checkpoints",
+                summary.restored_tasks
+            )
+        } else {
+            String::new()
+        }
+    );
+    for file in &summary.parquet_files {
+        tracing::info!(%file, "parquet written");
+    }
+    Ok(())
+}

@@ -1,0 +1,449 @@
+//! `eddy run` and `eddy validate`: feature pipelines end to end, on the
+//! embedded log and on a real broker.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+
+use crate::support::*;
+
+const MOVIELENS_SPEC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/datasets/movielens/pipeline.yaml"
+);
+const MOVIELENS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/movielens-small");
+
+/// The latest row per key of a feature topic: the table it holds.
+fn table(cmd: Command, key: &str) -> BTreeMap<String, Json> {
+    json_lines(&ok(cmd, ""))
+        .into_iter()
+        .map(|row| (row[key].to_string(), row))
+        .collect()
+}
+
+fn consume(mut cmd: Command, topic: &str) -> Command {
+    cmd.args(["topics", "consume", "--topic", topic]);
+    cmd
+}
+
+fn quickstart(dir: &Path) {
+    let mut cmd = eddy(&dir.join("eddy-data"));
+    cmd.current_dir(dir)
+        .args(["quickstart", "--dataset", MOVIELENS]);
+    ok(cmd, "");
+}
+
+fn run_spec(dir: &Path, spec: &Path) -> Command {
+    let mut cmd = eddy(&dir.join("eddy-data"));
+    cmd.current_dir(dir).arg("run").arg(spec).args([
+        "--until-end",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]);
+    cmd
+}
+
+#[test]
+fn movielens_pipeline_features_match_the_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    quickstart(dir.path());
+    let out = ok(run_spec(dir.path(), Path::new(MOVIELENS_SPEC)), "");
+    assert!(out.contains("0 late"), "{out}");
+    let rows = table(
+        consume(
+            eddy(&dir.path().join("eddy-data")),
+            "features.user_activity",
+        ),
+        "user_id",
+    );
+
+    // Recompute user 1's lifetime features from the CSV files.
+    let movies = std::fs::read_to_string(format!("{MOVIELENS}/movies.csv")).unwrap();
+    let mut genres: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    let mut reader = csv::Reader::from_reader(movies.as_bytes());
+    for rec in reader.records() {
+        let rec = rec.unwrap();
+        let g = rec[2]
+            .split('|')
+            .filter(|g| *g != "(no genres listed)")
+            .map(str::to_string)
+            .collect();
+        genres.insert(rec[0].parse().unwrap(), g);
+    }
+    let ratings = std::fs::read_to_string(format!("{MOVIELENS}/ratings.csv")).unwrap();
+    let mut mine: Vec<(i64, i64, f64)> = Vec::new();
+    for line in ratings.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f[0] == "1" {
+            mine.push((
+                f[3].parse::<i64>().unwrap() * 1000,
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+            ));
+        }
+    }
+    mine.sort_by_key(|(ts, movie, _)| (*ts, *movie));
+    let row = &rows["1"];
+    assert_eq!(row["ratings_count_lifetime"], json!(mine.len()));
+    let mean = mine.iter().map(|r| r.2).sum::<f64>() / mine.len() as f64;
+    assert!(
+        (row["avg_rating_lifetime"].as_f64().unwrap() - mean).abs() < 1e-9,
+        "{row}"
+    );
+    let last10: Vec<i64> = mine.iter().rev().take(10).rev().map(|r| r.1).collect();
+    assert_eq!(row["recent_movies_lifetime"], json!(last10));
+    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+    for (_, movie, _) in &mine {
+        for g in &genres[movie] {
+            *counts.entry(g).or_default() += 1;
+        }
+    }
+    let mut ranked: Vec<(&str, i64)> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let top3: Vec<&str> = ranked.iter().take(3).map(|(g, _)| *g).collect();
+    assert_eq!(row["top_genres_lifetime"], json!(top3));
+    let distinct = row["distinct_movies_lifetime"].as_i64().unwrap();
+    assert!(
+        (distinct - mine.len() as i64).abs() <= (mine.len() as i64 / 20).max(1),
+        "{row}"
+    );
+    // Every user has a row, and a Parquet part per task was written.
+    let users: std::collections::BTreeSet<&str> = ratings
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(rows.len(), users.len());
+    let parts = std::fs::read_dir(dir.path().join("eddy-data/parquet/user_activity"))
+        .unwrap()
+        .count();
+    assert_eq!(parts, 4, "one part per task");
+}
+
+#[test]
+fn a_pipeline_killed_mid_stream_ends_with_the_table_of_an_uninterrupted_run() {
+    let spec_text = std::fs::read_to_string(MOVIELENS_SPEC).unwrap().replace(
+        "name: movielens",
+        "name: movielens\ncheckpoint: { interval: 100ms }",
+    );
+    let whole = tempfile::tempdir().unwrap();
+    let cut = tempfile::tempdir().unwrap();
+    for d in [whole.path(), cut.path()] {
+        quickstart(d);
+        std::fs::write(d.join("spec.yaml"), &spec_text).unwrap();
+    }
+    ok(run_spec(whole.path(), &whole.path().join("spec.yaml")), "");
+
+    // SIGKILL at several points, each run resuming from the last checkpoint.
+    let mut resumed = 0;
+    for delay_ms in [700, 1100, 1500, 1900] {
+        let mut cmd = run_spec(cut.path(), &cut.path().join("spec.yaml"));
+        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        watchdog(child.id());
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+        }
+        child.wait().unwrap();
+    }
+    let last = ok(run_spec(cut.path(), &cut.path().join("spec.yaml")), "");
+    if last.contains("resumed") {
+        resumed += 1;
+    }
+    assert_eq!(resumed, 1, "the final run resumed from checkpoints: {last}");
+    let a = table(
+        consume(
+            eddy(&whole.path().join("eddy-data")),
+            "features.user_activity",
+        ),
+        "user_id",
+    );
+    let b = table(
+        consume(
+            eddy(&cut.path().join("eddy-data")),
+            "features.user_activity",
+        ),
+        "user_id",
+    );
+    assert_eq!(a.len(), b.len());
+    for (k, row) in &a {
+        assert_eq!(Some(row), b.get(k), "user {k}");
+    }
+}
+
+fn validate(dir: &Path, spec: &Path) -> Command {
+    let mut cmd = eddy(&dir.join("eddy-data"));
+    cmd.current_dir(dir).arg("validate").arg(spec);
+    cmd
+}
+
+#[test]
+fn validate_reports_every_problem_with_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    quickstart(dir.path());
+    let spec = dir.path().join("bad.yaml");
+    std::fs::write(
+        &spec,
+        "name: bad\nsources:\n  ratings: { topic: ratings, key: user_id, event_time: timestamp }\nfeatures:\n  v:\n    source: ratings\n    aggregations:\n      - { name: a, op: mean, column: nope, windows: [1h] }\n      - { name: b, op: sum, column: user_id, windows: [1h] }\n      - { name: c, op: approx_count_distinct, column: movie_id, windows: [1d] }\n",
+    )
+    .unwrap();
+    let err = fails_with(validate(dir.path(), &spec), "", 2);
+    assert!(
+        err.contains("bad.yaml:10: key `features.v.aggregations[2].windows[0]`"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("aggregations[1]"),
+        "a sum of a long is fine: {err}"
+    );
+    let err = {
+        std::fs::write(
+            &spec,
+            std::fs::read_to_string(&spec)
+                .unwrap()
+                .replace("[1d]", "[lifetime]"),
+        )
+        .unwrap();
+        fails_with(validate(dir.path(), &spec), "", 2)
+    };
+    assert!(
+        err.contains("bad.yaml:8: key `features.v.aggregations[0].column`: unknown column `nope`"),
+        "{err}"
+    );
+    std::fs::write(&spec, "name: bad\nsources: {}\nfeatures: {}\nsurprise: 1\n").unwrap();
+    let err = fails_with(validate(dir.path(), &spec), "", 2);
+    assert!(
+        err.contains("bad.yaml:4") && err.contains("unknown field `surprise`"),
+        "{err}"
+    );
+    let out = ok(validate(dir.path(), Path::new(MOVIELENS_SPEC)), "");
+    assert!(out.contains("ratings_count_30d"), "{out}");
+}
+
+const CLICK_SCHEMA: &str = r#"{"type":"record","name":"Click","fields":[
+  {"name":"user","type":"long"},{"name":"item","type":"long"},
+  {"name":"amount","type":"double"},{"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#;
+const ITEM_SCHEMA: &str = r#"{"type":"record","name":"Item","fields":[
+  {"name":"item","type":"long"},{"name":"category","type":"string"},{"name":"since","type":"long"}]}"#;
+const BASE: i64 = 1_700_000_000_000;
+
+/// Clicks within the 5 s lateness, three late ones, and items with a
+/// category change half-way.
+fn click_events() -> (String, String) {
+    let mut clicks = String::new();
+    for i in 0..2000i64 {
+        let jitter = (i * 31) % 4000;
+        let ts = if [1000, 1500, 1900].contains(&i) {
+            BASE
+        } else {
+            BASE + i * 1000 - jitter
+        };
+        let amount = if i % 50 == 0 {
+            -1.0
+        } else {
+            ((i % 17) * 5) as f64
+        };
+        clicks += &json!({"user": (i * 7) % 25, "item": (i * 13) % 20, "amount": amount, "ts": ts})
+            .to_string();
+        clicks.push('\n');
+    }
+    let mut items = String::new();
+    for item in 0..20 {
+        items += &json!({"item": item, "category": format!("c{}", item % 4), "since": BASE - 1})
+            .to_string();
+        items.push('\n');
+    }
+    items += &json!({"item": 3, "category": "sale", "since": BASE + 1_000_000}).to_string();
+    items.push('\n');
+    (clicks, items)
+}
+
+fn click_spec(name: &str, clicks: &str, items: &str, features: &str) -> String {
+    format!(
+        "name: {name}
+sources:
+  clicks: {{ topic: {clicks}, key: user, event_time: ts, lateness: 5s }}
+tables:
+  items: {{ topic: {items}, key: item, versioned: true, valid_from: since }}
+features:
+  shopper:
+    source: clicks
+    join: [{{ table: items, on: item, select: [category] }}]
+    derive: {{ big: \"amount > 50\" }}
+    filter: \"amount >= 0\"
+    aggregations:
+      - {{ name: clicks, op: count, windows: [1m, 10m, lifetime] }}
+      - {{ name: big, op: count_distinct, column: big, windows: [10m] }}
+      - {{ name: spend, op: sum, column: amount, windows: [10m, \"tumbling 1h\"] }}
+      - {{ name: top_cat, op: top_k, column: category, k: 2, windows: [lifetime] }}
+      - {{ name: last_items, op: last_k, column: item, k: 3, windows: [10m] }}
+      - {{ name: max_amount, op: max, column: amount, windows: [\"hopping 10m every 1m\"] }}
+    output: {{ topic: {features} }}
+"
+    )
+}
+
+/// Loads the click fixture through `cmd` (a factory of eddy commands on one
+/// backend), runs the pipeline to the end and returns the feature table and
+/// the dead-letter records.
+fn run_clicks(
+    dir: &Path,
+    cmd: &dyn Fn(&[&str]) -> Command,
+    prefix: &str,
+) -> (BTreeMap<String, Json>, Vec<Json>) {
+    let (clicks, items) = click_events();
+    let (ct, it, ft) = (
+        format!("{prefix}clicks"),
+        format!("{prefix}items"),
+        format!("{prefix}features"),
+    );
+    std::fs::write(dir.join("click.avsc"), CLICK_SCHEMA).unwrap();
+    std::fs::write(dir.join("item.avsc"), ITEM_SCHEMA).unwrap();
+    ok(cmd(&["topics", "create", &ct, "--partitions", "3"]), "");
+    ok(cmd(&["topics", "create", &it, "--compact"]), "");
+    let schema = dir.join("click.avsc");
+    let produce = |topic: &str, key: &str, schema: Option<&Path>, lines: &str| {
+        let mut args = vec!["topics", "produce", "--topic", topic, "--key-field", key];
+        let s;
+        if let Some(p) = schema {
+            s = p.display().to_string();
+            args.extend(["--schema", &s]);
+        }
+        ok(cmd(&args), lines);
+    };
+    produce(&it, "item", Some(&dir.join("item.avsc")), &items);
+    produce(&ct, "user", Some(&schema), &clicks);
+    // A record that is not Avro at all: dead-lettered, not fatal.
+    ok(
+        cmd(&["topics", "produce", "--topic", &ct, "--key-field", "user"]),
+        "{\"user\": 3}\n",
+    );
+    let spec = dir.join("clicks.yaml");
+    std::fs::write(
+        &spec,
+        click_spec(&unique("clicks").replace('-', "_"), &ct, &it, &ft),
+    )
+    .unwrap();
+    let out = ok(
+        cmd(&[
+            "run",
+            spec.to_str().unwrap(),
+            "--until-end",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--checkpoint-url",
+            dir.join("ckpt").to_str().unwrap(),
+        ]),
+        "",
+    );
+    assert!(out.contains("3 late, 4 dead-lettered"), "{out}");
+    let rows = table(cmd(&["topics", "consume", "--topic", &ft]), "user");
+    let dlq = json_lines(&ok(
+        cmd(&[
+            "topics",
+            "consume",
+            "--topic",
+            &format!("{ct}.dlq"),
+            "--envelope",
+            "--format",
+            "raw",
+        ]),
+        "",
+    ));
+    (rows, dlq)
+}
+
+#[test]
+fn the_click_pipeline_dead_letters_bad_and_late_events_and_joins_as_of_event_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("eddy-data");
+    let (rows, dlq) = run_clicks(
+        dir.path(),
+        &|args| {
+            let mut c = eddy(&data);
+            c.args(args);
+            c
+        },
+        "",
+    );
+    assert_eq!(rows.len(), 25);
+    assert_eq!(dlq.len(), 4);
+    let reasons: Vec<String> = dlq.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.contains("late: event time"))
+            .count(),
+        3,
+        "{reasons:?}"
+    );
+    // The as-of join: item 3 is `sale` from BASE + 1000 s on, `c3` before.
+    let mut counts: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
+    for i in 0..2000i64 {
+        let (user, item, ts) = (
+            (i * 7) % 25,
+            (i * 13) % 20,
+            BASE + i * 1000 - (i * 31) % 4000,
+        );
+        if i % 50 == 0 {
+            continue; // filtered (amount < 0), late ones included
+        }
+        let cat = if item == 3 && ts >= BASE + 1_000_000 {
+            "sale".to_string()
+        } else {
+            format!("c{}", item % 4)
+        };
+        *counts.entry(user).or_default().entry(cat).or_default() += 1;
+    }
+    for (user, cats) in counts {
+        let mut ranked: Vec<(String, i64)> = cats.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let top: Vec<String> = ranked.into_iter().take(2).map(|c| c.0).collect();
+        assert_eq!(
+            rows[&user.to_string()]["top_cat_lifetime"],
+            json!(top),
+            "user {user}"
+        );
+    }
+    for row in rows.values() {
+        assert!(row["clicks_lifetime"].as_i64().unwrap() > 0, "{row}");
+    }
+}
+
+#[test]
+fn the_same_pipeline_on_tansu_gives_the_same_table_as_on_the_local_log() {
+    let Some(brokers) = external("EDDY_TEST_KAFKA_BROKERS") else {
+        return;
+    };
+    let local = tempfile::tempdir().unwrap();
+    let data = local.path().join("eddy-data");
+    let (want, _) = run_clicks(
+        local.path(),
+        &|args| {
+            let mut c = eddy(&data);
+            c.args(args);
+            c
+        },
+        "",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let schemas = unique("schemas");
+    let registry = Registry::start(dir.path(), &["--brokers", &brokers], Some(&schemas));
+    let prefix = unique("pipe") + ".";
+    let (got, dlq) = run_clicks(
+        dir.path(),
+        &|args| {
+            let mut c = eddy(dir.path());
+            c.args(["--brokers", &brokers, "--registry", &registry.url])
+                .args(args);
+            c
+        },
+        &prefix,
+    );
+    assert_eq!(dlq.len(), 4);
+    assert_eq!(want, got);
+}
