@@ -249,6 +249,29 @@ pub struct QuickstartArgs {
 pub enum BenchCommand {
     /// Produce then consume N records on the selected backend.
     Topics(BenchTopicsArgs),
+    /// Feature-engine throughput: Avro events, one join, 3 windows x 4 ops.
+    Pipeline(BenchPipelineArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchPipelineArgs {
+    /// Events to produce, then process. Default 2,000,000.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub events: u64,
+    /// Distinct users (keys). Default 10,000.
+    #[arg(long, default_value_t = 10_000)]
+    pub users: u64,
+    /// Items in the joined table. Default 1,000.
+    #[arg(long, default_value_t = 1_000)]
+    pub items: u64,
+    /// Partitions (tasks). Default 1: the engine runs tasks on one thread, so
+    /// this measures one core.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: i32,
+    /// The sliding window (the other two are `tumbling 1d` and `lifetime`).
+    /// Default 1h.
+    #[arg(long, default_value = "1h")]
+    pub window: String,
 }
 
 #[derive(Debug, Args)]

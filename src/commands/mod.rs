@@ -1,6 +1,7 @@
 //! One module per command.
 
 mod bench;
+mod bench_pipeline;
 mod quickstart;
 mod registry;
 mod run;
@@ -20,5 +21,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run::run(&cli.global, &args),
         Command::Validate(args) => run::validate(&cli.global, &args),
         Command::Bench(BenchCommand::Topics(args)) => bench::topics(&cli.global, &args),
+        Command::Bench(BenchCommand::Pipeline(args)) => {
+            bench_pipeline::pipeline(&cli.global, &args)
+        }
     }
 }
