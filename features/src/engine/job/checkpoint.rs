@@ -80,16 +80,30 @@ impl Checkpointer {
         let size = bytes.len();
         self.store
             .put(&format!("{dir}/ckpt-{seq:012}.bin"), bytes)?;
-        let names = self.store.list(&dir)?;
+        let names = self.names(&dir)?;
         for old in names.iter().rev().skip(KEEP) {
             self.store.delete(old)?;
         }
         Ok(size)
     }
 
+    /// Complete checkpoint objects of a task, oldest first. Anything else in
+    /// the directory (a staging file left by a crash mid-write) is ignored.
+    fn names(&self, dir: &str) -> Result<Vec<String>, CheckpointError> {
+        Ok(self
+            .store
+            .list(dir)?
+            .into_iter()
+            .filter(|n| {
+                let file = n.rsplit('/').next().unwrap_or("");
+                file.starts_with("ckpt-") && file.ends_with(".bin")
+            })
+            .collect())
+    }
+
     /// The newest checkpoint of a task, if any.
     pub fn latest(&self, partition: i32) -> Result<Option<Checkpoint>, CheckpointError> {
-        let names = self.store.list(&Self::dir(partition))?;
+        let names = self.names(&Self::dir(partition))?;
         let Some(name) = names.last() else {
             return Ok(None);
         };
