@@ -106,6 +106,14 @@ pub struct RunArgs {
     /// (local log) or `./eddy-checkpoints` (Kafka).
     #[arg(long)]
     pub checkpoint_url: Option<String>,
+    /// The consumer group whose members share the pipeline's tasks (Kafka
+    /// only: the local log runs every task in one process). Default
+    /// `eddy-<pipeline name>`.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// On Kafka, run every task in this process without joining a group.
+    #[arg(long, conflicts_with = "group")]
+    pub standalone: bool,
 }
 
 #[derive(Debug, Args)]

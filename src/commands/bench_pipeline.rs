@@ -116,6 +116,7 @@ checkpoint: {{ interval: 1h }}
         until_end: true,
         checkpoint_url: ckpt.display().to_string(),
         batch: 10_000,
+        group: None,
     };
     let mut job = Job::open(&loaded, ctx.backend.clone(), registry, options)?;
     let bar = progress::bar(args.events, "process");

@@ -161,6 +161,11 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| checkpoint_url(global, &ctx, &loaded)),
         batch: 10_000,
+        group: match (&global.brokers, &args.group, args.standalone) {
+            (None, _, _) | (_, _, true) => None,
+            (Some(_), Some(g), false) => Some(g.clone()),
+            (Some(_), None, false) => Some(format!("eddy-{}", loaded.spec.name)),
+        },
     };
     let mut job =
         Job::open(&loaded, ctx.backend.clone(), registry, options).map_err(|e| match e {

@@ -262,9 +262,9 @@ const BASE: i64 = 1_700_000_000_000;
 
 /// Clicks within the 5 s lateness, three late ones, and items with a
 /// category change half-way.
-fn click_events() -> (String, String) {
+fn click_events(n: i64) -> (String, String) {
     let mut clicks = String::new();
-    for i in 0..2000i64 {
+    for i in 0..n {
         let jitter = (i * 31) % 4000;
         let ts = if [1000, 1500, 1900].contains(&i) {
             BASE
@@ -312,6 +312,7 @@ features:
       - {{ name: last_items, op: last_k, column: item, k: 3, windows: [10m] }}
       - {{ name: max_amount, op: max, column: amount, windows: [\"hopping 10m every 1m\"] }}
     output: {{ topic: {features} }}
+checkpoint: {{ interval: 200ms }}
 "
     )
 }
@@ -319,12 +320,17 @@ features:
 /// Loads the click fixture through `cmd` (a factory of eddy commands on one
 /// backend), runs the pipeline to the end and returns the feature table and
 /// the dead-letter records.
-fn run_clicks(
-    dir: &Path,
-    cmd: &dyn Fn(&[&str]) -> Command,
-    prefix: &str,
-) -> (BTreeMap<String, Json>, Vec<Json>) {
-    let (clicks, items) = click_events();
+/// The click fixture loaded on one backend, with its spec written.
+struct Clicks {
+    spec: std::path::PathBuf,
+    features: String,
+    dlq: String,
+}
+
+/// Loads `n` clicks (and the items table) through `cmd` (a factory of eddy
+/// commands on one backend) and writes the spec.
+fn load_clicks(dir: &Path, cmd: &dyn Fn(&[&str]) -> Command, prefix: &str, n: i64) -> Clicks {
+    let (clicks, items) = click_events(n);
     let (ct, it, ft) = (
         format!("{prefix}clicks"),
         format!("{prefix}items"),
@@ -334,7 +340,6 @@ fn run_clicks(
     std::fs::write(dir.join("item.avsc"), ITEM_SCHEMA).unwrap();
     ok(cmd(&["topics", "create", &ct, "--partitions", "3"]), "");
     ok(cmd(&["topics", "create", &it, "--compact"]), "");
-    let schema = dir.join("click.avsc");
     let produce = |topic: &str, key: &str, schema: Option<&Path>, lines: &str| {
         let mut args = vec!["topics", "produce", "--topic", topic, "--key-field", key];
         let s;
@@ -345,38 +350,60 @@ fn run_clicks(
         ok(cmd(&args), lines);
     };
     produce(&it, "item", Some(&dir.join("item.avsc")), &items);
-    produce(&ct, "user", Some(&schema), &clicks);
+    produce(&ct, "user", Some(&dir.join("click.avsc")), &clicks);
     // A record that is not Avro at all: dead-lettered, not fatal.
-    ok(
-        cmd(&["topics", "produce", "--topic", &ct, "--key-field", "user"]),
-        "{\"user\": 3}\n",
-    );
+    produce(&ct, "user", None, "{\"user\": 3}\n");
     let spec = dir.join("clicks.yaml");
     std::fs::write(
         &spec,
         click_spec(&unique("clicks").replace('-', "_"), &ct, &it, &ft),
     )
     .unwrap();
+    Clicks {
+        spec,
+        features: ft,
+        dlq: format!("{ct}.dlq"),
+    }
+}
+
+fn run_args<'a>(dir: &'a Path, c: &'a Clicks, ckpt: &'a str) -> Vec<String> {
+    let _ = dir;
+    [
+        "run",
+        c.spec.to_str().unwrap(),
+        "--until-end",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--checkpoint-url",
+        ckpt,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Loads the 2000-click fixture, runs the pipeline to the end and returns
+/// the feature table and the dead-letter records.
+fn run_clicks(
+    dir: &Path,
+    cmd: &dyn Fn(&[&str]) -> Command,
+    prefix: &str,
+) -> (BTreeMap<String, Json>, Vec<Json>) {
+    let c = load_clicks(dir, cmd, prefix, 2000);
+    let ckpt = dir.join("ckpt").display().to_string();
+    let args = run_args(dir, &c, &ckpt);
     let out = ok(
-        cmd(&[
-            "run",
-            spec.to_str().unwrap(),
-            "--until-end",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--checkpoint-url",
-            dir.join("ckpt").to_str().unwrap(),
-        ]),
+        cmd(&args.iter().map(String::as_str).collect::<Vec<_>>()),
         "",
     );
     assert!(out.contains("3 late, 4 dead-lettered"), "{out}");
-    let rows = table(cmd(&["topics", "consume", "--topic", &ft]), "user");
+    let rows = table(cmd(&["topics", "consume", "--topic", &c.features]), "user");
     let dlq = json_lines(&ok(
         cmd(&[
             "topics",
             "consume",
             "--topic",
-            &format!("{ct}.dlq"),
+            &c.dlq,
             "--envelope",
             "--format",
             "raw",
@@ -475,4 +502,140 @@ fn the_same_pipeline_on_tansu_gives_the_same_table_as_on_the_local_log() {
     );
     assert_eq!(dlq.len(), 4);
     assert_eq!(want, got);
+}
+
+#[test]
+fn two_processes_in_a_group_on_tansu_with_one_stopped_halfway_give_the_table_of_one() {
+    let Some(brokers) = external("EDDY_TEST_KAFKA_BROKERS") else {
+        return;
+    };
+    const N: i64 = 60_000;
+    // The reference: one process on the local log.
+    let local = tempfile::tempdir().unwrap();
+    let data = local.path().join("eddy-data");
+    let on_local = |args: &[&str]| {
+        let mut c = eddy(&data);
+        c.args(args);
+        c
+    };
+    let lc = load_clicks(local.path(), &on_local, "", N);
+    let ckpt = local.path().join("ckpt").display().to_string();
+    let args = run_args(local.path(), &lc, &ckpt);
+    ok(
+        on_local(&args.iter().map(String::as_str).collect::<Vec<_>>()),
+        "",
+    );
+    let want = table(
+        on_local(&["topics", "consume", "--topic", &lc.features]),
+        "user",
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let schemas = unique("schemas");
+    let registry = Registry::start(dir.path(), &["--brokers", &brokers], Some(&schemas));
+    let on_kafka = |args: &[&str]| {
+        let mut c = eddy(dir.path());
+        c.args(["--brokers", &brokers, "--registry", &registry.url])
+            .args(args);
+        c
+    };
+    let kc = load_clicks(dir.path(), &on_kafka, &(unique("group") + "."), N);
+    let ckpt = dir.path().join("ckpt").display().to_string();
+    let args = run_args(dir.path(), &kc, &ckpt);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Checkpoint objects present (older ones are deleted, so progress
+    // shows as new names, not as a growing count).
+    let checkpoints = || -> std::collections::BTreeSet<std::path::PathBuf> {
+        std::fs::read_dir(&ckpt)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|job| {
+                std::fs::read_dir(job.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+            })
+            .flat_map(|task| {
+                std::fs::read_dir(task.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+            })
+            .map(|f| f.path())
+            .collect()
+    };
+    // Each process's log, read as it is written.
+    let spawn = |name: &str| {
+        let mut cmd = on_kafka(&args);
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("EDDY_LOG", "eddy_features=info");
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{name}: {e}"));
+        watchdog(child.id());
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (stderr, sink) = (child.stderr.take().unwrap(), log.clone());
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        (child, log)
+    };
+    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !cond() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // A starts alone with every task. B joins once A has checkpointed; the
+    // group moves some tasks to B. A is then stopped (SIGTERM) while it
+    // still works, and B takes the rest over and finishes.
+    let (mut a, a_log) = spawn("a");
+    wait_for("a's first checkpoint", &|| !checkpoints().is_empty());
+    let (mut b, b_log) = spawn("b");
+    wait_for("the group to move a task from a to b", &|| {
+        a_log.lock().unwrap().contains("task revoked")
+    });
+    let seen = checkpoints();
+    wait_for("progress after the rebalance", &|| {
+        checkpoints().difference(&seen).count() >= 2
+    });
+    let a_was_running = a.try_wait().unwrap().is_none();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(a.id().to_string())
+        .status();
+    a.wait().unwrap();
+    let b_status = b.wait().unwrap();
+    let (a_log, b_log) = (a_log.lock().unwrap().clone(), b_log.lock().unwrap().clone());
+    assert!(b_status.success(), "b failed: {b_log}");
+    assert!(
+        a_was_running,
+        "a finished before it could be stopped halfway: {a_log}"
+    );
+    // B restored tasks from A's checkpoints twice: at the rebalance, and
+    // after A left.
+    assert!(
+        b_log.matches("restored=true").count() >= 3,
+        "b: {b_log}\na: {a_log}"
+    );
+    let got = table(
+        on_kafka(&["topics", "consume", "--topic", &kc.features]),
+        "user",
+    );
+    assert_eq!(want.len(), got.len());
+    for (k, row) in &want {
+        assert_eq!(Some(row), got.get(k), "user {k}");
+    }
 }

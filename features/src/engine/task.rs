@@ -176,6 +176,8 @@ pub struct Task {
     pending: BTreeMap<(i64, usize, i64), Row>,
     watermark: i64,
     views: Vec<ViewState>,
+    /// A bounded run has released everything and emitted the final table.
+    pub finished: bool,
 }
 
 /// What a checkpoint keeps of a task.
@@ -186,6 +188,7 @@ pub struct TaskSnapshot {
     pub pending: Vec<Row>,
     pub watermark: i64,
     pub views: Vec<ViewSnapshot>,
+    pub finished: bool,
 }
 
 impl Task {
@@ -202,6 +205,7 @@ impl Task {
             pending: BTreeMap::new(),
             watermark: i64::MIN,
             views,
+            finished: false,
         }
     }
 
@@ -275,6 +279,7 @@ impl Task {
     /// End of a bounded input: releases everything, moves the watermark to
     /// the latest event time seen and emits every key as of it.
     pub fn finish(&mut self, tables: &[TableState]) -> Output {
+        self.finished = true;
         let last = self.inputs.iter().filter_map(|i| i.max_ts).max();
         let w = last.map_or(self.watermark, |l| l.max(self.watermark));
         if w == i64::MIN {
@@ -315,6 +320,7 @@ impl Task {
             pending: self.pending.values().cloned().collect(),
             watermark: self.watermark,
             views: self.views.iter().map(ViewState::snapshot).collect(),
+            finished: self.finished,
         }
     }
 
@@ -336,6 +342,7 @@ impl Task {
                 .collect(),
             watermark: snap.watermark,
             views,
+            finished: snap.finished,
         }
     }
 }

@@ -378,6 +378,31 @@ pub trait Consumer: Send {
     fn commit(&mut self, offsets: &[(String, i32, i64)]) -> Result<(), TopicError>;
     /// The group's committed offset for a partition, if any.
     fn committed(&mut self, topic: &str, partition: i32) -> Result<Option<i64>, TopicError>;
+    /// Joins this consumer's group and lets the group assign the partitions
+    /// of `topics`, telling `listener` of every change. Backends that cannot
+    /// share partitions between processes (the local log) refuse.
+    fn subscribe(
+        &mut self,
+        topics: &[String],
+        listener: Arc<dyn RebalanceListener>,
+    ) -> Result<(), TopicError> {
+        let _ = (topics, listener);
+        Err(TopicError::Config(
+            "this backend cannot share partitions through a consumer group".into(),
+        ))
+    }
+}
+
+/// Hears about a subscribed consumer's partition changes. Both methods run
+/// inside [`Consumer::poll`], on the polling thread, while the group waits:
+/// whatever they do is done before the group moves on.
+pub trait RebalanceListener: Send + Sync {
+    /// Partitions were assigned to this consumer; returns where to start
+    /// reading each (only `Earliest` and `At` are supported here).
+    fn assigned(&self, partitions: &[(String, i32)]) -> Vec<StartOffset>;
+    /// Partitions are being taken away; after this returns another consumer
+    /// may read them.
+    fn revoked(&self, partitions: &[(String, i32)]);
 }
 
 /// How to reach a backend.

@@ -12,7 +12,7 @@ use crate::engine::task::TaskSnapshot;
 use crate::store::{Store, StoreError};
 
 /// Bumped when the layout of a checkpoint changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 /// Checkpoints kept per task (the newest and one before it).
 const KEEP: usize = 2;
 

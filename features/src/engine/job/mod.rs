@@ -9,13 +9,14 @@
 
 pub mod checkpoint;
 pub mod decode;
+mod group;
 pub mod metrics;
 pub mod output;
 mod read;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::avro::AvroCodec;
@@ -71,6 +72,9 @@ pub struct JobOptions {
     pub checkpoint_url: String,
     /// Records per poll.
     pub batch: usize,
+    /// Share tasks with other processes through this consumer group (Kafka
+    /// only). Default: none, this process runs every task.
+    pub group: Option<String>,
 }
 
 /// A summary of a finished run.
@@ -111,13 +115,20 @@ pub struct Job {
     table_state: Vec<TableState>,
     table_consumer: Option<Box<dyn Consumer>>,
     consumer: Box<dyn Consumer>,
-    producer: Box<dyn Producer>,
+    /// Shared with the rebalance listener, which flushes it before tasks go.
+    producer: Arc<Mutex<Box<dyn Producer>>>,
     outputs: Vec<ViewOutput>,
     dead_letters: HashMap<String, DeadLetters>,
     tasks: BTreeMap<i32, Task>,
     /// Per task: the next checkpoint number.
     seqs: BTreeMap<i32, u64>,
-    checkpointer: Checkpointer,
+    /// Number of tasks of the pipeline (source partitions), over all
+    /// processes.
+    task_count: i32,
+    /// Task changes from the consumer group (None: this process runs every
+    /// task).
+    group_changes: Option<Arc<Mutex<Vec<group::TaskChange>>>>,
+    checkpointer: Arc<Checkpointer>,
     interval: Duration,
     options: JobOptions,
     /// Per (source, partition): the end offset at start (bounded runs).
@@ -257,38 +268,55 @@ impl Job {
                 parquet,
             });
         }
-        // Tasks, restored from their checkpoints.
-        let checkpointer = Checkpointer::new(
+        // Tasks, restored from their checkpoints: all of them here, or those
+        // the consumer group assigns.
+        let checkpointer = Arc::new(Checkpointer::new(
             Store::open(&options.checkpoint_url)?.child(&spec.name),
             fingerprint(&plans),
-        );
+        ));
         let n = partitions.as_ref().map_or(0, |p| p.1) as i32;
         let mut tasks = BTreeMap::new();
         let mut seqs = BTreeMap::new();
         let mut restored = 0;
-        let mut consumer = backend.consumer(None)?;
-        for p in 0..n {
-            let (task, seq) = match checkpointer.latest(p)? {
-                Some(c) => {
-                    restored += 1;
-                    (Task::restore(cfg.clone(), c.task), c.seq + 1)
-                }
-                None => (Task::new(cfg.clone(), p), 0),
+        let producer: Arc<Mutex<Box<dyn Producer>>> = Arc::new(Mutex::new(backend.producer()?));
+        let mut consumer = backend.consumer(options.group.as_deref())?;
+        let mut group_changes = None;
+        if options.group.is_some() {
+            let changes = Arc::new(Mutex::new(Vec::new()));
+            let listener = group::TaskListener {
+                checkpointer: checkpointer.clone(),
+                cfg: cfg.clone(),
+                topics: sources.iter().map(|s| s.topic.clone()).collect(),
+                producer: producer.clone(),
+                changes: changes.clone(),
             };
-            tasks.insert(p, task);
-            seqs.insert(p, seq);
-        }
-        for (i, s) in sources.iter().enumerate() {
-            let assignment: Vec<(i32, StartOffset)> = tasks
-                .values()
-                .map(|t| {
-                    let start = t.inputs[i]
-                        .next_offset
-                        .map_or(StartOffset::Earliest, StartOffset::At);
-                    (t.partition, start)
-                })
-                .collect();
-            consumer.assign(&s.topic, &assignment)?;
+            let topics: Vec<String> = sources.iter().map(|s| s.topic.clone()).collect();
+            consumer.subscribe(&topics, Arc::new(listener))?;
+            group_changes = Some(changes);
+        } else {
+            for p in 0..n {
+                let (task, seq) = match checkpointer.latest(p)? {
+                    Some(c) => {
+                        restored += 1;
+                        (Task::restore(cfg.clone(), c.task), c.seq + 1)
+                    }
+                    None => (Task::new(cfg.clone(), p), 0),
+                };
+                tasks.insert(p, task);
+                seqs.insert(p, seq);
+            }
+            for (i, s) in sources.iter().enumerate() {
+                let assignment: Vec<(i32, StartOffset)> = tasks
+                    .values()
+                    .map(|t| {
+                        let start = t.inputs[i]
+                            .next_offset
+                            .map_or(StartOffset::Earliest, StartOffset::At);
+                        (t.partition, start)
+                    })
+                    .collect();
+                consumer.assign(&s.topic, &assignment)?;
+            }
         }
         let metrics = Arc::new(JobMetrics::new());
         let reader = FeatureReader::new(&plans);
@@ -300,11 +328,13 @@ impl Job {
             table_state,
             table_consumer: None,
             consumer,
-            producer: backend.producer()?,
+            producer,
             outputs,
             dead_letters: HashMap::new(),
             tasks,
             seqs,
+            task_count: n,
+            group_changes,
             checkpointer,
             interval: Duration::from_millis(spec.checkpoint.interval.0 as u64),
             options,
@@ -416,8 +446,8 @@ impl Job {
     }
 
     /// Runs until `stop` is set (then checkpoints) or, in a bounded run,
-    /// until the sources are read to their ends. `progress` is called after
-    /// every poll with the number of records read so far.
+    /// until every task has finished. `progress` is called after every poll
+    /// with the number of records read so far.
     pub fn run(
         &mut self,
         stop: &AtomicBool,
@@ -425,6 +455,7 @@ impl Job {
     ) -> Result<RunSummary, JobError> {
         let started = Instant::now();
         let mut last_checkpoint = Instant::now();
+        let mut last_group_check = Instant::now();
         self.metrics.ready.store(true, Ordering::Relaxed);
         let mut read = 0u64;
         loop {
@@ -434,6 +465,7 @@ impl Job {
             let records = self
                 .consumer
                 .poll(self.options.batch, Duration::from_millis(100))?;
+            self.apply_task_changes()?;
             read += records.len() as u64;
             let now = Instant::now();
             for rec in &records {
@@ -446,11 +478,17 @@ impl Job {
                     self.apply_table_record(&rec)?;
                 }
             }
-            let finished = self.update_idleness(now);
+            self.update_idleness(now);
+            let mut newly_finished = false;
             let partitions: Vec<i32> = self.tasks.keys().copied().collect();
             for p in partitions {
+                let at_end = self.options.until_end && self.task_at_end(p);
                 let task = self.tasks.get_mut(&p).expect("listed");
-                let out = if finished {
+                if task.finished {
+                    continue;
+                }
+                let out = if at_end {
+                    newly_finished = true;
                     task.finish(&self.table_state)
                 } else {
                     task.advance(&self.table_state)
@@ -458,12 +496,22 @@ impl Job {
                 self.write(p, out)?;
             }
             progress(read);
-            if finished {
-                break;
-            }
-            if last_checkpoint.elapsed() >= self.interval {
+            if newly_finished || last_checkpoint.elapsed() >= self.interval {
                 self.checkpoint()?;
                 last_checkpoint = Instant::now();
+            }
+            if self.options.until_end && self.tasks.values().all(|t| t.finished) {
+                if self.group_changes.is_none() {
+                    break;
+                }
+                // Other processes hold the other tasks: stop once every
+                // task's checkpoint says it has finished.
+                if last_group_check.elapsed() >= Duration::from_millis(500) {
+                    last_group_check = Instant::now();
+                    if self.all_tasks_finished()? {
+                        break;
+                    }
+                }
             }
         }
         self.checkpoint()?;
@@ -476,6 +524,59 @@ impl Job {
             parquet_files: self.parquet_files.clone(),
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Takes the tasks the consumer group gave and drops those it took.
+    fn apply_task_changes(&mut self) -> Result<(), JobError> {
+        let Some(changes) = &self.group_changes else {
+            return Ok(());
+        };
+        let changes: Vec<group::TaskChange> =
+            std::mem::take(&mut *changes.lock().expect("poisoned"));
+        for change in changes {
+            match change {
+                group::TaskChange::Gained(task, seq) => {
+                    if seq > 0 {
+                        self.restored += 1;
+                    }
+                    self.seqs.insert(task.partition, seq);
+                    self.tasks.insert(task.partition, *task);
+                }
+                group::TaskChange::Lost(p) => {
+                    self.tasks.remove(&p);
+                    self.seqs.remove(&p);
+                    for o in &mut self.outputs {
+                        if let Some(pq) = &mut o.parquet {
+                            pq.discard(p);
+                        }
+                    }
+                }
+                group::TaskChange::Failed(why) => return Err(JobError::Output(why)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every source partition of task `p` is read to its end at start.
+    fn task_at_end(&self, p: i32) -> bool {
+        let Some(task) = self.tasks.get(&p) else {
+            return false;
+        };
+        (0..self.sources.len()).all(|s| {
+            let end = self.ends.get(&(s, p)).copied().unwrap_or(0);
+            task.inputs[s].next_offset.unwrap_or(0) >= end
+        })
+    }
+
+    /// Every task of the pipeline, in any process, has finished.
+    fn all_tasks_finished(&self) -> Result<bool, JobError> {
+        for p in 0..self.task_count {
+            match self.checkpointer.latest(p)? {
+                Some(c) if c.task.finished => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(true)
     }
 
     fn offer(&mut self, rec: &Record, now: Instant) -> Result<(), JobError> {
@@ -520,10 +621,9 @@ impl Job {
         Ok(())
     }
 
-    /// Marks inputs idle (live runs) or finished (bounded runs); returns
-    /// true when a bounded run has read everything.
-    fn update_idleness(&mut self, now: Instant) -> bool {
-        let mut all_done = true;
+    /// Marks inputs idle: in a bounded run once read to their end, in a
+    /// live run once quiet for the source's `idle_timeout`.
+    fn update_idleness(&mut self, now: Instant) {
         for task in self.tasks.values_mut() {
             for (s, source) in self.sources.iter().enumerate() {
                 let end = self.ends.get(&(s, task.partition)).copied().unwrap_or(0);
@@ -531,7 +631,6 @@ impl Job {
                 let at_end = input.next_offset.unwrap_or(0) >= end;
                 if self.options.until_end {
                     input.idle = at_end;
-                    all_done &= at_end;
                 } else if !source.idle_timeout.is_zero() {
                     let quiet = self
                         .last_seen
@@ -543,7 +642,6 @@ impl Job {
                 }
             }
         }
-        self.options.until_end && all_done
     }
 
     fn write(&mut self, partition: i32, out: Output) -> Result<(), JobError> {
@@ -561,10 +659,11 @@ impl Job {
             self.dead_letter(&rec, &rejected.reason)?;
         }
         let n = out.rows.len() as u64;
+        let mut producer = self.producer.lock().expect("poisoned");
         for (v, row) in out.rows {
             let o = &mut self.outputs[v];
             let value = o.encoder.encode(&row)?;
-            self.producer.send(
+            producer.send(
                 ProducerRecord::new(
                     o.topic.clone(),
                     Some(row.key.key_text().into_bytes()),
@@ -577,6 +676,7 @@ impl Job {
                 pq.push(partition, row);
             }
         }
+        drop(producer);
         self.metrics.rows_out.fetch_add(n, Ordering::Relaxed);
         if let Some(task) = self.tasks.get(&partition) {
             self.reader.set_watermark(partition, task.watermark());
@@ -587,7 +687,7 @@ impl Job {
     /// Flushes outputs, then writes every task's checkpoint: outputs are
     /// durable before the offsets that produced them are recorded.
     pub fn checkpoint(&mut self) -> Result<(), JobError> {
-        self.producer.flush()?;
+        self.producer.lock().expect("poisoned").flush()?;
         for dlq in self.dead_letters.values_mut() {
             dlq.flush()?;
         }

@@ -179,6 +179,12 @@ impl ParquetSink {
         }
     }
 
+    /// Forgets a task's buffered rows (the task moved to another process,
+    /// which replays them from the last checkpoint).
+    pub fn discard(&mut self, task: i32) {
+        self.rows.remove(&task);
+    }
+
     pub fn push(&mut self, task: i32, row: FeatureRow) {
         self.rows.entry(task).or_default().push(row);
     }

@@ -29,8 +29,9 @@ use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::cluster::Cluster;
+use super::group::{Change, GroupContext};
 use super::{config_err, kafka_err};
-use crate::topic::{Consumer, Header, Record, StartOffset, TopicError};
+use crate::topic::{Consumer, Header, RebalanceListener, Record, StartOffset, TopicError};
 
 /// How far before a wanted offset a fetch starts (see the module docs).
 pub(crate) const REWIND: i64 = 10_000;
@@ -46,8 +47,10 @@ struct Position {
 
 pub(crate) struct KafkaConsumer {
     cluster: Arc<Cluster>,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<GroupContext>,
     has_group: bool,
+    /// The group assigns partitions (see `group`).
+    subscribed: bool,
     positions: BTreeMap<(String, i32), Position>,
 }
 
@@ -64,19 +67,24 @@ impl KafkaConsumer {
             // one never commits.
             None => format!("eddy-reader-{}-{}", std::process::id(), next_reader_id()),
         };
-        let consumer: BaseConsumer = cluster
+        let consumer: BaseConsumer<GroupContext> = cluster
             .config
             .consumer_config()
             .set("group.id", &group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .create()
+            // Co-partitioned topics must be assigned alike: the range
+            // assignor gives a member the same partition numbers of every
+            // topic with the same partition count.
+            .set("partition.assignment.strategy", "range")
+            .create_with_context(GroupContext::default())
             .map_err(config_err)?;
         Ok(KafkaConsumer {
             cluster,
             consumer,
             has_group: group.is_some(),
+            subscribed: false,
             positions: BTreeMap::new(),
         })
     }
@@ -109,6 +117,19 @@ impl KafkaConsumer {
         position: Position,
     ) -> Result<(), TopicError> {
         let key = (topic.to_string(), partition);
+        if self.subscribed {
+            // The group owns the assignment: move the fetcher instead.
+            let offset = if fetch_from == 0 {
+                Offset::Beginning
+            } else {
+                Offset::Offset(fetch_from)
+            };
+            self.consumer
+                .seek(topic, partition, offset, self.cluster.config.timeout)
+                .map_err(kafka_err)?;
+            self.positions.insert(key, position);
+            return Ok(());
+        }
         if self.positions.contains_key(&key) {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition(topic, partition);
@@ -130,7 +151,47 @@ impl KafkaConsumer {
     }
 }
 
+/// Applies what rebalances decided since the last poll.
+fn apply_group_changes(
+    consumer: &BaseConsumer<GroupContext>,
+    positions: &mut BTreeMap<(String, i32), Position>,
+) {
+    let changes: Vec<Change> =
+        std::mem::take(&mut *consumer.context().changes.lock().expect("poisoned"));
+    for change in changes {
+        match change {
+            Change::Assigned {
+                topic,
+                partition,
+                next,
+                verified,
+            } => {
+                positions.insert((topic, partition), Position { next, verified });
+            }
+            Change::Revoked { topic, partition } => {
+                positions.remove(&(topic, partition));
+            }
+        }
+    }
+}
+
 impl Consumer for KafkaConsumer {
+    fn subscribe(
+        &mut self,
+        topics: &[String],
+        listener: Arc<dyn RebalanceListener>,
+    ) -> Result<(), TopicError> {
+        if !self.has_group {
+            return Err(TopicError::Config(
+                "subscribing needs a consumer group".into(),
+            ));
+        }
+        *self.consumer.context().listener.lock().expect("poisoned") = Some(listener);
+        self.subscribed = true;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        self.consumer.subscribe(&names).map_err(kafka_err)
+    }
+
     fn assign(&mut self, topic: &str, partitions: &[(i32, StartOffset)]) -> Result<(), TopicError> {
         let count = self.cluster.partition_count(topic)?;
         if let Some(&(p, _)) = partitions.iter().find(|(p, _)| !(0..count).contains(p)) {
@@ -198,7 +259,11 @@ impl Consumer for KafkaConsumer {
             } else {
                 Duration::ZERO
             };
-            match self.consumer.poll(wait) {
+            let polled = self.consumer.poll(wait);
+            if self.subscribed {
+                apply_group_changes(&self.consumer, &mut self.positions);
+            }
+            match polled {
                 None => break,
                 Some(Err(KafkaError::PartitionEOF(_))) => continue,
                 Some(Err(e)) => return Err(kafka_err(e)),

@@ -30,6 +30,7 @@
 
 mod cluster;
 mod consumer;
+mod group;
 mod producer;
 #[cfg(test)]
 pub(crate) mod tests;
