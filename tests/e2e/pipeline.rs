@@ -263,8 +263,13 @@ const BASE: i64 = 1_700_000_000_000;
 /// Clicks within the 5 s lateness, three late ones, and items with a
 /// category change half-way.
 fn click_events(n: i64) -> (String, String) {
+    (clicks_between(0, n), items())
+}
+
+/// Clicks number `from` to `to` (exclusive) of the fixture.
+fn clicks_between(from: i64, to: i64) -> String {
     let mut clicks = String::new();
-    for i in 0..n {
+    for i in from..to {
         let jitter = (i * 31) % 4000;
         let ts = if [1000, 1500, 1900].contains(&i) {
             BASE
@@ -280,6 +285,10 @@ fn click_events(n: i64) -> (String, String) {
             .to_string();
         clicks.push('\n');
     }
+    clicks
+}
+
+fn items() -> String {
     let mut items = String::new();
     for item in 0..20 {
         items += &json!({"item": item, "category": format!("c{}", item % 4), "since": BASE - 1})
@@ -288,7 +297,7 @@ fn click_events(n: i64) -> (String, String) {
     }
     items += &json!({"item": 3, "category": "sale", "since": BASE + 1_000_000}).to_string();
     items.push('\n');
-    (clicks, items)
+    items
 }
 
 fn click_spec(name: &str, clicks: &str, items: &str, features: &str) -> String {
@@ -638,4 +647,150 @@ fn two_processes_in_a_group_on_tansu_with_one_stopped_halfway_give_the_table_of_
     for (k, row) in &want {
         assert_eq!(Some(row), got.get(k), "user {k}");
     }
+}
+
+/// A plain HTTP GET on loopback: (status, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn metric(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(name) && l.contains('{'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+#[test]
+fn a_live_run_serves_metrics_stops_on_ctrl_c_and_resumes_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("eddy-data");
+    let on_local = |args: &[&str]| {
+        let mut c = eddy(&data);
+        c.args(args);
+        c
+    };
+    let c = load_clicks(dir.path(), &on_local, "", 2000);
+    let ckpt = dir.path().join("ckpt").display().to_string();
+    let mut live = on_local(&[
+        "run",
+        c.spec.to_str().unwrap(),
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--checkpoint-url",
+        &ckpt,
+    ]);
+    live.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = live.spawn().unwrap();
+    watchdog(child.id());
+    // The first stderr line names the metrics address.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no metrics address in {first}"))
+        .to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = http_get(&addr, "/metrics");
+        assert_eq!(status, 200);
+        if metric(&body, "eddy_events_in_total") == 2001.0
+            && metric(&body, "eddy_feature_rows_total") > 0.0
+        {
+            assert_eq!(metric(&body, "eddy_events_late_total"), 3.0, "{body}");
+            assert_eq!(metric(&body, "eddy_dead_letters_total"), 4.0, "{body}");
+            assert_eq!(metric(&body, "eddy_ready"), 1.0, "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events never all read: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "Ctrl-C is a clean stop");
+    assert!(
+        text(&out.stdout).contains("2001 events"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // More events arrive; a bounded run resumes at the checkpointed offsets
+    // (reading only the new ones) and ends with the same table as one run
+    // over everything.
+    ok(
+        on_local(&[
+            "topics",
+            "produce",
+            "--topic",
+            "clicks",
+            "--key-field",
+            "user",
+            "--schema",
+            dir.path().join("click.avsc").to_str().unwrap(),
+        ]),
+        &clicks_between(2000, 3000),
+    );
+    let args = run_args(dir.path(), &c, &ckpt);
+    let out = ok(
+        on_local(&args.iter().map(String::as_str).collect::<Vec<_>>()),
+        "",
+    );
+    assert!(
+        out.starts_with("1000 events") && out.contains("resumed 3 tasks"),
+        "{out}"
+    );
+    let got = table(
+        on_local(&["topics", "consume", "--topic", &c.features]),
+        "user",
+    );
+
+    let whole = tempfile::tempdir().unwrap();
+    let wdata = whole.path().join("eddy-data");
+    let on_whole = |args: &[&str]| {
+        let mut c = eddy(&wdata);
+        c.args(args);
+        c
+    };
+    let wc = load_clicks(whole.path(), &on_whole, "", 3000);
+    let wckpt = whole.path().join("ckpt").display().to_string();
+    let args = run_args(whole.path(), &wc, &wckpt);
+    ok(
+        on_whole(&args.iter().map(String::as_str).collect::<Vec<_>>()),
+        "",
+    );
+    let want = table(
+        on_whole(&["topics", "consume", "--topic", &wc.features]),
+        "user",
+    );
+    assert_eq!(want, got);
 }
