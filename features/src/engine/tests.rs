@@ -525,3 +525,141 @@ fn a_checkpointed_task_continues_exactly_like_one_never_stopped() {
         );
     }
 }
+
+/// A view over (user, item, ts) joined with an items table, `missing` as
+/// given, counting events and the last category seen.
+fn join_task(missing: &str) -> Task {
+    let spec = format!(
+        "name: j
+sources:
+  events: {{ topic: events, key: user, event_time: ts }}
+tables:
+  items: {{ topic: items, key: item, versioned: true }}
+features:
+  v:
+    source: events
+    join: [{{ table: items, on: item, select: [cat], missing: {missing} }}]
+    aggregations:
+      - {{ name: n, op: count, windows: [lifetime] }}
+      - {{ name: cat, op: last, column: cat, windows: [lifetime] }}
+"
+    );
+    let loaded = crate::spec::parse(std::path::Path::new("j.yaml"), &spec).unwrap();
+    let events = Schema::parse_str(
+        r#"{"type":"record","name":"E","fields":[{"name":"user","type":"long"},{"name":"item","type":"long"},{"name":"ts","type":"long"}]}"#,
+    )
+    .unwrap();
+    let items = Schema::parse_str(
+        r#"{"type":"record","name":"I","fields":[{"name":"item","type":"long"},{"name":"cat","type":"string"}]}"#,
+    )
+    .unwrap();
+    let plans = crate::spec::validate(&loaded, &|t| {
+        Ok(Some(if t == "items" {
+            items.clone()
+        } else {
+            events.clone()
+        }))
+    })
+    .unwrap();
+    let cfg = TaskConfig::new(
+        &[("events".into(), 0)],
+        &[("items".into(), vec!["item".into(), "cat".into()])],
+        &plans,
+    )
+    .unwrap();
+    Task::new(Arc::new(cfg), 0)
+}
+
+fn join_row(item: i64, ts: i64, offset: i64) -> Row {
+    Row {
+        ts,
+        source: 0,
+        offset,
+        key: Scalar::Long(7),
+        columns: vec![Scalar::Long(7), Scalar::Long(item), Scalar::Long(ts)].into(),
+    }
+}
+
+#[test]
+fn joins_read_the_version_valid_at_event_time_and_missing_rows_give_null_or_drop() {
+    let mut table = TableState::new(true);
+    table.upsert(
+        Scalar::Long(1),
+        100,
+        Some(vec![Scalar::Long(1), Scalar::from("old")].into()),
+    );
+    table.upsert(
+        Scalar::Long(1),
+        200,
+        Some(vec![Scalar::Long(1), Scalar::from("new")].into()),
+    );
+    let tables = [table];
+    for (missing, count) in [("null", 4), ("drop", 2)] {
+        let mut task = join_task(missing);
+        task.offer(join_row(1, 90, 0)); // before the first version: missing
+        task.offer(join_row(1, 150, 1)); // reads "old"
+        task.offer(join_row(2, 160, 2)); // no such item
+        task.offer(join_row(1, 250, 3)); // reads "new"
+        task.finish(&tables);
+        let values = task.view(0).values(&Scalar::Long(7), 250);
+        assert_eq!(values[0], Scalar::Long(count), "missing: {missing}");
+        assert_eq!(values[1], Scalar::from("new"));
+        // The event at 150 saw the version valid then.
+        let mut early = join_task(missing);
+        early.offer(join_row(1, 150, 0));
+        early.finish(&tables);
+        assert_eq!(
+            early.view(0).values(&Scalar::Long(7), 150)[1],
+            Scalar::from("old")
+        );
+    }
+}
+
+#[test]
+fn a_row_that_breaks_an_expression_is_rejected_alone_and_the_batch_still_counts() {
+    let spec = "name: x
+sources:
+  events: { topic: events, key: user, event_time: ts }
+features:
+  v:
+    source: events
+    derive: { n: \"CAST(s AS BIGINT)\" }
+    filter: \"n > 0\"
+    aggregations:
+      - { name: total, op: sum, column: n, windows: [lifetime] }
+";
+    let loaded = crate::spec::parse(std::path::Path::new("x.yaml"), spec).unwrap();
+    let schema = Schema::parse_str(
+        r#"{"type":"record","name":"E","fields":[{"name":"user","type":"long"},{"name":"s","type":"string"},{"name":"ts","type":"long"}]}"#,
+    )
+    .unwrap();
+    let plans = crate::spec::validate(&loaded, &|_| Ok(Some(schema.clone()))).unwrap();
+    let cfg = Arc::new(TaskConfig::new(&[("events".into(), 0)], &[], &plans).unwrap());
+    let mut task = Task::new(cfg, 0);
+    for (i, s) in ["12", "not a number", "30", "-5"].iter().enumerate() {
+        task.offer(Row {
+            ts: 10 + i as i64,
+            source: 0,
+            offset: i as i64,
+            key: Scalar::Long(1),
+            columns: vec![
+                Scalar::Long(1),
+                Scalar::from(*s),
+                Scalar::Long(10 + i as i64),
+            ]
+            .into(),
+        });
+    }
+    let out = task.finish(&[]);
+    assert_eq!(out.rejected.len(), 1, "{:?}", out.rejected);
+    assert_eq!(out.rejected[0].row.offset, 1);
+    assert!(
+        out.rejected[0].reason.contains("CAST(s AS BIGINT)"),
+        "{}",
+        out.rejected[0].reason
+    );
+    assert_eq!(
+        task.view(0).values(&Scalar::Long(1), 13)[0],
+        Scalar::Long(42)
+    );
+}

@@ -65,6 +65,20 @@ impl Scalar {
         }
     }
 
+    /// The value as JSON (for dead letters and debugging output).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Scalar::Null => serde_json::Value::Null,
+            Scalar::Bool(b) => (*b).into(),
+            Scalar::Long(v) => (*v).into(),
+            Scalar::Double(v) => {
+                serde_json::Number::from_f64(*v).map_or(serde_json::Value::Null, Into::into)
+            }
+            Scalar::Str(s) => s.as_ref().into(),
+            Scalar::List(items) => items.iter().map(Scalar::to_json).collect(),
+        }
+    }
+
     fn rank(&self) -> u8 {
         match self {
             Scalar::Null => 0,

@@ -653,7 +653,21 @@ impl Job {
                 offset: rejected.row.offset,
                 timestamp_ms: rejected.row.ts,
                 key: Some(rejected.row.key.key_text().into_bytes()),
-                value: Some(format!("{:?}", rejected.row.columns).into_bytes()),
+                // The original bytes are gone once a row is decoded: the
+                // dead letter holds the decoded row as JSON.
+                value: Some(
+                    serde_json::Value::Object(
+                        source
+                            .decoder
+                            .columns
+                            .keys()
+                            .zip(rejected.row.columns.iter())
+                            .map(|(k, v)| (k.clone(), v.to_json()))
+                            .collect(),
+                    )
+                    .to_string()
+                    .into_bytes(),
+                ),
                 headers: Vec::new(),
             };
             self.dead_letter(&rec, &rejected.reason)?;
