@@ -51,8 +51,8 @@ features:
       - { name: lastk_i, op: last_k, column: item, k: 3, windows: [100ms, "tumbling 150ms", lifetime] }
       - { name: top_i, op: top_k, column: item, k: 2, windows: [100ms, "hopping 200ms every 50ms", lifetime] }
       - { name: nd_i, op: count_distinct, column: item, windows: [100ms, "session 30ms", lifetime] }
-      - { name: hll_i, op: approx_count_distinct, column: item, windows: ["tumbling 150ms", lifetime] }
-      - { name: p50_r, op: approx_percentile, column: rating, quantile: 0.5, windows: ["session 30ms", lifetime] }
+      - { name: hll_i, op: approx_count_distinct, column: item, windows: ["tumbling 150ms", "hopping 200ms every 50ms", lifetime] }
+      - { name: p50_r, op: approx_percentile, column: rating, quantile: 0.5, windows: ["session 30ms", "hopping 200ms every 50ms", lifetime] }
       - { name: dec_r, op: decayed_sum, column: rating, half_life: 80ms, windows: [100ms, lifetime] }
 "#;
 

@@ -240,7 +240,8 @@ impl Op {
     }
 
     /// Sketch operators cannot forget a single event, so they run only on
-    /// windows that reset (tumbling, session, lifetime).
+    /// windows made of whole panes (hopping) or that reset (tumbling,
+    /// session, lifetime).
     pub fn is_sketch(&self) -> bool {
         matches!(self, Op::ApproxCountDistinct | Op::ApproxPercentile)
     }

@@ -312,12 +312,16 @@ fn shape_aggregation(
                 format!("feature column `{column}` is defined twice"),
             );
         }
-        if agg.op.is_sketch() && window.forgetting() == super::window::Forgetting::Evicts {
+        if agg.op.is_sketch() && matches!(window, Window::Sliding(_)) {
             problem(
                 at.key("windows").index(w),
                 format!(
-                    "`{}` is a sketch, and a sketch cannot forget single events, so it cannot run on a sliding or hopping window; use a tumbling, session or lifetime window, or an exact operator",
-                    agg.op.name()
+                    "`{}` is a sketch, and a sketch cannot forget single events, so it cannot run on a sliding window; use a hopping window (like `hopping {} every 1h`), a tumbling, session or lifetime window, or an exact operator",
+                    agg.op.name(),
+                    match window {
+                        Window::Sliding(s) => s.text(),
+                        _ => String::new(),
+                    }
                 ),
             );
         }

@@ -12,8 +12,9 @@
 //! * first/last(_k) on evicting windows read the window's retained events,
 //!   so they cost O(k) when a value is read;
 //! * approx_count_distinct, approx_percentile: Apache DataSketches HLL and
-//!   t-digest, which cannot forget an event, so they only run on windows
-//!   that reset (the spec check refuses the rest).
+//!   t-digest, which cannot forget an event: one sketch per hop on hopping
+//!   windows, dropped whole, one in all on windows that reset; the spec
+//!   check refuses them on sliding windows.
 //!
 //! The enum (not a trait object) keeps dispatch cheap and lets checkpoints
 //! serialise any aggregator with serde.
@@ -60,6 +61,11 @@ impl Agg {
     /// A fresh aggregator for `feature`.
     pub fn new(feature: &FeaturePlan) -> Agg {
         let evicts = feature.window.forgetting() == Forgetting::Evicts;
+        // Sketches keep one pane per hop on hopping windows (see `sketch`).
+        let hop = match feature.window {
+            crate::spec::Window::Hopping { hop, .. } => Some(hop.0),
+            _ => None,
+        };
         let integer = matches!(feature.input_type, Some(crate::spec::ColumnType::Long));
         match feature.op {
             Op::Count => Agg::Count(Count::default()),
@@ -76,8 +82,8 @@ impl Agg {
             Op::LastK => Agg::Positional(Positional::new(false, Some(feature.k), evicts)),
             Op::TopK => Agg::Freq(Freq::new(Some(feature.k))),
             Op::CountDistinct => Agg::Freq(Freq::new(None)),
-            Op::ApproxCountDistinct => Agg::Hll(Hll::new()),
-            Op::ApproxPercentile => Agg::Digest(Digest::new(feature.quantile)),
+            Op::ApproxCountDistinct => Agg::Hll(Hll::new(hop)),
+            Op::ApproxPercentile => Agg::Digest(Digest::new(feature.quantile, hop)),
         }
     }
 
@@ -92,8 +98,8 @@ impl Agg {
             Agg::Extreme(a) => a.add(seq, v),
             Agg::Positional(a) => a.add(v),
             Agg::Freq(a) => a.add(v),
-            Agg::Hll(a) => a.add(v),
-            Agg::Digest(a) => a.add(v),
+            Agg::Hll(a) => a.add(ts, v),
+            Agg::Digest(a) => a.add(ts, v),
         }
     }
 
@@ -107,8 +113,8 @@ impl Agg {
             Agg::Extreme(a) => a.remove(seq),
             Agg::Positional(_) => {}
             Agg::Freq(a) => a.remove(v),
-            // Never called: sketches only run on windows that reset.
-            Agg::Hll(_) | Agg::Digest(_) => {}
+            Agg::Hll(a) => a.remove(ts),
+            Agg::Digest(a) => a.remove(ts),
         }
     }
 
