@@ -3,6 +3,7 @@
 mod bench;
 mod bench_pipeline;
 mod quickstart;
+mod quickstart_features;
 mod registry;
 mod run;
 mod topics;

@@ -105,6 +105,9 @@ pub fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
             ),
         ));
     }
+    // The user of the latest rating: their recent windows are not empty.
+    let sample_user = ratings.last().map_or(1, |r| r.user_id).to_string();
+    let features = super::quickstart_features::run(&ctx, registry.clone(), &sample_user)?;
     print_summary(
         &ctx,
         registry.as_ref(),
@@ -113,7 +116,37 @@ pub fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
         produce_time,
         read_time,
         &check,
-    )
+    )?;
+    println!();
+    super::quickstart_features::print(&features, &sample_user);
+    println!();
+    let spec = super::quickstart_features::PIPELINE_PATH;
+    println!("Next:");
+    for (command, why) in [
+        (
+            "eddy topics consume --topic ratings --max 5".to_string(),
+            "the events, as JSON",
+        ),
+        (
+            "eddy topics consume --topic features.user_activity --max 3".to_string(),
+            "the feature table",
+        ),
+        (
+            format!("eddy validate {spec}"),
+            "the spec, checked against the schemas",
+        ),
+        (
+            format!("eddy run {spec}"),
+            "live: features as new ratings arrive",
+        ),
+        (
+            "eddy registry serve".to_string(),
+            "Confluent REST API on 127.0.0.1:8081",
+        ),
+    ] {
+        println!("  {command:<58} # {why}");
+    }
+    Ok(())
 }
 
 /// Finds the dataset: as given, or next to the eddy sources (so the
@@ -447,13 +480,6 @@ fn print_summary(
         );
     }
     println!("  subjects:  {}", registry.subjects()?.join(", "));
-    println!();
-    println!("Next:");
-    println!("  eddy topics consume --topic ratings --max 5      # the events, as JSON");
-    println!("  eddy topics describe ratings                     # partitions and offsets");
-    println!(
-        "  eddy registry serve                              # Confluent REST API on 127.0.0.1:8081"
-    );
     Ok(())
 }
 

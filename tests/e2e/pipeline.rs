@@ -50,7 +50,11 @@ fn run_spec(dir: &Path, spec: &Path) -> Command {
 fn movielens_pipeline_features_match_the_csv() {
     let dir = tempfile::tempdir().unwrap();
     quickstart(dir.path());
+    // Quickstart ran this pipeline already: start it over from nothing.
+    std::fs::remove_dir_all(dir.path().join("eddy-data/checkpoints")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("eddy-data/parquet")).unwrap();
     let out = ok(run_spec(dir.path(), Path::new(MOVIELENS_SPEC)), "");
+    assert!(out.starts_with("100837 events"), "{out}");
     assert!(out.contains("0 late"), "{out}");
     let rows = table(
         consume(
@@ -137,7 +141,8 @@ fn movielens_pipeline_features_match_the_csv() {
 fn a_pipeline_killed_mid_stream_ends_with_the_table_of_an_uninterrupted_run() {
     let spec_text = std::fs::read_to_string(MOVIELENS_SPEC).unwrap().replace(
         "name: movielens",
-        "name: movielens\ncheckpoint: { interval: 100ms }",
+        // A name of its own: quickstart's run of `movielens` has finished.
+        "name: crash\ncheckpoint: { interval: 100ms }",
     );
     let whole = tempfile::tempdir().unwrap();
     let cut = tempfile::tempdir().unwrap();
@@ -150,7 +155,7 @@ fn a_pipeline_killed_mid_stream_ends_with_the_table_of_an_uninterrupted_run() {
     // SIGKILL at several points, each once the run has written a new
     // checkpoint (so every restart resumes mid-stream, however slow the
     // machine), at a different delay after it.
-    let ckpts = cut.path().join("eddy-data/checkpoints/movielens");
+    let ckpts = cut.path().join("eddy-data/checkpoints/crash");
     let names = || -> std::collections::BTreeSet<String> {
         let Ok(tasks) = std::fs::read_dir(&ckpts) else {
             return Default::default();

@@ -69,9 +69,30 @@ fn quickstart_loads_movielens_and_its_summary_is_sane() {
         .unwrap();
     assert!((0.5..=5.0).contains(&mean), "{out}");
     assert!(
-        out.contains("subjects:  movies-value, ratings-value"),
+        out.contains("subjects:  features.user_activity-value, movies-value, ratings-value"),
         "{out}"
     );
+    // The feature pipeline ran over every rating.
+    let features = number_after(&out, "features:");
+    assert_eq!(features as usize, rows("ratings.csv"), "{out}");
+    let users = std::fs::read_to_string(format!(
+        "{}/datasets/movielens-small/ratings.csv",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .lines()
+    .skip(1)
+    .map(|l| l.split(',').next().unwrap().to_string())
+    .collect::<std::collections::BTreeSet<_>>()
+    .len();
+    assert!(
+        out.contains(&format!(
+            "view user_activity: {users} keys in topic features.user_activity"
+        )),
+        "{out}"
+    );
+    assert!(number_after(&out, "ratings_count_lifetime") >= 1.0, "{out}");
+    assert!(data.join("parquet/user_activity").is_dir(), "{out}");
 
     // Twice: it resets its own directory and says so.
     let mut again = eddy(&data);

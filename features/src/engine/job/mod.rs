@@ -141,8 +141,26 @@ pub struct Job {
     parquet_files: Vec<String>,
 }
 
+/// A hash of what a checkpoint's state depends on: the views' inputs,
+/// expressions and features, not where their outputs go (moving a Parquet
+/// directory must not throw state away).
 fn fingerprint(plans: &[ViewPlan]) -> u32 {
-    crc32fast::hash(serde_json::to_string(plans).unwrap_or_default().as_bytes())
+    let state: Vec<serde_json::Value> = plans
+        .iter()
+        .map(|p| {
+            serde_json::json!([
+                p.name,
+                p.source,
+                p.key,
+                p.source_columns,
+                p.joins,
+                p.derive,
+                p.filter,
+                p.features
+            ])
+        })
+        .collect();
+    crc32fast::hash(serde_json::to_string(&state).unwrap_or_default().as_bytes())
 }
 
 /// Looks up the latest value schema of a topic for validation.
@@ -485,7 +503,12 @@ impl Job {
                 let at_end = self.options.until_end && self.task_at_end(p);
                 let task = self.tasks.get_mut(&p).expect("listed");
                 if task.finished {
-                    continue;
+                    if self.options.until_end {
+                        continue;
+                    }
+                    // A bounded run finished this task; a live run goes on
+                    // from there.
+                    task.finished = false;
                 }
                 let out = if at_end {
                     newly_finished = true;
