@@ -280,6 +280,11 @@ pub struct BenchPipelineArgs {
     /// Default 1h.
     #[arg(long, default_value = "1h")]
     pub window: String,
+    /// Records per poll; every poll that moves the watermark emits the keys
+    /// it changed, so this sets how many feature rows are written. Default
+    /// 10,000 (what `eddy run` uses).
+    #[arg(long, default_value_t = 10_000)]
+    pub batch: usize,
 }
 
 #[derive(Debug, Args)]

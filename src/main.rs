@@ -12,6 +12,9 @@ mod progress;
 
 use clap::Parser;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     if !matches!(cli.command, cli::Command::Registry(_)) {

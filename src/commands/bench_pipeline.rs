@@ -115,7 +115,7 @@ checkpoint: {{ interval: 1h }}
     let options = JobOptions {
         until_end: true,
         checkpoint_url: ckpt.display().to_string(),
-        batch: 10_000,
+        batch: args.batch,
         group: None,
     };
     let mut job = Job::open(&loaded, ctx.backend.clone(), registry, options)?;

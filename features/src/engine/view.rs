@@ -4,14 +4,24 @@
 //! them. Then every key whose values changed — because it got events, or
 //! because one of its windows expired as time passed (a timer fired) — is
 //! brought to the watermark and emitted as an upsert.
+//!
+//! Keys live in a slab (`entries`), found through a hash map. Timers are a
+//! min-heap of (time, slot, generation) with lazy deletion: rescheduling a
+//! key pushes a new timer and the stale one is skipped when it surfaces, so
+//! no timer is ever searched for. The slab order is the order keys first
+//! appeared, which makes the order of emitted rows deterministic without
+//! sorting keys.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::keyed::{KeyState, Layout};
 use super::value::Scalar;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// One emitted row of a feature table.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,33 +35,46 @@ pub struct FeatureRow {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry {
+    key: Scalar,
     state: KeyState,
+    /// The live timer, if any (older heap entries for this slot are stale).
     timer: Option<i64>,
+    #[serde(skip)]
+    dirty: bool,
 }
 
 /// A view's keys in one task.
 #[derive(Debug, Clone)]
 pub struct ViewState {
     layout: Arc<Layout>,
-    keys: HashMap<Scalar, Entry>,
-    timers: BTreeSet<(i64, Scalar)>,
-    /// Keys changed since the last emit.
-    dirty: HashSet<Scalar>,
+    index: FastMap<Scalar, usize>,
+    /// Slots; None is free (listed in `free`).
+    entries: Vec<Option<Entry>>,
+    free: Vec<usize>,
+    /// Bumped when a slot is freed, so timers of a previous owner are stale.
+    generations: Vec<u32>,
+    timers: BinaryHeap<Reverse<(i64, usize, u32)>>,
+    /// Slots changed since the last emit.
+    dirty: Vec<usize>,
 }
 
-/// What a checkpoint keeps of a view.
+/// What a checkpoint keeps of a view: the slots, in order, free ones as
+/// None, so a restored view emits in the same order.
 #[derive(Serialize, Deserialize)]
 pub struct ViewSnapshot {
-    keys: Vec<(Scalar, Entry)>,
+    entries: Vec<Option<Entry>>,
 }
 
 impl ViewState {
     pub fn new(layout: Arc<Layout>) -> ViewState {
         ViewState {
             layout,
-            keys: HashMap::new(),
-            timers: BTreeSet::new(),
-            dirty: HashSet::new(),
+            index: FastMap::default(),
+            entries: Vec::new(),
+            free: Vec::new(),
+            generations: Vec::new(),
+            timers: BinaryHeap::new(),
+            dirty: Vec::new(),
         }
     }
 
@@ -59,56 +82,93 @@ impl ViewState {
         &self.layout
     }
 
-    /// Counts one event for `key`. Events must come in event-time order.
-    pub fn apply(&mut self, key: &Scalar, ts: i64, inputs: Box<[Scalar]>) {
-        let layout = &self.layout;
-        let entry = self.keys.entry(key.clone()).or_insert_with(|| Entry {
-            state: KeyState::new(layout),
+    fn slot(&mut self, key: &Scalar) -> usize {
+        if let Some(i) = self.index.get(key) {
+            return *i;
+        }
+        let entry = Entry {
+            key: key.clone(),
+            state: KeyState::new(&self.layout),
             timer: None,
-        });
-        entry.state.apply(layout, ts, inputs);
-        if !self.dirty.contains(key) {
-            self.dirty.insert(key.clone());
+            dirty: false,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.entries[i] = Some(entry);
+                i
+            }
+            None => {
+                self.entries.push(Some(entry));
+                self.generations.push(0);
+                self.entries.len() - 1
+            }
+        };
+        self.index.insert(key.clone(), i);
+        i
+    }
+
+    fn mark_dirty(&mut self, i: usize) {
+        if let Some(e) = &mut self.entries[i]
+            && !e.dirty
+        {
+            e.dirty = true;
+            self.dirty.push(i);
         }
     }
 
+    /// Counts one event for `key`. Events must come in event-time order.
+    pub fn apply(&mut self, key: &Scalar, ts: i64, inputs: Box<[Scalar]>) {
+        let i = self.slot(key);
+        let layout = &self.layout;
+        let entry = self.entries[i].as_mut().expect("live slot");
+        entry.state.apply(layout, ts, inputs);
+        self.mark_dirty(i);
+    }
+
     /// Moves the view to `watermark`: fires due timers, brings every changed
-    /// key to the watermark and returns their rows (sorted by key, so output
-    /// order is deterministic).
+    /// key to the watermark and returns their rows (in slab order).
     pub fn emit(&mut self, watermark: i64) -> Vec<FeatureRow> {
-        while let Some((t, _)) = self.timers.first() {
-            if *t > watermark {
+        while let Some(Reverse((t, i, generation))) = self.timers.peek().copied() {
+            if t > watermark {
                 break;
             }
-            let (_, key) = self.timers.pop_first().expect("checked above");
-            if let Some(e) = self.keys.get_mut(&key) {
-                e.timer = None;
+            self.timers.pop();
+            let live = self.generations[i] == generation
+                && self.entries[i].as_ref().is_some_and(|e| e.timer == Some(t));
+            if live {
+                if let Some(e) = &mut self.entries[i] {
+                    e.timer = None;
+                }
+                self.mark_dirty(i);
             }
-            self.dirty.insert(key);
         }
-        let mut keys: Vec<Scalar> = self.dirty.drain().collect();
-        keys.sort();
-        let mut rows = Vec::with_capacity(keys.len());
-        for key in keys {
-            let Some(entry) = self.keys.get_mut(&key) else {
+        let mut slots = std::mem::take(&mut self.dirty);
+        slots.sort_unstable();
+        let mut rows = Vec::with_capacity(slots.len());
+        for i in slots {
+            let Some(entry) = self.entries[i].as_mut() else {
                 continue;
             };
+            entry.dirty = false;
             entry.state.advance(&self.layout, watermark);
             rows.push(FeatureRow {
-                key: key.clone(),
+                key: entry.key.clone(),
                 as_of: watermark,
                 values: entry.state.values(&self.layout, watermark),
             });
-            if let Some(old) = entry.timer.take() {
-                self.timers.remove(&(old, key.clone()));
-            }
             if entry.state.is_forgettable(&self.layout) {
-                self.keys.remove(&key);
+                self.index.remove(&entry.key);
+                self.entries[i] = None;
+                self.generations[i] = self.generations[i].wrapping_add(1);
+                self.free.push(i);
                 continue;
             }
-            if let Some(next) = entry.state.next_change(&self.layout) {
-                entry.timer = Some(next);
-                self.timers.insert((next, key));
+            let next = entry.state.next_change(&self.layout);
+            if next != entry.timer {
+                entry.timer = next;
+                if let Some(t) = next {
+                    self.timers.push(Reverse((t, i, self.generations[i])));
+                }
             }
         }
         rows
@@ -118,13 +178,15 @@ impl ViewState {
     /// end of a bounded run: the final table is then the same however the
     /// run was cut into batches or interrupted).
     pub fn touch_all(&mut self) {
-        self.dirty.extend(self.keys.keys().cloned());
+        for i in 0..self.entries.len() {
+            self.mark_dirty(i);
+        }
     }
 
     /// The current values of `key` (after the last [`ViewState::emit`]);
     /// the empty-window values for a key with no state.
     pub fn values(&self, key: &Scalar, as_of: i64) -> Vec<Scalar> {
-        match self.keys.get(key) {
+        match self.index.get(key).and_then(|i| self.entries[*i].as_ref()) {
             Some(e) => e.state.values(&self.layout, as_of),
             None => super::keyed::empty_values(&self.layout),
         }
@@ -132,44 +194,51 @@ impl ViewState {
 
     /// Keys with state.
     pub fn keys(&self) -> impl Iterator<Item = &Scalar> {
-        self.keys.keys()
+        self.entries.iter().flatten().map(|e| &e.key)
     }
 
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.index.is_empty()
     }
 
     /// Approximate bytes of state.
     pub fn size_bytes(&self) -> usize {
-        self.keys
+        self.entries
             .iter()
-            .map(|(k, e)| k.size_bytes() + e.state.size_bytes() + 32)
+            .flatten()
+            .map(|e| e.key.size_bytes() + e.state.size_bytes() + 48)
             .sum()
     }
 
     pub fn snapshot(&self) -> ViewSnapshot {
         assert!(self.dirty.is_empty(), "snapshot between emits only");
         ViewSnapshot {
-            keys: self
-                .keys
-                .iter()
-                .map(|(k, e)| (k.clone(), e.clone()))
-                .collect(),
+            entries: self.entries.clone(),
         }
     }
 
     pub fn restore(layout: Arc<Layout>, snapshot: ViewSnapshot) -> ViewState {
         let mut view = ViewState::new(layout);
-        for (key, mut entry) in snapshot.keys {
-            entry.state = entry.state.restored();
-            if let Some(t) = entry.timer {
-                view.timers.insert((t, key.clone()));
+        for (i, slot) in snapshot.entries.into_iter().enumerate() {
+            view.generations.push(0);
+            match slot {
+                Some(mut entry) => {
+                    entry.state = entry.state.restored();
+                    if let Some(t) = entry.timer {
+                        view.timers.push(Reverse((t, i, 0)));
+                    }
+                    view.index.insert(entry.key.clone(), i);
+                    view.entries.push(Some(entry));
+                }
+                None => {
+                    view.entries.push(None);
+                    view.free.push(i);
+                }
             }
-            view.keys.insert(key, entry);
         }
         view
     }

@@ -9,6 +9,7 @@
 
 pub mod checkpoint;
 pub mod decode;
+mod flat;
 mod group;
 pub mod metrics;
 pub mod output;
@@ -134,7 +135,7 @@ pub struct Job {
     /// Per (source, partition): the end offset at start (bounded runs).
     ends: HashMap<(usize, i32), i64>,
     /// Per (source, partition): when a record last arrived.
-    last_seen: HashMap<(usize, i32), Instant>,
+    last_seen: HashMap<(usize, i32), Instant, foldhash::fast::RandomState>,
     pub metrics: Arc<JobMetrics>,
     reader: FeatureReader,
     restored: usize,
@@ -357,7 +358,7 @@ impl Job {
             interval: Duration::from_millis(spec.checkpoint.interval.0 as u64),
             options,
             ends,
-            last_seen: HashMap::new(),
+            last_seen: HashMap::default(),
             metrics,
             reader,
             restored,
@@ -697,9 +698,10 @@ impl Job {
         }
         let n = out.rows.len() as u64;
         let mut producer = self.producer.lock().expect("poisoned");
+        let mut latest = Vec::with_capacity(out.rows.len());
         for (v, row) in out.rows {
             let o = &mut self.outputs[v];
-            let value = o.encoder.encode(&row)?;
+            let value = o.encoder.encode(&row);
             producer.send(
                 ProducerRecord::new(
                     o.topic.clone(),
@@ -708,11 +710,15 @@ impl Job {
                 )
                 .at(row.as_of),
             )?;
-            self.reader.update(v, &row);
-            if let Some(pq) = &mut o.parquet {
-                pq.push(partition, row);
+            match &mut o.parquet {
+                Some(pq) => {
+                    latest.push((v, row.clone()));
+                    pq.push(partition, row);
+                }
+                None => latest.push((v, row)),
             }
         }
+        self.reader.update(latest);
         drop(producer);
         self.metrics.rows_out.fetch_add(n, Ordering::Relaxed);
         if let Some(task) = self.tasks.get(&partition) {

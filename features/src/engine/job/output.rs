@@ -130,6 +130,7 @@ pub struct RowEncoder {
     key: String,
     key_type: ColumnType,
     fields: Vec<(String, OutType)>,
+    types: Vec<OutType>,
 }
 
 impl RowEncoder {
@@ -148,10 +149,29 @@ impl RowEncoder {
                 .iter()
                 .map(|f| (f.column.clone(), OutType::of(f)))
                 .collect(),
+            types: plan.features.iter().map(OutType::of).collect(),
         })
     }
 
-    pub fn encode(&self, row: &FeatureRow) -> Result<Vec<u8>, crate::avro::AvroError> {
+    /// The framed Avro record of a row (the fast path, see `flat`).
+    pub fn encode(&self, row: &FeatureRow) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + 12 * self.types.len());
+        out.push(0);
+        out.extend_from_slice(&self.encoder.schema_id().to_be_bytes());
+        super::flat::record(
+            &mut out,
+            &row.key,
+            &self.key_type,
+            row.as_of,
+            &row.values,
+            &self.types,
+        );
+        out
+    }
+
+    /// The same record through `apache_avro`: the reference the fast path is
+    /// tested against.
+    pub fn encode_reference(&self, row: &FeatureRow) -> Result<Vec<u8>, crate::avro::AvroError> {
         let mut fields = Vec::with_capacity(self.fields.len() + 2);
         fields.push((self.key.clone(), plain(&row.key, &self.key_type)));
         fields.push(("as_of".to_string(), Value::TimestampMillis(row.as_of)));

@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::engine::value::Scalar;
 use crate::engine::view::FeatureRow;
+use crate::spec::ColumnType;
 use crate::spec::validate::ViewPlan;
 
 /// Why a read failed.
@@ -37,17 +38,20 @@ pub struct Features {
     pub values: Vec<(String, Scalar)>,
 }
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct Tables {
-    /// Per view: key text → latest row.
-    rows: Vec<HashMap<String, FeatureRow>>,
+    /// Per view: key → latest row.
+    rows: Vec<FastMap<Scalar, FeatureRow>>,
     watermarks: HashMap<i32, i64>,
 }
 
 /// A cheap, cloneable handle on the job's feature tables.
 #[derive(Clone)]
 pub struct FeatureReader {
-    views: Arc<Vec<(String, Vec<String>)>>,
+    /// Per view: name, key type, feature names.
+    views: Arc<Vec<(String, ColumnType, Vec<String>)>>,
     tables: Arc<RwLock<Tables>>,
 }
 
@@ -60,21 +64,25 @@ impl FeatureReader {
                     .map(|p| {
                         (
                             p.name.clone(),
+                            p.key_type.clone(),
                             p.features.iter().map(|f| f.column.clone()).collect(),
                         )
                     })
                     .collect(),
             ),
             tables: Arc::new(RwLock::new(Tables {
-                rows: vec![HashMap::new(); plans.len()],
+                rows: (0..plans.len()).map(|_| FastMap::default()).collect(),
                 watermarks: HashMap::new(),
             })),
         }
     }
 
-    pub(crate) fn update(&self, view: usize, row: &FeatureRow) {
+    /// Takes the latest rows of some views, under one lock.
+    pub(crate) fn update(&self, rows: impl IntoIterator<Item = (usize, FeatureRow)>) {
         let mut t = self.tables.write().expect("poisoned");
-        t.rows[view].insert(row.key.key_text(), row.clone());
+        for (view, row) in rows {
+            t.rows[view].insert(row.key.clone(), row);
+        }
     }
 
     pub(crate) fn set_watermark(&self, task: i32, watermark: i64) {
@@ -107,10 +115,17 @@ impl FeatureReader {
         let v = self
             .views
             .iter()
-            .position(|(n, _)| n == view)
+            .position(|(n, _, _)| n == view)
             .ok_or_else(|| ReadError::UnknownView(view.to_string()))?;
+        let scalar = match self.views[v].1 {
+            ColumnType::Long => match key.trim().parse() {
+                Ok(n) => Scalar::Long(n),
+                Err(_) => return Ok(None),
+            },
+            _ => Scalar::from(key),
+        };
         let t = self.tables.read().expect("poisoned");
-        let Some(row) = t.rows[v].get(key) else {
+        let Some(row) = t.rows[v].get(&scalar) else {
             return Ok(None);
         };
         if let Some(asked) = as_of
@@ -126,7 +141,7 @@ impl FeatureReader {
         Ok(Some(Features {
             as_of: row.as_of,
             values: self.views[v]
-                .1
+                .2
                 .iter()
                 .cloned()
                 .zip(row.values.iter().cloned())
@@ -136,7 +151,7 @@ impl FeatureReader {
 
     /// Number of keys in a view.
     pub fn len(&self, view: &str) -> usize {
-        let Some(v) = self.views.iter().position(|(n, _)| n == view) else {
+        let Some(v) = self.views.iter().position(|(n, _, _)| n == view) else {
             return 0;
         };
         self.tables.read().expect("poisoned").rows[v].len()
