@@ -101,8 +101,19 @@ impl Scalar {
 }
 
 impl PartialEq for Scalar {
+    /// Same-type comparisons directly (hash-map lookups call this for every
+    /// event); mixed types through [`Ord`], where a long equals the double
+    /// of the same value.
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+        match (self, other) {
+            (Scalar::Long(a), Scalar::Long(b)) => a == b,
+            (Scalar::Str(a), Scalar::Str(b)) => a == b,
+            (Scalar::Null, Scalar::Null) => true,
+            (Scalar::Bool(a), Scalar::Bool(b)) => a == b,
+            (Scalar::Double(a), Scalar::Double(b)) => a.total_cmp(b) == Ordering::Equal,
+            _ => self.cmp(other) == Ordering::Equal,
+        }
     }
 }
 
@@ -117,6 +128,7 @@ impl PartialOrd for Scalar {
 /// Nulls first; numbers compare by value across long and double (with
 /// `f64::total_cmp`), then strings, then lists.
 impl Ord for Scalar {
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
         match (self, other) {
             (Scalar::Null, Scalar::Null) => Ordering::Equal,
