@@ -10,6 +10,10 @@ use std::sync::Arc;
 use apache_avro::Schema;
 use apache_avro::types::Value;
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use super::flat_decode::FlatLayout;
 use crate::avro::AvroCodec;
 use crate::engine::value::Scalar;
 use crate::registry::SchemaRegistry;
@@ -43,6 +47,12 @@ pub fn to_scalar(v: &Value) -> Scalar {
 /// Decodes records of one topic into (key, event time, columns).
 pub struct RecordDecoder {
     codec: AvroCodec,
+    /// The reader schema's canonical form, to recognise writers that used it.
+    reader_form: String,
+    reader_layout: Option<Arc<FlatLayout>>,
+    /// Per writer schema id: the fast-path layout, if that writer is the
+    /// reader (see `flat_decode`).
+    fast: RwLock<HashMap<u32, Option<Arc<FlatLayout>>>>,
     /// Positions in the reader schema of the wanted columns.
     positions: Vec<usize>,
     pub columns: Columns,
@@ -95,6 +105,9 @@ impl RecordDecoder {
         RecordDecoder {
             key: index(key),
             time,
+            reader_form: schema.canonical_form(),
+            reader_layout: FlatLayout::new(&schema, &positions).map(Arc::new),
+            fast: RwLock::new(HashMap::new()),
             positions,
             columns: columns.clone(),
             codec: AvroCodec::with_reader_schema(registry, schema),
@@ -106,15 +119,19 @@ impl RecordDecoder {
         let Some(bytes) = &record.value else {
             return Err("a tombstone (null value) where an event was expected".into());
         };
-        let decoded = self.codec.decode(bytes).map_err(|e| e.to_string())?;
-        let Value::Record(fields) = decoded.value else {
-            return Err("the value is not an Avro record".into());
+        let columns = match self.fast_decode(bytes) {
+            Some(columns) => columns,
+            None => {
+                let decoded = self.codec.decode(bytes).map_err(|e| e.to_string())?;
+                let Value::Record(fields) = decoded.value else {
+                    return Err("the value is not an Avro record".into());
+                };
+                self.positions
+                    .iter()
+                    .map(|p| to_scalar(&fields[*p].1))
+                    .collect()
+            }
         };
-        let columns: Box<[Scalar]> = self
-            .positions
-            .iter()
-            .map(|p| to_scalar(&fields[*p].1))
-            .collect();
         let key = columns[self.key].clone();
         if key.is_null() {
             return Err(format!(
@@ -139,6 +156,30 @@ impl RecordDecoder {
             },
         };
         Ok(DecodedRow { key, ts, columns })
+    }
+
+    /// The fast path, when the writer's schema is the reader's; None sends
+    /// the record through `apache_avro` (which also words any error).
+    fn fast_decode(&self, bytes: &[u8]) -> Option<Box<[Scalar]>> {
+        let (id, body) = crate::avro::unframe(bytes).ok()?;
+        let cached = self.fast.read().expect("poisoned").get(&id).cloned();
+        let layout = match cached {
+            Some(layout) => layout,
+            None => {
+                let layout = match self.codec.writer_schema(id) {
+                    Ok(writer) if writer.canonical_form() == self.reader_form => {
+                        self.reader_layout.clone()
+                    }
+                    _ => None,
+                };
+                self.fast
+                    .write()
+                    .expect("poisoned")
+                    .insert(id, layout.clone());
+                layout
+            }
+        }?;
+        layout.decode(body)
     }
 
     /// The key of a record from its key bytes (for tombstones).

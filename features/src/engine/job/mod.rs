@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod decode;
 mod flat;
+mod flat_decode;
 mod group;
 pub mod metrics;
 pub mod output;
