@@ -569,6 +569,7 @@ impl Job {
                 }
                 group::TaskChange::Lost(p) => {
                     self.tasks.remove(&p);
+                    self.reader.forget_task(p);
                     self.seqs.remove(&p);
                     for o in &mut self.outputs {
                         if let Some(pq) = &mut o.parquet {
@@ -719,7 +720,7 @@ impl Job {
                 None => latest.push((v, row)),
             }
         }
-        self.reader.update(latest);
+        self.reader.update(partition, latest);
         drop(producer);
         self.metrics.rows_out.fetch_add(n, Ordering::Relaxed);
         if let Some(task) = self.tasks.get(&partition) {

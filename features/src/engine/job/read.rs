@@ -42,8 +42,8 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct Tables {
-    /// Per view: key → latest row.
-    rows: Vec<FastMap<Scalar, FeatureRow>>,
+    /// Per view: key → (task, latest row).
+    rows: Vec<FastMap<Scalar, (i32, FeatureRow)>>,
     watermarks: HashMap<i32, i64>,
 }
 
@@ -78,10 +78,10 @@ impl FeatureReader {
     }
 
     /// Takes the latest rows of some views, under one lock.
-    pub(crate) fn update(&self, rows: impl IntoIterator<Item = (usize, FeatureRow)>) {
+    pub(crate) fn update(&self, task: i32, rows: impl IntoIterator<Item = (usize, FeatureRow)>) {
         let mut t = self.tables.write().expect("poisoned");
         for (view, row) in rows {
-            t.rows[view].insert(row.key.clone(), row);
+            t.rows[view].insert(row.key.clone(), (task, row));
         }
     }
 
@@ -91,6 +91,16 @@ impl FeatureReader {
             .expect("poisoned")
             .watermarks
             .insert(task, watermark);
+    }
+
+    /// Forgets a task that moved to another process, and its keys: another
+    /// process serves them now.
+    pub(crate) fn forget_task(&self, task: i32) {
+        let mut t = self.tables.write().expect("poisoned");
+        t.watermarks.remove(&task);
+        for view in &mut t.rows {
+            view.retain(|_, (owner, _)| *owner != task);
+        }
     }
 
     /// The lowest watermark over tasks: every view is complete up to it.
@@ -125,7 +135,7 @@ impl FeatureReader {
             _ => Scalar::from(key),
         };
         let t = self.tables.read().expect("poisoned");
-        let Some(row) = t.rows[v].get(&scalar) else {
+        let Some((_, row)) = t.rows[v].get(&scalar) else {
             return Ok(None);
         };
         if let Some(asked) = as_of
@@ -155,5 +165,72 @@ impl FeatureReader {
             return 0;
         };
         self.tables.read().expect("poisoned").rows[v].len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::validate::FeaturePlan;
+    use crate::spec::{Op, Window};
+
+    fn reader() -> FeatureReader {
+        let plan = ViewPlan {
+            name: "v".into(),
+            source: "s".into(),
+            key: "user".into(),
+            key_type: ColumnType::Long,
+            source_columns: Default::default(),
+            joins: vec![],
+            derive: vec![],
+            filter: None,
+            columns: Default::default(),
+            features: vec![FeaturePlan {
+                column: "n_lifetime".into(),
+                op: Op::Count,
+                window: Window::Lifetime,
+                input: None,
+                input_type: None,
+                k: 10,
+                quantile: 0.5,
+                half_life_ms: 0,
+            }],
+            output_topic: "features.v".into(),
+            parquet: None,
+        };
+        FeatureReader::new(&[plan])
+    }
+
+    fn row(key: i64, as_of: i64, n: i64) -> FeatureRow {
+        FeatureRow {
+            key: Scalar::Long(key),
+            as_of,
+            values: vec![Scalar::Long(n)],
+        }
+    }
+
+    #[test]
+    fn reads_the_latest_row_refuses_the_past_and_forgets_moved_tasks() {
+        let r = reader();
+        r.update(0, [(0, row(1, 100, 3)), (0, row(1, 200, 4))]);
+        r.update(1, [(0, row(2, 150, 9))]);
+        let f = r.get("v", "1", None).unwrap().unwrap();
+        assert_eq!(
+            (f.as_of, f.values.clone()),
+            (200, vec![("n_lifetime".to_string(), Scalar::Long(4))])
+        );
+        assert_eq!(r.get("v", "1", Some(500)).unwrap().unwrap().as_of, 200);
+        assert!(matches!(
+            r.get("v", "1", Some(150)),
+            Err(ReadError::TooEarly { as_of: 200, .. })
+        ));
+        assert_eq!(r.get("v", "nope", None), Ok(None));
+        assert_eq!(
+            r.get("other", "1", None),
+            Err(ReadError::UnknownView("other".into()))
+        );
+        r.forget_task(0);
+        assert_eq!(r.get("v", "1", None), Ok(None));
+        assert_eq!(r.len("v"), 1);
     }
 }
