@@ -23,7 +23,7 @@ type Versions = Vec<(i64, Option<Box<[Scalar]>>)>;
 pub struct TableState {
     versioned: bool,
     /// Per key, versions sorted by valid-from time; `None` is a deletion.
-    rows: HashMap<Scalar, Versions>,
+    rows: HashMap<Scalar, Versions, foldhash::fast::RandomState>,
     /// Records applied, for metrics.
     pub records: u64,
 }
