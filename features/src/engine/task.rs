@@ -345,6 +345,30 @@ impl Task {
     }
 }
 
+/// Appends the joined columns of a row; false if a `missing: drop` join
+/// found no row.
+fn join_into(view: &ViewRuntime, cols: &mut Vec<Scalar>, ts: i64, tables: &[TableState]) -> bool {
+    for ((table, on, picks), plan) in view.joins.iter().zip(&view.plan.joins) {
+        match tables[*table].lookup(&cols[*on], ts) {
+            Some(found) => cols.extend(picks.iter().map(|i| found[*i].clone())),
+            None if plan.missing == crate::spec::Missing::Drop => return false,
+            None => cols.extend(picks.iter().map(|_| Scalar::Null)),
+        }
+    }
+    true
+}
+
+/// A view's aggregation inputs from a row's columns (after joins).
+fn inputs_of(view: &ViewRuntime, cols: &[Scalar]) -> Box<[Scalar]> {
+    view.inputs
+        .iter()
+        .map(|i| match i {
+            Some(i) => cols[*i].clone(),
+            None => Scalar::Bool(true),
+        })
+        .collect()
+}
+
 /// Joins, derives, filters and applies released rows of one view.
 fn apply_rows(
     view: &ViewRuntime,
@@ -353,18 +377,19 @@ fn apply_rows(
     tables: &[TableState],
     rejected: &mut Vec<Rejected>,
 ) {
-    if view.joins.is_empty() && view.expressions.is_empty() {
-        // Nothing to add or drop: read the inputs straight from the rows.
+    if view.expressions.is_empty() {
+        // No SQL: join into one reused buffer and read the inputs from it.
+        let mut cols: Vec<Scalar> = Vec::new();
         for row in rows {
-            let inputs: Box<[Scalar]> = view
-                .inputs
-                .iter()
-                .map(|i| match i {
-                    Some(i) => row.columns[*i].clone(),
-                    None => Scalar::Bool(true),
-                })
-                .collect();
-            state.apply(&row.key, row.ts, inputs);
+            if view.joins.is_empty() {
+                state.apply(&row.key, row.ts, inputs_of(view, &row.columns));
+                continue;
+            }
+            cols.clear();
+            cols.extend_from_slice(&row.columns);
+            if join_into(view, &mut cols, row.ts, tables) {
+                state.apply(&row.key, row.ts, inputs_of(view, &cols));
+            }
         }
         return;
     }
@@ -372,17 +397,7 @@ fn apply_rows(
     let mut full: Vec<Option<Vec<Scalar>>> = Vec::with_capacity(rows.len());
     for row in rows {
         let mut cols = row.columns.to_vec();
-        let mut keep = true;
-        for ((table, on, picks), plan) in view.joins.iter().zip(&view.plan.joins) {
-            match tables[*table].lookup(&cols[*on], row.ts) {
-                Some(found) => cols.extend(picks.iter().map(|i| found[*i].clone())),
-                None if plan.missing == crate::spec::Missing::Drop => {
-                    keep = false;
-                    break;
-                }
-                None => cols.extend(picks.iter().map(|_| Scalar::Null)),
-            }
-        }
+        let keep = join_into(view, &mut cols, row.ts, tables);
         full.push(keep.then_some(cols));
     }
     if !view.expressions.is_empty() {
@@ -419,15 +434,7 @@ fn apply_rows(
     }
     for (row, cols) in rows.iter().zip(full) {
         let Some(cols) = cols else { continue };
-        let inputs: Box<[Scalar]> = view
-            .inputs
-            .iter()
-            .map(|i| match i {
-                Some(i) => cols[*i].clone(),
-                None => Scalar::Bool(true),
-            })
-            .collect();
-        state.apply(&row.key, row.ts, inputs);
+        state.apply(&row.key, row.ts, inputs_of(view, &cols));
     }
 }
 
