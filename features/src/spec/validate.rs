@@ -434,17 +434,24 @@ pub fn validate(
             }
         }
     };
+    // A topic's record schema and its usable columns, or a problem at `at`.
+    let mut record = |topic: &str, at: &KeyPath, problems: &mut Vec<SpecProblem>| {
+        let schema = fetch(topic, at.key("topic"), problems)?;
+        match record_columns(&schema) {
+            Some(columns) => Some((schema, columns)),
+            None => {
+                problems.push(loaded.problem(
+                    &at.key("topic"),
+                    "the value schema is not an Avro record".to_string(),
+                ));
+                None
+            }
+        }
+    };
     let mut source_schemas = IndexMap::new();
     for (name, source) in &spec.sources {
         let at = root.key("sources").key(name);
-        let Some(schema) = fetch(&source.topic, at.key("topic"), &mut problems) else {
-            continue;
-        };
-        let Some(columns) = record_columns(&schema) else {
-            problems.push(loaded.problem(
-                &at.key("topic"),
-                "the value schema is not an Avro record".to_string(),
-            ));
+        let Some((schema, columns)) = record(&source.topic, &at, &mut problems) else {
             continue;
         };
         match field_schema(&schema, &source.key).and_then(ColumnType::from_avro) {
@@ -470,14 +477,7 @@ pub fn validate(
     let mut table_columns = IndexMap::new();
     for (name, table) in &spec.tables {
         let at = root.key("tables").key(name);
-        let Some(schema) = fetch(&table.topic, at.key("topic"), &mut problems) else {
-            continue;
-        };
-        let Some(columns) = record_columns(&schema) else {
-            problems.push(loaded.problem(
-                &at.key("topic"),
-                "the value schema is not an Avro record".to_string(),
-            ));
+        let Some((_, columns)) = record(&table.topic, &at, &mut problems) else {
             continue;
         };
         if !columns.contains_key(&table.key) {
