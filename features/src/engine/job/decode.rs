@@ -44,6 +44,9 @@ pub fn to_scalar(v: &Value) -> Scalar {
     }
 }
 
+/// The largest event time accepted, in ms either side of the epoch.
+pub const MAX_EVENT_TIME: i64 = 1_000_000_000_000_000;
+
 /// Decodes records of one topic into (key, event time, columns).
 pub struct RecordDecoder {
     codec: AvroCodec,
@@ -155,6 +158,16 @@ impl RecordDecoder {
                 }
             },
         };
+        // Window arithmetic adds window lengths to event times; a time
+        // beyond ±10^15 ms (about 31,700 years from 1970) is a unit mistake,
+        // not an event, and must not overflow it.
+        if let Some(t) = ts
+            && !(-MAX_EVENT_TIME..=MAX_EVENT_TIME).contains(&t)
+        {
+            return Err(format!(
+                "event time {t} ms is out of range (±{MAX_EVENT_TIME}); check the field's unit (event_time_unit)"
+            ));
+        }
         Ok(DecodedRow { key, ts, columns })
     }
 
@@ -188,6 +201,60 @@ impl RecordDecoder {
         match self.columns.get_index(self.key)?.1 {
             ColumnType::Long => text.trim().parse().ok().map(Scalar::Long),
             _ => Some(Scalar::from(text)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::store::SchemaStore;
+    use crate::topic::local::{LocalLog, LocalLogConfig};
+
+    #[test]
+    fn an_event_time_of_i64_max_is_refused_not_overflowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LocalLog::open(LocalLogConfig::new(dir.path())).unwrap();
+        let registry: Arc<dyn SchemaRegistry> =
+            Arc::new(SchemaStore::open(Arc::new(log), "_schemas").unwrap());
+        let text = r#"{"type":"record","name":"E","fields":[{"name":"k","type":"long"},{"name":"ts","type":"long"}]}"#;
+        let schema = Schema::parse_str(text).unwrap();
+        let columns: Columns = [
+            ("k".to_string(), ColumnType::Long),
+            ("ts".to_string(), ColumnType::Long),
+        ]
+        .into_iter()
+        .collect();
+        let decoder = RecordDecoder::new(
+            registry.clone(),
+            schema,
+            &columns,
+            "k",
+            Some(("ts", TimeUnit::Ms)),
+        );
+        let enc = AvroCodec::new(registry).encoder("e-value", text).unwrap();
+        let record = |ts: i64| Record {
+            topic: "e".into(),
+            partition: 0,
+            offset: 0,
+            timestamp_ms: 0,
+            key: None,
+            value: Some(
+                enc.encode(&Value::Record(vec![
+                    ("k".into(), Value::Long(1)),
+                    ("ts".into(), Value::Long(ts)),
+                ]))
+                .unwrap(),
+            ),
+            headers: vec![],
+        };
+        assert_eq!(
+            decoder.decode(&record(1_700_000_000_000)).unwrap().ts,
+            Some(1_700_000_000_000)
+        );
+        for bad in [i64::MAX, i64::MIN, MAX_EVENT_TIME + 1] {
+            let err = decoder.decode(&record(bad)).err().unwrap();
+            assert!(err.contains("out of range"), "{err}");
         }
     }
 }
