@@ -24,8 +24,6 @@ pub struct TableState {
     versioned: bool,
     /// Per key, versions sorted by valid-from time; `None` is a deletion.
     rows: HashMap<Scalar, Versions, foldhash::fast::RandomState>,
-    /// Records applied, for metrics.
-    pub records: u64,
 }
 
 impl TableState {
@@ -38,7 +36,6 @@ impl TableState {
 
     /// Applies a row (`None`: a tombstone) valid from `valid_from`.
     pub fn upsert(&mut self, key: Scalar, valid_from: i64, row: Option<Box<[Scalar]>>) {
-        self.records += 1;
         let versions = self.rows.entry(key).or_default();
         if !self.versioned {
             versions.clear();
@@ -63,15 +60,6 @@ impl TableState {
             return None;
         }
         versions[at - 1].1.as_deref()
-    }
-
-    /// Number of keys.
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
     }
 }
 

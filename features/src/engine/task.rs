@@ -216,11 +216,6 @@ impl Task {
         self.watermark
     }
 
-    /// Events waiting for the watermark.
-    pub fn pending(&self) -> usize {
-        self.pending.len()
-    }
-
     pub fn view(&self, index: usize) -> &ViewState {
         &self.views[index]
     }
@@ -402,12 +397,8 @@ fn apply_rows(
     }
     if !view.expressions.is_empty() {
         let idx: Vec<usize> = (0..rows.len()).filter(|i| full[*i].is_some()).collect();
-        match evaluate(
-            view,
-            &idx.iter()
-                .map(|i| full[*i].clone().unwrap_or_default())
-                .collect::<Vec<_>>(),
-        ) {
+        let batch: Vec<&[Scalar]> = idx.iter().filter_map(|i| full[*i].as_deref()).collect();
+        match evaluate(view, &batch) {
             Ok(results) => {
                 for (i, result) in idx.iter().zip(results) {
                     full[*i] = result;
@@ -417,7 +408,7 @@ fn apply_rows(
                 // Some row breaks an expression: find which, one by one, so
                 // the rest of the batch still counts.
                 for i in idx {
-                    let one = vec![full[i].clone().unwrap_or_default()];
+                    let one = [full[i].as_deref().unwrap_or_default()];
                     match evaluate(view, &one) {
                         Ok(mut r) => full[i] = r.pop().flatten(),
                         Err(e) => {
@@ -440,10 +431,7 @@ fn apply_rows(
 
 /// Runs a view's expressions over rows (columns after joins); returns each
 /// row with its derived columns, or None if the filter drops it.
-fn evaluate(
-    view: &ViewRuntime,
-    rows: &[Vec<Scalar>],
-) -> Result<Vec<Option<Vec<Scalar>>>, ExprError> {
+fn evaluate(view: &ViewRuntime, rows: &[&[Scalar]]) -> Result<Vec<Option<Vec<Scalar>>>, ExprError> {
     let width = view.joined.len();
     let mut columns: Vec<Vec<Scalar>> = (0..width)
         .map(|c| rows.iter().map(|r| r[c].clone()).collect())

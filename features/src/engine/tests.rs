@@ -344,20 +344,16 @@ fn run_scenario(events: &[(Ev, i64)], batches: &[usize]) {
     for size in batches.iter().copied().chain(std::iter::once(usize::MAX)) {
         let end = cursor.saturating_add(size).min(arrival.len());
         for (offset, (_, e, _)) in arrival[cursor..end].iter().enumerate() {
-            let row = Row {
-                ts: e.ts,
-                source: 0,
-                offset: (cursor + offset) as i64,
-                key: Scalar::Long(e.user),
-                columns: vec![
-                    Scalar::Long(e.user),
-                    Scalar::Long(e.ts),
+            let row = event_row(
+                e.user,
+                e.ts,
+                (cursor + offset) as i64,
+                [
                     e.rating.map_or(Scalar::Null, Scalar::Double),
                     e.n.map_or(Scalar::Null, Scalar::Long),
                     e.item.as_deref().map_or(Scalar::Null, Scalar::from),
-                ]
-                .into(),
-            };
+                ],
+            );
             assert_eq!(
                 task.offer(row),
                 Offer::Accepted,
@@ -413,23 +409,29 @@ proptest! {
     }
 }
 
+/// An event of the test schema: user `key` at `ts`, then rating, n, item.
+fn event_row(key: i64, ts: i64, offset: i64, rest: [Scalar; 3]) -> Row {
+    let [rating, n, item] = rest;
+    Row {
+        ts,
+        source: 0,
+        offset,
+        key: Scalar::Long(key),
+        columns: vec![Scalar::Long(key), Scalar::Long(ts), rating, n, item].into(),
+    }
+}
+
 #[test]
 fn an_event_at_or_below_the_watermark_is_late_and_not_counted() {
     let (cfg, _) = config();
     let mut task = Task::new(cfg, 0);
-    let row = |ts: i64, offset: i64| Row {
-        ts,
-        source: 0,
-        offset,
-        key: Scalar::Long(1),
-        columns: vec![
-            Scalar::Long(1),
-            Scalar::Long(ts),
-            Scalar::Double(1.0),
-            Scalar::Null,
-            Scalar::Null,
-        ]
-        .into(),
+    let row = |ts: i64, offset: i64| {
+        event_row(
+            1,
+            ts,
+            offset,
+            [Scalar::Double(1.0), Scalar::Null, Scalar::Null],
+        )
     };
     assert_eq!(task.offer(row(1_000, 0)), Offer::Accepted);
     task.advance(&[]);
@@ -448,19 +450,13 @@ fn an_event_at_or_below_the_watermark_is_late_and_not_counted() {
 fn windows_expire_as_time_passes_without_new_events() {
     let (cfg, features) = config();
     let mut task = Task::new(cfg, 0);
-    let row = |key: i64, ts: i64, offset: i64| Row {
-        ts,
-        source: 0,
-        offset,
-        key: Scalar::Long(key),
-        columns: vec![
-            Scalar::Long(key),
-            Scalar::Long(ts),
-            Scalar::Double(2.0),
-            Scalar::Null,
-            Scalar::Null,
-        ]
-        .into(),
+    let row = |key: i64, ts: i64, offset: i64| {
+        event_row(
+            key,
+            ts,
+            offset,
+            [Scalar::Double(2.0), Scalar::Null, Scalar::Null],
+        )
     };
     task.offer(row(1, 100, 0));
     task.offer(row(2, 120, 1));
@@ -489,19 +485,13 @@ fn windows_expire_as_time_passes_without_new_events() {
 fn a_checkpointed_task_continues_exactly_like_one_never_stopped() {
     let (cfg, _) = config();
     let mut a = Task::new(cfg.clone(), 0);
-    let row = |key: i64, ts: i64, offset: i64| Row {
-        ts,
-        source: 0,
-        offset,
-        key: Scalar::Long(key),
-        columns: vec![
-            Scalar::Long(key),
-            Scalar::Long(ts),
+    let row = |key: i64, ts: i64, offset: i64| {
+        let rest = [
             Scalar::Double((ts % 7) as f64 * 0.5),
             Scalar::Long(ts % 5),
             Scalar::from(["a", "b", "c"][(ts % 3) as usize]),
-        ]
-        .into(),
+        ];
+        event_row(key, ts, offset, rest)
     };
     let events: Vec<(i64, i64)> = (0..300).map(|i| (i % 3, (i * 37) % 1000 + i * 3)).collect();
     let mut sorted = events.clone();

@@ -78,10 +78,6 @@ impl ViewState {
         }
     }
 
-    pub fn layout(&self) -> &Arc<Layout> {
-        &self.layout
-    }
-
     fn slot(&mut self, key: &Scalar) -> usize {
         if let Some(i) = self.index.get(key) {
             return *i;
@@ -190,11 +186,6 @@ impl ViewState {
             Some(e) => e.state.values(&self.layout, as_of),
             None => super::keyed::empty_values(&self.layout),
         }
-    }
-
-    /// Keys with state.
-    pub fn keys(&self) -> impl Iterator<Item = &Scalar> {
-        self.entries.iter().flatten().map(|e| &e.key)
     }
 
     pub fn len(&self) -> usize {

@@ -187,7 +187,20 @@ impl Job {
         options: JobOptions,
     ) -> Result<Job, JobError> {
         let spec = &loaded.spec;
-        let lookup = schema_lookup(&registry);
+        // Validation reads every topic's schema; keep them, rather than ask
+        // the registry again for the decoders.
+        let fetch = schema_lookup(&registry);
+        let seen = std::cell::RefCell::new(HashMap::new());
+        let lookup = |topic: &str| -> Result<Option<apache_avro::Schema>, String> {
+            if let Some(s) = seen.borrow().get(topic) {
+                return Ok(Some(apache_avro::Schema::clone(s)));
+            }
+            let schema = fetch(topic)?;
+            if let Some(s) = &schema {
+                seen.borrow_mut().insert(topic.to_string(), s.clone());
+            }
+            Ok(schema)
+        };
         let plans = crate::spec::validate(loaded, &lookup)
             .map_err(|p| JobError::Spec(SpecError::Invalid(p)))?;
         let schema_of = |topic: &str| -> Result<apache_avro::Schema, JobError> {
