@@ -165,6 +165,18 @@ fn fingerprint(plans: &[ViewPlan]) -> u32 {
     crc32fast::hash(serde_json::to_string(&state).unwrap_or_default().as_bytes())
 }
 
+/// A task from its checkpoint. A bounded run finished it; a live run goes on
+/// from there.
+fn restore(
+    cfg: &Arc<TaskConfig>,
+    snapshot: crate::engine::task::TaskSnapshot,
+    options: &JobOptions,
+) -> Task {
+    let mut task = Task::restore(cfg.clone(), snapshot);
+    task.finished &= options.until_end;
+    task
+}
+
 /// Looks up the latest value schema of a topic for validation.
 pub fn schema_lookup(
     registry: &Arc<dyn SchemaRegistry>,
@@ -331,7 +343,7 @@ impl Job {
                 let (task, seq) = match checkpointer.latest(p)? {
                     Some(c) => {
                         restored += 1;
-                        (Task::restore(cfg.clone(), c.task), c.seq + 1)
+                        (restore(&cfg, c.task, &options), c.seq + 1)
                     }
                     None => (Task::new(cfg.clone(), p), 0),
                 };
@@ -518,12 +530,7 @@ impl Job {
                 let at_end = self.options.until_end && self.task_at_end(p);
                 let task = self.tasks.get_mut(&p).expect("listed");
                 if task.finished {
-                    if self.options.until_end {
-                        continue;
-                    }
-                    // A bounded run finished this task; a live run goes on
-                    // from there.
-                    task.finished = false;
+                    continue;
                 }
                 let out = if at_end {
                     newly_finished = true;
@@ -578,7 +585,10 @@ impl Job {
                         self.restored += 1;
                     }
                     self.seqs.insert(task.partition, seq);
-                    self.tasks.insert(task.partition, *task);
+                    let mut task = *task;
+                    // A bounded run finished it; a live run goes on from there.
+                    task.finished &= self.options.until_end;
+                    self.tasks.insert(task.partition, task);
                 }
                 group::TaskChange::Lost(p) => {
                     self.tasks.remove(&p);
