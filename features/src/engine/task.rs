@@ -167,6 +167,28 @@ pub struct Output {
     pub rejected: Vec<Rejected>,
 }
 
+/// Reads every view for each event of one source, just before the event
+/// counts: the label events of a training set.
+#[derive(Debug)]
+pub struct Probe {
+    /// The probed source (index).
+    pub source: usize,
+    /// Only events at or after this time are probed (a backfill's
+    /// `--from`); earlier ones still count as features.
+    pub from: i64,
+    /// Answers, in release order; the caller drains them.
+    pub rows: Vec<Probed>,
+}
+
+/// One probed event and every view's values for its key as of just before
+/// its time.
+#[derive(Debug, Clone)]
+pub struct Probed {
+    pub row: Row,
+    /// Per view, values in the view's feature order.
+    pub features: Vec<Vec<Scalar>>,
+}
+
 /// One task.
 pub struct Task {
     cfg: Arc<TaskConfig>,
@@ -290,20 +312,144 @@ impl Task {
 
     /// Releases events up to `w` and emits every changed key as of `w`.
     pub fn advance_to(&mut self, w: i64, tables: &[TableState]) -> Output {
+        self.advance_probed(w, tables, None)
+    }
+
+    /// Like [`Task::advance`], but never past `cap` (a backfill's
+    /// `--until`), and answering `probe`.
+    pub fn advance_capped(
+        &mut self,
+        cap: i64,
+        tables: &[TableState],
+        probe: Option<&mut Probe>,
+    ) -> Output {
+        match self.allowed() {
+            Some(w) if w.min(cap) > self.watermark => self.advance_probed(w.min(cap), tables, probe),
+            _ => Output::default(),
+        }
+    }
+
+    /// The end of a backfill: releases everything up to `until` (default:
+    /// the latest event time seen), emits every key as of it, and forgets
+    /// the events after it.
+    pub fn finish_probed(
+        &mut self,
+        until: Option<i64>,
+        tables: &[TableState],
+        probe: Option<&mut Probe>,
+    ) -> Output {
+        self.finished = true;
+        let last = self.inputs.iter().filter_map(|i| i.max_ts).max();
+        let w = match until {
+            Some(u) => u.max(self.watermark),
+            None => last.map_or(self.watermark, |l| l.max(self.watermark)),
+        };
+        if w == i64::MIN {
+            return Output::default();
+        }
+        for view in &mut self.views {
+            view.touch_all();
+        }
+        let out = self.advance_probed(w, tables, probe);
+        self.pending.clear();
+        out
+    }
+
+    /// Releases events up to `w`, answering `probe` on the way, and emits
+    /// every changed key as of `w`.
+    ///
+    /// Without a probe each view takes its rows in one batch. With one, the
+    /// released rows are walked one timestamp at a time: the probed
+    /// source's events at time `t` read every view as of `t - 1` before any
+    /// event at `t` counts. That is what keeps a training row free of
+    /// leakage: neither its own event nor anything at or after its time can
+    /// be in its features. Joins and SQL still run once per batch, before
+    /// the walk, since they do not depend on view state.
+    pub fn advance_probed(
+        &mut self,
+        w: i64,
+        tables: &[TableState],
+        probe: Option<&mut Probe>,
+    ) -> Output {
         self.pending
             .sort_unstable_by_key(|r| (r.ts, r.source, r.offset));
         let due = self.pending.partition_point(|r| r.ts <= w);
         let released: Vec<Row> = self.pending.drain(..due).collect();
         self.watermark = w;
         let mut out = Output::default();
-        for (v, view) in self.cfg.views.iter().enumerate() {
-            let rows: Vec<&Row> = released
+        let probe = probe.filter(|p| {
+            released
                 .iter()
-                .filter(|r| r.source == view.source)
-                .collect();
-            if !rows.is_empty() {
-                apply_rows(view, &mut self.views[v], &rows, tables, &mut out.rejected);
+                .any(|r| r.source == p.source && r.ts >= p.from)
+        });
+        match probe {
+            None => {
+                for (v, view) in self.cfg.views.iter().enumerate() {
+                    let rows: Vec<&Row> = released
+                        .iter()
+                        .filter(|r| r.source == view.source)
+                        .collect();
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let inputs = prepare_rows(view, &rows, tables, &mut out.rejected);
+                    let state = &mut self.views[v];
+                    for (row, inputs) in rows.iter().zip(inputs) {
+                        if let Some(inputs) = inputs {
+                            state.apply(&row.key, row.ts, inputs);
+                        }
+                    }
+                }
             }
+            Some(probe) => {
+                // Per view, the inputs of each released row (None: another
+                // source's row, or dropped by a join or the filter).
+                let mut prepared: Vec<Vec<Option<Box<[Scalar]>>>> = Vec::new();
+                for view in &self.cfg.views {
+                    let at: Vec<usize> = (0..released.len())
+                        .filter(|i| released[*i].source == view.source)
+                        .collect();
+                    let rows: Vec<&Row> = at.iter().map(|i| &released[*i]).collect();
+                    let mut column = vec![None; released.len()];
+                    if !rows.is_empty() {
+                        let inputs = prepare_rows(view, &rows, tables, &mut out.rejected);
+                        for (i, inputs) in at.into_iter().zip(inputs) {
+                            column[i] = inputs;
+                        }
+                    }
+                    prepared.push(column);
+                }
+                let mut i = 0;
+                while i < released.len() {
+                    let ts = released[i].ts;
+                    let end = i + released[i..].partition_point(|r| r.ts == ts);
+                    if ts >= probe.from {
+                        for row in &released[i..end] {
+                            if row.source == probe.source {
+                                let features = self
+                                    .views
+                                    .iter_mut()
+                                    .map(|v| v.probe(&row.key, ts - 1))
+                                    .collect();
+                                probe.rows.push(Probed {
+                                    row: row.clone(),
+                                    features,
+                                });
+                            }
+                        }
+                    }
+                    for (k, row) in released.iter().enumerate().take(end).skip(i) {
+                        for (v, column) in prepared.iter_mut().enumerate() {
+                            if let Some(inputs) = column[k].take() {
+                                self.views[v].apply(&row.key, ts, inputs);
+                            }
+                        }
+                    }
+                    i = end;
+                }
+            }
+        }
+        for v in 0..self.views.len() {
             out.rows
                 .extend(self.views[v].emit(w).into_iter().map(|r| (v, r)));
         }
@@ -364,29 +510,32 @@ fn inputs_of(view: &ViewRuntime, cols: &[Scalar]) -> Box<[Scalar]> {
         .collect()
 }
 
-/// Joins, derives, filters and applies released rows of one view.
-fn apply_rows(
+/// Joins, derives and filters released rows of one view: the aggregation
+/// inputs of each row, or None if a join or the filter dropped it (or an
+/// expression rejected it, which is recorded in `rejected`).
+fn prepare_rows(
     view: &ViewRuntime,
-    state: &mut ViewState,
     rows: &[&Row],
     tables: &[TableState],
     rejected: &mut Vec<Rejected>,
-) {
+) -> Vec<Option<Box<[Scalar]>>> {
     if view.expressions.is_empty() {
         // No SQL: join into one reused buffer and read the inputs from it.
-        let mut cols: Vec<Scalar> = Vec::new();
-        for row in rows {
-            if view.joins.is_empty() {
-                state.apply(&row.key, row.ts, inputs_of(view, &row.columns));
-                continue;
-            }
-            cols.clear();
-            cols.extend_from_slice(&row.columns);
-            if join_into(view, &mut cols, row.ts, tables) {
-                state.apply(&row.key, row.ts, inputs_of(view, &cols));
-            }
+        if view.joins.is_empty() {
+            return rows
+                .iter()
+                .map(|row| Some(inputs_of(view, &row.columns)))
+                .collect();
         }
-        return;
+        let mut cols: Vec<Scalar> = Vec::new();
+        return rows
+            .iter()
+            .map(|row| {
+                cols.clear();
+                cols.extend_from_slice(&row.columns);
+                join_into(view, &mut cols, row.ts, tables).then(|| inputs_of(view, &cols))
+            })
+            .collect();
     }
     // Columns after joins, row by row.
     let mut full: Vec<Option<Vec<Scalar>>> = Vec::with_capacity(rows.len());
@@ -395,38 +544,35 @@ fn apply_rows(
         let keep = join_into(view, &mut cols, row.ts, tables);
         full.push(keep.then_some(cols));
     }
-    if !view.expressions.is_empty() {
-        let idx: Vec<usize> = (0..rows.len()).filter(|i| full[*i].is_some()).collect();
-        let batch: Vec<&[Scalar]> = idx.iter().filter_map(|i| full[*i].as_deref()).collect();
-        match evaluate(view, &batch) {
-            Ok(results) => {
-                for (i, result) in idx.iter().zip(results) {
-                    full[*i] = result;
-                }
+    let idx: Vec<usize> = (0..rows.len()).filter(|i| full[*i].is_some()).collect();
+    let batch: Vec<&[Scalar]> = idx.iter().filter_map(|i| full[*i].as_deref()).collect();
+    match evaluate(view, &batch) {
+        Ok(results) => {
+            for (i, result) in idx.iter().zip(results) {
+                full[*i] = result;
             }
-            Err(_) => {
-                // Some row breaks an expression: find which, one by one, so
-                // the rest of the batch still counts.
-                for i in idx {
-                    let one = [full[i].as_deref().unwrap_or_default()];
-                    match evaluate(view, &one) {
-                        Ok(mut r) => full[i] = r.pop().flatten(),
-                        Err(e) => {
-                            rejected.push(Rejected {
-                                row: rows[i].clone(),
-                                reason: format!("view {}: {e}", view.plan.name),
-                            });
-                            full[i] = None;
-                        }
+        }
+        Err(_) => {
+            // Some row breaks an expression: find which, one by one, so
+            // the rest of the batch still counts.
+            for i in idx {
+                let one = [full[i].as_deref().unwrap_or_default()];
+                match evaluate(view, &one) {
+                    Ok(mut r) => full[i] = r.pop().flatten(),
+                    Err(e) => {
+                        rejected.push(Rejected {
+                            row: rows[i].clone(),
+                            reason: format!("view {}: {e}", view.plan.name),
+                        });
+                        full[i] = None;
                     }
                 }
             }
         }
     }
-    for (row, cols) in rows.iter().zip(full) {
-        let Some(cols) = cols else { continue };
-        state.apply(&row.key, row.ts, inputs_of(view, &cols));
-    }
+    full.into_iter()
+        .map(|cols| cols.map(|c| inputs_of(view, &c)))
+        .collect()
 }
 
 /// Runs a view's expressions over rows (columns after joins); returns each

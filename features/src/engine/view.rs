@@ -188,6 +188,19 @@ impl ViewState {
         }
     }
 
+    /// The values of `key` as of `t`, which must not be older than any
+    /// event applied to the view. Brings the key's windows to `t` (they
+    /// would get there at the next emit anyway), so it changes no output.
+    pub fn probe(&mut self, key: &Scalar, t: i64) -> Vec<Scalar> {
+        match self.index.get(key).and_then(|i| self.entries[*i].as_mut()) {
+            Some(e) => {
+                e.state.advance(&self.layout, t);
+                e.state.values(&self.layout, t)
+            }
+            None => super::keyed::empty_values(&self.layout),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.index.len()
     }
