@@ -653,3 +653,95 @@ features:
         Scalar::Long(42)
     );
 }
+
+/// The leakage test: a label event and a feature event at the same time.
+/// The training row of the label must count neither of them, nor anything
+/// later, however the events are cut into batches.
+#[test]
+fn a_probed_event_sees_only_strictly_earlier_events_not_one_at_its_own_time() {
+    use super::task::Probe;
+    let (cfg, features) = config();
+    let col = |name: &str| features.iter().position(|f| f.column == name).unwrap();
+    let (lifetime, last_100ms) = (col("cnt_lifetime"), col("cnt_100ms"));
+    let row = |ts: i64, offset: i64| {
+        event_row(
+            1,
+            ts,
+            offset,
+            [Scalar::Double(1.0), Scalar::Null, Scalar::Null],
+        )
+    };
+    let events = [row(400, 0), row(500, 1), row(500, 2), row(650, 3)];
+    for cut in 0..=events.len() {
+        let mut task = Task::new(cfg.clone(), 0);
+        let mut probe = Probe {
+            source: 0,
+            from: i64::MIN,
+            rows: Vec::new(),
+        };
+        for (i, e) in events.iter().enumerate() {
+            task.offer(e.clone());
+            if i + 1 == cut {
+                task.advance_capped(i64::MAX, &[], Some(&mut probe));
+            }
+        }
+        task.finish_probed(None, &[], Some(&mut probe));
+        let seen: Vec<(i64, i64, Scalar, Scalar)> = probe
+            .rows
+            .iter()
+            .map(|p| {
+                (
+                    p.row.ts,
+                    p.row.offset,
+                    p.features[0][lifetime].clone(),
+                    p.features[0][last_100ms].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (400, 0, Scalar::Long(0), Scalar::Long(0)),
+                // Both events at 500 see only the one at 400, not each other.
+                (500, 1, Scalar::Long(1), Scalar::Long(1)),
+                (500, 2, Scalar::Long(1), Scalar::Long(1)),
+                // At 649 the 100 ms window holds (549, 649]: nothing.
+                (650, 3, Scalar::Long(3), Scalar::Long(0)),
+            ],
+            "batches cut after event {cut}"
+        );
+    }
+}
+
+#[test]
+fn a_backfill_until_a_time_counts_nothing_after_it_and_probes_from_its_start() {
+    use super::task::Probe;
+    let (cfg, features) = config();
+    let lifetime = features
+        .iter()
+        .position(|f| f.column == "cnt_lifetime")
+        .unwrap();
+    let mut task = Task::new(cfg, 0);
+    let mut probe = Probe {
+        source: 0,
+        from: 450,
+        rows: Vec::new(),
+    };
+    for (i, ts) in [400, 500, 600, 700, 900].into_iter().enumerate() {
+        let r = event_row(
+            1,
+            ts,
+            i as i64,
+            [Scalar::Double(1.0), Scalar::Null, Scalar::Null],
+        );
+        task.offer(r);
+        task.advance_capped(650, &[], Some(&mut probe));
+    }
+    assert!(task.watermark() <= 650);
+    let out = task.finish_probed(Some(650), &[], Some(&mut probe));
+    let probed: Vec<i64> = probe.rows.iter().map(|p| p.row.ts).collect();
+    assert_eq!(probed, vec![500, 600], "labels in [from, until] only");
+    let (_, last) = out.rows.last().expect("the final table");
+    assert_eq!(last.as_of, 650);
+    assert_eq!(last.values[lifetime], Scalar::Long(3));
+}
