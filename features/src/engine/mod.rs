@@ -8,6 +8,7 @@
 //! README.md, "Feature semantics".
 
 pub mod agg;
+pub mod archive;
 pub mod frame;
 pub mod job;
 pub mod keyed;

@@ -42,6 +42,10 @@ pub struct PipelineSpec {
     /// [`CheckpointSpec`].
     #[serde(default)]
     pub checkpoint: CheckpointSpec,
+    /// Copies raw source records to Parquet on object storage, so backfills
+    /// reach further back than the topics' retention. Default: none.
+    #[serde(default)]
+    pub archive: Option<ArchiveSpec>,
 }
 
 /// An event stream: an Avro topic in the Confluent wire format.
@@ -259,6 +263,33 @@ pub struct OutputSpec {
     /// `az://`; a bare path means a local directory). Default: none.
     #[serde(default)]
     pub parquet: Option<String>,
+}
+
+/// The archive of raw source records (see `engine::archive`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveSpec {
+    /// An object-store URL (`file://`, `s3://`, `gs://`, `az://`,
+    /// `memory://`); records go under `<url>/<topic>/date=YYYY-MM-DD/`.
+    /// Required.
+    pub url: String,
+    /// The sources to archive, by name. Default: every source.
+    #[serde(default)]
+    pub sources: Option<Vec<String>>,
+}
+
+impl PipelineSpec {
+    /// The topics the archive copies (none without an `archive:` section).
+    pub fn archived_topics(&self) -> Vec<String> {
+        let Some(a) = &self.archive else {
+            return Vec::new();
+        };
+        self.sources
+            .iter()
+            .filter(|(n, _)| a.sources.as_ref().is_none_or(|only| only.contains(n)))
+            .map(|(_, s)| s.topic.clone())
+            .collect()
+    }
 }
 
 /// Checkpointing of state and offsets.

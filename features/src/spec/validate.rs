@@ -280,6 +280,20 @@ pub(crate) fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
     {
         problem(root.key("checkpoint").key("url"), e.to_string());
     }
+    if let Some(archive) = &spec.archive {
+        if let Err(e) = crate::store::parse_url(&archive.url) {
+            problem(root.key("archive").key("url"), e.to_string());
+        }
+        for (i, name) in archive.sources.iter().flatten().enumerate() {
+            if !spec.sources.contains_key(name) {
+                let known: Vec<&String> = spec.sources.keys().collect();
+                problem(
+                    root.key("archive").key("sources").index(i),
+                    format!("no source named `{name}`; sources are {known:?}"),
+                );
+            }
+        }
+    }
     out
 }
 

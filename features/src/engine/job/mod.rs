@@ -12,6 +12,7 @@ pub mod decode;
 mod flat;
 mod flat_decode;
 mod group;
+mod inputs;
 pub mod metrics;
 pub mod output;
 mod read;
@@ -22,9 +23,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::avro::AvroCodec;
+use crate::engine::archive::ArchiveSink;
 use crate::engine::table::TableState;
-use crate::engine::task::{Offer, Output, Row, Task, TaskConfig};
-use crate::registry::{RegistryError, SchemaRegistry, value_subject};
+use crate::engine::task::{Offer, Output, Task, TaskConfig};
+use crate::registry::{RegistryError, SchemaRegistry};
 use crate::spec::validate::ViewPlan;
 use crate::spec::{LoadedSpec, SpecError};
 use crate::store::{Store, StoreError};
@@ -34,7 +36,8 @@ use crate::topic::{
 };
 
 use checkpoint::{CheckpointError, Checkpointer};
-use decode::RecordDecoder;
+pub use inputs::schema_lookup;
+use inputs::{Inputs, Source, Table, apply_table_record, bootstrap_tables, decode_event};
 pub use metrics::JobMetrics;
 use output::{ParquetSink, RowEncoder};
 pub use read::{FeatureReader, ReadError};
@@ -88,18 +91,9 @@ pub struct RunSummary {
     pub rows: u64,
     pub restored_tasks: usize,
     pub parquet_files: Vec<String>,
+    /// Source records copied to the archive.
+    pub archived: u64,
     pub elapsed: Duration,
-}
-
-struct Source {
-    topic: String,
-    decoder: RecordDecoder,
-    idle_timeout: Duration,
-}
-
-struct Table {
-    topic: String,
-    decoder: RecordDecoder,
 }
 
 struct ViewOutput {
@@ -141,6 +135,8 @@ pub struct Job {
     reader: FeatureReader,
     restored: usize,
     parquet_files: Vec<String>,
+    /// The spec's `archive:`, if any.
+    archive: Option<ArchiveSink>,
 }
 
 /// A hash of what a checkpoint's state depends on: the views' inputs,
@@ -177,19 +173,6 @@ fn restore(
     task
 }
 
-/// Looks up the latest value schema of a topic for validation.
-pub fn schema_lookup(
-    registry: &Arc<dyn SchemaRegistry>,
-) -> impl Fn(&str) -> Result<Option<apache_avro::Schema>, String> + '_ {
-    move |topic: &str| match registry.latest(&value_subject(topic)) {
-        Ok(s) => apache_avro::Schema::parse_str(&s.schema)
-            .map(Some)
-            .map_err(|e| e.to_string()),
-        Err(RegistryError::SubjectNotFound(_)) => Ok(None),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
 impl Job {
     /// Validates, creates outputs, bootstraps tables and restores tasks.
     pub fn open(
@@ -199,108 +182,24 @@ impl Job {
         options: JobOptions,
     ) -> Result<Job, JobError> {
         let spec = &loaded.spec;
-        // Validation reads every topic's schema; keep them, rather than ask
-        // the registry again for the decoders.
-        let fetch = schema_lookup(&registry);
-        let seen = std::cell::RefCell::new(HashMap::new());
-        let lookup = |topic: &str| -> Result<Option<apache_avro::Schema>, String> {
-            if let Some(s) = seen.borrow().get(topic) {
-                return Ok(Some(apache_avro::Schema::clone(s)));
-            }
-            let schema = fetch(topic)?;
-            if let Some(s) = &schema {
-                seen.borrow_mut().insert(topic.to_string(), s.clone());
-            }
-            Ok(schema)
-        };
-        let plans = crate::spec::validate(loaded, &lookup)
-            .map_err(|p| JobError::Spec(SpecError::Invalid(p)))?;
-        let schema_of = |topic: &str| -> Result<apache_avro::Schema, JobError> {
-            lookup(topic)
-                .map_err(JobError::Output)?
-                .ok_or_else(|| JobError::Output(format!("topic `{topic}` lost its schema")))
-        };
-        // Sources, and their co-partitioning.
-        let mut sources = Vec::new();
-        let mut partitions: Option<(String, usize)> = None;
-        let mut ends = HashMap::new();
-        for (i, (name, s)) in spec.sources.iter().enumerate() {
-            let schema = schema_of(&s.topic)?;
-            let columns = &plans
-                .iter()
-                .find(|p| p.source == *name)
-                .map(|p| p.source_columns.clone());
-            let columns = match columns {
-                Some(c) => c.clone(),
-                None => continue,
-            };
-            let d = backend.describe_topic(&s.topic)?;
-            match &partitions {
-                Some((first, n)) if *n != d.partitions.len() => {
-                    return Err(JobError::NotCoPartitioned {
-                        detail: format!(
-                            "`{first}` has {n} partitions and `{}` has {}",
-                            s.topic,
-                            d.partitions.len()
-                        ),
-                    });
-                }
-                None => partitions = Some((s.topic.clone(), d.partitions.len())),
-                _ => {}
-            }
-            for p in &d.partitions {
-                ends.insert((i, p.id), p.high);
-            }
-            sources.push(Source {
-                topic: s.topic.clone(),
-                decoder: RecordDecoder::new(
-                    registry.clone(),
-                    schema,
-                    &columns,
-                    &s.key,
-                    Some((&s.event_time, s.event_time_unit)),
-                ),
-                idle_timeout: Duration::from_millis(s.idle_timeout.0 as u64),
-            });
-        }
-        // Tables, read to the end before any event.
-        let mut tables = Vec::new();
-        let mut table_state = Vec::new();
-        let mut table_columns = Vec::new();
-        for (name, t) in &spec.tables {
-            let schema = schema_of(&t.topic)?;
-            let columns = crate::spec::validate::record_columns(&schema).unwrap_or_default();
-            table_columns.push((name.clone(), columns.keys().cloned().collect::<Vec<_>>()));
-            tables.push(Table {
-                topic: t.topic.clone(),
-                decoder: RecordDecoder::new(
-                    registry.clone(),
-                    schema,
-                    &columns,
-                    &t.key,
-                    t.valid_from
-                        .as_deref()
-                        .map(|v| (v, crate::spec::TimeUnit::Ms)),
-                ),
-            });
-            table_state.push(TableState::new(t.versioned));
-        }
-        let source_lateness: Vec<(String, i64)> = spec
-            .sources
-            .iter()
-            .map(|(n, s)| (n.clone(), s.lateness.0))
-            .collect();
-        let cfg = Arc::new(
-            TaskConfig::new(&source_lateness, &table_columns, &plans)
-                .map_err(|e| JobError::Output(e.to_string()))?,
-        );
+        let inputs = Inputs::open(loaded, backend.as_ref(), &registry)?;
+        let Inputs {
+            plans,
+            sources,
+            tables,
+            table_state,
+            cfg,
+            partitions,
+            ends,
+            ..
+        } = inputs;
         // Outputs.
         let codec = AvroCodec::new(registry.clone());
         let mut outputs = Vec::new();
         for plan in &plans {
             backend.ensure_topic(
                 &TopicSpec::new(plan.output_topic.clone())
-                    .partitions(partitions.as_ref().map_or(1, |p| p.1) as i32)
+                    .partitions(partitions.max(1) as i32)
                     .compacted(),
             )?;
             let parquet = match &plan.parquet {
@@ -319,7 +218,7 @@ impl Job {
             Store::open(&options.checkpoint_url)?.child(&spec.name),
             fingerprint(&plans),
         ));
-        let n = partitions.as_ref().map_or(0, |p| p.1) as i32;
+        let n = partitions as i32;
         let mut tasks = BTreeMap::new();
         let mut seqs = BTreeMap::new();
         let mut restored = 0;
@@ -389,6 +288,13 @@ impl Job {
             reader,
             restored,
             parquet_files: Vec::new(),
+            archive: match &spec.archive {
+                Some(a) => Some(ArchiveSink::new(
+                    Store::open(&a.url)?,
+                    spec.archived_topics(),
+                )),
+                None => None,
+            },
         };
         job.bootstrap_tables()?;
         Ok(job)
@@ -423,57 +329,25 @@ impl Job {
             return Ok(());
         }
         let mut consumer = self.backend.consumer(None)?;
-        let mut ends: HashMap<(String, i32), i64> = HashMap::new();
-        for t in &self.tables {
-            consumer.assign_all(&t.topic, StartOffset::Earliest)?;
-            for p in self.backend.describe_topic(&t.topic)?.partitions {
-                if p.high > p.low {
-                    ends.insert((t.topic.clone(), p.id), p.high);
-                }
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !ends.is_empty() {
-            if Instant::now() > deadline {
-                return Err(JobError::Output(format!(
-                    "tables not read to the end after 120 s; still waiting for {:?}",
-                    ends.keys().collect::<Vec<_>>()
-                )));
-            }
-            for rec in consumer.poll(10_000, Duration::from_millis(100))? {
-                let key = (rec.topic.clone(), rec.partition);
-                if ends.get(&key).is_some_and(|end| rec.offset + 1 >= *end) {
-                    ends.remove(&key);
-                }
-                self.apply_table_record(&rec)?;
-            }
+        let mut rejected = Vec::new();
+        bootstrap_tables(
+            self.backend.as_ref(),
+            consumer.as_mut(),
+            &self.tables,
+            &mut self.table_state,
+            &mut |rec, reason| rejected.push((rec.clone(), reason)),
+        )?;
+        for (rec, reason) in rejected {
+            self.dead_letter(&rec, &reason)?;
         }
         self.table_consumer = Some(consumer);
         Ok(())
     }
 
     fn apply_table_record(&mut self, rec: &Record) -> Result<(), JobError> {
-        let Some(t) = self.tables.iter().position(|t| t.topic == rec.topic) else {
-            return Ok(());
-        };
-        let table = &self.tables[t];
-        if rec.value.is_none() {
-            if let Some(key) = rec
-                .key
-                .as_deref()
-                .and_then(|k| table.decoder.key_from_bytes(k))
-            {
-                self.table_state[t].upsert(key, rec.timestamp_ms, None);
-            }
-            return Ok(());
-        }
-        match table.decoder.decode(rec) {
-            Ok(row) => {
-                let valid_from = row.ts.unwrap_or(rec.timestamp_ms);
-                self.table_state[t].upsert(row.key, valid_from, Some(row.columns));
-                Ok(())
-            }
-            Err(reason) => self.dead_letter(rec, &format!("table `{}`: {reason}", rec.topic)),
+        match apply_table_record(&self.tables, &mut self.table_state, rec) {
+            Ok(()) => Ok(()),
+            Err(reason) => self.dead_letter(rec, &reason),
         }
     }
 
@@ -567,6 +441,7 @@ impl Job {
             rows: self.metrics.rows_out.load(Ordering::Relaxed),
             restored_tasks: self.restored,
             parquet_files: self.parquet_files.clone(),
+            archived: self.archive.as_ref().map_or(0, |a| a.archived),
             elapsed: started.elapsed(),
         })
     }
@@ -594,6 +469,9 @@ impl Job {
                     self.tasks.remove(&p);
                     self.reader.forget_task(p);
                     self.seqs.remove(&p);
+                    if let Some(archive) = &mut self.archive {
+                        archive.discard(p);
+                    }
                     for o in &mut self.outputs {
                         if let Some(pq) = &mut o.parquet {
                             pq.discard(p);
@@ -637,20 +515,10 @@ impl Job {
         let Some(task) = self.tasks.get_mut(&rec.partition) else {
             return Ok(());
         };
-        let decoded = self.sources[s]
-            .decoder
-            .decode(rec)
-            .and_then(|d| match d.ts {
-                Some(ts) => Ok(Row {
-                    ts,
-                    source: s,
-                    offset: rec.offset,
-                    key: d.key,
-                    columns: d.columns,
-                }),
-                None => Err("no event time".to_string()),
-            });
-        match decoded {
+        if let Some(archive) = &mut self.archive {
+            archive.push(rec);
+        }
+        match decode_event(&self.sources[s], s, rec) {
             Ok(row) => {
                 let ts = row.ts;
                 if let Offer::Late { watermark } = task.offer(row) {
@@ -770,6 +638,9 @@ impl Job {
                 {
                     self.parquet_files.push(name);
                 }
+            }
+            if let Some(archive) = &mut self.archive {
+                archive.flush(*p).map_err(|e| JobError::Output(e.to_string()))?;
             }
             self.checkpointer.write(seq, task.snapshot())?;
             self.seqs.insert(*p, seq + 1);
