@@ -83,6 +83,13 @@ pub enum Command {
     Run(RunArgs),
     /// Check a pipeline spec against the registered schemas of its topics.
     Validate(ValidateArgs),
+    /// Replay retained history (archive, then topics) through the spec's
+    /// operators: feature tables as of --until, and with --labels a
+    /// point-in-time-correct training set, as Parquet.
+    Backfill(BackfillArgs),
+    /// Check that the live feature topic equals a replay: recompute sampled
+    /// rows at their exact times and report mismatches per feature.
+    Consistency(ConsistencyArgs),
     /// Measure throughput (results go in BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -114,6 +121,55 @@ pub struct RunArgs {
     /// On Kafka, run every task in this process without joining a group.
     #[arg(long, conflicts_with = "group")]
     pub standalone: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// The pipeline spec (YAML).
+    pub spec: PathBuf,
+    /// First event time of the output: `earliest`, a date (2018-09-01), a
+    /// UTC date-time (2018-09-01T12:00:00Z) or epoch milliseconds. The
+    /// replay starts earlier by the longest window, so windows are full at
+    /// --from. Default `earliest`.
+    #[arg(long, default_value = "earliest")]
+    pub from: String,
+    /// Last event time of the output (inclusive): the feature tables are
+    /// as of this time and no later event counts. Same formats as --from.
+    /// Default: the latest event in history.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Build a training set: one row per event of this source, with every
+    /// feature as of just before it.
+    #[arg(long)]
+    pub labels: Option<String>,
+    /// The label of each --labels event: a SQL expression over its columns,
+    /// such as `rating >= 4`. Default `label` (a column named label).
+    #[arg(long, requires = "labels", default_value = "label")]
+    pub label_expr: String,
+    /// Where to write (object-store URL or directory): `features/<view>/`,
+    /// `training/` and `manifest.json`. Files of an earlier backfill there
+    /// are replaced.
+    #[arg(long)]
+    pub out: String,
+    /// Records per read. Default 100000.
+    #[arg(long, default_value_t = 100_000)]
+    pub batch: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsistencyArgs {
+    /// The pipeline spec (YAML).
+    pub spec: PathBuf,
+    /// The view whose live feature topic is checked.
+    #[arg(long)]
+    pub view: String,
+    /// How many rows of the feature topic to recompute, spread evenly over
+    /// it. Default 1000.
+    #[arg(long, default_value_t = 1000)]
+    pub sample: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +212,10 @@ pub struct CreateArgs {
     /// backend's (Kafka 7 days, local log forever).
     #[arg(long)]
     pub retention_ms: Option<i64>,
+    /// Delete the oldest records once a partition holds more than this many
+    /// bytes. Default: no size limit.
+    #[arg(long)]
+    pub retention_bytes: Option<i64>,
     /// A topic config, `key=value` (repeatable), passed to Kafka as is.
     #[arg(long = "config", value_name = "KEY=VALUE")]
     pub configs: Vec<String>,

@@ -28,6 +28,8 @@ pub enum ExitCode {
     InvalidSchema = 8,
     /// Another process writes the local log (or a file-system error).
     LocalLog = 9,
+    /// A check ran and found a difference (`eddy consistency`).
+    CheckFailed = 10,
 }
 
 /// A failure the CLI raises itself, carrying its exit code.

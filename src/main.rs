@@ -9,6 +9,7 @@ mod commands;
 mod context;
 mod exit;
 mod progress;
+mod time_arg;
 
 use clap::Parser;
 

@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod backfill;
 mod bench;
 mod bench_pipeline;
 mod quickstart;
@@ -21,6 +22,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Quickstart(args) => quickstart::run(&cli.global, &args),
         Command::Run(args) => run::run(&cli.global, &args),
         Command::Validate(args) => run::validate(&cli.global, &args),
+        Command::Backfill(args) => backfill::backfill(&cli.global, &args),
+        Command::Consistency(args) => backfill::consistency(&cli.global, &args),
         Command::Bench(BenchCommand::Topics(args)) => bench::topics(&cli.global, &args),
         Command::Bench(BenchCommand::Pipeline(args)) => {
             bench_pipeline::pipeline(&cli.global, &args)

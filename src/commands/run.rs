@@ -13,11 +13,11 @@ use crate::context::Context;
 use crate::exit::{CliError, ExitCode};
 use crate::progress;
 
-fn load(path: &std::path::Path) -> anyhow::Result<spec::LoadedSpec> {
+pub(crate) fn load(path: &std::path::Path) -> anyhow::Result<spec::LoadedSpec> {
     spec::load(path).map_err(spec_failure)
 }
 
-fn spec_failure(e: SpecError) -> anyhow::Error {
+pub(crate) fn spec_failure(e: SpecError) -> anyhow::Error {
     match e {
         SpecError::Read { .. } => CliError::fail(ExitCode::Usage, e.to_string()),
         SpecError::Invalid(problems) => {

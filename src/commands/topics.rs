@@ -37,6 +37,7 @@ fn create(ctx: &Context, args: &CreateArgs) -> anyhow::Result<()> {
     let mut spec = TopicSpec::new(&args.topic).partitions(args.partitions);
     spec.replication_factor = args.replication_factor;
     spec.retention_ms = args.retention_ms;
+    spec.retention_bytes = args.retention_bytes;
     spec.config = parse_pairs(&args.configs, "topic config")?;
     if let Some(policy) = spec.config.remove("cleanup.policy") {
         spec.cleanup = CleanupPolicy::parse(&policy).ok_or_else(|| {

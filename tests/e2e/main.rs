@@ -5,6 +5,7 @@
 
 mod support;
 
+mod backfill;
 mod cli_kafka;
 mod cli_local;
 mod interop_confluent;

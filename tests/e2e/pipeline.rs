@@ -14,10 +14,10 @@ const MOVIELENS_SPEC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/datasets/movielens/pipeline.yaml"
 );
-const MOVIELENS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/movielens-small");
+pub(crate) const MOVIELENS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/movielens-small");
 
 /// The latest row per key of a feature topic: the table it holds.
-fn table(cmd: Command, key: &str) -> BTreeMap<String, Json> {
+pub(crate) fn table(cmd: Command, key: &str) -> BTreeMap<String, Json> {
     json_lines(&ok(cmd, ""))
         .into_iter()
         .map(|row| (row[key].to_string(), row))
@@ -29,7 +29,7 @@ fn consume(mut cmd: Command, topic: &str) -> Command {
     cmd
 }
 
-fn quickstart(dir: &Path) {
+pub(crate) fn quickstart(dir: &Path) {
     let mut cmd = eddy(&dir.join("eddy-data"));
     cmd.current_dir(dir)
         .args(["quickstart", "--dataset", MOVIELENS]);
@@ -258,21 +258,21 @@ fn validate_reports_every_problem_with_file_line_and_key() {
     assert!(out.contains("ratings_count_30d"), "{out}");
 }
 
-const CLICK_SCHEMA: &str = r#"{"type":"record","name":"Click","fields":[
+pub(crate) const CLICK_SCHEMA: &str = r#"{"type":"record","name":"Click","fields":[
   {"name":"user","type":"long"},{"name":"item","type":"long"},
   {"name":"amount","type":"double"},{"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#;
-const ITEM_SCHEMA: &str = r#"{"type":"record","name":"Item","fields":[
+pub(crate) const ITEM_SCHEMA: &str = r#"{"type":"record","name":"Item","fields":[
   {"name":"item","type":"long"},{"name":"category","type":"string"},{"name":"since","type":"long"}]}"#;
-const BASE: i64 = 1_700_000_000_000;
+pub(crate) const BASE: i64 = 1_700_000_000_000;
 
 /// Clicks within the 5 s lateness, three late ones, and items with a
 /// category change half-way.
-fn click_events(n: i64) -> (String, String) {
+pub(crate) fn click_events(n: i64) -> (String, String) {
     (clicks_between(0, n), items())
 }
 
 /// Clicks number `from` to `to` (exclusive) of the fixture.
-fn clicks_between(from: i64, to: i64) -> String {
+pub(crate) fn clicks_between(from: i64, to: i64) -> String {
     let mut clicks = String::new();
     for i in from..to {
         let jitter = (i * 31) % 4000;
@@ -293,7 +293,7 @@ fn clicks_between(from: i64, to: i64) -> String {
     clicks
 }
 
-fn items() -> String {
+pub(crate) fn items() -> String {
     let mut items = String::new();
     for item in 0..20 {
         items += &json!({"item": item, "category": format!("c{}", item % 4), "since": BASE - 1})
@@ -305,7 +305,7 @@ fn items() -> String {
     items
 }
 
-fn click_spec(name: &str, clicks: &str, items: &str, features: &str) -> String {
+pub(crate) fn click_spec(name: &str, clicks: &str, items: &str, features: &str) -> String {
     format!(
         "name: {name}
 sources:
@@ -335,15 +335,20 @@ checkpoint: {{ interval: 200ms }}
 /// backend), runs the pipeline to the end and returns the feature table and
 /// the dead-letter records.
 /// The click fixture loaded on one backend, with its spec written.
-struct Clicks {
-    spec: std::path::PathBuf,
-    features: String,
-    dlq: String,
+pub(crate) struct Clicks {
+    pub spec: std::path::PathBuf,
+    pub features: String,
+    pub dlq: String,
 }
 
 /// Loads `n` clicks (and the items table) through `cmd` (a factory of eddy
 /// commands on one backend) and writes the spec.
-fn load_clicks(dir: &Path, cmd: &dyn Fn(&[&str]) -> Command, prefix: &str, n: i64) -> Clicks {
+pub(crate) fn load_clicks(
+    dir: &Path,
+    cmd: &dyn Fn(&[&str]) -> Command,
+    prefix: &str,
+    n: i64,
+) -> Clicks {
     let (clicks, items) = click_events(n);
     let (ct, it, ft) = (
         format!("{prefix}clicks"),
@@ -380,7 +385,7 @@ fn load_clicks(dir: &Path, cmd: &dyn Fn(&[&str]) -> Command, prefix: &str, n: i6
     }
 }
 
-fn run_args<'a>(dir: &'a Path, c: &'a Clicks, ckpt: &'a str) -> Vec<String> {
+pub(crate) fn run_args<'a>(dir: &'a Path, c: &'a Clicks, ckpt: &'a str) -> Vec<String> {
     let _ = dir;
     [
         "run",
@@ -651,7 +656,7 @@ fn two_processes_in_a_group_on_tansu_with_one_stopped_halfway_give_the_table_of_
 }
 
 /// A plain HTTP GET on loopback: (status, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
+pub(crate) fn http_get(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     write!(
@@ -674,7 +679,7 @@ fn http_get(addr: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
-fn metric(body: &str, name: &str) -> f64 {
+pub(crate) fn metric(body: &str, name: &str) -> f64 {
     body.lines()
         .find(|l| l.starts_with(name) && l.contains('{'))
         .and_then(|l| l.rsplit(' ').next())

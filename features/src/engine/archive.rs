@@ -64,7 +64,7 @@ impl ArchiveSink {
 
     /// Keeps a record for the next flush (if its topic is archived).
     pub fn push(&mut self, rec: &Record) {
-        if self.topics.iter().any(|t| *t == rec.topic) {
+        if self.topics.contains(&rec.topic) {
             self.buffers
                 .entry((rec.topic.clone(), rec.partition))
                 .or_default()
@@ -119,7 +119,10 @@ pub struct ArchiveFile {
 }
 
 /// The archive files of `topic`, per partition, in offset order.
-pub fn files_of(store: &Store, topic: &str) -> Result<BTreeMap<i32, Vec<ArchiveFile>>, ArchiveError> {
+pub fn files_of(
+    store: &Store,
+    topic: &str,
+) -> Result<BTreeMap<i32, Vec<ArchiveFile>>, ArchiveError> {
     let mut out: BTreeMap<i32, Vec<ArchiveFile>> = BTreeMap::new();
     for name in store.list(topic)? {
         let Some(file) = name.rsplit('/').next() else {
@@ -162,7 +165,9 @@ pub fn read_file(store: &Store, topic: &str, name: &str) -> Result<Vec<Record>, 
         .finish()
         .map_err(|e| corrupt(e.to_string()))?;
     let col = |n: &str| df.column(n).map_err(|e| corrupt(e.to_string()));
-    let partition = col("partition")?.i32().map_err(|e| corrupt(e.to_string()))?;
+    let partition = col("partition")?
+        .i32()
+        .map_err(|e| corrupt(e.to_string()))?;
     let offset = col("offset")?.i64().map_err(|e| corrupt(e.to_string()))?;
     let ts = col("timestamp")?
         .cast(&DataType::Int64)
@@ -177,7 +182,9 @@ pub fn read_file(store: &Store, topic: &str, name: &str) -> Result<Vec<Record>, 
     for i in 0..df.height() {
         out.push(Record {
             topic: topic.to_string(),
-            partition: partition.get(i).ok_or_else(|| corrupt("null partition".into()))?,
+            partition: partition
+                .get(i)
+                .ok_or_else(|| corrupt("null partition".into()))?,
             offset: offset.get(i).ok_or_else(|| corrupt("null offset".into()))?,
             timestamp_ms: ts.get(i).unwrap_or(0),
             key: key.get(i).map(<[u8]>::to_vec),
@@ -217,7 +224,10 @@ fn encode(records: &[Record]) -> Result<Vec<u8>, ArchiveError> {
         .into_column(),
         Series::new(
             "value".into(),
-            records.iter().map(|r| r.value.as_deref()).collect::<Vec<_>>(),
+            records
+                .iter()
+                .map(|r| r.value.as_deref())
+                .collect::<Vec<_>>(),
         )
         .into_column(),
         Series::new(
@@ -228,7 +238,9 @@ fn encode(records: &[Record]) -> Result<Vec<u8>, ArchiveError> {
     ])
     .map_err(write)?;
     let mut buf = Vec::new();
-    ParquetWriter::new(&mut buf).finish(&mut df).map_err(write)?;
+    ParquetWriter::new(&mut buf)
+        .finish(&mut df)
+        .map_err(write)?;
     Ok(buf)
 }
 

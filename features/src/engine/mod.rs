@@ -9,6 +9,7 @@
 
 pub mod agg;
 pub mod archive;
+pub mod backfill;
 pub mod frame;
 pub mod job;
 pub mod keyed;

@@ -178,6 +178,45 @@ pub struct Probe {
     pub from: i64,
     /// Answers, in release order; the caller drains them.
     pub rows: Vec<Probed>,
+    /// Point reads of one view at a time, answered once every event at or
+    /// before the time has counted and none after it: what a live job
+    /// emitted as of that watermark. Sorted by time, latest first (they
+    /// are popped).
+    pub queries: Vec<Query>,
+    /// (query id, the view's values for the key; None if this task holds
+    /// no state for it).
+    pub answers: Vec<(usize, Option<Vec<Scalar>>)>,
+}
+
+/// A point read: view `view`'s values for `key` as of `t`.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub id: usize,
+    pub t: i64,
+    pub view: usize,
+    pub key: Scalar,
+}
+
+impl Probe {
+    /// A probe of `source`'s events from `from` on, with no queries.
+    pub fn events(source: usize, from: i64) -> Probe {
+        Probe {
+            source,
+            from,
+            rows: Vec::new(),
+            queries: Vec::new(),
+            answers: Vec::new(),
+        }
+    }
+
+    /// Point reads only (no source is probed).
+    pub fn queries(mut queries: Vec<Query>) -> Probe {
+        queries.sort_by_key(|q| std::cmp::Reverse(q.t));
+        Probe {
+            queries,
+            ..Probe::events(usize::MAX, i64::MAX)
+        }
+    }
 }
 
 /// One probed event and every view's values for its key as of just before
@@ -324,7 +363,9 @@ impl Task {
         probe: Option<&mut Probe>,
     ) -> Output {
         match self.allowed() {
-            Some(w) if w.min(cap) > self.watermark => self.advance_probed(w.min(cap), tables, probe),
+            Some(w) if w.min(cap) > self.watermark => {
+                self.advance_probed(w.min(cap), tables, probe)
+            }
             _ => Output::default(),
         }
     }
@@ -378,9 +419,10 @@ impl Task {
         self.watermark = w;
         let mut out = Output::default();
         let probe = probe.filter(|p| {
-            released
-                .iter()
-                .any(|r| r.source == p.source && r.ts >= p.from)
+            p.queries.last().is_some_and(|q| q.t <= w)
+                || released
+                    .iter()
+                    .any(|r| r.source == p.source && r.ts >= p.from)
         });
         match probe {
             None => {
@@ -423,6 +465,7 @@ impl Task {
                 while i < released.len() {
                     let ts = released[i].ts;
                     let end = i + released[i..].partition_point(|r| r.ts == ts);
+                    answer_queries(&mut self.views, probe, ts - 1);
                     if ts >= probe.from {
                         for row in &released[i..end] {
                             if row.source == probe.source {
@@ -447,6 +490,7 @@ impl Task {
                     }
                     i = end;
                 }
+                answer_queries(&mut self.views, probe, w);
             }
         }
         for v in 0..self.views.len() {
@@ -483,6 +527,17 @@ impl Task {
             views,
             finished: snap.finished,
         }
+    }
+}
+
+/// Answers the queries at or before `t` (every event up to `t` has
+/// counted, none after it).
+fn answer_queries(views: &mut [ViewState], probe: &mut Probe, t: i64) {
+    while probe.queries.last().is_some_and(|q| q.t <= t) {
+        let q = probe.queries.pop().expect("checked");
+        let view = &mut views[q.view];
+        let values = view.holds(&q.key).then(|| view.probe(&q.key, q.t));
+        probe.answers.push((q.id, values));
     }
 }
 

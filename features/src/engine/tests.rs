@@ -674,11 +674,7 @@ fn a_probed_event_sees_only_strictly_earlier_events_not_one_at_its_own_time() {
     let events = [row(400, 0), row(500, 1), row(500, 2), row(650, 3)];
     for cut in 0..=events.len() {
         let mut task = Task::new(cfg.clone(), 0);
-        let mut probe = Probe {
-            source: 0,
-            from: i64::MIN,
-            rows: Vec::new(),
-        };
+        let mut probe = Probe::events(0, i64::MIN);
         for (i, e) in events.iter().enumerate() {
             task.offer(e.clone());
             if i + 1 == cut {
@@ -722,11 +718,7 @@ fn a_backfill_until_a_time_counts_nothing_after_it_and_probes_from_its_start() {
         .position(|f| f.column == "cnt_lifetime")
         .unwrap();
     let mut task = Task::new(cfg, 0);
-    let mut probe = Probe {
-        source: 0,
-        from: 450,
-        rows: Vec::new(),
-    };
+    let mut probe = Probe::events(0, 450);
     for (i, ts) in [400, 500, 600, 700, 900].into_iter().enumerate() {
         let r = event_row(
             1,

@@ -201,6 +201,11 @@ impl ViewState {
         }
     }
 
+    /// The view has state for `key`.
+    pub fn holds(&self, key: &Scalar) -> bool {
+        self.index.contains_key(key)
+    }
+
     pub fn len(&self) -> usize {
         self.index.len()
     }

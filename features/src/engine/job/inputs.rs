@@ -61,11 +61,13 @@ pub fn schema_lookup(
 
 impl Inputs {
     /// Validates the spec against the registry and builds decoders, table
-    /// state and the task configuration.
+    /// state and the task configuration. Sources no view reads are left
+    /// out, except `extra` (a backfill's label source), which is read whole.
     pub fn open(
         loaded: &LoadedSpec,
         backend: &dyn Backend,
         registry: &Arc<dyn SchemaRegistry>,
+        extra: Option<&str>,
     ) -> Result<Inputs, JobError> {
         let spec = &loaded.spec;
         // Validation reads every topic's schema; keep them, rather than ask
@@ -95,10 +97,15 @@ impl Inputs {
         let mut ends = HashMap::new();
         let mut lows = HashMap::new();
         for (name, s) in &spec.sources {
-            let Some(plan) = plans.iter().find(|p| p.source == *name) else {
+            let read_by_views = plans.iter().find(|p| p.source == *name);
+            if read_by_views.is_none() && extra != Some(name.as_str()) {
                 continue;
-            };
+            }
             let schema = schema_of(&s.topic)?;
+            let columns = match read_by_views {
+                Some(plan) => plan.source_columns.clone(),
+                None => crate::spec::validate::record_columns(&schema).unwrap_or_default(),
+            };
             let d = backend.describe_topic(&s.topic)?;
             match &partitions {
                 Some((first, n)) if *n != d.partitions.len() => {
@@ -124,7 +131,7 @@ impl Inputs {
                 decoder: RecordDecoder::new(
                     registry.clone(),
                     schema,
-                    &plan.source_columns,
+                    &columns,
                     &s.key,
                     Some((&s.event_time, s.event_time_unit)),
                 ),

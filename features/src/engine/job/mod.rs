@@ -12,7 +12,7 @@ pub mod decode;
 mod flat;
 mod flat_decode;
 mod group;
-mod inputs;
+pub(crate) mod inputs;
 pub mod metrics;
 pub mod output;
 mod read;
@@ -182,7 +182,7 @@ impl Job {
         options: JobOptions,
     ) -> Result<Job, JobError> {
         let spec = &loaded.spec;
-        let inputs = Inputs::open(loaded, backend.as_ref(), &registry)?;
+        let inputs = Inputs::open(loaded, backend.as_ref(), &registry, None)?;
         let Inputs {
             plans,
             sources,
@@ -296,6 +296,7 @@ impl Job {
                 None => None,
             },
         };
+        job.reopen_tasks_with_new_records();
         job.bootstrap_tables()?;
         Ok(job)
     }
@@ -464,6 +465,7 @@ impl Job {
                     // A bounded run finished it; a live run goes on from there.
                     task.finished &= self.options.until_end;
                     self.tasks.insert(task.partition, task);
+                    self.reopen_tasks_with_new_records();
                 }
                 group::TaskChange::Lost(p) => {
                     self.tasks.remove(&p);
@@ -482,6 +484,23 @@ impl Job {
             }
         }
         Ok(())
+    }
+
+    /// A bounded run that finished a task marked it so in its checkpoint;
+    /// records that arrived since then must still be read, so a task that
+    /// is not at its end any more is not finished.
+    fn reopen_tasks_with_new_records(&mut self) {
+        let reopen: Vec<i32> = self
+            .tasks
+            .iter()
+            .filter(|(p, t)| t.finished && !self.task_at_end(**p))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in reopen {
+            if let Some(t) = self.tasks.get_mut(&p) {
+                t.finished = false;
+            }
+        }
     }
 
     /// Every source partition of task `p` is read to its end at start.
@@ -640,7 +659,9 @@ impl Job {
                 }
             }
             if let Some(archive) = &mut self.archive {
-                archive.flush(*p).map_err(|e| JobError::Output(e.to_string()))?;
+                archive
+                    .flush(*p)
+                    .map_err(|e| JobError::Output(e.to_string()))?;
             }
             self.checkpointer.write(seq, task.snapshot())?;
             self.seqs.insert(*p, seq + 1);

@@ -1,0 +1,484 @@
+//! `eddy backfill`: replays retained history through the operators of a
+//! live job and writes the feature tables and training sets to object
+//! storage.
+//!
+//! There is no second engine. A backfill opens the spec's inputs exactly as
+//! `eddy run` does ([`crate::engine::job`]), reads every source partition
+//! from the archive and then the topic ([`history`]), offers the events to
+//! the same tasks, and lets them release events in event-time order under
+//! the same watermarks and lateness. What differs is only what is kept:
+//!
+//! - the feature tables as of `--until` (every key, as the final table of a
+//!   bounded run), instead of a stream of upserts;
+//! - with `--labels`, a training row per label event, from the tasks'
+//!   probe ([`crate::engine::task::Probe`]): the features as of just before
+//!   the event, so nothing at or after its time leaks into them.
+//!
+//! `--from` bounds the output, not the input: the replay starts early
+//! enough for every window to be full at `--from` (the longest window
+//! before it; from the beginning if some window is a lifetime or a
+//! session, which can reach back indefinitely).
+//!
+//! A backfill writes no topic: records a live job dead-lettered were
+//! dead-lettered then; here they are counted in the summary.
+
+pub mod consistency;
+pub mod history;
+pub mod training;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::engine::job::JobError;
+use crate::engine::job::decode::RecordDecoder;
+use crate::engine::job::inputs::{Inputs, bootstrap_tables, decode_event};
+use crate::engine::job::output::ParquetSink;
+use crate::engine::task::{Offer, Output, Probe, Query, Task};
+use crate::engine::value::Scalar;
+use crate::registry::SchemaRegistry;
+use crate::spec::validate::ViewPlan;
+use crate::spec::{LoadedSpec, Window};
+use crate::store::Store;
+use crate::topic::Backend;
+
+use history::{History, HistoryError};
+use training::{Labeler, TrainingWriter};
+
+/// What to replay and what to write.
+#[derive(Debug, Clone)]
+pub struct BackfillOptions {
+    /// Output starts at this event time (ms). Default: the beginning.
+    pub from: Option<i64>,
+    /// Output ends at this event time (ms), inclusive. Default: the latest
+    /// event in history.
+    pub until: Option<i64>,
+    /// Build a training set from this source's events.
+    pub labels: Option<LabelOptions>,
+    /// Where to write: an object-store URL.
+    pub out: String,
+    /// Records per read.
+    pub batch: usize,
+    /// Point reads to answer during the replay (`eddy consistency`).
+    pub queries: Vec<Query>,
+}
+
+/// The label events of a training set.
+#[derive(Debug, Clone)]
+pub struct LabelOptions {
+    /// A source of the spec.
+    pub source: String,
+    /// A SQL expression over the source's columns. Default `label`.
+    pub expr: String,
+}
+
+/// What a backfill did.
+#[derive(Debug, Clone, Default)]
+pub struct BackfillSummary {
+    /// Records read, from the archive and from topics.
+    pub from_archive: u64,
+    pub from_topics: u64,
+    /// Events replayed through the views.
+    pub events: u64,
+    /// Events the live job would also have refused: late ones, records
+    /// that do not decode, rows an expression rejects, and events before
+    /// the replay's start.
+    pub late: u64,
+    pub undecodable: u64,
+    pub rejected: u64,
+    pub skipped_before_start: u64,
+    /// Feature-table rows written, and their files.
+    pub feature_rows: u64,
+    pub feature_files: Vec<String>,
+    /// Training rows written, and their files.
+    pub training_rows: u64,
+    pub training_files: Vec<String>,
+    pub training_columns: Vec<String>,
+    /// Label events whose label expression failed, and the first reason.
+    pub labels_rejected: u64,
+    pub first_label_rejection: Option<String>,
+    /// History already gone and not archived.
+    pub lost: Vec<String>,
+    pub first_problem: Option<String>,
+    /// Per query id: the view's values for the key as of the query's time.
+    pub answers: Vec<Vec<Scalar>>,
+    pub elapsed: Duration,
+}
+
+impl From<HistoryError> for JobError {
+    fn from(e: HistoryError) -> JobError {
+        JobError::Output(e.to_string())
+    }
+}
+
+/// A prepared backfill.
+pub struct Backfill {
+    inputs: Inputs,
+    tasks: BTreeMap<i32, Task>,
+    history: History,
+    options: BackfillOptions,
+    out: Store,
+    /// Events before this time are not replayed.
+    start: i64,
+    labels: Option<(usize, RecordDecoder, Labeler, TrainingWriter)>,
+    summary: BackfillSummary,
+}
+
+/// How far before `--from` the replay must start for every window to be
+/// full at `--from`; None if some window reaches back indefinitely.
+pub fn lookback(plans: &[ViewPlan]) -> Option<i64> {
+    let mut longest = 0i64;
+    for f in plans.iter().flat_map(|p| &p.features) {
+        let reach = match f.window {
+            Window::Sliding(size) | Window::Tumbling(size) => size.0,
+            Window::Hopping { size, .. } => size.0,
+            Window::Session(_) | Window::Lifetime => return None,
+        };
+        longest = longest.max(reach);
+    }
+    Some(longest)
+}
+
+impl Backfill {
+    /// Validates the spec, reads the tables and plans the replay.
+    pub fn open(
+        loaded: &LoadedSpec,
+        backend: Arc<dyn Backend>,
+        registry: Arc<dyn SchemaRegistry>,
+        options: BackfillOptions,
+    ) -> Result<Backfill, JobError> {
+        let spec = &loaded.spec;
+        let label_source = options.labels.as_ref().map(|l| l.source.as_str());
+        if let Some(name) = label_source
+            && !spec.sources.contains_key(name)
+        {
+            return Err(JobError::Output(format!(
+                "--labels `{name}` is not a source of {}; its sources are {:?}",
+                loaded.file.display(),
+                spec.sources.keys().collect::<Vec<_>>()
+            )));
+        }
+        if let (Some(f), Some(u)) = (options.from, options.until)
+            && f > u
+        {
+            return Err(JobError::Output(format!(
+                "--from ({f}) is after --until ({u})"
+            )));
+        }
+        let mut inputs = Inputs::open(loaded, backend.as_ref(), &registry, label_source)?;
+        let out = Store::open(&options.out)?;
+        let mut problem = None;
+        if !inputs.tables.is_empty() {
+            let mut consumer = backend.consumer(None)?;
+            bootstrap_tables(
+                backend.as_ref(),
+                consumer.as_mut(),
+                &inputs.tables,
+                &mut inputs.table_state,
+                &mut |rec, reason| {
+                    problem.get_or_insert(format!(
+                        "table `{}` partition {} offset {}: {reason}",
+                        rec.topic, rec.partition, rec.offset
+                    ));
+                },
+            )?;
+        }
+        let start = match (options.from, lookback(&inputs.plans)) {
+            (Some(from), Some(back)) => from.saturating_sub(back),
+            _ => i64::MIN,
+        };
+        let tasks = (0..inputs.partitions as i32)
+            .map(|p| (p, Task::new(inputs.cfg.clone(), p)))
+            .collect();
+        let archive = match &spec.archive {
+            Some(a) => Some(Store::open(&a.url)?),
+            None => None,
+        };
+        let topics: Vec<String> = inputs.sources.iter().map(|s| s.topic.clone()).collect();
+        let bounds: HashMap<(usize, i32), (i64, i64)> = inputs
+            .ends
+            .iter()
+            .map(|(k, end)| (*k, (inputs.lows.get(k).copied().unwrap_or(0), *end)))
+            .collect();
+        let history = History::open(backend.clone(), archive, &topics, &bounds)?;
+        let labels = match &options.labels {
+            None => None,
+            Some(l) => {
+                let s = inputs
+                    .sources
+                    .iter()
+                    .position(|s| s.name == l.source)
+                    .expect("opened with the label source");
+                let source_spec = &spec.sources[&l.source];
+                let schema = crate::engine::job::schema_lookup(&registry)(&source_spec.topic)
+                    .map_err(JobError::Output)?
+                    .ok_or_else(|| JobError::Output(format!("`{}` has no schema", l.source)))?;
+                let columns = crate::spec::validate::record_columns(&schema).unwrap_or_default();
+                let key_type = columns
+                    .get(&source_spec.key)
+                    .cloned()
+                    .unwrap_or(crate::spec::ColumnType::String);
+                let labeler = Labeler::new(&l.expr, columns.clone()).map_err(JobError::Output)?;
+                let decoder = RecordDecoder::new(
+                    registry.clone(),
+                    schema,
+                    &columns,
+                    &source_spec.key,
+                    Some((&source_spec.event_time, source_spec.event_time_unit)),
+                );
+                let writer = TrainingWriter::new(
+                    out.child("training"),
+                    (source_spec.key.clone(), key_type),
+                    labeler.label_type.clone(),
+                    &inputs.plans,
+                );
+                Some((s, decoder, labeler, writer))
+            }
+        };
+        clear_previous(&out)?;
+        Ok(Backfill {
+            inputs,
+            tasks,
+            history,
+            out,
+            start,
+            labels,
+            summary: BackfillSummary {
+                first_problem: problem,
+                ..Default::default()
+            },
+            options,
+        })
+    }
+
+    /// Records of history to read (for progress).
+    pub fn records_to_read(&self) -> u64 {
+        self.history.len()
+    }
+
+    /// Replays history and writes the outputs. `progress` is called after
+    /// every read with the number of records read so far.
+    pub fn run(mut self, progress: &mut dyn FnMut(u64)) -> Result<BackfillSummary, JobError> {
+        let started = Instant::now();
+        let cap = self.options.until.unwrap_or(i64::MAX);
+        // One probe per task: a query is answered by whichever task holds
+        // its key.
+        let mut probes: BTreeMap<i32, Probe> = self
+            .tasks
+            .keys()
+            .map(|p| {
+                let mut probe = Probe::queries(self.options.queries.clone());
+                if let Some((s, ..)) = &self.labels {
+                    probe.source = *s;
+                    probe.from = self.options.from.unwrap_or(i64::MIN);
+                }
+                (*p, probe)
+            })
+            .collect();
+        let mut read = 0u64;
+        while !self.history.done() {
+            let records = self.history.poll(self.options.batch)?;
+            read += records.len() as u64;
+            let mut label_events = Vec::new();
+            for rec in &records {
+                let Some(s) = self
+                    .inputs
+                    .sources
+                    .iter()
+                    .position(|s| s.topic == rec.topic)
+                else {
+                    continue;
+                };
+                let Some(task) = self.tasks.get_mut(&rec.partition) else {
+                    continue;
+                };
+                if task.watermark() >= cap {
+                    // Past --until: an event at or before it would be late
+                    // now, and one after it never counts.
+                    continue;
+                }
+                let row = match decode_event(&self.inputs.sources[s], s, rec) {
+                    Ok(row) => row,
+                    Err(reason) => {
+                        self.summary.undecodable += 1;
+                        self.summary.first_problem.get_or_insert(format!(
+                            "`{}` partition {} offset {}: {reason}",
+                            rec.topic, rec.partition, rec.offset
+                        ));
+                        task.skipped(s, rec.offset + 1);
+                        continue;
+                    }
+                };
+                if row.ts < self.start {
+                    self.summary.skipped_before_start += 1;
+                    task.skipped(s, rec.offset + 1);
+                    continue;
+                }
+                if let Some((ls, decoder, ..)) = &self.labels
+                    && *ls == s
+                    && row.ts <= cap
+                    && let Ok(d) = decoder.decode(rec)
+                {
+                    label_events.push((rec.partition, rec.offset, d.columns));
+                }
+                match task.offer(row) {
+                    Offer::Accepted => self.summary.events += 1,
+                    Offer::Late { .. } => self.summary.late += 1,
+                }
+            }
+            if let Some((_, _, labeler, _)) = &mut self.labels {
+                labeler.label(label_events);
+            }
+            // A partition read to its end no longer holds the watermark back.
+            for task in self.tasks.values_mut() {
+                for (s, source) in self.inputs.sources.iter().enumerate() {
+                    task.inputs[s].idle =
+                        self.history.partition_done(&source.topic, task.partition);
+                }
+            }
+            let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+            for p in partitions {
+                let task = self.tasks.get_mut(&p).expect("listed");
+                let probe = probes.get_mut(&p).expect("one per task");
+                let out = task.advance_capped(cap, &self.inputs.table_state, Some(probe));
+                self.take(p, out, probe, None)?;
+            }
+            progress(read);
+        }
+        // The final tables, as of --until (or the last event).
+        let mut sinks: Vec<ParquetSink> = self
+            .inputs
+            .plans
+            .iter()
+            .map(|plan| {
+                ParquetSink::new(
+                    self.out.child(&format!("features/{}", plan.name)),
+                    Arc::new(plan.clone()),
+                )
+            })
+            .collect();
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for p in partitions {
+            let task = self.tasks.get_mut(&p).expect("listed");
+            let probe = probes.get_mut(&p).expect("one per task");
+            let out = task.finish_probed(self.options.until, &self.inputs.table_state, Some(probe));
+            self.take(p, out, probe, Some(&mut sinks))?;
+            for (v, sink) in sinks.iter_mut().enumerate() {
+                if let Some(name) = sink.flush(p, 0).map_err(JobError::Output)? {
+                    self.summary.feature_files.push(format!(
+                        "{}/features/{}/{name}",
+                        self.out.url(),
+                        self.inputs.plans[v].name
+                    ));
+                }
+            }
+        }
+        if let Some((_, _, labeler, writer)) = &mut self.labels {
+            writer.flush().map_err(JobError::Output)?;
+            self.summary.training_rows = writer.written;
+            self.summary.training_files = writer.files.clone();
+            self.summary.training_columns = writer.columns();
+            self.summary.labels_rejected = labeler.rejected;
+            self.summary.first_label_rejection = labeler.first_rejection.clone();
+        }
+        // A query no task holds state for reads the empty windows.
+        let mut answers: Vec<Option<Vec<Scalar>>> = vec![None; self.options.queries.len()];
+        for probe in probes.into_values() {
+            for (id, values) in probe.answers {
+                if values.is_some() {
+                    answers[id] = values;
+                }
+            }
+        }
+        self.summary.answers = answers
+            .into_iter()
+            .zip(&self.options.queries)
+            .map(|(a, q)| {
+                a.unwrap_or_else(|| {
+                    crate::engine::keyed::empty_values(&self.inputs.cfg.views[q.view].layout)
+                })
+            })
+            .collect();
+        self.summary.from_archive = self.history.from_archive;
+        self.summary.from_topics = self.history.from_topics;
+        self.summary.lost = self.history.lost.clone();
+        self.summary.elapsed = started.elapsed();
+        self.write_manifest()?;
+        Ok(self.summary)
+    }
+
+    /// Keeps what a task gave: final rows into `sinks`, probed label events
+    /// into the training set; counts rejected rows.
+    fn take(
+        &mut self,
+        partition: i32,
+        out: Output,
+        probe: &mut Probe,
+        sinks: Option<&mut Vec<ParquetSink>>,
+    ) -> Result<(), JobError> {
+        for r in &out.rejected {
+            self.summary.rejected += 1;
+            self.summary.first_problem.get_or_insert(format!(
+                "partition {partition} offset {}: {}",
+                r.row.offset, r.reason
+            ));
+        }
+        if let Some(sinks) = sinks {
+            for (v, row) in out.rows {
+                self.summary.feature_rows += 1;
+                sinks[v].push(partition, row);
+            }
+        }
+        if let Some((_, _, labeler, writer)) = &mut self.labels {
+            for probed in probe.rows.drain(..) {
+                if let Some(label) = labeler.take(partition, probed.row.offset) {
+                    writer
+                        .push(partition, probed, label)
+                        .map_err(JobError::Output)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `manifest.json` next to the outputs: what was replayed and where
+    /// everything went, for notebooks and for the next person.
+    fn write_manifest(&self) -> Result<(), JobError> {
+        let s = &self.summary;
+        let manifest = serde_json::json!({
+            "from": self.options.from,
+            "until": self.options.until,
+            "labels": self.options.labels.as_ref().map(|l| serde_json::json!({"source": l.source, "expr": l.expr})),
+            "events": s.events,
+            "late": s.late,
+            "undecodable": s.undecodable,
+            "rejected": s.rejected,
+            "feature_rows": s.feature_rows,
+            "feature_files": s.feature_files,
+            "training_rows": s.training_rows,
+            "training_files": s.training_files,
+            "training_columns": s.training_columns,
+            "views": self.inputs.plans.iter().map(|p| &p.name).collect::<Vec<_>>(),
+        });
+        self.out
+            .put(
+                "manifest.json",
+                serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
+            )
+            .map_err(JobError::Store)
+    }
+}
+
+/// Removes the files of an earlier backfill to the same place, so the
+/// output holds this run only. Only eddy's own files are touched.
+fn clear_previous(out: &Store) -> Result<(), JobError> {
+    for name in out.list("")? {
+        let ours = name == "manifest.json"
+            || ((name.starts_with("features/") || name.starts_with("training/"))
+                && name.ends_with(".parquet"));
+        if ours {
+            out.delete(&name)?;
+        }
+    }
+    Ok(())
+}
