@@ -151,8 +151,9 @@ pub struct BackfillArgs {
     /// are replaced.
     #[arg(long)]
     pub out: String,
-    /// Records per read. Default 100000.
-    #[arg(long, default_value_t = 100_000)]
+    /// Records per read: every read releases events and probes labels in
+    /// one step per task, on all cores. Default 50000.
+    #[arg(long, default_value_t = 50_000)]
     pub batch: usize,
 }
 
@@ -319,6 +320,26 @@ pub enum BenchCommand {
     Topics(BenchTopicsArgs),
     /// Feature-engine throughput: Avro events, one join, 3 windows x 4 ops.
     Pipeline(BenchPipelineArgs),
+    /// `eddy backfill`: replay rate, and time and peak memory of a training
+    /// set with one label per event and 100 features.
+    Backfill(BenchBackfillArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchBackfillArgs {
+    /// Events to produce (each one is also a label). Default 1,000,000.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Distinct users (keys). Default 10,000.
+    #[arg(long, default_value_t = 10_000)]
+    pub users: u64,
+    /// Items in the joined table. Default 1,000.
+    #[arg(long, default_value_t = 1_000)]
+    pub items: u64,
+    /// Partitions: a backfill replays partitions on all cores in parallel.
+    /// Default 2.
+    #[arg(long, default_value_t = 2)]
+    pub partitions: i32,
 }
 
 #[derive(Debug, Args)]

@@ -26,25 +26,41 @@ const CLICK: &str = r#"{"type":"record","name":"BenchClick","namespace":"eddy.be
 const ITEM: &str = r#"{"type":"record","name":"BenchItem","namespace":"eddy.bench","fields":[
   {"name":"item","type":"long"},{"name":"category","type":"string"},{"name":"price","type":"double"}]}"#;
 
-pub fn pipeline(global: &Global, args: &BenchPipelineArgs) -> anyhow::Result<()> {
-    let mut ctx = Context::open(global)?;
+/// The benchmark's topics, filled.
+pub struct BenchTopics {
+    pub stamp: u128,
+    pub clicks: String,
+    pub items: String,
+}
+
+/// Creates and fills a clicks topic (`events` Avro events over `users`
+/// users and `items` items) and a compacted items table.
+pub fn produce_clicks(
+    ctx: &mut Context,
+    events: u64,
+    users: u64,
+    items: u64,
+    partitions: i32,
+) -> anyhow::Result<BenchTopics> {
     let registry = ctx.registry()?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis();
-    let (clicks, items) = (
-        format!("bench-clicks-{stamp}"),
-        format!("bench-items-{stamp}"),
-    );
+    let topics = BenchTopics {
+        stamp,
+        clicks: format!("bench-clicks-{stamp}"),
+        items: format!("bench-items-{stamp}"),
+    };
+    let (clicks, item_topic) = (&topics.clicks, &topics.items);
     ctx.backend
-        .create_topic(&TopicSpec::new(&clicks).partitions(args.partitions))?;
+        .create_topic(&TopicSpec::new(clicks).partitions(partitions))?;
     ctx.backend
-        .create_topic(&TopicSpec::new(&items).compacted())?;
+        .create_topic(&TopicSpec::new(item_topic).compacted())?;
     let codec = AvroCodec::new(registry.clone());
-    let click_enc = codec.encoder(&value_subject(&clicks), CLICK)?;
-    let item_enc = codec.encoder(&value_subject(&items), ITEM)?;
+    let click_enc = codec.encoder(&value_subject(clicks), CLICK)?;
+    let item_enc = codec.encoder(&value_subject(item_topic), ITEM)?;
     let mut producer = ctx.backend.producer()?;
-    for item in 0..args.items as i64 {
+    for item in 0..items as i64 {
         let v = Value::Record(vec![
             ("item".into(), Value::Long(item)),
             ("category".into(), Value::String(format!("c{}", item % 20))),
@@ -52,7 +68,7 @@ pub fn pipeline(global: &Global, args: &BenchPipelineArgs) -> anyhow::Result<()>
         ]);
         producer.send(
             ProducerRecord::new(
-                &items,
+                item_topic,
                 Some(item.to_string().into_bytes()),
                 Some(item_enc.encode(&v)?),
             )
@@ -61,37 +77,47 @@ pub fn pipeline(global: &Global, args: &BenchPipelineArgs) -> anyhow::Result<()>
     }
     // One event every 10 ms of event time, spread over users and items by
     // a multiplicative hash, slightly out of order (within the lateness).
-    let bar = progress::bar(args.events, "produce");
+    let bar = progress::bar(events, "produce");
     let base = 1_700_000_000_000i64;
-    for i in 0..args.events as i64 {
+    for i in 0..events as i64 {
         let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let user = (h % args.users) as i64;
+        let user = (h % users) as i64;
+        let ts = base + i * 10 - (h >> 50) as i64 % 1000;
         let v = Value::Record(vec![
             ("user".into(), Value::Long(user)),
-            ("item".into(), Value::Long(((h >> 20) % args.items) as i64)),
+            ("item".into(), Value::Long(((h >> 20) % items) as i64)),
             (
                 "amount".into(),
                 Value::Double(((h >> 40) % 200) as f64 * 0.5),
             ),
-            (
-                "ts".into(),
-                Value::TimestampMillis(base + i * 10 - (h >> 50) as i64 % 1000),
-            ),
+            ("ts".into(), Value::TimestampMillis(ts)),
         ]);
-        producer.send(ProducerRecord::new(
-            &clicks,
-            Some(user.to_string().into_bytes()),
-            Some(click_enc.encode(&v)?),
-        ))?;
+        producer.send(
+            ProducerRecord::new(
+                clicks,
+                Some(user.to_string().into_bytes()),
+                Some(click_enc.encode(&v)?),
+            )
+            .at(ts),
+        )?;
         if i % 8192 == 0 {
             bar.set_position(i as u64);
         }
     }
     producer.flush()?;
     bar.finish_and_clear();
+    Ok(topics)
+}
 
-    let w = &args.window;
-    let text = format!(
+/// The spec `eddy bench pipeline` runs: one join, a sliding window `w`,
+/// `tumbling 1d` and `lifetime`, 4 operators each.
+pub fn pipeline_spec(t: &BenchTopics, w: &str) -> String {
+    let BenchTopics {
+        stamp,
+        clicks,
+        items,
+    } = t;
+    format!(
         "name: bench_{stamp}
 sources:
   clicks: {{ topic: {clicks}, key: user, event_time: ts, lateness: 1s }}
@@ -109,7 +135,22 @@ features:
     output: {{ topic: {clicks}.features }}
 checkpoint: {{ interval: 1h }}
 "
-    );
+    )
+}
+
+pub fn pipeline(global: &Global, args: &BenchPipelineArgs) -> anyhow::Result<()> {
+    let mut ctx = Context::open(global)?;
+    let registry = ctx.registry()?;
+    let topics = produce_clicks(
+        &mut ctx,
+        args.events,
+        args.users,
+        args.items,
+        args.partitions,
+    )?;
+    let stamp = topics.stamp;
+    let w = &args.window;
+    let text = pipeline_spec(&topics, w);
     let loaded = spec::parse(std::path::Path::new("bench.yaml"), &text)?;
     let ckpt = std::env::temp_dir().join(format!("eddy-bench-{stamp}"));
     let options = JobOptions {

@@ -2,6 +2,7 @@
 
 mod backfill;
 mod bench;
+mod bench_backfill;
 mod bench_pipeline;
 mod quickstart;
 mod quickstart_features;
@@ -27,6 +28,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Topics(args)) => bench::topics(&cli.global, &args),
         Command::Bench(BenchCommand::Pipeline(args)) => {
             bench_pipeline::pipeline(&cli.global, &args)
+        }
+        Command::Bench(BenchCommand::Backfill(args)) => {
+            bench_backfill::backfill_bench(&cli.global, &args)
         }
     }
 }

@@ -324,6 +324,63 @@ features:
         text(&check.stderr)
     );
     assert!(text(&check.stdout).contains("100837 training rows equal"));
+
+    // --from: only 30-day windows, so the replay starts 30 days before
+    // --from, and the rows from --from on are still exact.
+    std::fs::write(
+        &spec,
+        "name: oracle_from
+sources:
+  ratings: { topic: ratings, key: user_id, event_time: timestamp, lateness: 10m }
+features:
+  user:
+    source: ratings
+    aggregations:
+      - { name: n, op: count, windows: [30d] }
+      - { name: sum, op: sum, column: rating, windows: [30d] }
+      - { name: mean, op: mean, column: rating, windows: [30d] }
+    output: { topic: features.oracle_from }
+",
+    )
+    .unwrap();
+    let from_dir = dir.path().join("training-from");
+    let mut cmd = eddy(&dir.path().join("eddy-data"));
+    cmd.current_dir(dir.path()).args([
+        "backfill",
+        spec.to_str().unwrap(),
+        "--labels",
+        "ratings",
+        "--label-expr",
+        "rating >= 4",
+        "--from",
+        "2015-01-01",
+        "--out",
+        from_dir.to_str().unwrap(),
+    ]);
+    let out = ok(cmd, "");
+    assert!(
+        out.contains("before the replay's start (--from minus the longest window) skipped"),
+        "{out}"
+    );
+    // 2015-01-01 in epoch milliseconds.
+    let check = Command::new(external("EDDY_TEST_PYTHON").unwrap())
+        .arg(ORACLE)
+        .arg(format!("{MOVIELENS}/ratings.csv"))
+        .arg(from_dir.join("training"))
+        .arg("1420070400000")
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "the --from training set differs from the oracle:\n{}{}",
+        text(&check.stdout),
+        text(&check.stderr)
+    );
+    assert!(
+        text(&check.stdout).contains("(3 features)"),
+        "{}",
+        text(&check.stdout)
+    );
 }
 
 /// Output of `topics describe`: (low, high) of partition 0.

@@ -13,7 +13,9 @@ q holds (q - 30d, q], so its count is cum(<= q) - cum(<= q - 30d), each a
 backward as-of join. This shares no code or method with eddy's streaming
 windows.
 
-Usage: training_set_oracle.py RATINGS_CSV TRAINING_DIR
+Usage: training_set_oracle.py RATINGS_CSV TRAINING_DIR [FROM_MS]
+Compares the feature columns the training set has; with FROM_MS, only label
+events at or after it are expected (a backfill with --from).
 Exits 1 and prints the first mismatches if any value differs.
 """
 
@@ -31,7 +33,7 @@ DAY_MS = 86_400_000
 WINDOW = 30 * DAY_MS
 
 
-def main(ratings_csv: str, training_dir: str) -> int:
+def main(ratings_csv: str, training_dir: str, from_ms: int | None) -> int:
     ratings = (
         pl.read_csv(ratings_csv)
         .with_columns(ts=pl.col("timestamp") * 1000)
@@ -92,6 +94,8 @@ def main(ratings_csv: str, training_dir: str) -> int:
         mean_30d=pl.when(pl.col("n_30d") > 0).then(pl.col("sum_30d") / pl.col("n_30d"))
     )
 
+    if from_ms is not None:
+        expected = expected.filter(pl.col("event_time_ms") >= from_ms)
     got = pl.read_parquet(f"{training_dir}/*.parquet").with_columns(
         event_time_ms=pl.col("event_time").dt.epoch("ms")
     )
@@ -106,15 +110,23 @@ def main(ratings_csv: str, training_dir: str) -> int:
     expected = expected.sort(key).with_columns(k=pl.int_range(pl.len()).over(key))
     joined = expected.join(got, on=key + ["k"], how="full", suffix="_eddy", coalesce=True)
     bad = 0
-    for col in [
-        "n_lifetime",
-        "sum_lifetime",
-        "mean_lifetime",
-        "last_rating_lifetime",
-        "n_30d",
-        "sum_30d",
-        "mean_30d",
-    ]:
+    features = [
+        c
+        for c in [
+            "n_lifetime",
+            "sum_lifetime",
+            "mean_lifetime",
+            "last_rating_lifetime",
+            "n_30d",
+            "sum_30d",
+            "mean_30d",
+        ]
+        if c in got.columns
+    ]
+    if not features:
+        print(f"no known feature column in {got.columns}")
+        return 1
+    for col in features:
         a, b = pl.col(col), pl.col(f"{col}_eddy")
         if joined.schema[col].is_float():
             same = (a.is_null() & b.is_null()) | ((a - b).abs() <= 1e-9 * (1 + a.abs()))
@@ -127,9 +139,12 @@ def main(ratings_csv: str, training_dir: str) -> int:
             print(diff.select(key + [col, f"{col}_eddy"]).head(5))
     if bad:
         return 1
-    print(f"{expected.height} training rows equal the polars join_asof oracle")
+    print(
+        f"{expected.height} training rows equal the polars join_asof oracle"
+        f" ({len(features)} features)"
+    )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else None))

@@ -109,6 +109,88 @@ pub fn from_series(s: &Series, ty: &ColumnType) -> Result<Vec<Scalar>, PolarsErr
     })
 }
 
+/// A column built value by value, typed as it fills (no `Vec<Scalar>` to
+/// convert afterwards for the common numeric types).
+#[derive(Debug)]
+pub enum ColumnBuilder {
+    Long(Vec<Option<i64>>),
+    Double(Vec<Option<f64>>),
+    Boolean(Vec<Option<bool>>),
+    Other(ColumnType, Vec<Scalar>),
+}
+
+impl ColumnBuilder {
+    pub fn new(t: &ColumnType, rows: usize) -> ColumnBuilder {
+        match t {
+            ColumnType::Long => ColumnBuilder::Long(Vec::with_capacity(rows)),
+            ColumnType::Double => ColumnBuilder::Double(Vec::with_capacity(rows)),
+            ColumnType::Boolean => ColumnBuilder::Boolean(Vec::with_capacity(rows)),
+            other => ColumnBuilder::Other(other.clone(), Vec::with_capacity(rows)),
+        }
+    }
+
+    /// Appends a value, as [`to_series`] would convert it.
+    pub fn push(&mut self, v: Scalar) {
+        match self {
+            ColumnBuilder::Long(b) => b.push(match v {
+                Scalar::Long(x) => Some(x),
+                _ => None,
+            }),
+            ColumnBuilder::Double(b) => b.push(v.as_f64()),
+            ColumnBuilder::Boolean(b) => b.push(match v {
+                Scalar::Bool(x) => Some(x),
+                _ => None,
+            }),
+            ColumnBuilder::Other(_, b) => b.push(v),
+        }
+    }
+
+    pub fn finish(self, name: &str) -> Series {
+        match self {
+            ColumnBuilder::Long(b) => Series::new(name.into(), b),
+            ColumnBuilder::Double(b) => Series::new(name.into(), b),
+            ColumnBuilder::Boolean(b) => Series::new(name.into(), b),
+            ColumnBuilder::Other(t, b) => to_series(name, &t, b.into_iter()),
+        }
+    }
+}
+
+impl ColumnBuilder {
+    /// Values so far.
+    pub fn len(&self) -> usize {
+        match self {
+            ColumnBuilder::Long(b) => b.len(),
+            ColumnBuilder::Double(b) => b.len(),
+            ColumnBuilder::Boolean(b) => b.len(),
+            ColumnBuilder::Other(_, b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Value `i` back as a scalar (for tests and checks).
+    pub fn get(&self, i: usize) -> Scalar {
+        match self {
+            ColumnBuilder::Long(b) => b[i].map_or(Scalar::Null, Scalar::Long),
+            ColumnBuilder::Double(b) => b[i].map_or(Scalar::Null, Scalar::Double),
+            ColumnBuilder::Boolean(b) => b[i].map_or(Scalar::Null, Scalar::Bool),
+            ColumnBuilder::Other(_, b) => b[i].clone(),
+        }
+    }
+
+    /// An empty builder of the same type.
+    pub fn empty_like(&self) -> ColumnBuilder {
+        match self {
+            ColumnBuilder::Long(_) => ColumnBuilder::Long(Vec::new()),
+            ColumnBuilder::Double(_) => ColumnBuilder::Double(Vec::new()),
+            ColumnBuilder::Boolean(_) => ColumnBuilder::Boolean(Vec::new()),
+            ColumnBuilder::Other(t, _) => ColumnBuilder::Other(t.clone(), Vec::new()),
+        }
+    }
+}
+
 /// The compiled SQL of one view.
 pub struct Expressions {
     /// (name, expression, type) in order.

@@ -260,7 +260,16 @@ impl KeyState {
     /// The features' values as of `t` (after [`KeyState::advance`] to `t`),
     /// in the layout's feature order.
     pub fn values(&self, layout: &Layout, t: i64) -> Vec<Scalar> {
-        let mut out = vec![Scalar::Null; layout.features];
+        let mut out = Vec::with_capacity(layout.features);
+        self.values_into(layout, t, &mut out);
+        out
+    }
+
+    /// [`KeyState::values`], appended to `out`.
+    pub fn values_into(&self, layout: &Layout, t: i64, out: &mut Vec<Scalar>) {
+        let at = out.len();
+        out.resize(at + layout.features, Scalar::Null);
+        let out = &mut out[at..];
         let base = self.base();
         for (w, state) in self.windows.iter().enumerate() {
             let from = state.start.saturating_sub(base) as usize;
@@ -273,7 +282,6 @@ impl KeyState {
                 out[*f] = agg.value(t, &slice);
             }
         }
-        out
     }
 
     /// Approximate bytes held by this key.

@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::frame::{ExprError, Expressions};
+use super::frame::{ColumnBuilder, ExprError, Expressions};
+use super::job::output::OutType;
 use super::keyed::Layout;
 use super::table::TableState;
 use super::value::Scalar;
@@ -176,8 +177,10 @@ pub struct Probe {
     /// Only events at or after this time are probed (a backfill's
     /// `--from`); earlier ones still count as features.
     pub from: i64,
-    /// Answers, in release order; the caller drains them.
-    pub rows: Vec<Probed>,
+    /// Answers, in release order; the caller takes them.
+    pub rows: ProbedRows,
+    /// Reused for each probed event's values.
+    scratch: Vec<Scalar>,
     /// Point reads of one view at a time, answered once every event at or
     /// before the time has counted and none after it: what a live job
     /// emitted as of that watermark. Sorted by time, latest first (they
@@ -203,7 +206,8 @@ impl Probe {
         Probe {
             source,
             from,
-            rows: Vec::new(),
+            rows: ProbedRows::default(),
+            scratch: Vec::new(),
             queries: Vec::new(),
             answers: Vec::new(),
         }
@@ -219,13 +223,67 @@ impl Probe {
     }
 }
 
-/// One probed event and every view's values for its key as of just before
-/// its time.
-#[derive(Debug, Clone)]
-pub struct Probed {
-    pub row: Row,
-    /// Per view, values in the view's feature order.
-    pub features: Vec<Vec<Scalar>>,
+/// Probed events, as columns: each event's key, time and offset, and
+/// every view's values for its key as of just before its time. Columns are
+/// typed as they fill, so a training set needs no row of values per event.
+#[derive(Debug, Default)]
+pub struct ProbedRows {
+    pub keys: Vec<Scalar>,
+    pub ts: Vec<i64>,
+    pub offsets: Vec<i64>,
+    /// One per feature over all views: view after view, each in its
+    /// feature order.
+    pub features: Vec<ColumnBuilder>,
+}
+
+impl ProbedRows {
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// Takes the rows, leaving empty columns of the same types.
+    pub fn take(&mut self) -> ProbedRows {
+        let features = self
+            .features
+            .iter()
+            .map(ColumnBuilder::empty_like)
+            .collect();
+        std::mem::replace(
+            self,
+            ProbedRows {
+                features,
+                ..ProbedRows::default()
+            },
+        )
+    }
+
+    fn push(
+        &mut self,
+        cfg: &TaskConfig,
+        key: &Scalar,
+        ts: i64,
+        offset: i64,
+        values: &mut Vec<Scalar>,
+    ) {
+        if self.features.is_empty() {
+            self.features = cfg
+                .views
+                .iter()
+                .flat_map(|v| &v.plan.features)
+                .map(|f| ColumnBuilder::new(&OutType::of(f).column_type(), 1024))
+                .collect();
+        }
+        self.keys.push(key.clone());
+        self.ts.push(ts);
+        self.offsets.push(offset);
+        for (column, v) in self.features.iter_mut().zip(values.drain(..)) {
+            column.push(v);
+        }
+    }
 }
 
 /// One task.
@@ -241,6 +299,9 @@ pub struct Task {
     views: Vec<ViewState>,
     /// A bounded run has released everything and emitted the final table.
     pub finished: bool,
+    /// Advances keep windows and timers moving but compute no rows (a
+    /// backfill keeps only its final table); finishing still emits.
+    pub quiet: bool,
 }
 
 /// What a checkpoint keeps of a task.
@@ -269,6 +330,7 @@ impl Task {
             watermark: i64::MIN,
             views,
             finished: false,
+            quiet: false,
         }
     }
 
@@ -391,7 +453,9 @@ impl Task {
         for view in &mut self.views {
             view.touch_all();
         }
+        let quiet = std::mem::replace(&mut self.quiet, false);
         let out = self.advance_probed(w, tables, probe);
+        self.quiet = quiet;
         self.pending.clear();
         out
     }
@@ -469,15 +533,11 @@ impl Task {
                     if ts >= probe.from {
                         for row in &released[i..end] {
                             if row.source == probe.source {
-                                let features = self
-                                    .views
-                                    .iter_mut()
-                                    .map(|v| v.probe(&row.key, ts - 1))
-                                    .collect();
-                                probe.rows.push(Probed {
-                                    row: row.clone(),
-                                    features,
-                                });
+                                let values = &mut probe.scratch;
+                                for v in &mut self.views {
+                                    v.probe_into(&row.key, ts - 1, values);
+                                }
+                                probe.rows.push(&self.cfg, &row.key, ts, row.offset, values);
                             }
                         }
                     }
@@ -494,8 +554,12 @@ impl Task {
             }
         }
         for v in 0..self.views.len() {
-            out.rows
-                .extend(self.views[v].emit(w).into_iter().map(|r| (v, r)));
+            if self.quiet {
+                self.views[v].emit_quietly(w);
+            } else {
+                out.rows
+                    .extend(self.views[v].emit(w).into_iter().map(|r| (v, r)));
+            }
         }
         out
     }
@@ -519,6 +583,7 @@ impl Task {
             .map(|(v, s)| ViewState::restore(v.layout.clone(), s))
             .collect();
         Task {
+            quiet: false,
             cfg,
             partition: snap.partition,
             inputs: snap.inputs,

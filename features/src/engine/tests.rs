@@ -682,15 +682,14 @@ fn a_probed_event_sees_only_strictly_earlier_events_not_one_at_its_own_time() {
             }
         }
         task.finish_probed(None, &[], Some(&mut probe));
-        let seen: Vec<(i64, i64, Scalar, Scalar)> = probe
-            .rows
-            .iter()
-            .map(|p| {
+        let rows = &probe.rows;
+        let seen: Vec<(i64, i64, Scalar, Scalar)> = (0..rows.len())
+            .map(|i| {
                 (
-                    p.row.ts,
-                    p.row.offset,
-                    p.features[0][lifetime].clone(),
-                    p.features[0][last_100ms].clone(),
+                    rows.ts[i],
+                    rows.offsets[i],
+                    rows.features[lifetime].get(i),
+                    rows.features[last_100ms].get(i),
                 )
             })
             .collect();
@@ -731,7 +730,7 @@ fn a_backfill_until_a_time_counts_nothing_after_it_and_probes_from_its_start() {
     }
     assert!(task.watermark() <= 650);
     let out = task.finish_probed(Some(650), &[], Some(&mut probe));
-    let probed: Vec<i64> = probe.rows.iter().map(|p| p.row.ts).collect();
+    let probed: Vec<i64> = probe.rows.ts.clone();
     assert_eq!(probed, vec![500, 600], "labels in [from, until] only");
     let (_, last) = out.rows.last().expect("the final table");
     assert_eq!(last.as_of, 650);

@@ -124,6 +124,16 @@ impl ViewState {
     /// Moves the view to `watermark`: fires due timers, brings every changed
     /// key to the watermark and returns their rows (in slab order).
     pub fn emit(&mut self, watermark: i64) -> Vec<FeatureRow> {
+        self.emit_with(watermark, true)
+    }
+
+    /// [`ViewState::emit`] without computing rows: windows, timers and
+    /// forgetting move exactly as they would, so a later emit is the same.
+    pub fn emit_quietly(&mut self, watermark: i64) {
+        self.emit_with(watermark, false);
+    }
+
+    fn emit_with(&mut self, watermark: i64, rows_wanted: bool) -> Vec<FeatureRow> {
         while let Some(Reverse((t, i, generation))) = self.timers.peek().copied() {
             if t > watermark {
                 break;
@@ -147,11 +157,13 @@ impl ViewState {
             };
             entry.dirty = false;
             entry.state.advance(&self.layout, watermark);
-            rows.push(FeatureRow {
-                key: entry.key.clone(),
-                as_of: watermark,
-                values: entry.state.values(&self.layout, watermark),
-            });
+            if rows_wanted {
+                rows.push(FeatureRow {
+                    key: entry.key.clone(),
+                    as_of: watermark,
+                    values: entry.state.values(&self.layout, watermark),
+                });
+            }
             if entry.state.is_forgettable(&self.layout) {
                 self.index.remove(&entry.key);
                 self.entries[i] = None;
@@ -192,12 +204,19 @@ impl ViewState {
     /// event applied to the view. Brings the key's windows to `t` (they
     /// would get there at the next emit anyway), so it changes no output.
     pub fn probe(&mut self, key: &Scalar, t: i64) -> Vec<Scalar> {
+        let mut out = Vec::with_capacity(self.layout.features);
+        self.probe_into(key, t, &mut out);
+        out
+    }
+
+    /// [`ViewState::probe`], appending the values to `out`.
+    pub fn probe_into(&mut self, key: &Scalar, t: i64, out: &mut Vec<Scalar>) {
         match self.index.get(key).and_then(|i| self.entries[*i].as_mut()) {
             Some(e) => {
                 e.state.advance(&self.layout, t);
-                e.state.values(&self.layout, t)
+                e.state.values_into(&self.layout, t, out);
             }
-            None => super::keyed::empty_values(&self.layout),
+            None => out.extend(super::keyed::empty_values(&self.layout)),
         }
     }
 

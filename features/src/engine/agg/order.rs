@@ -162,7 +162,9 @@ impl Positional {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Freq {
     top: Option<usize>,
-    counts: HashMap<Scalar, u64>,
+    /// foldhash, not SipHash: keys are the engine's own values, and the
+    /// map is on the per-event path.
+    counts: HashMap<Scalar, u64, foldhash::fast::RandomState>,
     #[serde(skip)]
     ranked: BTreeSet<(Reverse<u64>, Scalar)>,
 }
@@ -171,7 +173,7 @@ impl Freq {
     pub fn new(top: Option<usize>) -> Freq {
         Freq {
             top,
-            counts: HashMap::new(),
+            counts: HashMap::default(),
             ranked: BTreeSet::new(),
         }
     }
@@ -190,10 +192,20 @@ impl Freq {
     }
 
     fn bump(&mut self, item: &Scalar, up: bool) {
-        let count = self.counts.entry(item.clone()).or_insert(0);
-        let old = *count;
+        // Look up by reference: the key is cloned only when it is new.
+        let old = match self.counts.get_mut(item) {
+            Some(count) => {
+                let old = *count;
+                *count = if up { old + 1 } else { old.saturating_sub(1) };
+                old
+            }
+            None if up => {
+                self.counts.insert(item.clone(), 1);
+                0
+            }
+            None => return,
+        };
         let new = if up { old + 1 } else { old.saturating_sub(1) };
-        *count = new;
         if new == 0 {
             self.counts.remove(item);
         }

@@ -82,7 +82,10 @@ pub struct History {
     archive: Option<Store>,
     /// One per (source, partition), sources in the inputs' order.
     cursors: Vec<Cursor>,
-    backend_consumer: Option<Box<dyn Consumer>>,
+    /// Per cursor (by index) still reading the topic: its own consumer, so
+    /// every partition advances in every poll and the tasks of a replay
+    /// have work at the same time.
+    tail: Option<Vec<(usize, Box<dyn Consumer>)>>,
     backend: std::sync::Arc<dyn Backend>,
     /// Records returned from the archive.
     pub from_archive: u64,
@@ -132,7 +135,7 @@ impl History {
         Ok(History {
             archive,
             cursors,
-            backend_consumer: None,
+            tail: None,
             backend,
             from_archive: 0,
             from_topics: 0,
@@ -159,6 +162,16 @@ impl History {
     /// Every partition is read to its end.
     pub fn done(&self) -> bool {
         self.cursors.iter().all(Cursor::done)
+    }
+
+    /// The partitions not read to their end, as `topic[partition] at
+    /// offset/end`.
+    pub fn unfinished(&self) -> Vec<String> {
+        self.cursors
+            .iter()
+            .filter(|c| !c.done())
+            .map(|c| format!("{}[{}] at {}/{}", c.topic, c.partition, c.next, c.end))
+            .collect()
     }
 
     /// Partition `partition` of `topic` is read to its end.
@@ -204,36 +217,40 @@ impl History {
             self.archive = None;
             self.start_tail()?;
         }
-        if self.backend_consumer.is_none() {
+        if self.tail.is_none() {
             self.start_tail()?;
         }
-        if self.done() {
+        let tail = self.tail.as_mut().expect("started");
+        tail.retain(|(c, _)| !self.cursors[*c].done());
+        if tail.is_empty() {
             return Ok(Vec::new());
         }
-        let consumer = self.backend_consumer.as_mut().expect("started");
-        let mut out = consumer.poll(max, Duration::from_millis(100))?;
-        let cursors = &mut self.cursors;
-        out.retain(|rec| {
-            match cursors
-                .iter_mut()
-                .find(|c| c.partition == rec.partition && c.topic == rec.topic)
-            {
-                Some(c) if rec.offset >= c.next && rec.offset < c.end => {
-                    c.next = rec.offset + 1;
-                    true
+        let share = (max / tail.len()).max(1);
+        let mut out = Vec::new();
+        for (i, (c, consumer)) in tail.iter_mut().enumerate() {
+            // Wait a little on the first partition only, so an idle poll
+            // does not spin and a busy one does not wait for each.
+            let wait = if i == 0 && out.is_empty() {
+                Duration::from_millis(100)
+            } else {
+                Duration::ZERO
+            };
+            let cursor = &mut self.cursors[*c];
+            for rec in consumer.poll(share, wait)? {
+                if rec.offset >= cursor.next && rec.offset < cursor.end {
+                    cursor.next = rec.offset + 1;
+                    out.push(rec);
                 }
-                _ => false,
             }
-        });
+        }
         self.from_topics += out.len() as u64;
         Ok(out)
     }
 
     /// Assigns the topics from where the archive stopped.
     fn start_tail(&mut self) -> Result<(), HistoryError> {
-        let mut consumer = self.backend.consumer(None)?;
-        let mut by_topic: Vec<(String, Vec<(i32, StartOffset)>)> = Vec::new();
-        for c in &mut self.cursors {
+        let mut tail = Vec::new();
+        for (i, c) in self.cursors.iter_mut().enumerate() {
             if c.archived && c.next < c.low {
                 return Err(HistoryError::Gap {
                     topic: c.topic.clone(),
@@ -254,16 +271,11 @@ impl History {
             if c.done() {
                 continue;
             }
-            let start = StartOffset::At(c.next);
-            match by_topic.iter_mut().find(|(t, _)| *t == c.topic) {
-                Some((_, parts)) => parts.push((c.partition, start)),
-                None => by_topic.push((c.topic.clone(), vec![(c.partition, start)])),
-            }
+            let mut consumer = self.backend.consumer(None)?;
+            consumer.assign(&c.topic, &[(c.partition, StartOffset::At(c.next))])?;
+            tail.push((i, consumer));
         }
-        for (topic, parts) in by_topic {
-            consumer.assign(&topic, &parts)?;
-        }
-        self.backend_consumer = Some(consumer);
+        self.tail = Some(tail);
         Ok(())
     }
 }

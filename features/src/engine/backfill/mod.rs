@@ -111,6 +111,9 @@ impl From<HistoryError> for JobError {
     }
 }
 
+/// How long a backfill waits for records it knows exist before giving up.
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A prepared backfill.
 pub struct Backfill {
     inputs: Inputs,
@@ -188,7 +191,12 @@ impl Backfill {
             _ => i64::MIN,
         };
         let tasks = (0..inputs.partitions as i32)
-            .map(|p| (p, Task::new(inputs.cfg.clone(), p)))
+            .map(|p| {
+                let mut task = Task::new(inputs.cfg.clone(), p);
+                // Only the final table is kept: no rows while replaying.
+                task.quiet = true;
+                (p, task)
+            })
             .collect();
         let archive = match &spec.archive {
             Some(a) => Some(Store::open(&a.url)?),
@@ -276,8 +284,23 @@ impl Backfill {
             })
             .collect();
         let mut read = 0u64;
+        // Where the time goes, for `-vv`.
+        let mut phases = [Duration::ZERO; 5];
+        let mut last_progress = Instant::now();
         while !self.history.done() {
+            let t0 = Instant::now();
             let records = self.history.poll(self.options.batch)?;
+            phases[0] += t0.elapsed();
+            if !records.is_empty() {
+                last_progress = Instant::now();
+            } else if last_progress.elapsed() > STALL_TIMEOUT {
+                return Err(JobError::Output(format!(
+                    "no record read for {} s although history is not read to its end ({}); is the broker reachable?",
+                    STALL_TIMEOUT.as_secs(),
+                    self.history.unfinished().join(", ")
+                )));
+            }
+            let t0 = Instant::now();
             read += records.len() as u64;
             let mut label_events = Vec::new();
             for rec in &records {
@@ -326,9 +349,13 @@ impl Backfill {
                     Offer::Late { .. } => self.summary.late += 1,
                 }
             }
+            phases[1] += t0.elapsed();
+            let t0 = Instant::now();
             if let Some((_, _, labeler, _)) = &mut self.labels {
                 labeler.label(label_events);
             }
+            phases[2] += t0.elapsed();
+            let t0 = Instant::now();
             // A partition read to its end no longer holds the watermark back.
             for task in self.tasks.values_mut() {
                 for (s, source) in self.inputs.sources.iter().enumerate() {
@@ -336,15 +363,27 @@ impl Backfill {
                         self.history.partition_done(&source.topic, task.partition);
                 }
             }
-            let partitions: Vec<i32> = self.tasks.keys().copied().collect();
-            for p in partitions {
-                let task = self.tasks.get_mut(&p).expect("listed");
+            let tables = &self.inputs.table_state;
+            let outs = on_every_task(&mut self.tasks, &mut probes, |task, probe| {
+                task.advance_capped(cap, tables, Some(probe))
+            });
+            phases[3] += t0.elapsed();
+            let t0 = Instant::now();
+            for (p, out) in outs {
                 let probe = probes.get_mut(&p).expect("one per task");
-                let out = task.advance_capped(cap, &self.inputs.table_state, Some(probe));
                 self.take(p, out, probe, None)?;
             }
+            phases[4] += t0.elapsed();
             progress(read);
         }
+        tracing::debug!(
+            poll = ?phases[0],
+            offer = ?phases[1],
+            label = ?phases[2],
+            advance = ?phases[3],
+            write = ?phases[4],
+            "replay phases"
+        );
         // The final tables, as of --until (or the last event).
         let mut sinks: Vec<ParquetSink> = self
             .inputs
@@ -357,11 +396,13 @@ impl Backfill {
                 )
             })
             .collect();
-        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
-        for p in partitions {
-            let task = self.tasks.get_mut(&p).expect("listed");
+        let tables = &self.inputs.table_state;
+        let until = self.options.until;
+        let outs = on_every_task(&mut self.tasks, &mut probes, |task, probe| {
+            task.finish_probed(until, tables, Some(probe))
+        });
+        for (p, out) in outs {
             let probe = probes.get_mut(&p).expect("one per task");
-            let out = task.finish_probed(self.options.until, &self.inputs.table_state, Some(probe));
             self.take(p, out, probe, Some(&mut sinks))?;
             for (v, sink) in sinks.iter_mut().enumerate() {
                 if let Some(name) = sink.flush(p, 0).map_err(JobError::Output)? {
@@ -374,7 +415,7 @@ impl Backfill {
             }
         }
         if let Some((_, _, labeler, writer)) = &mut self.labels {
-            writer.flush().map_err(JobError::Output)?;
+            writer.finish().map_err(JobError::Output)?;
             self.summary.training_rows = writer.written;
             self.summary.training_files = writer.files.clone();
             self.summary.training_columns = writer.columns();
@@ -430,13 +471,15 @@ impl Backfill {
             }
         }
         if let Some((_, _, labeler, writer)) = &mut self.labels {
-            for probed in probe.rows.drain(..) {
-                if let Some(label) = labeler.take(partition, probed.row.offset) {
-                    writer
-                        .push(partition, probed, label)
-                        .map_err(JobError::Output)?;
-                }
-            }
+            let rows = probe.rows.take();
+            let labels = rows
+                .offsets
+                .iter()
+                .map(|o| labeler.take(partition, *o))
+                .collect();
+            writer
+                .push(partition, rows, labels)
+                .map_err(JobError::Output)?;
         }
         Ok(())
     }
@@ -467,6 +510,50 @@ impl Backfill {
             )
             .map_err(JobError::Store)
     }
+}
+
+/// Runs `step` on every task with its probe, spread over the machine's
+/// cores. Tasks are independent: each owns its state, and tables are only
+/// read during a replay (they were loaded before it started). Outputs come
+/// back in task order, so what is written does not depend on threads.
+fn on_every_task<F>(
+    tasks: &mut BTreeMap<i32, Task>,
+    probes: &mut BTreeMap<i32, Probe>,
+    step: F,
+) -> Vec<(i32, Output)>
+where
+    F: Fn(&mut Task, &mut Probe) -> Output + Sync,
+{
+    let mut work: Vec<(i32, &mut Task, &mut Probe)> = tasks
+        .iter_mut()
+        .zip(probes.values_mut())
+        .map(|((p, t), probe)| (*p, t, probe))
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    if threads <= 1 || work.len() <= 1 {
+        return work
+            .into_iter()
+            .map(|(p, t, probe)| (p, step(t, probe)))
+            .collect();
+    }
+    let chunk = work.len().div_ceil(threads);
+    let step = &step;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = work
+            .chunks_mut(chunk)
+            .map(|c| {
+                s.spawn(move || {
+                    c.iter_mut()
+                        .map(|(p, t, probe)| (*p, step(t, probe)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a replay thread panicked"))
+            .collect()
+    })
 }
 
 /// Removes the files of an earlier backfill to the same place, so the

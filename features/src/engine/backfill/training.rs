@@ -7,12 +7,13 @@
 //! training set of any length needs the memory of one chunk.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use polars::prelude::*;
 
 use crate::engine::frame::{from_series, to_series};
 use crate::engine::job::output::OutType;
-use crate::engine::task::Probed;
+use crate::engine::task::ProbedRows;
 use crate::engine::value::Scalar;
 use crate::spec::ColumnType;
 use crate::spec::validate::{Columns, ViewPlan};
@@ -115,20 +116,6 @@ impl Labeler {
     }
 }
 
-/// Writes training rows in chunks.
-pub struct TrainingWriter {
-    store: Store,
-    key_name: String,
-    key_type: ColumnType,
-    label_type: ColumnType,
-    /// Output column names and types of the features, view by view.
-    features: Vec<(String, ColumnType)>,
-    rows: Vec<(Probed, Scalar, i32)>,
-    /// Rows written so far.
-    pub written: u64,
-    pub files: Vec<String>,
-}
-
 /// Column names of every feature of `plans`: the feature's own name, or
 /// `<view>__<feature>` where two views share a name (Feast's convention).
 pub fn feature_columns(plans: &[ViewPlan]) -> Vec<(String, ColumnType)> {
@@ -154,6 +141,43 @@ pub fn feature_columns(plans: &[ViewPlan]) -> Vec<(String, ColumnType)> {
         .collect()
 }
 
+/// What the writer thread ends with: rows written and file URLs.
+type WriterResult = Result<(u64, Vec<String>), String>;
+
+/// Label events with their features (columns from a task's probe), their
+/// labels (None: the label expression failed: not written) and partition.
+struct Part {
+    rows: ProbedRows,
+    labels: Vec<Option<Scalar>>,
+    partition: i32,
+}
+
+/// Writes training rows in files of about [`CHUNK_ROWS`] rows. The tasks'
+/// probes build typed columns in the replay threads; this gathers them and
+/// hands them to a writer thread, which encodes Parquet and stores it,
+/// overlapped with the replay. At most one file waits for the writer,
+/// which bounds memory.
+pub struct TrainingWriter {
+    layout: Arc<ChunkLayout>,
+    parts: Vec<Part>,
+    buffered: usize,
+    sender: Option<std::sync::mpsc::SyncSender<Vec<Part>>>,
+    writer: Option<std::thread::JoinHandle<WriterResult>>,
+    /// Rows written, and the files (set by [`TrainingWriter::finish`]).
+    pub written: u64,
+    pub files: Vec<String>,
+}
+
+/// What a file's columns are.
+struct ChunkLayout {
+    store: Store,
+    key_name: String,
+    key_type: ColumnType,
+    label_type: ColumnType,
+    /// Output column names and types of the features, view by view.
+    features: Vec<(String, ColumnType)>,
+}
+
 impl TrainingWriter {
     pub fn new(
         store: Store,
@@ -161,13 +185,34 @@ impl TrainingWriter {
         label_type: ColumnType,
         plans: &[ViewPlan],
     ) -> TrainingWriter {
-        TrainingWriter {
+        let layout = Arc::new(ChunkLayout {
             store,
             key_name: key.0,
             key_type: key.1,
             label_type,
             features: feature_columns(plans),
-            rows: Vec::new(),
+        });
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Part>>(1);
+        let l = layout.clone();
+        let writer = std::thread::Builder::new()
+            .name("training-writer".into())
+            .spawn(move || {
+                let mut written = 0u64;
+                let mut files = Vec::new();
+                for parts in receiver {
+                    let (rows, url) = l.write(files.len(), parts)?;
+                    written += rows;
+                    files.push(url);
+                }
+                Ok((written, files))
+            })
+            .expect("spawning the training-set writer");
+        TrainingWriter {
+            layout,
+            parts: Vec::new(),
+            buffered: 0,
+            sender: Some(sender),
+            writer: Some(writer),
             written: 0,
             files: Vec::new(),
         }
@@ -175,89 +220,118 @@ impl TrainingWriter {
 
     /// The columns of the training set, in order.
     pub fn columns(&self) -> Vec<String> {
+        let l = &self.layout;
         let mut out = vec![
-            self.key_name.clone(),
+            l.key_name.clone(),
             "event_time".to_string(),
             "partition".to_string(),
             "offset".to_string(),
             "label".to_string(),
         ];
-        out.extend(self.features.iter().map(|(n, _)| n.clone()));
+        out.extend(l.features.iter().map(|(n, _)| n.clone()));
         out
     }
 
-    /// Adds a probed label event of `partition` with its label.
-    pub fn push(&mut self, partition: i32, probed: Probed, label: Scalar) -> Result<(), String> {
-        self.rows.push((probed, label, partition));
-        if self.rows.len() >= CHUNK_ROWS {
-            self.flush()?;
+    /// Adds probed label events of `partition`, with their labels.
+    pub fn push(
+        &mut self,
+        partition: i32,
+        rows: ProbedRows,
+        labels: Vec<Option<Scalar>>,
+    ) -> Result<(), String> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.buffered += rows.len();
+        self.parts.push(Part {
+            rows,
+            labels,
+            partition,
+        });
+        if self.buffered >= CHUNK_ROWS {
+            self.buffered = 0;
+            let parts = std::mem::take(&mut self.parts);
+            let sent = self.sender.as_ref().map(|s| s.send(parts));
+            if !matches!(sent, Some(Ok(()))) {
+                // The writer stopped: its error says why.
+                return self
+                    .finish()
+                    .and(Err("the training-set writer stopped".into()));
+            }
         }
         Ok(())
     }
 
-    /// Writes the buffered rows as one file.
-    pub fn flush(&mut self) -> Result<(), String> {
-        if self.rows.is_empty() {
-            return Ok(());
+    /// Writes what is left and waits for the writer.
+    pub fn finish(&mut self) -> Result<(), String> {
+        if let Some(sender) = self.sender.take() {
+            let parts = std::mem::take(&mut self.parts);
+            if !parts.is_empty() {
+                let _ = sender.send(parts);
+            }
         }
-        let mut rows = std::mem::take(&mut self.rows);
-        let err = |e: PolarsError| e.to_string();
+        if let Some(writer) = self.writer.take() {
+            let (written, files) = writer
+                .join()
+                .map_err(|_| "the training-set writer panicked".to_string())??;
+            self.written = written;
+            self.files = files;
+        }
+        Ok(())
+    }
+}
+
+impl ChunkLayout {
+    /// One part as a frame, without the rows whose label failed.
+    fn frame(&self, part: Part) -> Result<DataFrame, PolarsError> {
+        let Part {
+            rows,
+            labels,
+            partition,
+        } = part;
+        let n = rows.len();
+        let keep: BooleanChunked = labels.iter().map(|l| Some(l.is_some())).collect();
         let mut columns = vec![
-            to_series(
-                &self.key_name,
-                &self.key_type,
-                rows.iter().map(|r| r.0.row.key.clone()),
-            )
-            .into_column(),
-            Series::new(
-                "event_time".into(),
-                rows.iter().map(|r| r.0.row.ts).collect::<Vec<i64>>(),
-            )
-            .cast(&DataType::Datetime(TimeUnit::Milliseconds, None))
-            .map_err(err)?
-            .into_column(),
-            Series::new(
-                "partition".into(),
-                rows.iter().map(|r| r.2).collect::<Vec<i32>>(),
-            )
-            .into_column(),
-            Series::new(
-                "offset".into(),
-                rows.iter().map(|r| r.0.row.offset).collect::<Vec<i64>>(),
-            )
-            .into_column(),
+            to_series(&self.key_name, &self.key_type, rows.keys.into_iter()).into_column(),
+            Series::new("event_time".into(), rows.ts)
+                .cast(&DataType::Datetime(TimeUnit::Milliseconds, None))?
+                .into_column(),
+            Series::new("partition".into(), vec![partition; n]).into_column(),
+            Series::new("offset".into(), rows.offsets).into_column(),
             to_series(
                 "label",
                 &self.label_type,
-                rows.iter_mut().map(|r| std::mem::take(&mut r.1)),
+                labels.into_iter().map(Option::unwrap_or_default),
             )
             .into_column(),
         ];
-        let mut f = 0;
-        let views = rows.first().map_or(0, |r| r.0.features.len());
-        for v in 0..views {
-            let width = rows[0].0.features[v].len();
-            for i in 0..width {
-                let (name, ty) = &self.features[f];
-                columns.push(
-                    to_series(
-                        name,
-                        ty,
-                        rows.iter_mut()
-                            .map(|r| std::mem::take(&mut r.0.features[v][i])),
-                    )
-                    .into_column(),
-                );
-                f += 1;
-            }
+        for (b, (name, _)) in rows.features.into_iter().zip(&self.features) {
+            columns.push(b.finish(name).into_column());
         }
-        let mut df = DataFrame::new(columns).map_err(err)?;
+        let df = DataFrame::new(columns)?;
+        if keep.all() { Ok(df) } else { df.filter(&keep) }
+    }
+
+    /// Writes parts as `part-<n>.parquet`: (rows, the file's URL).
+    fn write(&self, n: usize, parts: Vec<Part>) -> Result<(u64, String), String> {
+        let err = |e: PolarsError| e.to_string();
+        let mut frames = parts.into_iter().map(|p| self.frame(p));
+        let mut df = frames
+            .next()
+            .unwrap_or_else(|| Ok(DataFrame::empty()))
+            .map_err(err)?;
+        for f in frames {
+            df.vstack_mut_owned(f.map_err(err)?).map_err(err)?;
+        }
         let mut buf = Vec::new();
-        ParquetWriter::new(&mut buf).finish(&mut df).map_err(err)?;
-        let name = format!("part-{:06}.parquet", self.files.len());
+        // LZ4: several times faster to write than the default zstd, and
+        // read by every Parquet reader (pyarrow, polars, DuckDB, Spark).
+        ParquetWriter::new(&mut buf)
+            .with_compression(ParquetCompression::Lz4Raw)
+            .finish(&mut df)
+            .map_err(err)?;
+        let name = format!("part-{n:06}.parquet");
         self.store.put(&name, buf).map_err(|e| e.to_string())?;
-        self.written += rows.len() as u64;
-        self.files.push(format!("{}/{name}", self.store.url()));
-        Ok(())
+        Ok((df.height() as u64, format!("{}/{name}", self.store.url())))
     }
 }
