@@ -140,6 +140,12 @@ pub fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
             "live: features as new ratings arrive",
         ),
         (
+            format!(
+                "eddy backfill {spec} --labels ratings --label-expr 'rating >= 4' --out eddy-data/backfill"
+            ),
+            "a point-in-time training set",
+        ),
+        (
             "eddy registry serve".to_string(),
             "Confluent REST API on 127.0.0.1:8081",
         ),
