@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use apache_avro::types::Value;
 use eddy_features::avro::{AvroCodec, Encoder};
+use eddy_features::engine::archive::utc_date;
 use eddy_features::registry::{SchemaRegistry, value_subject};
 use eddy_features::topic::{Backend, ProducerRecord, TopicSpec, read_to_end};
 
@@ -413,22 +414,6 @@ fn read_back(
     })
 }
 
-/// `YYYY-MM-DD` of a Unix time in ms (proleptic Gregorian, UTC).
-fn date(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 fn print_summary(
     ctx: &Context,
     registry: &dyn SchemaRegistry,
@@ -476,8 +461,8 @@ fn print_summary(
         check.users,
         check.rated_movies,
         check.mean_rating,
-        date(check.first_ms),
-        date(check.last_ms)
+        utc_date(check.first_ms),
+        utc_date(check.last_ms)
     );
     if check.unknown_movie_ratings > 0 {
         println!(
@@ -508,9 +493,9 @@ mod tests {
 
     #[test]
     fn dates_are_civil() {
-        assert_eq!(date(0), "1970-01-01");
-        assert_eq!(date(964_982_703_000), "2000-07-30");
-        assert_eq!(date(1_537_799_250_000), "2018-09-24");
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(964_982_703_000), "2000-07-30");
+        assert_eq!(utc_date(1_537_799_250_000), "2018-09-24");
     }
 
     #[test]

@@ -4,8 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use polars::prelude::*;
 use serde_json::{Value as Json, json};
@@ -74,67 +73,6 @@ fn sentinels(ts: i64) -> String {
     (100..130)
         .map(|u| json!({"user": u, "item": 0, "amount": 1.0, "ts": ts}).to_string() + "\n")
         .collect()
-}
-
-/// A live `eddy run`, watched through its metrics.
-struct LiveRun {
-    child: std::process::Child,
-    stderr: std::io::BufReader<std::process::ChildStderr>,
-    addr: String,
-}
-
-impl LiveRun {
-    fn start(mut live: Command) -> LiveRun {
-        live.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = live.spawn().unwrap();
-        watchdog(child.id());
-        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut first = String::new();
-        std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
-        let addr = first
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .unwrap_or_else(|| panic!("no metrics address in {first}"))
-            .to_string();
-        LiveRun {
-            child,
-            stderr,
-            addr,
-        }
-    }
-
-    /// Waits until `events` records are read and two more rounds of
-    /// checkpoints are written (so the loop has advanced past the poll).
-    fn wait_for(&self, events: f64) {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let mut checkpoints_then = None;
-        loop {
-            let (_, body) = http_get(&self.addr, "/metrics");
-            let checkpoints = metric(&body, "eddy_checkpoints_total");
-            match checkpoints_then {
-                None if metric(&body, "eddy_events_in_total") >= events => {
-                    checkpoints_then = Some(checkpoints)
-                }
-                Some(then) if checkpoints >= then + 6.0 => return,
-                _ => {}
-            }
-            assert!(Instant::now() < deadline, "live run stalled: {body}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Ctrl-C: checkpoints and exits.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-INT")
-            .arg(self.child.id().to_string())
-            .status();
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut self.stderr, &mut rest).unwrap();
-        let out = self.child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{rest}{}", text(&out.stdout));
-    }
 }
 
 /// The same-result test on one backend: a live job stopped at watermark W,
@@ -297,33 +235,9 @@ features:
 ",
     )
     .unwrap();
-    let out_dir = dir.path().join("training");
-    let mut cmd = eddy(&dir.path().join("eddy-data"));
-    cmd.current_dir(dir.path()).args([
-        "backfill",
-        spec.to_str().unwrap(),
-        "--labels",
-        "ratings",
-        "--label-expr",
-        "rating >= 4",
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
-    let out = ok(cmd, "");
+    let (out, oracle) = training_set_against_oracle(dir.path(), &py, &spec, None);
     assert!(out.contains("training set: 100837 rows"), "{out}");
-    let check = Command::new(py)
-        .arg(ORACLE)
-        .arg(format!("{MOVIELENS}/ratings.csv"))
-        .arg(out_dir.join("training"))
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "the training set differs from the oracle:\n{}{}",
-        text(&check.stdout),
-        text(&check.stderr)
-    );
-    assert!(text(&check.stdout).contains("100837 training rows equal"));
+    assert!(oracle.contains("100837 training rows equal"), "{oracle}");
 
     // --from: only 30-day windows, so the replay starts 30 days before
     // --from, and the rows from --from on are still exact.
@@ -343,44 +257,60 @@ features:
 ",
     )
     .unwrap();
-    let from_dir = dir.path().join("training-from");
-    let mut cmd = eddy(&dir.path().join("eddy-data"));
-    cmd.current_dir(dir.path()).args([
+    let (out, oracle) = training_set_against_oracle(
+        dir.path(),
+        &py,
+        &spec,
+        Some(("2015-01-01", 1_420_070_400_000)),
+    );
+    assert!(
+        out.contains("before the replay's start (--from minus the longest window) skipped"),
+        "{out}"
+    );
+    assert!(oracle.contains("(3 features)"), "{oracle}");
+}
+
+/// Backfills a MovieLens training set (`rating >= 4`, optionally from a
+/// date given as text and as epoch ms) and checks it with the oracle
+/// script; returns both outputs.
+fn training_set_against_oracle(
+    dir: &Path,
+    py: &str,
+    spec: &Path,
+    from: Option<(&str, i64)>,
+) -> (String, String) {
+    let out_dir = dir.join(format!("training-{}", from.map_or("all", |f| f.0)));
+    let mut cmd = eddy(&dir.join("eddy-data"));
+    cmd.current_dir(dir).args([
         "backfill",
         spec.to_str().unwrap(),
         "--labels",
         "ratings",
         "--label-expr",
         "rating >= 4",
-        "--from",
-        "2015-01-01",
         "--out",
-        from_dir.to_str().unwrap(),
+        out_dir.to_str().unwrap(),
     ]);
+    if let Some((text, _)) = from {
+        cmd.args(["--from", text]);
+    }
     let out = ok(cmd, "");
-    assert!(
-        out.contains("before the replay's start (--from minus the longest window) skipped"),
-        "{out}"
-    );
-    // 2015-01-01 in epoch milliseconds.
-    let check = Command::new(external("EDDY_TEST_PYTHON").unwrap())
+    let mut oracle = Command::new(py);
+    oracle
         .arg(ORACLE)
         .arg(format!("{MOVIELENS}/ratings.csv"))
-        .arg(from_dir.join("training"))
-        .arg("1420070400000")
-        .output()
-        .unwrap();
+        .arg(out_dir.join("training"));
+    if let Some((_, ms)) = from {
+        oracle.arg(ms.to_string());
+    }
+    let check = oracle.output().unwrap();
     assert!(
         check.status.success(),
-        "the --from training set differs from the oracle:\n{}{}",
+        "the training set differs from the oracle:\n{}{}",
         text(&check.stdout),
         text(&check.stderr)
     );
-    assert!(
-        text(&check.stdout).contains("(3 features)"),
-        "{}",
-        text(&check.stdout)
-    );
+    (out, text(&check.stdout))
 }
 
 /// Output of `topics describe`: (low, high) of partition 0.

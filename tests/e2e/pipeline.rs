@@ -248,6 +248,20 @@ fn validate_reports_every_problem_with_file_line_and_key() {
         err.contains("bad.yaml:8: key `features.v.aggregations[0].column`: unknown column `nope`"),
         "{err}"
     );
+    // The archive names a source that does not exist.
+    std::fs::write(
+        &spec,
+        std::fs::read_to_string(&spec)
+            .unwrap()
+            .replace("column: nope", "column: rating")
+            + "archive:\n  url: \"file:///tmp/a\"\n  sources: [ratings, clicks]\n",
+    )
+    .unwrap();
+    let err = fails_with(validate(dir.path(), &spec), "", 2);
+    assert!(
+        err.contains("bad.yaml:13: key `archive.sources[1]`: no source named `clicks`"),
+        "{err}"
+    );
     std::fs::write(&spec, "name: bad\nsources: {}\nfeatures: {}\nsurprise: 1\n").unwrap();
     let err = fails_with(validate(dir.path(), &spec), "", 2);
     assert!(
@@ -698,27 +712,15 @@ fn a_live_run_serves_metrics_stops_on_ctrl_c_and_resumes_where_it_stopped() {
     };
     let c = load_clicks(dir.path(), &on_local, "", 2000);
     let ckpt = dir.path().join("ckpt").display().to_string();
-    let mut live = on_local(&[
+    let live = LiveRun::start(on_local(&[
         "run",
         c.spec.to_str().unwrap(),
         "--metrics-addr",
         "127.0.0.1:0",
         "--checkpoint-url",
         &ckpt,
-    ]);
-    live.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = live.spawn().unwrap();
-    watchdog(child.id());
-    // The first stderr line names the metrics address.
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no metrics address in {first}"))
-        .to_string();
+    ]));
+    let addr = live.addr.clone();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let (status, body) = http_get(&addr, "/metrics");
@@ -738,17 +740,8 @@ fn a_live_run_serves_metrics_stops_on_ctrl_c_and_resumes_where_it_stopped() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(http_get(&addr, "/healthz").0, 200);
-    let _ = Command::new("kill")
-        .arg("-INT")
-        .arg(child.id().to_string())
-        .status();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "Ctrl-C is a clean stop");
-    assert!(
-        text(&out.stdout).contains("2001 events"),
-        "{}",
-        text(&out.stdout)
-    );
+    let out = live.stop();
+    assert!(out.contains("2001 events"), "{out}");
 
     // More events arrive; a bounded run resumes at the checkpointed offsets
     // (reading only the new ones) and ends with the same table as one run

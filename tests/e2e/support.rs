@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
@@ -164,5 +165,70 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A live `eddy run`, watched through its metrics.
+pub struct LiveRun {
+    child: std::process::Child,
+    stderr: std::io::BufReader<std::process::ChildStderr>,
+    /// Where its `/metrics` and `/healthz` are served.
+    pub addr: String,
+}
+
+impl LiveRun {
+    /// Starts `eddy run` (with `--metrics-addr 127.0.0.1:0`) and reads
+    /// the metrics address from its first stderr line.
+    pub fn start(mut live: Command) -> LiveRun {
+        live.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = live.spawn().unwrap();
+        watchdog(child.id());
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+        let addr = first
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or_else(|| panic!("no metrics address in {first}"))
+            .to_string();
+        LiveRun {
+            child,
+            stderr,
+            addr,
+        }
+    }
+
+    /// Waits until `events` records are read and two more rounds of
+    /// checkpoints are written (so the loop has advanced past the poll).
+    pub fn wait_for(&self, events: f64) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut checkpoints_then = None;
+        loop {
+            let (_, body) = crate::pipeline::http_get(&self.addr, "/metrics");
+            let checkpoints = crate::pipeline::metric(&body, "eddy_checkpoints_total");
+            match checkpoints_then {
+                None if crate::pipeline::metric(&body, "eddy_events_in_total") >= events => {
+                    checkpoints_then = Some(checkpoints)
+                }
+                Some(then) if checkpoints >= then + 6.0 => return,
+                _ => {}
+            }
+            assert!(Instant::now() < deadline, "live run stalled: {body}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Ctrl-C: it checkpoints and exits cleanly. Returns its stdout.
+    pub fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.child.id().to_string())
+            .status();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stderr, &mut rest).unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{rest}{}", text(&out.stdout));
+        text(&out.stdout)
     }
 }
