@@ -1,0 +1,60 @@
+//! Incremental learners: models that learn from every event as it arrives.
+//!
+//! Nothing here retrains in batch. Every learner implements [`Learner`]:
+//! predict an example, then learn from it. Progressive validation falls out
+//! of that order: each example is scored *before* the model has seen it,
+//! so the running metrics ([`metrics::Progressive`]) measure exactly what a
+//! model serving live traffic would have scored, with no holdout set.
+//!
+//! - [`hashing`]: sparse features from named columns, by the hashing trick,
+//!   with namespaces and quadratic crosses (Vowpal Wabbit's model of input).
+//! - [`ftrl`]: logistic regression trained by FTRL-Proximal (McMahan et al.
+//!   2013), the click/like model.
+//! - [`metrics`]: logloss, accuracy, AUC and RMSE over progressive
+//!   predictions.
+
+pub mod ftrl;
+pub mod hashing;
+pub mod metrics;
+
+pub use ftrl::{Ftrl, FtrlConfig};
+pub use hashing::{FeatureHasher, Value};
+pub use metrics::Progressive;
+
+/// Why an example was not learned from.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejected {
+    #[error("feature `{feature}` is {value}: a NaN or infinite value would poison the weights")]
+    NotFinite { feature: String, value: f64 },
+    #[error("the label is {0}: a label must be a finite number (0/1 for a classifier)")]
+    BadLabel(f64),
+}
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainingError {
+    #[error(
+        "model snapshot is unreadable ({0}): it was written by another version of eddy, or is damaged"
+    )]
+    Snapshot(String),
+}
+
+/// One hashed example: feature indices and values.
+pub type Features = [(u32, f32)];
+
+/// A model that learns one example at a time.
+///
+/// `learn` returns the prediction made *before* the update, so a caller
+/// gets progressive validation for free.
+pub trait Learner {
+    /// The prediction for an example (a probability for classifiers).
+    fn predict(&self, x: &Features) -> f64;
+
+    /// Predicts, then learns from the label `y`; returns the prediction.
+    fn learn(&mut self, x: &Features, y: f64) -> f64;
+
+    /// Learns a mini-batch in order; returns the predictions.
+    fn learn_batch(&mut self, batch: &[(&Features, f64)]) -> Vec<f64> {
+        batch.iter().map(|(x, y)| self.learn(x, *y)).collect()
+    }
+}
