@@ -90,6 +90,9 @@ pub enum Command {
     /// Check that the live feature topic equals a replay: recompute sampled
     /// rows at their exact times and report mismatches per feature.
     Consistency(ConsistencyArgs),
+    /// Progressive validation over a CSV or Parquet file read as a stream:
+    /// every row is predicted, then learned from.
+    Learn(LearnArgs),
     /// Measure throughput (results go in BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -155,6 +158,58 @@ pub struct BackfillArgs {
     /// one step per task, on all cores. Default 50000.
     #[arg(long, default_value_t = 50_000)]
     pub batch: usize,
+}
+
+/// The learners `eddy learn` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelKind {
+    /// Logistic regression by FTRL-Proximal, on hashed features.
+    Ftrl,
+}
+
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// A CSV file (with a header) or a Parquet file (`.parquet`).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// The label column: 1/0, true/false, or a number (positive means 1,
+    /// as VW's -1/1).
+    #[arg(long)]
+    pub label: String,
+    /// The model. Default ftrl.
+    #[arg(long, value_enum, default_value = "ftrl")]
+    pub model: ModelKind,
+    /// Columns to treat as categories even when their values are numbers
+    /// (ids). Text values are always categories.
+    #[arg(long, value_delimiter = ',')]
+    pub categorical: Vec<String>,
+    /// Columns to leave out.
+    #[arg(long, value_delimiter = ',')]
+    pub ignore: Vec<String>,
+    /// A quadratic cross of two columns, `a,b` (repeatable).
+    #[arg(long = "cross", value_name = "A,B")]
+    pub crosses: Vec<String>,
+    /// 2^bits hashed weights. Default 20.
+    #[arg(long, default_value_t = 20)]
+    pub bits: u32,
+    /// FTRL learning-rate scale. Default 0.2.
+    #[arg(long, default_value_t = 0.2)]
+    pub alpha: f64,
+    /// FTRL learning-rate smoothing. Default 1.
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+    /// L1 regularization. Default 0.5.
+    #[arg(long, default_value_t = 0.5)]
+    pub l1: f64,
+    /// L2 regularization. Default 1.
+    #[arg(long, default_value_t = 1.0)]
+    pub l2: f64,
+    /// Write the trained model here (postcard bytes).
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@ mod backfill;
 mod bench;
 mod bench_backfill;
 mod bench_pipeline;
+mod learn;
 mod quickstart;
 mod quickstart_features;
 mod registry;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validate(args) => run::validate(&cli.global, &args),
         Command::Backfill(args) => backfill::backfill(&cli.global, &args),
         Command::Consistency(args) => backfill::consistency(&cli.global, &args),
+        Command::Learn(args) => learn::learn(&args),
         Command::Bench(BenchCommand::Topics(args)) => bench::topics(&cli.global, &args),
         Command::Bench(BenchCommand::Pipeline(args)) => {
             bench_pipeline::pipeline(&cli.global, &args)

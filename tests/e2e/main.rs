@@ -10,5 +10,6 @@ mod cli_kafka;
 mod cli_local;
 mod interop_confluent;
 mod interop_kcat;
+mod learn;
 mod pipeline;
 mod quickstart;

@@ -8,8 +8,11 @@
 //! closed-form function of the coordinate's `z` and `n`, computed when an
 //! example touches it.
 //!
-//! State is two `f32` per slot (`z`, `n`): 2^bits × 8 bytes. Arithmetic is
-//! in `f64`.
+//! State is three `f32` per slot, side by side so one cache line serves a
+//! feature: `z`, `√n` (the root of the summed squared gradients, kept as a
+//! root because every update needs it) and the weight `w`, which is a
+//! function of the other two, cached so a prediction reads one number per
+//! feature. 2^bits × 12 bytes. Arithmetic is in `f64`.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,11 +23,11 @@ use crate::{Features, Learner, TrainingError};
 pub struct FtrlConfig {
     /// Weight-vector size is 2^bits. Default 20.
     pub bits: u32,
-    /// Learning rate scale. Default 0.1.
+    /// Learning rate scale. Default 0.2.
     pub alpha: f64,
     /// Learning rate smoothing. Default 1.0.
     pub beta: f64,
-    /// L1 regularization (sparsity). Default 1.0.
+    /// L1 regularization (sparsity). Default 0.5.
     pub l1: f64,
     /// L2 regularization. Default 1.0.
     pub l2: f64,
@@ -34,9 +37,9 @@ impl Default for FtrlConfig {
     fn default() -> Self {
         FtrlConfig {
             bits: 20,
-            alpha: 0.1,
+            alpha: 0.2,
             beta: 1.0,
-            l1: 1.0,
+            l1: 0.5,
             l2: 1.0,
         }
     }
@@ -46,8 +49,8 @@ impl Default for FtrlConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ftrl {
     pub config: FtrlConfig,
-    z: Vec<f32>,
-    n: Vec<f32>,
+    /// Per slot: z, √n, w.
+    slots: Vec<[f32; 3]>,
     /// Examples learned from.
     pub examples: u64,
 }
@@ -65,26 +68,24 @@ impl Ftrl {
         let size = 1usize << config.bits.clamp(1, 30);
         Ftrl {
             config,
-            z: vec![0.0; size],
-            n: vec![0.0; size],
+            slots: vec![[0.0; 3]; size],
             examples: 0,
         }
     }
 
-    /// The weight of slot `i`, from its `z` and `n`.
+    /// The weight for `z` and `√n`: the closed form of FTRL-Proximal.
     #[inline]
-    fn weight(&self, i: usize) -> f64 {
-        let z = f64::from(self.z[i]);
+    fn weight(&self, z: f64, sqrt_n: f64) -> f64 {
         let c = &self.config;
         if z.abs() <= c.l1 {
             return 0.0;
         }
-        -(z - z.signum() * c.l1) / ((c.beta + f64::from(self.n[i]).sqrt()) / c.alpha + c.l2)
+        -(z - z.signum() * c.l1) / ((c.beta + sqrt_n) / c.alpha + c.l2)
     }
 
     /// Non-zero weights (how sparse the model is).
     pub fn non_zero(&self) -> usize {
-        (0..self.z.len()).filter(|i| self.weight(*i) != 0.0).count()
+        self.slots.iter().filter(|s| s[2] != 0.0).count()
     }
 
     /// The model as bytes (postcard).
@@ -97,10 +98,10 @@ impl Ftrl {
         let m: Ftrl =
             postcard::from_bytes(bytes).map_err(|e| TrainingError::Snapshot(e.to_string()))?;
         let size = 1usize << m.config.bits.clamp(1, 30);
-        if m.z.len() != size || m.n.len() != size {
+        if m.slots.len() != size {
             return Err(TrainingError::Snapshot(format!(
                 "{} weights for {} bits",
-                m.z.len(),
+                m.slots.len(),
                 m.config.bits
             )));
         }
@@ -108,9 +109,9 @@ impl Ftrl {
     }
 
     fn margin(&self, x: &Features) -> f64 {
-        let mask = self.z.len() - 1;
+        let mask = self.slots.len() - 1;
         x.iter()
-            .map(|(i, v)| self.weight(*i as usize & mask) * f64::from(*v))
+            .map(|(i, v)| f64::from(self.slots[*i as usize & mask][2]) * f64::from(*v))
             .sum()
     }
 }
@@ -121,18 +122,19 @@ impl Learner for Ftrl {
     }
 
     fn learn(&mut self, x: &Features, y: f64) -> f64 {
-        let mask = self.z.len() - 1;
-        let p = self.predict(x);
+        let mask = self.slots.len() - 1;
+        let p = sigmoid(self.margin(x));
         let g = p - y;
         let alpha = self.config.alpha;
         for (i, v) in x {
             let i = *i as usize & mask;
-            let w = self.weight(i);
+            let [z, sqrt_n, w] = self.slots[i].map(f64::from);
             let gi = g * f64::from(*v);
-            let n = f64::from(self.n[i]);
-            let sigma = ((n + gi * gi).sqrt() - n.sqrt()) / alpha;
-            self.z[i] += (gi - sigma * w) as f32;
-            self.n[i] = (n + gi * gi) as f32;
+            let sqrt_n_new = (sqrt_n * sqrt_n + gi * gi).sqrt();
+            let sigma = (sqrt_n_new - sqrt_n) / alpha;
+            let z_new = z + gi - sigma * w;
+            let w_new = self.weight(z_new, sqrt_n_new);
+            self.slots[i] = [z_new as f32, sqrt_n_new as f32, w_new as f32];
         }
         self.examples += 1;
         p

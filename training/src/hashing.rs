@@ -31,6 +31,15 @@ pub struct FeatureHasher {
     pub bits: u32,
     /// Namespace pairs crossed quadratically, by name.
     pub crosses: Vec<(String, String)>,
+    /// The same pairs as namespace hashes.
+    cross_ns: Vec<(u32, u32)>,
+}
+
+/// A feature's hashes, computed once per column rather than per example.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    ns: u32,
+    name: u32,
 }
 
 /// MurmurHash3 x86 32-bit.
@@ -79,7 +88,20 @@ impl FeatureHasher {
     pub fn new(bits: u32, crosses: Vec<(String, String)>) -> FeatureHasher {
         FeatureHasher {
             bits: bits.clamp(1, 30),
+            cross_ns: crosses
+                .iter()
+                .map(|(a, b)| (FeatureHasher::namespace(a), FeatureHasher::namespace(b)))
+                .collect(),
             crosses,
+        }
+    }
+
+    /// The hashes of feature `name` in namespace `namespace`.
+    pub fn slot(namespace: &str, name: &str) -> Slot {
+        let ns = FeatureHasher::namespace(namespace);
+        Slot {
+            ns,
+            name: murmur3(name.as_bytes(), ns),
         }
     }
 
@@ -105,16 +127,34 @@ impl Builder<'_> {
     /// Adds a feature of namespace `ns` (from [`FeatureHasher::namespace`]).
     /// A non-finite number is refused.
     pub fn add(&mut self, ns: u32, name: &str, value: Value) -> Result<(), f64> {
-        let (index, v) = match value {
-            Value::Category(text) => {
-                let name_hash = murmur3(name.as_bytes(), ns);
-                (murmur3(text.as_bytes(), name_hash), 1.0)
-            }
-            Value::Number(x) if !x.is_finite() => return Err(x),
-            Value::Number(x) => (murmur3(name.as_bytes(), ns), x as f32),
+        let slot = Slot {
+            ns,
+            name: murmur3(name.as_bytes(), ns),
         };
-        if v != 0.0 {
-            self.plain.push((ns, index & self.mask, v));
+        match value {
+            Value::Category(text) => {
+                self.category(slot, text.as_bytes());
+                Ok(())
+            }
+            Value::Number(x) => self.number(slot, x),
+        }
+    }
+
+    /// Adds the category `text` of a feature.
+    #[inline]
+    pub fn category(&mut self, slot: Slot, text: &[u8]) {
+        self.plain
+            .push((slot.ns, murmur3(text, slot.name) & self.mask, 1.0));
+    }
+
+    /// Adds a numeric feature; a NaN or infinity is refused (and returned).
+    #[inline]
+    pub fn number(&mut self, slot: Slot, x: f64) -> Result<(), f64> {
+        if !x.is_finite() {
+            return Err(x);
+        }
+        if x != 0.0 {
+            self.plain.push((slot.ns, slot.name & self.mask, x as f32));
         }
         Ok(())
     }
@@ -123,14 +163,13 @@ impl Builder<'_> {
     pub fn finish(self, out: &mut Vec<(u32, f32)>) {
         out.clear();
         out.extend(self.plain.iter().map(|(_, i, v)| (*i, *v)));
-        for (a, b) in &self.hasher.crosses {
-            let (na, nb) = (FeatureHasher::namespace(a), FeatureHasher::namespace(b));
+        for (na, nb) in &self.hasher.cross_ns {
             for (ns_a, ia, va) in &self.plain {
-                if *ns_a != na {
+                if ns_a != na {
                     continue;
                 }
                 for (ns_b, ib, vb) in &self.plain {
-                    if *ns_b == nb {
+                    if ns_b == nb {
                         out.push((cross(*ia, *ib) & self.mask, va * vb));
                     }
                 }
