@@ -378,6 +378,22 @@ pub enum BenchCommand {
     /// `eddy backfill`: replay rate, and time and peak memory of a training
     /// set with one label per event and 100 features.
     Backfill(BenchBackfillArgs),
+    /// Streaming matrix factorization on MovieLens: updates/s, memory per
+    /// id, prequential HR@10 and NDCG@10 against popularity.
+    Recommend(BenchRecommendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchRecommendArgs {
+    /// The MovieLens directory. Default `datasets/movielens-small`.
+    #[arg(long, default_value = "datasets/movielens-small")]
+    pub dataset: PathBuf,
+    /// Embedding size. Default 32.
+    #[arg(long, default_value_t = 32)]
+    pub dim: usize,
+    /// Passes over the ratings for the updates/s measurement. Default 3.
+    #[arg(long, default_value_t = 3)]
+    pub passes: usize,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@ mod backfill;
 mod bench;
 mod bench_backfill;
 mod bench_pipeline;
+mod bench_recommend;
 mod learn;
 mod quickstart;
 mod quickstart_features;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Pipeline(args)) => {
             bench_pipeline::pipeline(&cli.global, &args)
         }
+        Command::Bench(BenchCommand::Recommend(args)) => bench_recommend::recommend(&args),
         Command::Bench(BenchCommand::Backfill(args)) => {
             bench_backfill::backfill_bench(&cli.global, &args)
         }

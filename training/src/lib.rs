@@ -12,10 +12,13 @@
 //!   2013), the click/like model.
 //! - [`metrics`]: logloss, accuracy, AUC and RMSE over progressive
 //!   predictions.
+//! - [`recommend`]: popularity with decay and streaming matrix
+//!   factorization, with prequential HR@k and NDCG@k.
 
 pub mod ftrl;
 pub mod hashing;
 pub mod metrics;
+pub mod recommend;
 
 pub use ftrl::{Ftrl, FtrlConfig};
 pub use hashing::{FeatureHasher, Value};

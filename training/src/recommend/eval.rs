@@ -1,0 +1,81 @@
+//! Prequential (test-then-train) evaluation of recommenders: at each
+//! interaction, the model's top k for the user, computed *before* it learns
+//! the interaction, is scored against the item the user actually chose;
+//! then the model learns it.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use super::Recommender;
+
+/// Running HR@k and NDCG@k.
+#[derive(Debug, Clone)]
+pub struct Prequential {
+    pub k: usize,
+    /// Items each user has interacted with: never recommended again.
+    seen: HashMap<u64, HashSet<u64>>,
+    evaluated: u64,
+    hits: u64,
+    ndcg: f64,
+}
+
+/// HR@k and NDCG@k over the evaluated interactions.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RankReport {
+    pub evaluated: u64,
+    pub hit_rate: f64,
+    pub ndcg: f64,
+}
+
+impl Prequential {
+    pub fn new(k: usize) -> Prequential {
+        Prequential {
+            k,
+            seen: HashMap::new(),
+            evaluated: 0,
+            hits: 0,
+            ndcg: 0.0,
+        }
+    }
+
+    /// Scores `model`'s recommendation for this interaction (if `score`),
+    /// with `fallback` for users `model` cannot serve; then teaches both.
+    pub fn step(
+        &mut self,
+        model: &mut (dyn Recommender + '_),
+        fallback: Option<&mut (dyn Recommender + '_)>,
+        (user, item, ts): (u64, u64, i64),
+        score: bool,
+    ) {
+        let seen = self.seen.entry(user).or_default();
+        if score && !seen.contains(&item) {
+            let exclude = |i: u64| seen.contains(&i);
+            let mut top = model.recommend(user, ts, self.k, &exclude);
+            if top.is_empty()
+                && let Some(f) = &fallback
+            {
+                top = f.recommend(user, ts, self.k, &exclude);
+            }
+            self.evaluated += 1;
+            if let Some(rank) = top.iter().position(|(i, _)| *i == item) {
+                self.hits += 1;
+                self.ndcg += 1.0 / (rank as f64 + 2.0).log2();
+            }
+        }
+        seen.insert(item);
+        model.learn(user, item, ts);
+        if let Some(f) = fallback {
+            f.learn(user, item, ts);
+        }
+    }
+
+    pub fn report(&self) -> RankReport {
+        let n = self.evaluated.max(1) as f64;
+        RankReport {
+            evaluated: self.evaluated,
+            hit_rate: self.hits as f64 / n,
+            ndcg: self.ndcg / n,
+        }
+    }
+}

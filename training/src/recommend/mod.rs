@@ -1,0 +1,62 @@
+//! Recommenders that learn from every interaction: candidates and scores
+//! for serving.
+//!
+//! - [`popularity::Popularity`]: items by exponentially decayed
+//!   interaction count; the fallback for users nothing is known about.
+//! - [`mf::StreamingMf`]: implicit matrix factorization trained by BPR
+//!   (Rendle et al. 2009) one interaction at a time, on a collisionless
+//!   embedding table ([`embeddings::EmbeddingTable`]) that admits ids by
+//!   frequency and expires stale ones, so memory stays bounded (ByteDance
+//!   Monolith's design).
+//! - [`eval::Prequential`]: test-then-train evaluation, HR@k and NDCG@k.
+
+pub mod embeddings;
+pub mod eval;
+pub mod mf;
+pub mod popularity;
+
+#[cfg(test)]
+mod movielens_tests;
+
+/// A recommender that learns from a stream of interactions.
+pub trait Recommender {
+    /// `user` engaged with `item` at event time `ts` (ms).
+    fn learn(&mut self, user: u64, item: u64, ts: i64);
+
+    /// Up to `k` items for `user` as of `ts`, best first, with scores,
+    /// leaving out items `exclude` says the user has seen. Empty if the
+    /// model knows nothing to recommend to this user.
+    fn recommend(
+        &self,
+        user: u64,
+        ts: i64,
+        k: usize,
+        exclude: &dyn Fn(u64) -> bool,
+    ) -> Vec<(u64, f32)>;
+}
+
+/// SplitMix64: small, fast and deterministic, so a model trained twice on
+/// the same stream is the same model (replays must be reproducible).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let (u1, u2) = (self.uniform().max(1e-300), self.uniform());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
