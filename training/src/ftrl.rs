@@ -53,6 +53,26 @@ pub struct Ftrl {
     slots: Vec<[f32; 3]>,
     /// Examples learned from.
     pub examples: u64,
+    /// Bumped by every delta taken or applied: a replica at the same
+    /// version holds the same weights.
+    pub version: u64,
+    /// Slots changed since the last [`Ftrl::take_delta`] (a bitmap, and the
+    /// list of set bits), so a sync sends only what changed.
+    #[serde(skip)]
+    dirty: Vec<u64>,
+    #[serde(skip)]
+    touched: Vec<u32>,
+}
+
+/// The slots an update changed: what a serving replica needs to catch up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FtrlDelta {
+    /// The version this delta applies to.
+    pub base: u64,
+    /// The version after it.
+    pub version: u64,
+    /// (slot, [z, √n, w]).
+    pub slots: Vec<(u32, [f32; 3])>,
 }
 
 /// Probabilities are kept away from 0 and 1 by this much, so one confident
@@ -70,6 +90,9 @@ impl Ftrl {
             config,
             slots: vec![[0.0; 3]; size],
             examples: 0,
+            version: 0,
+            dirty: Vec::new(),
+            touched: Vec::new(),
         }
     }
 
@@ -81,6 +104,55 @@ impl Ftrl {
             return 0.0;
         }
         -(z - z.signum() * c.l1) / ((c.beta + sqrt_n) / c.alpha + c.l2)
+    }
+
+    /// The slots changed since the last call, as a delta from the current
+    /// version to the next (which becomes current).
+    pub fn take_delta(&mut self) -> FtrlDelta {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        for t in &touched {
+            self.dirty[*t as usize / 64] = 0;
+        }
+        let delta = FtrlDelta {
+            base: self.version,
+            version: self.version + 1,
+            slots: touched
+                .into_iter()
+                .map(|i| (i, self.slots[i as usize]))
+                .collect(),
+        };
+        self.version += 1;
+        delta
+    }
+
+    /// Applies a delta taken from a model at this model's version; false
+    /// (and nothing changed) if the versions do not line up.
+    pub fn apply_delta(&mut self, delta: &FtrlDelta) -> bool {
+        if delta.base != self.version
+            || delta
+                .slots
+                .iter()
+                .any(|(i, _)| *i as usize >= self.slots.len())
+        {
+            return false;
+        }
+        for (i, s) in &delta.slots {
+            self.slots[*i as usize] = *s;
+        }
+        self.version = delta.version;
+        true
+    }
+
+    fn mark(&mut self, i: usize) {
+        if self.dirty.is_empty() {
+            self.dirty = vec![0; self.slots.len().div_ceil(64)];
+        }
+        let (word, bit) = (i / 64, 1u64 << (i % 64));
+        if self.dirty[word] & bit == 0 {
+            self.dirty[word] |= bit;
+            self.touched.push(i as u32);
+        }
     }
 
     /// Non-zero weights (how sparse the model is).
@@ -135,6 +207,7 @@ impl Learner for Ftrl {
             let z_new = z + gi - sigma * w;
             let w_new = self.weight(z_new, sqrt_n_new);
             self.slots[i] = [z_new as f32, sqrt_n_new as f32, w_new as f32];
+            self.mark(i);
         }
         self.examples += 1;
         p
@@ -244,6 +317,39 @@ mod tests {
             assert_eq!(model.predict(x).to_bits(), copy.predict(x).to_bits());
         }
         assert!(Ftrl::from_bytes(&model.to_bytes()[..100]).is_err());
+    }
+
+    #[test]
+    fn a_replica_fed_snapshot_then_deltas_predicts_exactly_like_the_learner() {
+        let data = stream(30_000, 5);
+        let config = FtrlConfig {
+            bits: 16,
+            ..FtrlConfig::default()
+        };
+        let mut learner = Ftrl::new(config);
+        for (x, y, _) in &data[..5_000] {
+            learner.learn(x, *y);
+        }
+        learner.take_delta();
+        let mut replica = Ftrl::from_bytes(&learner.to_bytes()).unwrap();
+        let mut sizes = Vec::new();
+        for chunk in data[5_000..].chunks(5_000) {
+            for (x, y, _) in chunk {
+                learner.learn(x, *y);
+            }
+            let delta = learner.take_delta();
+            sizes.push(delta.slots.len());
+            assert!(replica.apply_delta(&delta));
+            assert!(!replica.apply_delta(&delta), "a delta applies once");
+            for (x, _, _) in &data[..100] {
+                assert_eq!(learner.predict(x).to_bits(), replica.predict(x).to_bits());
+            }
+        }
+        assert_eq!(replica.version, learner.version);
+        assert!(
+            sizes.iter().all(|s| *s < 1 << 14),
+            "deltas carry only touched slots: {sizes:?}"
+        );
     }
 
     #[test]

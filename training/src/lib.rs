@@ -12,11 +12,15 @@
 //!   2013), the click/like model.
 //! - [`metrics`]: logloss, accuracy, AUC and RMSE over progressive
 //!   predictions.
+//! - [`lifecycle`]: versioned snapshots on object storage, and sparse
+//!   deltas plus periodic snapshots on a compacted models topic, which
+//!   serving replicas follow.
 //! - [`recommend`]: popularity with decay and streaming matrix
 //!   factorization, with prequential HR@k and NDCG@k.
 
 pub mod ftrl;
 pub mod hashing;
+pub mod lifecycle;
 pub mod metrics;
 pub mod recommend;
 

@@ -1,0 +1,363 @@
+//! Model lifecycle: versioned snapshots on object storage, and updates
+//! streamed on a compacted `models` topic so any number of serving
+//! replicas hot-swap without a restart.
+//!
+//! **On the topic**, a model publishes two kinds of record, both postcard-
+//! encoded [`ModelUpdate`]s keyed by text:
+//! - `<model>/snapshot`: the whole model, every `snapshot_every` syncs.
+//!   Compaction keeps the latest one.
+//! - `<model>/delta/<n>` with `n = version mod 2·snapshot_every`: the slots
+//!   touched since the previous sync. Compaction keeps the latest delta per
+//!   key, and since at most `snapshot_every` deltas follow the latest
+//!   snapshot, every one of them survives.
+//!
+//! A [`Replica`] reads the topic in order: a snapshot newer than what it
+//! holds replaces its model; a delta applies if it starts at the replica's
+//! version, is skipped if older, and waits for the next snapshot if it
+//! leaves a gap. Replicas never block on the learner and never see a
+//! half-applied update.
+//!
+//! **On object storage**, [`ModelStore`] keeps `<model>/v<version>.bin`
+//! (the model and the source offsets it has learned up to), so a restarted
+//! learner resumes exactly where its last snapshot was taken.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use eddy_features::store::{Store, StoreError};
+use eddy_features::topic::{Producer, ProducerRecord, Record, TopicError};
+
+use crate::TrainingError;
+use crate::ftrl::{Ftrl, FtrlDelta};
+
+/// What goes on the models topic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ModelUpdate {
+    Snapshot { version: u64, model: Vec<u8> },
+    Delta(FtrlDelta),
+}
+
+/// Why publishing or storing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Model(#[from] TrainingError),
+}
+
+/// Publishes a learner's updates.
+pub struct Publisher {
+    pub name: String,
+    topic: String,
+    snapshot_every: u64,
+    syncs: u64,
+}
+
+impl Publisher {
+    pub fn new(name: &str, topic: &str, snapshot_every: u64) -> Publisher {
+        Publisher {
+            name: name.to_string(),
+            topic: topic.to_string(),
+            snapshot_every: snapshot_every.max(1),
+            syncs: 0,
+        }
+    }
+
+    /// Sends what changed since the last sync (and, every
+    /// `snapshot_every` syncs, the whole model after it). The first sync
+    /// is always a snapshot, so a replica can start.
+    pub fn sync(
+        &mut self,
+        model: &mut Ftrl,
+        producer: &mut dyn Producer,
+    ) -> Result<(), LifecycleError> {
+        let delta = model.take_delta();
+        let key = format!(
+            "{}/delta/{}",
+            self.name,
+            delta.version % (2 * self.snapshot_every)
+        );
+        let encode = |u: &ModelUpdate| postcard::to_stdvec(u).expect("updates serialize");
+        if self.syncs > 0 {
+            producer.send(ProducerRecord::new(
+                &self.topic,
+                Some(key.into_bytes()),
+                Some(encode(&ModelUpdate::Delta(delta))),
+            ))?;
+        }
+        if self.syncs.is_multiple_of(self.snapshot_every) {
+            producer.send(ProducerRecord::new(
+                &self.topic,
+                Some(format!("{}/snapshot", self.name).into_bytes()),
+                Some(encode(&ModelUpdate::Snapshot {
+                    version: model.version,
+                    model: model.to_bytes(),
+                })),
+            ))?;
+        }
+        self.syncs += 1;
+        producer.flush()?;
+        Ok(())
+    }
+}
+
+/// What a replica did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Snapshot(u64),
+    Delta(u64),
+    /// Older than what the replica holds.
+    Stale,
+    /// Starts after the replica's version: it waits for a snapshot.
+    Gap,
+    /// Another model's record.
+    Other,
+}
+
+/// A serving copy of a model, kept current from the models topic.
+pub struct Replica {
+    name: String,
+    pub model: Option<Ftrl>,
+}
+
+impl Replica {
+    pub fn new(name: &str) -> Replica {
+        Replica {
+            name: name.to_string(),
+            model: None,
+        }
+    }
+
+    /// The version served, if any model is loaded.
+    pub fn version(&self) -> Option<u64> {
+        self.model.as_ref().map(|m| m.version)
+    }
+
+    /// Applies one record of the models topic.
+    pub fn apply(&mut self, rec: &Record) -> Result<Applied, TrainingError> {
+        let Some(key) = rec.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) else {
+            return Ok(Applied::Other);
+        };
+        if key.split('/').next() != Some(self.name.as_str()) {
+            return Ok(Applied::Other);
+        }
+        let Some(value) = &rec.value else {
+            return Ok(Applied::Other);
+        };
+        let update: ModelUpdate =
+            postcard::from_bytes(value).map_err(|e| TrainingError::Snapshot(e.to_string()))?;
+        Ok(match update {
+            ModelUpdate::Snapshot { version, model } => {
+                if self.version().is_some_and(|v| v >= version) {
+                    Applied::Stale
+                } else {
+                    // Decoded fully before the swap: readers see the old
+                    // model or the new one.
+                    self.model = Some(Ftrl::from_bytes(&model)?);
+                    Applied::Snapshot(version)
+                }
+            }
+            ModelUpdate::Delta(delta) => match &mut self.model {
+                None => Applied::Gap,
+                Some(m) if delta.version <= m.version => Applied::Stale,
+                Some(m) => {
+                    if m.apply_delta(&delta) {
+                        Applied::Delta(delta.version)
+                    } else {
+                        Applied::Gap
+                    }
+                }
+            },
+        })
+    }
+}
+
+/// (topic, partition) → the next offset to read.
+pub type Offsets = BTreeMap<(String, i32), i64>;
+
+/// What a stored snapshot holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    model: Vec<u8>,
+    offsets: Offsets,
+}
+
+/// Versioned snapshots of a model on object storage.
+pub struct ModelStore {
+    store: Store,
+    /// Snapshots kept (older ones are deleted). Default 5.
+    pub keep: usize,
+}
+
+impl ModelStore {
+    /// Snapshots of model `name` under `store`.
+    pub fn new(store: &Store, name: &str) -> ModelStore {
+        ModelStore {
+            store: store.child(name),
+            keep: 5,
+        }
+    }
+
+    /// Saves `model` with the offsets it has learned up to.
+    pub fn save(&self, model: &Ftrl, offsets: &Offsets) -> Result<String, LifecycleError> {
+        let name = format!("v{:012}.bin", model.version);
+        let bytes = postcard::to_stdvec(&Stored {
+            model: model.to_bytes(),
+            offsets: offsets.clone(),
+        })
+        .expect("snapshots serialize");
+        self.store.put(&name, bytes)?;
+        let mut all = self.versions()?;
+        while all.len() > self.keep {
+            self.store.delete(&all.remove(0))?;
+        }
+        Ok(format!("{}/{name}", self.store.url()))
+    }
+
+    fn versions(&self) -> Result<Vec<String>, LifecycleError> {
+        Ok(self
+            .store
+            .list("")?
+            .into_iter()
+            .filter(|n| n.starts_with('v') && n.ends_with(".bin"))
+            .collect())
+    }
+
+    /// The latest snapshot: the model and its offsets.
+    pub fn latest(&self) -> Result<Option<(Ftrl, Offsets)>, LifecycleError> {
+        let Some(name) = self.versions()?.pop() else {
+            return Ok(None);
+        };
+        let bytes = self
+            .store
+            .get(&name)?
+            .ok_or_else(|| TrainingError::Snapshot(format!("{name} disappeared")))?;
+        let stored: Stored = postcard::from_bytes(&bytes)
+            .map_err(|e| TrainingError::Snapshot(format!("{name}: {e}")))?;
+        Ok(Some((Ftrl::from_bytes(&stored.model)?, stored.offsets)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Learner;
+    use crate::ftrl::FtrlConfig;
+    use crate::hashing::{FeatureHasher, Value};
+    use eddy_features::topic::local::{LocalLog, LocalLogConfig};
+    use eddy_features::topic::{Backend, StartOffset, TopicSpec};
+    use std::time::Duration;
+
+    fn example(h: &FeatureHasher, i: u64) -> (Vec<(u32, f32)>, f64) {
+        let mut b = h.builder();
+        b.add(
+            FeatureHasher::namespace("u"),
+            "user",
+            Value::Category(&(i % 97).to_string()),
+        )
+        .unwrap();
+        b.add(
+            FeatureHasher::namespace("x"),
+            "x",
+            Value::Number((i % 13) as f64 / 13.0),
+        )
+        .unwrap();
+        let mut x = Vec::new();
+        b.finish(&mut x);
+        (x, f64::from(i % 97 < 40))
+    }
+
+    /// The replica reads the real models topic on the local log; one that
+    /// starts late catches up from the latest snapshot and the deltas after
+    /// it, skipping what is older.
+    #[test]
+    fn replicas_follow_the_models_topic_and_a_late_one_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LocalLog::open(LocalLogConfig::new(dir.path())).unwrap();
+        log.create_topic(&TopicSpec::new("models").compacted())
+            .unwrap();
+        let mut producer = log.producer().unwrap();
+        let h = FeatureHasher::new(14, Vec::new());
+        let mut learner = Ftrl::new(FtrlConfig {
+            bits: 14,
+            ..FtrlConfig::default()
+        });
+        let mut publisher = Publisher::new("clicks", "models", 3);
+        let mut early = Replica::new("clicks");
+        let mut consumer = log.consumer(None).unwrap();
+        consumer
+            .assign_all("models", StartOffset::Earliest)
+            .unwrap();
+        let mut n = 0;
+        for _ in 0..8 {
+            for _ in 0..500 {
+                let (x, y) = example(&h, n);
+                learner.learn(&x, y);
+                n += 1;
+            }
+            publisher.sync(&mut learner, producer.as_mut()).unwrap();
+            for rec in consumer.poll(100, Duration::from_millis(200)).unwrap() {
+                early.apply(&rec).unwrap();
+            }
+            assert_eq!(early.version(), Some(learner.version));
+            for i in 0..50 {
+                let (x, _) = example(&h, i);
+                assert_eq!(
+                    early.model.as_ref().unwrap().predict(&x).to_bits(),
+                    learner.predict(&x).to_bits()
+                );
+            }
+        }
+        // A replica started now reads the whole topic from the beginning.
+        let records =
+            eddy_features::topic::read_to_end(&log, "models", Duration::from_secs(5)).unwrap();
+        let mut late = Replica::new("clicks");
+        let outcomes: Vec<Applied> = records.iter().map(|r| late.apply(r).unwrap()).collect();
+        assert!(outcomes.contains(&Applied::Stale), "{outcomes:?}");
+        assert_eq!(late.version(), Some(learner.version));
+        let mut other = Replica::new("other-model");
+        assert!(
+            records
+                .iter()
+                .all(|r| other.apply(r).unwrap() == Applied::Other)
+        );
+    }
+
+    #[test]
+    fn a_restarted_learner_resumes_from_its_latest_snapshot_and_offsets() {
+        let store = Store::open("memory://models").unwrap();
+        let models = ModelStore::new(&store, "clicks");
+        assert!(models.latest().unwrap().is_none());
+        let h = FeatureHasher::new(12, Vec::new());
+        let mut learner = Ftrl::new(FtrlConfig {
+            bits: 12,
+            ..FtrlConfig::default()
+        });
+        for round in 0..7 {
+            for i in 0..200 {
+                let (x, y) = example(&h, round * 200 + i);
+                learner.learn(&x, y);
+            }
+            learner.take_delta();
+            let offsets = BTreeMap::from([(("clicks".to_string(), 0), (round + 1) as i64 * 200)]);
+            models.save(&learner, &offsets).unwrap();
+        }
+        let (restored, offsets) = models.latest().unwrap().unwrap();
+        assert_eq!(restored.version, learner.version);
+        assert_eq!(offsets[&("clicks".to_string(), 0)], 1400);
+        let (x, _) = example(&h, 3);
+        assert_eq!(
+            restored.predict(&x).to_bits(),
+            learner.predict(&x).to_bits()
+        );
+        assert_eq!(
+            models.versions().unwrap().len(),
+            5,
+            "older snapshots are pruned"
+        );
+    }
+}
