@@ -12,6 +12,8 @@
 //!   2013), the click/like model.
 //! - [`metrics`]: logloss, accuracy, AUC and RMSE over progressive
 //!   predictions.
+//! - [`joiner`]: holds predictions until their delayed label arrives or
+//!   their attribution window ends (a negative).
 //! - [`lifecycle`]: versioned snapshots on object storage, and sparse
 //!   deltas plus periodic snapshots on a compacted models topic, which
 //!   serving replicas follow.
@@ -20,6 +22,7 @@
 
 pub mod ftrl;
 pub mod hashing;
+pub mod joiner;
 pub mod lifecycle;
 pub mod metrics;
 pub mod recommend;
