@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use eddy_training::recommend::Recommender;
+use eddy_training::recommend::cooccurrence::CoOccurrence;
 use eddy_training::recommend::eval::Prequential;
 use eddy_training::recommend::mf::{MfConfig, StreamingMf};
 use eddy_training::recommend::popularity::Popularity;
@@ -78,9 +79,13 @@ pub fn recommend(args: &BenchRecommendArgs) -> anyhow::Result<()> {
     });
     let mut fallback = Popularity::new(30 * day);
     let (learned, mf_secs) = evaluate(&mut mf, Some(&mut fallback));
+    let mut co = CoOccurrence::new(Default::default());
+    let mut fallback = Popularity::new(30 * day);
+    let (pairs, co_secs) = evaluate(&mut co, Some(&mut fallback));
     for (name, r, secs) in [
         ("popularity (30-day half-life)", pop, pop_secs),
         ("streaming MF + popularity fallback", learned, mf_secs),
+        ("co-occurrence + popularity fallback", pairs, co_secs),
     ] {
         println!(
             "{name:<36} HR@10 {:.4}  NDCG@10 {:.4}  over {} interactions ({secs:.2} s)",

@@ -3,15 +3,21 @@
 //!
 //! - [`popularity::Popularity`]: items by exponentially decayed
 //!   interaction count; the fallback for users nothing is known about.
+//! - [`cooccurrence::CoOccurrence`]: "users who just engaged with X
+//!   engage with Y next", with time decay.
 //! - [`mf::StreamingMf`]: implicit matrix factorization trained by BPR
 //!   (Rendle et al. 2009) one interaction at a time, on a collisionless
 //!   embedding table ([`embeddings::EmbeddingTable`]) that admits ids by
 //!   frequency and expires stale ones, so memory stays bounded (ByteDance
 //!   Monolith's design).
+//! - [`explore::Explorer`]: ε-greedy or Thompson sampling for cold items
+//!   (off by default).
 //! - [`eval::Prequential`]: test-then-train evaluation, HR@k and NDCG@k.
 
+pub mod cooccurrence;
 pub mod embeddings;
 pub mod eval;
+pub mod explore;
 pub mod mf;
 pub mod popularity;
 

@@ -46,14 +46,21 @@ fn evaluate(
 }
 
 #[test]
-fn streaming_mf_beats_popularity_on_prequential_hr_at_10() {
+fn streaming_mf_and_co_occurrence_beat_popularity_on_prequential_hr_at_10() {
     let day = 86_400_000;
     let popular = evaluate(&mut Popularity::new(30 * day), None, 7);
     let mut mf = StreamingMf::new(MfConfig::default());
     let mut fallback = Popularity::new(30 * day);
     let learned = evaluate(&mut mf, Some(&mut fallback), 7);
-    eprintln!("popularity {popular:?}\nmf {learned:?}");
+    let mut co = super::cooccurrence::CoOccurrence::new(Default::default());
+    let mut fallback = Popularity::new(30 * day);
+    let pairs = evaluate(&mut co, Some(&mut fallback), 7);
+    eprintln!("popularity {popular:?}\nmf {learned:?}\nco-occurrence {pairs:?}");
     assert!(popular.evaluated > 5_000);
+    assert!(
+        pairs.hit_rate > popular.hit_rate,
+        "co-occurrence {pairs:?} vs popularity {popular:?}"
+    );
     assert!(
         learned.hit_rate > popular.hit_rate && learned.ndcg > popular.ndcg,
         "streaming MF {learned:?} vs popularity {popular:?}"
