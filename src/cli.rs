@@ -93,6 +93,9 @@ pub enum Command {
     /// Progressive validation over a CSV or Parquet file read as a stream:
     /// every row is predicted, then learned from.
     Learn(LearnArgs),
+    /// Batch baselines for the online learners.
+    #[command(subcommand)]
+    Train(TrainCommand),
     /// Measure throughput (results go in BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -158,6 +161,42 @@ pub struct BackfillArgs {
     /// one step per task, on all cores. Default 50000.
     #[arg(long, default_value_t = 50_000)]
     pub batch: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Fit a linfa logistic regression once on a training set's rows
+    /// before --split, and compare it on the later rows with an FTRL
+    /// learner that learns every row.
+    Batch(TrainBatchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainBatchArgs {
+    /// A training set: a Parquet file, or a directory of them (the
+    /// `training/` of `eddy backfill --labels`).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Rows before this time train the batch model; rows from it on are
+    /// scored. A date, a UTC date-time or epoch ms. Default: the time
+    /// after which the last fifth of the rows lies.
+    #[arg(long)]
+    pub split: Option<String>,
+    /// The 0/1 label column. Default `label`.
+    #[arg(long, default_value = "label")]
+    pub label: String,
+    /// The event-time column. Default `event_time`.
+    #[arg(long, default_value = "event_time")]
+    pub time_column: String,
+    /// Numeric columns that are not features.
+    #[arg(long, value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// Iterations of the batch solver (L-BFGS). Default 100.
+    #[arg(long, default_value_t = 100)]
+    pub max_iterations: u64,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The learners `eddy learn` runs.

@@ -11,8 +11,9 @@ mod quickstart_features;
 mod registry;
 mod run;
 mod topics;
+mod train;
 
-use crate::cli::{BenchCommand, Cli, Command, RegistryCommand};
+use crate::cli::{BenchCommand, Cli, Command, RegistryCommand, TrainCommand};
 use crate::context::Context;
 
 /// Runs the parsed command line.
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backfill(args) => backfill::backfill(&cli.global, &args),
         Command::Consistency(args) => backfill::consistency(&cli.global, &args),
         Command::Learn(args) => learn::learn(&args),
+        Command::Train(TrainCommand::Batch(args)) => train::batch(&args),
         Command::Bench(BenchCommand::Topics(args)) => bench::topics(&cli.global, &args),
         Command::Bench(BenchCommand::Pipeline(args)) => {
             bench_pipeline::pipeline(&cli.global, &args)

@@ -116,3 +116,42 @@ fn learn_reads_parquet_like_csv_and_names_a_missing_label_column() {
     let err = fails_with(cmd, "", 2);
     assert!(err.contains("--label `clicked` is not a column"), "{err}");
 }
+
+/// The batch baseline: on a MovieLens training set from `eddy backfill`,
+/// linfa fit once before the split and FTRL learning every row are scored
+/// on the same later rows; the online learner must do better.
+#[test]
+fn train_batch_puts_the_linfa_baseline_beside_the_online_learner_on_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::pipeline::quickstart(dir.path());
+    let data = dir.path().join("eddy-data");
+    let out = dir.path().join("bf");
+    let mut cmd = eddy(&data);
+    cmd.current_dir(dir.path()).args([
+        "backfill",
+        crate::pipeline::MOVIELENS_SPEC,
+        "--labels",
+        "ratings",
+        "--label-expr",
+        "rating >= 4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    ok(cmd, "");
+    let mut cmd = eddy(&data);
+    cmd.args(["train", "batch", "--input"])
+        .arg(out.join("training"))
+        .args(["--split", "2015-01-01", "--json"]);
+    let r: serde_json::Value = serde_json::from_str(&ok(cmd, "")).unwrap();
+    let (batch, online) = (&r["batch"], &r["online"]);
+    assert_eq!(batch["examples"], online["examples"], "the same rows: {r}");
+    assert!(batch["examples"].as_u64().unwrap() > 20_000, "{r}");
+    assert!(r["features"].as_array().unwrap().len() >= 8, "{r}");
+    for m in [batch, online] {
+        assert!(m["auc"].as_f64().unwrap() > 0.7, "{r}");
+    }
+    assert!(
+        online["logloss"].as_f64().unwrap() < batch["logloss"].as_f64().unwrap(),
+        "the online learner beats the nightly batch model: {r}"
+    );
+}

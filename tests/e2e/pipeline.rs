@@ -10,7 +10,7 @@ use serde_json::{Value as Json, json};
 
 use crate::support::*;
 
-const MOVIELENS_SPEC: &str = concat!(
+pub(crate) const MOVIELENS_SPEC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/datasets/movielens/pipeline.yaml"
 );

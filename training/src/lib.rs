@@ -10,6 +10,8 @@
 //!   with namespaces and quadratic crosses (Vowpal Wabbit's model of input).
 //! - [`ftrl`]: logistic regression trained by FTRL-Proximal (McMahan et al.
 //!   2013), the click/like model.
+//! - [`batch`]: the linfa logistic regression that online learning is
+//!   measured against.
 //! - [`metrics`]: logloss, accuracy, AUC and RMSE over progressive
 //!   predictions.
 //! - [`joiner`]: holds predictions until their delayed label arrives or
@@ -20,6 +22,7 @@
 //! - [`recommend`]: popularity with decay and streaming matrix
 //!   factorization, with prequential HR@k and NDCG@k.
 
+pub mod batch;
 pub mod ftrl;
 pub mod hashing;
 pub mod joiner;
@@ -47,6 +50,8 @@ pub enum TrainingError {
         "model snapshot is unreadable ({0}): it was written by another version of eddy, or is damaged"
     )]
     Snapshot(String),
+    #[error("fitting the batch model failed: {0}")]
+    Fit(String),
 }
 
 /// One hashed example: feature indices and values.
