@@ -60,6 +60,10 @@ pub struct StreamingMf {
     rng: Rng,
     /// Interactions learned from.
     pub updates: u64,
+    /// Interactions not learned from because the user or the item has no
+    /// embedding yet (seen fewer than `min_count` times): counted, and
+    /// kept out of the model.
+    pub not_admitted: u64,
     last_expiry: i64,
 }
 
@@ -80,6 +84,7 @@ impl StreamingMf {
             item_ids: Vec::new(),
             rng: Rng(0x00DD_BA11),
             updates: 0,
+            not_admitted: 0,
             last_expiry: i64::MIN,
         }
     }
@@ -134,6 +139,8 @@ impl Recommender for StreamingMf {
                 }
             }
             self.updates += 1;
+        } else {
+            self.not_admitted += 1;
         }
         // Expire once a day of event time.
         if ts >= self.last_expiry.saturating_add(86_400_000) {
@@ -191,5 +198,60 @@ impl PartialOrd for OrdF32 {
 impl Ord for OrdF32 {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&other.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trained(min_count: u32) -> StreamingMf {
+        let mut mf = StreamingMf::new(MfConfig {
+            dim: 8,
+            min_count,
+            ..MfConfig::default()
+        });
+        let mut rng = Rng(1);
+        for n in 0..5_000 {
+            let user = rng.next_u64() % 50;
+            // Users like items of their own parity.
+            let item = 2 * (rng.next_u64() % 20) + user % 2;
+            mf.learn(user, item, n);
+        }
+        mf
+    }
+
+    #[test]
+    fn a_saved_model_recommends_exactly_like_the_original() {
+        let mf = trained(1);
+        let bytes = postcard::to_stdvec(&mf).unwrap();
+        let copy: StreamingMf = postcard::from_bytes(&bytes).unwrap();
+        for user in 0..50 {
+            assert_eq!(
+                mf.recommend(user, 0, 10, &|_| false),
+                copy.recommend(user, 0, 10, &|_| false)
+            );
+        }
+        // And it learned the pattern.
+        let top = mf.recommend(3, 0, 10, &|_| false);
+        assert!(
+            top.iter().filter(|(i, _)| i % 2 == 1).count() >= 8,
+            "{top:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_rare_ids_are_counted_and_do_not_touch_the_model() {
+        let mut mf = trained(3);
+        assert!(
+            mf.recommend(999_999, 0, 10, &|_| false).is_empty(),
+            "unknown user"
+        );
+        assert!(mf.score(3, 999_999).is_none(), "unknown item");
+        let skipped = mf.not_admitted;
+        // A brand-new user and item, seen once: counted, nothing learned.
+        mf.learn(777_777, 888_888, 10_000);
+        assert_eq!(mf.not_admitted, skipped + 1);
+        assert!(mf.users.get(777_777).is_none() && mf.items.get(888_888).is_none());
     }
 }
