@@ -202,8 +202,12 @@ pub struct TrainBatchArgs {
 /// The learners `eddy learn` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ModelKind {
-    /// Logistic regression by FTRL-Proximal, on hashed features.
+    /// Logistic regression by FTRL-Proximal, on hashed features: a 0/1
+    /// label; logloss, AUC, accuracy.
     Ftrl,
+    /// Linear regression by FTRL-Proximal (squared loss): a numeric label
+    /// such as a rating; RMSE and MAE.
+    Linear,
 }
 
 #[derive(Debug, Args)]
@@ -211,8 +215,8 @@ pub struct LearnArgs {
     /// A CSV file (with a header) or a Parquet file (`.parquet`).
     #[arg(long)]
     pub input: PathBuf,
-    /// The label column: 1/0, true/false, or a number (positive means 1,
-    /// as VW's -1/1).
+    /// The label column. For `ftrl`: 1/0, true/false, or a number
+    /// (positive means 1, as VW's -1/1). For `linear`: a number.
     #[arg(long)]
     pub label: String,
     /// The model. Default ftrl.

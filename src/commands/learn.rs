@@ -12,11 +12,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use eddy_training::ftrl::Loss;
 use eddy_training::hashing::{Builder, Slot};
+use eddy_training::metrics::Regression;
 use eddy_training::{FeatureHasher, Ftrl, FtrlConfig, Learner, Progressive};
 use serde_json::json;
 
-use crate::cli::LearnArgs;
+use crate::cli::{LearnArgs, ModelKind};
 use crate::exit::{CliError, ExitCode};
 
 /// How a column is read.
@@ -30,6 +32,8 @@ enum Kind {
 /// The plan for one header: which column is the label, and the features.
 struct Plan {
     label: usize,
+    /// The label is a number to predict (regression), not a class.
+    numeric_label: bool,
     features: Vec<(usize, Slot, Kind)>,
 }
 
@@ -66,7 +70,11 @@ impl Plan {
                 (i, FeatureHasher::slot(h, h), kind)
             })
             .collect();
-        Ok(Plan { label, features })
+        Ok(Plan {
+            label,
+            numeric_label: args.model == ModelKind::Linear,
+            features,
+        })
     }
 
     /// Hashes one row; Err is why it is skipped.
@@ -77,8 +85,15 @@ impl Plan {
         row: &impl Row,
         out: &mut Vec<(u32, f32)>,
     ) -> Result<f64, String> {
-        let y = label(row.field(self.label))
-            .ok_or_else(|| format!("label `{}`", String::from_utf8_lossy(row.field(self.label))))?;
+        let text = row.field(self.label);
+        let y = match self.numeric_label {
+            false => label(text),
+            true => std::str::from_utf8(text)
+                .ok()
+                .and_then(|t| t.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite()),
+        }
+        .ok_or_else(|| format!("label `{}`", String::from_utf8_lossy(text)))?;
         for (i, slot, kind) in &self.features {
             let text = row.field(*i);
             if text.is_empty() {
@@ -124,6 +139,7 @@ struct Run {
     hasher: FeatureHasher,
     model: Ftrl,
     metrics: Progressive,
+    regression: Regression,
     skipped: u64,
     first_skip: Option<String>,
     x: Vec<(u32, f32)>,
@@ -133,7 +149,13 @@ impl Run {
     /// Predicts, then learns, one row (number `n`, from 1).
     fn row(&mut self, plan: &Plan, header: &[String], n: usize, row: &impl Row) {
         match plan.example(header, self.hasher.builder(), row, &mut self.x) {
-            Ok(y) => self.metrics.add(self.model.learn(&self.x, y), y),
+            Ok(y) => {
+                let p = self.model.learn(&self.x, y);
+                match self.model.config.loss {
+                    Loss::Logistic => self.metrics.add(p, y),
+                    Loss::Squared => self.regression.add(p, y),
+                }
+            }
             Err(why) => {
                 self.skipped += 1;
                 self.first_skip.get_or_insert(format!("row {n}: {why}"));
@@ -207,11 +229,16 @@ pub fn learn(args: &LearnArgs) -> anyhow::Result<()> {
         beta: args.beta,
         l1: args.l1,
         l2: args.l2,
+        loss: match args.model {
+            ModelKind::Ftrl => Loss::Logistic,
+            ModelKind::Linear => Loss::Squared,
+        },
     };
     let mut run = Run {
         hasher: FeatureHasher::new(config.bits, crosses),
         model: Ftrl::new(config),
         metrics: Progressive::default(),
+        regression: Regression::default(),
         skipped: 0,
         first_skip: None,
         x: Vec::new(),
@@ -247,15 +274,44 @@ pub fn learn(args: &LearnArgs) -> anyhow::Result<()> {
     let Run {
         model,
         metrics,
+        regression,
         skipped,
         first_skip,
         ..
     } = run;
-    let report = metrics.report();
     if let Some(path) = &args.save {
         std::fs::write(path, model.to_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    if model.config.loss == Loss::Squared {
+        let r = regression.report();
+        let rate = r.examples as f64 / elapsed.as_secs_f64().max(1e-9);
+        if args.json {
+            println!(
+                "{}",
+                json!({
+                    "model": "linear",
+                    "examples": r.examples,
+                    "skipped": skipped,
+                    "first_skip": first_skip,
+                    "rmse": r.rmse,
+                    "mae": r.mae,
+                    "seconds": elapsed.as_secs_f64(),
+                    "examples_per_second": rate,
+                })
+            );
+        } else {
+            println!(
+                "linear: {} examples in {:.2} s ({rate:.0}/s), progressive RMSE {:.4}, MAE {:.4}",
+                r.examples,
+                elapsed.as_secs_f64(),
+                r.rmse,
+                r.mae
+            );
+        }
+        return Ok(());
+    }
+    let report = metrics.report();
     let rate = report.examples as f64 / elapsed.as_secs_f64().max(1e-9);
     if args.json {
         println!(

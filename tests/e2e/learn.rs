@@ -155,3 +155,41 @@ fn train_batch_puts_the_linfa_baseline_beside_the_online_learner_on_the_same_row
         "the online learner beats the nightly batch model: {r}"
     );
 }
+
+/// RMSE for ratings: linear regression (FTRL, squared loss) on MovieLens
+/// user and movie ids beats the running mean of the ratings seen so far.
+#[test]
+fn learn_linear_predicts_movielens_ratings_better_than_their_running_mean() {
+    let dir = tempfile::tempdir().unwrap();
+    let ratings = format!("{}/ratings.csv", crate::pipeline::MOVIELENS);
+    let mut cmd = eddy(dir.path());
+    cmd.args([
+        "learn", "--input", &ratings, "--label", "rating", "--model", "linear",
+    ])
+    .args([
+        "--categorical",
+        "userId,movieId",
+        "--ignore",
+        "timestamp",
+        "--json",
+    ]);
+    let r: serde_json::Value = serde_json::from_str(&ok(cmd, "")).unwrap();
+    // The same progressive protocol for the baseline: predict the mean of
+    // the ratings before, then see the rating.
+    let text = std::fs::read_to_string(&ratings).unwrap();
+    let (mut sum, mut n, mut sq) = (0.0, 0.0, 0.0);
+    for line in text.lines().skip(1) {
+        let y: f64 = line.split(',').nth(2).unwrap().parse().unwrap();
+        let p = if n > 0.0 { sum / n } else { 3.5 };
+        sq += (p - y) * (p - y);
+        sum += y;
+        n += 1.0;
+    }
+    let baseline = (sq / n).sqrt();
+    let rmse = r["rmse"].as_f64().unwrap();
+    assert_eq!(r["examples"], 100_837, "{r}");
+    assert!(
+        rmse < baseline - 0.1,
+        "RMSE {rmse} vs running mean {baseline}"
+    );
+}

@@ -90,6 +90,40 @@ impl Progressive {
     }
 }
 
+/// Running metrics of a regressor (ratings).
+#[derive(Debug, Clone, Default)]
+pub struct Regression {
+    pub count: u64,
+    squared: f64,
+    absolute: f64,
+}
+
+/// A summary of [`Regression`].
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RegressionReport {
+    pub examples: u64,
+    pub rmse: f64,
+    pub mae: f64,
+}
+
+impl Regression {
+    pub fn add(&mut self, prediction: f64, y: f64) {
+        let e = prediction - y;
+        self.squared += e * e;
+        self.absolute += e.abs();
+        self.count += 1;
+    }
+
+    pub fn report(&self) -> RegressionReport {
+        let n = self.count.max(1) as f64;
+        RegressionReport {
+            examples: self.count,
+            rmse: (self.squared / n).sqrt(),
+            mae: self.absolute / n,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
