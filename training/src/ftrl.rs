@@ -242,26 +242,7 @@ mod tests {
     use super::*;
     use crate::hashing::{FeatureHasher, Value};
     use crate::metrics::Progressive;
-
-    /// SplitMix64: a small deterministic generator for test streams.
-    pub(crate) struct Rng(pub u64);
-
-    impl Rng {
-        pub fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        pub fn uniform(&mut self) -> f64 {
-            (self.next() >> 11) as f64 / (1u64 << 53) as f64
-        }
-        pub fn normal(&mut self) -> f64 {
-            let (u1, u2) = (self.uniform().max(1e-300), self.uniform());
-            (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-        }
-    }
+    use crate::recommend::Rng;
 
     /// A click stream whose true probability is known: a bias, a user
     /// effect, an item effect, a user-group × item-category interaction
@@ -283,8 +264,8 @@ mod tests {
         );
         (0..n)
             .map(|_| {
-                let u = (rng.next() % 500) as usize;
-                let i = (rng.next() % 100) as usize;
+                let u = (rng.next_u64() % 500) as usize;
+                let i = (rng.next_u64() % 100) as usize;
                 let (group, cat) = (u % 4, i % 5);
                 let x = 2.0 * rng.uniform() - 1.0;
                 let inter = if group == cat % 4 { 0.8 } else { -0.4 };
@@ -390,7 +371,10 @@ mod tests {
         });
         let (mut sq, mut late, mut n) = (0.0, 0.0, 0.0);
         for k in 0..200_000 {
-            let (u, i) = ((rng.next() % 300) as usize, (rng.next() % 100) as usize);
+            let (u, i) = (
+                (rng.next_u64() % 300) as usize,
+                (rng.next_u64() % 100) as usize,
+            );
             let noise = 0.3 * rng.normal();
             let y = 3.5 + users[u] + items[i] + noise;
             let mut b = hasher.builder();

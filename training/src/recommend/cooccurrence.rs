@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::Recommender;
+use super::{Recommender, log2_add};
 
 /// Hyper-parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -46,11 +46,6 @@ pub struct CoOccurrence {
     recent: HashMap<u64, VecDeque<(u64, i64)>>,
     /// item → neighbor → log₂ of its weight at time 0.
     neighbors: HashMap<u64, HashMap<u64, f64>>,
-}
-
-fn log2_add(a: f64, b: f64) -> f64 {
-    let (hi, lo) = if a > b { (a, b) } else { (b, a) };
-    hi + (1.0 + (lo - hi).exp2()).log2()
 }
 
 impl CoOccurrence {

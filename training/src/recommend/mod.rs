@@ -41,6 +41,13 @@ pub trait Recommender {
     ) -> Vec<(u64, f32)>;
 }
 
+/// log₂(2^a + 2^b) without overflow: how decayed weights kept in log
+/// space (popularity, co-occurrence) are added.
+pub(crate) fn log2_add(a: f64, b: f64) -> f64 {
+    let (hi, lo) = if a > b { (a, b) } else { (b, a) };
+    hi + (1.0 + (lo - hi).exp2()).log2()
+}
+
 /// SplitMix64: small, fast and deterministic, so a model trained twice on
 /// the same stream is the same model (replays must be reproducible).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

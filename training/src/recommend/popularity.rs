@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::Recommender;
+use super::{Recommender, log2_add};
 
 /// Items by decayed interaction count.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,12 +28,6 @@ pub struct Popularity {
 fn ordered(x: f64) -> i64 {
     let b = x.to_bits() as i64;
     if b < 0 { b ^ i64::MAX } else { b }
-}
-
-/// log₂(2^a + 2^b) without overflow.
-fn log2_add(a: f64, b: f64) -> f64 {
-    let (hi, lo) = if a > b { (a, b) } else { (b, a) };
-    hi + (1.0 + (lo - hi).exp2()).log2()
 }
 
 impl Popularity {
