@@ -172,8 +172,11 @@ pub struct Output {
 /// counts: the label events of a training set.
 #[derive(Debug)]
 pub struct Probe {
-    /// The probed source (index).
-    pub source: usize,
+    /// The probed sources (indices).
+    pub sources: Vec<usize>,
+    /// Keep each probed event's own columns too (learners read raw event
+    /// fields; a training set does not need them).
+    pub keep_columns: bool,
     /// Only events at or after this time are probed (a backfill's
     /// `--from`); earlier ones still count as features.
     pub from: i64,
@@ -204,7 +207,8 @@ impl Probe {
     /// A probe of `source`'s events from `from` on, with no queries.
     pub fn events(source: usize, from: i64) -> Probe {
         Probe {
-            source,
+            sources: vec![source],
+            keep_columns: false,
             from,
             rows: ProbedRows::default(),
             scratch: Vec::new(),
@@ -218,6 +222,7 @@ impl Probe {
         queries.sort_by_key(|q| std::cmp::Reverse(q.t));
         Probe {
             queries,
+            sources: Vec::new(),
             ..Probe::events(usize::MAX, i64::MAX)
         }
     }
@@ -231,6 +236,10 @@ pub struct ProbedRows {
     pub keys: Vec<Scalar>,
     pub ts: Vec<i64>,
     pub offsets: Vec<i64>,
+    /// The source of each event (index).
+    pub sources: Vec<usize>,
+    /// Each event's own columns, if the probe keeps them.
+    pub columns: Vec<Box<[Scalar]>>,
     /// One per feature over all views: view after view, each in its
     /// feature order.
     pub features: Vec<ColumnBuilder>,
@@ -261,14 +270,7 @@ impl ProbedRows {
         )
     }
 
-    fn push(
-        &mut self,
-        cfg: &TaskConfig,
-        key: &Scalar,
-        ts: i64,
-        offset: i64,
-        values: &mut Vec<Scalar>,
-    ) {
+    fn push(&mut self, cfg: &TaskConfig, row: &Row, keep_columns: bool, values: &mut Vec<Scalar>) {
         if self.features.is_empty() {
             self.features = cfg
                 .views
@@ -277,9 +279,13 @@ impl ProbedRows {
                 .map(|f| ColumnBuilder::new(&OutType::of(f).column_type(), 1024))
                 .collect();
         }
-        self.keys.push(key.clone());
-        self.ts.push(ts);
-        self.offsets.push(offset);
+        self.keys.push(row.key.clone());
+        self.ts.push(row.ts);
+        self.offsets.push(row.offset);
+        self.sources.push(row.source);
+        if keep_columns {
+            self.columns.push(row.columns.clone());
+        }
         for (column, v) in self.features.iter_mut().zip(values.drain(..)) {
             column.push(v);
         }
@@ -486,7 +492,7 @@ impl Task {
             p.queries.last().is_some_and(|q| q.t <= w)
                 || released
                     .iter()
-                    .any(|r| r.source == p.source && r.ts >= p.from)
+                    .any(|r| r.ts >= p.from && p.sources.contains(&r.source))
         });
         match probe {
             None => {
@@ -532,12 +538,12 @@ impl Task {
                     answer_queries(&mut self.views, probe, ts - 1);
                     if ts >= probe.from {
                         for row in &released[i..end] {
-                            if row.source == probe.source {
+                            if probe.sources.contains(&row.source) {
                                 let values = &mut probe.scratch;
                                 for v in &mut self.views {
                                     v.probe_into(&row.key, ts - 1, values);
                                 }
-                                probe.rows.push(&self.cfg, &row.key, ts, row.offset, values);
+                                probe.rows.push(&self.cfg, row, probe.keep_columns, values);
                             }
                         }
                     }

@@ -11,6 +11,7 @@
 
 pub mod duration;
 pub mod locate;
+pub mod model;
 pub mod validate;
 pub mod window;
 
@@ -20,6 +21,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 pub use duration::Millis;
+pub use model::{ModelKind, ModelPlan, ModelSpec};
 pub use locate::KeyPath;
 pub use validate::{ColumnType, Columns, ViewPlan, validate};
 pub use window::Window;
@@ -46,6 +48,10 @@ pub struct PipelineSpec {
     /// reach further back than the topics' retention. Default: none.
     #[serde(default)]
     pub archive: Option<ArchiveSpec>,
+    /// Incremental learners `eddy run` trains from the sources' events, by
+    /// name. Default: none.
+    #[serde(default)]
+    pub models: IndexMap<String, ModelSpec>,
 }
 
 /// An event stream: an Avro topic in the Confluent wire format.

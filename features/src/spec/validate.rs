@@ -151,7 +151,7 @@ pub struct ViewPlan {
     pub parquet: Option<String>,
 }
 
-fn is_identifier(name: &str) -> bool {
+pub(crate) fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -294,6 +294,7 @@ pub(crate) fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
             }
         }
     }
+    super::model::shape(loaded, &mut |path, msg| out.push(loaded.problem(&path, msg)));
     out
 }
 
@@ -651,6 +652,31 @@ pub fn validate(
     } else {
         Err(problems)
     }
+}
+
+/// Column names of every feature of `plans`: the feature's own name, or
+/// `<view>__<feature>` where two views share a name (Feast's convention).
+pub fn feature_columns(plans: &[ViewPlan]) -> Vec<(String, ColumnType)> {
+    let mut count: std::collections::HashMap<&str, usize> = Default::default();
+    for p in plans {
+        for f in &p.features {
+            *count.entry(f.column.as_str()).or_default() += 1;
+        }
+    }
+    plans
+        .iter()
+        .flat_map(|p| {
+            let count = &count;
+            p.features.iter().map(move |f| {
+                let name = if count[f.column.as_str()] > 1 {
+                    format!("{}__{}", p.name, f.column)
+                } else {
+                    f.column.clone()
+                };
+                (name, crate::engine::job::output::OutType::of(f).column_type())
+            })
+        })
+        .collect()
 }
 
 fn unknown_column(name: &str, columns: &Columns) -> String {

@@ -277,7 +277,7 @@ impl Backfill {
             .map(|p| {
                 let mut probe = Probe::queries(self.options.queries.clone());
                 if let Some((s, ..)) = &self.labels {
-                    probe.source = *s;
+                    probe.sources = vec![*s];
                     probe.from = self.options.from.unwrap_or(i64::MIN);
                 }
                 (*p, probe)

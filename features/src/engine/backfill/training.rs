@@ -12,7 +12,6 @@ use std::sync::Arc;
 use polars::prelude::*;
 
 use crate::engine::frame::{from_series, to_series};
-use crate::engine::job::output::OutType;
 use crate::engine::task::ProbedRows;
 use crate::engine::value::Scalar;
 use crate::spec::ColumnType;
@@ -116,30 +115,7 @@ impl Labeler {
     }
 }
 
-/// Column names of every feature of `plans`: the feature's own name, or
-/// `<view>__<feature>` where two views share a name (Feast's convention).
-pub fn feature_columns(plans: &[ViewPlan]) -> Vec<(String, ColumnType)> {
-    let mut count: HashMap<&str, usize> = HashMap::new();
-    for p in plans {
-        for f in &p.features {
-            *count.entry(f.column.as_str()).or_default() += 1;
-        }
-    }
-    plans
-        .iter()
-        .flat_map(|p| {
-            let count = &count;
-            p.features.iter().map(move |f| {
-                let name = if count[f.column.as_str()] > 1 {
-                    format!("{}__{}", p.name, f.column)
-                } else {
-                    f.column.clone()
-                };
-                (name, OutType::of(f).column_type())
-            })
-        })
-        .collect()
-}
+pub use crate::spec::validate::feature_columns;
 
 /// What the writer thread ends with: rows written and file URLs.
 type WriterResult = Result<(u64, Vec<String>), String>;

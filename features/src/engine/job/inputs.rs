@@ -12,6 +12,7 @@ use super::decode::RecordDecoder;
 use crate::engine::table::TableState;
 use crate::engine::task::{Row, TaskConfig};
 use crate::registry::{RegistryError, SchemaRegistry, value_subject};
+use crate::spec::ModelPlan;
 use crate::spec::validate::ViewPlan;
 use crate::spec::{LoadedSpec, SpecError};
 use crate::topic::{Backend, Consumer, Record, StartOffset};
@@ -33,6 +34,8 @@ pub(crate) struct Table {
 /// Everything a job reads, ready to use.
 pub(crate) struct Inputs {
     pub plans: Vec<ViewPlan>,
+    /// The spec's models, resolved.
+    pub models: Vec<ModelPlan>,
     /// Sources that some view reads, in spec order.
     pub sources: Vec<Source>,
     pub tables: Vec<Table>,
@@ -61,8 +64,8 @@ pub fn schema_lookup(
 
 impl Inputs {
     /// Validates the spec against the registry and builds decoders, table
-    /// state and the task configuration. Sources no view reads are left
-    /// out, except `extra` (a backfill's label source), which is read whole.
+    /// state and the task configuration. Sources no view or model reads
+    /// are left out, except `extra` (a backfill's label source).
     pub fn open(
         loaded: &LoadedSpec,
         backend: &dyn Backend,
@@ -98,7 +101,8 @@ impl Inputs {
         let mut lows = HashMap::new();
         for (name, s) in &spec.sources {
             let read_by_views = plans.iter().find(|p| p.source == *name);
-            if read_by_views.is_none() && extra != Some(name.as_str()) {
+            let read_by_models = spec.models.values().any(|m| m.source == *name);
+            if read_by_views.is_none() && !read_by_models && extra != Some(name.as_str()) {
                 continue;
             }
             let schema = schema_of(&s.topic)?;
@@ -172,8 +176,15 @@ impl Inputs {
             super::TaskConfig::new(&source_lateness, &table_columns, &plans)
                 .map_err(|e| JobError::Output(e.to_string()))?,
         );
+        let columns_by_source = sources
+            .iter()
+            .map(|s| (s.name.clone(), s.decoder.columns.clone()))
+            .collect();
+        let models = crate::spec::model::plan(loaded, &columns_by_source, &plans)
+            .map_err(|p| JobError::Spec(SpecError::Invalid(p)))?;
         Ok(Inputs {
             plans,
+            models,
             sources,
             tables,
             table_state,

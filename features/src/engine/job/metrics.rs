@@ -20,6 +20,9 @@ pub struct JobMetrics {
     pub ready: AtomicBool,
     /// Records behind the end of each source partition: (topic, partition, lag).
     pub lag: Mutex<Vec<(String, i32, i64)>>,
+    /// The models' metrics, already in the exposition format (rendered by
+    /// the learners at each checkpoint).
+    pub models: Mutex<String>,
 }
 
 impl JobMetrics {
@@ -102,6 +105,7 @@ impl JobMetrics {
                 "eddy_consumer_lag_records{{{l},topic=\"{topic}\",partition=\"{p}\"}} {lag}"
             );
         }
+        out.push_str(&self.models.lock().expect("poisoned"));
         out
     }
 }

@@ -13,6 +13,7 @@ mod flat;
 mod flat_decode;
 mod group;
 pub(crate) mod inputs;
+pub mod learners;
 pub mod metrics;
 pub mod output;
 mod read;
@@ -25,10 +26,10 @@ use std::time::{Duration, Instant};
 use crate::avro::AvroCodec;
 use crate::engine::archive::ArchiveSink;
 use crate::engine::table::TableState;
-use crate::engine::task::{Offer, Output, Task, TaskConfig};
+use crate::engine::task::{Offer, Output, Probe, Task, TaskConfig};
 use crate::registry::{RegistryError, SchemaRegistry};
 use crate::spec::validate::ViewPlan;
-use crate::spec::{LoadedSpec, SpecError};
+use crate::spec::{LoadedSpec, ModelPlan, SpecError};
 use crate::store::{Store, StoreError};
 use crate::topic::dead_letter::{DeadLetters, dead_letter_topic};
 use crate::topic::{
@@ -38,6 +39,7 @@ use crate::topic::{
 use checkpoint::{CheckpointError, Checkpointer};
 pub use inputs::schema_lookup;
 use inputs::{Inputs, Source, Table, apply_table_record, bootstrap_tables, decode_event};
+pub use learners::Learners;
 pub use metrics::JobMetrics;
 use output::{ParquetSink, RowEncoder};
 pub use read::{FeatureReader, ReadError};
@@ -137,6 +139,31 @@ pub struct Job {
     parquet_files: Vec<String>,
     /// The spec's `archive:`, if any.
     archive: Option<ArchiveSink>,
+    /// The spec's models, resolved.
+    models: Vec<ModelPlan>,
+    /// The models' learners, once given.
+    learning: Option<Learning>,
+}
+
+/// Learners and what feeds them.
+struct Learning {
+    learners: Box<dyn Learners>,
+    /// The sources (indices) whose events are examples.
+    sources: Vec<usize>,
+    /// One probe per task.
+    probes: BTreeMap<i32, Probe>,
+}
+
+impl Learning {
+    fn probe(&mut self, partition: i32) -> &mut Probe {
+        let sources = &self.sources;
+        self.probes.entry(partition).or_insert_with(|| {
+            let mut probe = Probe::events(usize::MAX, i64::MIN);
+            probe.sources = sources.clone();
+            probe.keep_columns = true;
+            probe
+        })
+    }
 }
 
 /// A hash of what a checkpoint's state depends on: the views' inputs,
@@ -185,6 +212,7 @@ impl Job {
         let inputs = Inputs::open(loaded, backend.as_ref(), &registry, None)?;
         let Inputs {
             plans,
+            models,
             sources,
             tables,
             table_state,
@@ -295,10 +323,48 @@ impl Job {
                 )),
                 None => None,
             },
+            models,
+            learning: None,
         };
         job.reopen_tasks_with_new_records();
         job.bootstrap_tables()?;
         Ok(job)
+    }
+
+    /// The spec's models, resolved against sources and views.
+    pub fn models(&self) -> &[ModelPlan] {
+        &self.models
+    }
+
+    /// Trains `learners` from now on: every event of their sources is
+    /// probed (every view read for its key as of just before it) and
+    /// handed over in release order.
+    pub fn set_learners(&mut self, learners: Box<dyn Learners>) -> Result<(), JobError> {
+        let mut sources = Vec::new();
+        for name in learners.sources() {
+            match self.sources.iter().position(|s| s.name == name) {
+                Some(i) => sources.push(i),
+                None => {
+                    return Err(JobError::Output(format!(
+                        "a model learns from source `{name}`, which this job does not read"
+                    )));
+                }
+            }
+        }
+        self.learning = Some(Learning {
+            learners,
+            sources,
+            probes: BTreeMap::new(),
+        });
+        Ok(())
+    }
+
+    /// One line per model for a run's summary (none without models).
+    pub fn model_summary(&self) -> Vec<String> {
+        self.learning
+            .as_ref()
+            .map(|l| l.learners.summary())
+            .unwrap_or_default()
     }
 
     /// The in-process read API over this job's feature tables.
@@ -407,13 +473,22 @@ impl Job {
                 if task.finished {
                     continue;
                 }
-                let out = if at_end {
-                    newly_finished = true;
-                    task.finish(&self.table_state)
-                } else {
-                    task.advance(&self.table_state)
+                let tables = &self.table_state;
+                let mut probe = self.learning.as_mut().map(|l| l.probe(p));
+                let out = match (at_end, &mut probe) {
+                    (true, Some(probe)) => task.finish_probed(None, tables, Some(probe)),
+                    (true, None) => task.finish(tables),
+                    (false, Some(probe)) => task.advance_capped(i64::MAX, tables, Some(probe)),
+                    (false, None) => task.advance(tables),
                 };
+                newly_finished |= at_end;
+                let examples = probe.map(|probe| probe.rows.take());
                 self.write(p, out)?;
+                if let (Some(rows), Some(l)) = (examples, &mut self.learning)
+                    && !rows.is_empty()
+                {
+                    l.learners.learn(p, rows).map_err(JobError::Output)?;
+                }
             }
             progress(read);
             if newly_finished || last_checkpoint.elapsed() >= self.interval {
@@ -643,6 +718,13 @@ impl Job {
     /// durable before the offsets that produced them are recorded.
     pub fn checkpoint(&mut self) -> Result<(), JobError> {
         self.producer.lock().expect("poisoned").flush()?;
+        if let Some(l) = &mut self.learning {
+            let mut producer = self.producer.lock().expect("poisoned");
+            l.learners
+                .checkpoint(producer.as_mut())
+                .map_err(JobError::Output)?;
+            *self.metrics.models.lock().expect("poisoned") = l.learners.render_metrics(&self.name);
+        }
         for dlq in self.dead_letters.values_mut() {
             dlq.flush()?;
         }

@@ -1,0 +1,36 @@
+//! The seam between a running job and the models it trains.
+//!
+//! `eddy-features` knows nothing about learners (they live in
+//! `eddy-training`, which depends on this crate, not the other way round).
+//! A job with models is given a [`Learners`] and then, for every event of a
+//! model's source, reads every view for the event's key as of just before
+//! the event, the same point-in-time read [`crate::engine::backfill`]
+//! makes for a training set, and hands those rows over in release order.
+//! At each checkpoint the learners publish and save their models before
+//! the tasks record their offsets, so a model is never behind the offsets
+//! a restart resumes from.
+
+use crate::engine::task::ProbedRows;
+use crate::topic::Producer;
+
+/// Models trained inside a job.
+pub trait Learners: Send {
+    /// The sources (by name) whose events are examples.
+    fn sources(&self) -> Vec<String>;
+
+    /// Learns from one task's probed events: each event's key, time,
+    /// offset, source, own columns and every feature as of just before it,
+    /// in the order the task released them.
+    fn learn(&mut self, partition: i32, rows: ProbedRows) -> Result<(), String>;
+
+    /// Publishes updates and saves snapshots with the offsets learned up
+    /// to. Called at every checkpoint, after outputs are flushed and before
+    /// the tasks' checkpoints are written.
+    fn checkpoint(&mut self, producer: &mut dyn Producer) -> Result<(), String>;
+
+    /// The models' metrics in the Prometheus text format.
+    fn render_metrics(&self, pipeline: &str) -> String;
+
+    /// One line per model for the end-of-run summary.
+    fn summary(&self) -> Vec<String>;
+}

@@ -1,0 +1,509 @@
+//! The `models:` section: incremental learners trained by `eddy run`.
+//!
+//! A model learns from the events of one source. Each event is one
+//! example: its features are the spec's views read for the event's key as
+//! of just before the event (the same point-in-time read a backfill's
+//! training set makes, so online and offline examples are identical), plus
+//! raw fields of the event. The label is a SQL expression over the event.
+//!
+//! The spec only declares models; the learners themselves live in the
+//! `eddy-training` crate, which plugs into the job through
+//! [`crate::engine::job::Learners`]. Keeping the declaration here means a
+//! bad model section is reported with file, line and key like every other
+//! spec problem, before anything runs.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use super::validate::{ColumnType, Columns, ViewPlan, expression_type};
+use super::{KeyPath, LoadedSpec, Millis, SpecProblem};
+
+/// One model.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// What learns: `ftrl` (logistic regression by FTRL-Proximal, for
+    /// clicks and likes), `linear` (FTRL with squared loss, for ratings),
+    /// or a recommender: `mf` (streaming matrix factorization by BPR),
+    /// `cooccurrence` (item-to-item with time decay) or `popularity`
+    /// (decayed counts, the fallback for new users). Required.
+    pub kind: ModelKind,
+    /// The source whose events are examples. Required.
+    pub source: String,
+    /// A SQL expression over the event's columns. For `ftrl` a boolean (or
+    /// 0/1) label: required. For `linear` the number to predict: required.
+    /// For recommenders, which events are positive interactions. Default
+    /// (recommenders only): every event.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The item column (recommenders). Required for `mf`, `cooccurrence`
+    /// and `popularity`; the user is the source's key.
+    #[serde(default)]
+    pub item: Option<String>,
+    /// Views whose features are inputs (`ftrl`, `linear`), read for the
+    /// event's key as of just before the event. Default: every view.
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    /// Raw event columns that are inputs too (`ftrl`, `linear`). Strings
+    /// and booleans are categories; numbers are numbers unless listed in
+    /// `categorical`. Default: none.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// Numeric inputs (event columns or features) to treat as categories,
+    /// such as ids. Default: none.
+    #[serde(default)]
+    pub categorical: Vec<String>,
+    /// Pairs of inputs crossed quadratically, like VW's `-q` (for example
+    /// `[userId, genres]`). Default: none.
+    #[serde(default)]
+    pub crosses: Vec<[String; 2]>,
+    /// Hyper-parameters; each applies to the kinds it names. Default: see
+    /// [`ModelParams`].
+    #[serde(default)]
+    pub params: ModelParams,
+    /// The compacted topic updates go to: sparse deltas after every
+    /// checkpoint and a full snapshot every `snapshot_every` of them
+    /// (recommenders send snapshots only). Default `models`.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Syncs between full snapshots on the topic. Default 10.
+    #[serde(default)]
+    pub snapshot_every: Option<u64>,
+    /// The topic progressive metrics go to, as JSON, after every
+    /// checkpoint. Default `models.metrics`.
+    #[serde(default)]
+    pub metrics_topic: Option<String>,
+}
+
+/// The learner of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    Ftrl,
+    Linear,
+    Mf,
+    Cooccurrence,
+    Popularity,
+}
+
+impl ModelKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelKind::Ftrl => "ftrl",
+            ModelKind::Linear => "linear",
+            ModelKind::Mf => "mf",
+            ModelKind::Cooccurrence => "cooccurrence",
+            ModelKind::Popularity => "popularity",
+        }
+    }
+
+    /// Recommenders learn from (user, item) interactions, not features.
+    pub fn is_recommender(&self) -> bool {
+        matches!(
+            self,
+            ModelKind::Mf | ModelKind::Cooccurrence | ModelKind::Popularity
+        )
+    }
+}
+
+/// Hyper-parameters. Each names the kinds it applies to; setting one for
+/// another kind is an error, so a typo cannot silently do nothing.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelParams {
+    /// `ftrl`, `linear`: the model has 2^bits weights. Default 20.
+    pub bits: Option<u32>,
+    /// `ftrl`, `linear`: per-coordinate learning rate scale. Default 0.2
+    /// (`ftrl`), 0.05 (`linear`).
+    pub alpha: Option<f64>,
+    /// `ftrl`, `linear`: learning rate smoothing. Default 1.
+    pub beta: Option<f64>,
+    /// `ftrl`, `linear`: L1 regularization (sparsity). Default 0.5.
+    pub l1: Option<f64>,
+    /// `ftrl`, `linear`: L2 regularization. Default 1.
+    pub l2: Option<f64>,
+    /// `mf`: embedding size. Default 32.
+    pub dim: Option<usize>,
+    /// `mf`: SGD learning rate. Default 0.05.
+    pub learning_rate: Option<f32>,
+    /// `mf`: L2 regularization of embeddings. Default 0.002.
+    pub regularization: Option<f32>,
+    /// `mf`: negatives sampled per interaction. Default 4.
+    pub negatives: Option<usize>,
+    /// `mf`: sightings before an id gets an embedding. Default 1.
+    pub min_count: Option<u32>,
+    /// `mf`: embeddings untouched this long (event time) are dropped.
+    /// Default `365d`.
+    pub ttl: Option<Millis>,
+    /// `cooccurrence`, `popularity`: half-life of an interaction's weight.
+    /// Default `30d` (`cooccurrence`), `7d` (`popularity`).
+    pub half_life: Option<Millis>,
+    /// `cooccurrence`: recent items per user that pair with the next.
+    /// Default 5.
+    pub recent: Option<usize>,
+    /// `cooccurrence`: engagements further apart do not pair. Default `1d`.
+    pub session_gap: Option<Millis>,
+    /// `cooccurrence`: neighbors kept per item. Default 200.
+    pub max_neighbors: Option<usize>,
+    /// Recommenders: the k of the progressive HR@k and NDCG@k. Default 10.
+    pub k: Option<usize>,
+}
+
+impl ModelParams {
+    /// (key, kinds it applies to) for every key that is set.
+    fn set_keys(&self) -> Vec<(&'static str, &'static [ModelKind])> {
+        use ModelKind::*;
+        const LINEAR: &[ModelKind] = &[Ftrl, Linear];
+        let mut out = Vec::new();
+        let mut check = |set: bool, key, kinds| {
+            if set {
+                out.push((key, kinds));
+            }
+        };
+        check(self.bits.is_some(), "bits", LINEAR);
+        check(self.alpha.is_some(), "alpha", LINEAR);
+        check(self.beta.is_some(), "beta", LINEAR);
+        check(self.l1.is_some(), "l1", LINEAR);
+        check(self.l2.is_some(), "l2", LINEAR);
+        check(self.dim.is_some(), "dim", &[Mf]);
+        check(self.learning_rate.is_some(), "learning_rate", &[Mf]);
+        check(self.regularization.is_some(), "regularization", &[Mf]);
+        check(self.negatives.is_some(), "negatives", &[Mf]);
+        check(self.min_count.is_some(), "min_count", &[Mf]);
+        check(self.ttl.is_some(), "ttl", &[Mf]);
+        check(
+            self.half_life.is_some(),
+            "half_life",
+            &[Cooccurrence, Popularity],
+        );
+        check(self.recent.is_some(), "recent", &[Cooccurrence]);
+        check(self.session_gap.is_some(), "session_gap", &[Cooccurrence]);
+        check(self.max_neighbors.is_some(), "max_neighbors", &[Cooccurrence]);
+        check(self.k.is_some(), "k", &[Mf, Cooccurrence, Popularity]);
+        out
+    }
+}
+
+/// Where a model input comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InputFrom {
+    /// A raw event column (index into the source's columns).
+    Column(usize),
+    /// A feature (index into every feature of every view, view after view,
+    /// each in its feature order: the order of a probe's columns).
+    Feature(usize),
+}
+
+/// One input of a linear model: a namespace of hashed features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInput {
+    /// The namespace: the column's or feature's name.
+    pub name: String,
+    pub from: InputFrom,
+    pub column_type: ColumnType,
+    /// Hash the value as a category even if it is a number.
+    pub categorical: bool,
+}
+
+/// A validated model, resolved against the sources and views.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelPlan {
+    pub name: String,
+    pub kind: ModelKind,
+    pub source: String,
+    pub source_topic: String,
+    /// The source's columns, in the order events carry them.
+    pub source_columns: Columns,
+    /// The label SQL and its type, if any.
+    pub label: Option<(String, ColumnType)>,
+    /// The item column's index and type (recommenders).
+    pub item: Option<(usize, ColumnType)>,
+    pub inputs: Vec<ModelInput>,
+    pub crosses: Vec<(String, String)>,
+    pub params: ModelParams,
+    pub topic: String,
+    pub snapshot_every: u64,
+    pub metrics_topic: String,
+}
+
+/// Checks of the `models:` section that need only the spec.
+pub(crate) fn shape(loaded: &LoadedSpec, problem: &mut dyn FnMut(KeyPath, String)) {
+    let spec = &loaded.spec;
+    for (name, m) in &spec.models {
+        let at = KeyPath::default().key("models").key(name);
+        if !super::validate::is_identifier(name) {
+            problem(
+                at.clone(),
+                format!("model name `{name}` must be a letter or `_` followed by letters, digits or `_`"),
+            );
+        }
+        if !spec.sources.contains_key(&m.source) {
+            let known: Vec<&String> = spec.sources.keys().collect();
+            problem(
+                at.key("source"),
+                format!("unknown source `{}`; the sources are {known:?}", m.source),
+            );
+        }
+        for (key, kinds) in m.params.set_keys() {
+            if !kinds.contains(&m.kind) {
+                let names: Vec<&str> = kinds.iter().map(ModelKind::name).collect();
+                problem(
+                    at.key("params").key(key),
+                    format!(
+                        "`{key}` does not apply to a `{}` model; it applies to {names:?}",
+                        m.kind.name()
+                    ),
+                );
+            }
+        }
+        if m.kind.is_recommender() {
+            if m.item.is_none() {
+                problem(
+                    at.key("kind"),
+                    format!(
+                        "a `{}` model needs `item:`, the column naming what the user engaged with",
+                        m.kind.name()
+                    ),
+                );
+            }
+            for key in ["features", "columns", "categorical", "crosses"] {
+                let set = match key {
+                    "features" => m.features.is_some(),
+                    "columns" => !m.columns.is_empty(),
+                    "categorical" => !m.categorical.is_empty(),
+                    _ => !m.crosses.is_empty(),
+                };
+                if set {
+                    problem(
+                        at.key(key),
+                        format!(
+                            "a `{}` recommender learns from (user, item) pairs; `{key}` applies to `ftrl` and `linear`",
+                            m.kind.name()
+                        ),
+                    );
+                }
+            }
+        } else {
+            if m.label.is_none() {
+                problem(
+                    at.key("kind"),
+                    format!(
+                        "a `{}` model needs `label:`, a SQL expression over the event (like `rating >= 4`)",
+                        m.kind.name()
+                    ),
+                );
+            }
+            if m.item.is_some() {
+                problem(
+                    at.key("item"),
+                    "`item` applies to recommenders (`mf`, `cooccurrence`, `popularity`)".into(),
+                );
+            }
+        }
+        if let Some(sql) = &m.label
+            && let Err(e) = polars::sql::sql_expr(sql)
+        {
+            problem(
+                at.key("label"),
+                format!("`{sql}` is not a SQL expression: {e}"),
+            );
+        }
+        if m.snapshot_every == Some(0) {
+            problem(
+                at.key("snapshot_every"),
+                "must be at least 1".to_string(),
+            );
+        }
+        if let Some(b) = m.params.bits
+            && !(1..=30).contains(&b)
+        {
+            problem(
+                at.key("params").key("bits"),
+                format!("{b} is out of range: use 1 to 30 (2^30 weights take 12 GiB)"),
+            );
+        }
+    }
+}
+
+/// Resolves every model against its source's columns and the views.
+/// `source_columns` holds the columns of every source by name.
+pub fn plan(
+    loaded: &LoadedSpec,
+    source_columns: &IndexMap<String, Columns>,
+    views: &[ViewPlan],
+) -> Result<Vec<ModelPlan>, Vec<SpecProblem>> {
+    let spec = &loaded.spec;
+    let mut problems = Vec::new();
+    let mut plans = Vec::new();
+    let features = super::validate::feature_columns(views);
+    for (name, m) in &spec.models {
+        let at = KeyPath::default().key("models").key(name);
+        let Some(columns) = source_columns.get(&m.source) else {
+            continue;
+        };
+        let unknown = |what: &str, known: Vec<&String>| {
+            format!("unknown {what}; the choices are {known:?}")
+        };
+        let label = match &m.label {
+            None => None,
+            Some(sql) => match expression_type(columns, sql) {
+                Err(e) => {
+                    problems.push(loaded.problem(&at.key("label"), e));
+                    None
+                }
+                Ok(t) => {
+                    let fits = match m.kind {
+                        ModelKind::Ftrl => matches!(t, ColumnType::Boolean) || t.is_numeric(),
+                        ModelKind::Linear => t.is_numeric(),
+                        _ => matches!(t, ColumnType::Boolean),
+                    };
+                    if !fits {
+                        let want = match m.kind {
+                            ModelKind::Ftrl => "a boolean or a 0/1 number",
+                            ModelKind::Linear => "a number",
+                            _ => "a boolean (which events are positive interactions)",
+                        };
+                        problems.push(loaded.problem(
+                            &at.key("label"),
+                            format!("`{sql}` gives {t:?}; a `{}` label is {want}", m.kind.name()),
+                        ));
+                    }
+                    Some((sql.clone(), t))
+                }
+            },
+        };
+        let item = match &m.item {
+            None => None,
+            Some(col) => match columns.get_index_of(col) {
+                Some(i) => {
+                    let t = columns[i].clone();
+                    if !matches!(t, ColumnType::Long | ColumnType::String) {
+                        problems.push(loaded.problem(
+                            &at.key("item"),
+                            format!("item column `{col}` is {t:?}; items are long or string ids"),
+                        ));
+                    }
+                    Some((i, t))
+                }
+                None => {
+                    problems.push(loaded.problem(
+                        &at.key("item"),
+                        unknown(&format!("column `{col}`"), columns.keys().collect()),
+                    ));
+                    None
+                }
+            },
+        };
+        let mut inputs = Vec::new();
+        if !m.kind.is_recommender() {
+            let chosen: Vec<&ViewPlan> = match &m.features {
+                None => views.iter().collect(),
+                Some(names) => {
+                    let mut out = Vec::new();
+                    for (i, v) in names.iter().enumerate() {
+                        match views.iter().find(|p| &p.name == v) {
+                            Some(p) => out.push(p),
+                            None => problems.push(loaded.problem(
+                                &at.key("features").index(i),
+                                unknown(
+                                    &format!("view `{v}`"),
+                                    views.iter().map(|p| &p.name).collect(),
+                                ),
+                            )),
+                        }
+                    }
+                    out
+                }
+            };
+            let mut f = 0;
+            for view in views {
+                for _ in &view.features {
+                    if chosen.iter().any(|c| c.name == view.name) {
+                        let (name, t) = &features[f];
+                        inputs.push(ModelInput {
+                            name: name.clone(),
+                            from: InputFrom::Feature(f),
+                            column_type: t.clone(),
+                            categorical: false,
+                        });
+                    }
+                    f += 1;
+                }
+            }
+            for (i, col) in m.columns.iter().enumerate() {
+                match columns.get_index_of(col) {
+                    Some(_) if inputs.iter().any(|x| &x.name == col) => {
+                        problems.push(loaded.problem(
+                            &at.key("columns").index(i),
+                            format!("`{col}` is also a feature's name; inputs need distinct names"),
+                        ));
+                    }
+                    Some(c) => inputs.push(ModelInput {
+                        name: col.clone(),
+                        from: InputFrom::Column(c),
+                        column_type: columns[c].clone(),
+                        categorical: false,
+                    }),
+                    None => problems.push(loaded.problem(
+                        &at.key("columns").index(i),
+                        unknown(&format!("column `{col}`"), columns.keys().collect()),
+                    )),
+                }
+            }
+            let names: Vec<String> = inputs.iter().map(|x| x.name.clone()).collect();
+            for (i, c) in m.categorical.iter().enumerate() {
+                match inputs.iter().position(|x| &x.name == c) {
+                    Some(x) => inputs[x].categorical = true,
+                    None => problems.push(loaded.problem(
+                        &at.key("categorical").index(i),
+                        unknown(&format!("input `{c}`"), names.iter().collect()),
+                    )),
+                }
+            }
+            for (i, pair) in m.crosses.iter().enumerate() {
+                for (j, c) in pair.iter().enumerate() {
+                    if !names.contains(c) {
+                        problems.push(loaded.problem(
+                            &at.key("crosses").index(i).index(j),
+                            unknown(&format!("input `{c}`"), names.iter().collect()),
+                        ));
+                    }
+                }
+            }
+            if inputs.is_empty() {
+                problems.push(loaded.problem(
+                    &at,
+                    "the model has no inputs: name `features` views or event `columns`",
+                ));
+            }
+        }
+        let source = &spec.sources[&m.source];
+        plans.push(ModelPlan {
+            name: name.clone(),
+            kind: m.kind,
+            source: m.source.clone(),
+            source_topic: source.topic.clone(),
+            source_columns: columns.clone(),
+            label,
+            item,
+            inputs,
+            crosses: m
+                .crosses
+                .iter()
+                .map(|[a, b]| (a.clone(), b.clone()))
+                .collect(),
+            params: m.params.clone(),
+            topic: m.topic.clone().unwrap_or_else(|| "models".to_string()),
+            snapshot_every: m.snapshot_every.unwrap_or(10),
+            metrics_topic: m
+                .metrics_topic
+                .clone()
+                .unwrap_or_else(|| "models.metrics".to_string()),
+        });
+    }
+    if problems.is_empty() {
+        Ok(plans)
+    } else {
+        Err(problems)
+    }
+}
