@@ -199,6 +199,22 @@ pub struct TrainBatchArgs {
     pub json: bool,
 }
 
+/// How `eddy learn` reads numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NumericArg {
+    Raw,
+    Log,
+}
+
+impl From<NumericArg> for eddy_features::spec::model::Numeric {
+    fn from(n: NumericArg) -> Self {
+        match n {
+            NumericArg::Raw => eddy_features::spec::model::Numeric::Raw,
+            NumericArg::Log => eddy_features::spec::model::Numeric::Log,
+        }
+    }
+}
+
 /// The learners `eddy learn` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ModelKind {
@@ -235,6 +251,11 @@ pub struct LearnArgs {
     /// 2^bits hashed weights. Default 20.
     #[arg(long, default_value_t = 20)]
     pub bits: u32,
+    /// How numbers enter the model: `raw`, or `log` for
+    /// sign(x)·ln(1 + |x|) (the default of a spec's models). Default
+    /// `raw`, as VW and River read them.
+    #[arg(long, value_enum, default_value = "raw")]
+    pub numeric: NumericArg,
     /// FTRL learning-rate scale. Default 0.2.
     #[arg(long, default_value_t = 0.2)]
     pub alpha: f64,

@@ -8,6 +8,7 @@
 //! numeric features. A row with a NaN or infinite number, or an unusable
 //! label, is skipped and counted: it must not poison the model.
 
+use eddy_features::spec::model::Numeric;
 use std::path::Path;
 use std::time::Instant;
 
@@ -35,6 +36,7 @@ struct Plan {
     /// The label is a number to predict (regression), not a class.
     numeric_label: bool,
     features: Vec<(usize, Slot, Kind)>,
+    numeric: Numeric,
 }
 
 impl Plan {
@@ -74,6 +76,7 @@ impl Plan {
             label,
             numeric_label: args.model == ModelKind::Linear,
             features,
+            numeric: args.numeric.into(),
         })
     }
 
@@ -107,7 +110,7 @@ impl Plan {
             };
             match number {
                 Some(x) => b
-                    .number(*slot, x)
+                    .number(*slot, self.numeric.apply(x))
                     .map_err(|x| format!("feature `{}` is {x}", header[*i]))?,
                 None => b.category(*slot, text),
             }

@@ -26,6 +26,8 @@ pub struct FeatureSummary {
     pub views: Vec<(String, String, usize)>,
     pub parquet: Option<String>,
     pub sample: Option<(String, Vec<(String, Scalar)>)>,
+    /// One line per model: its progressive metrics.
+    pub models: Vec<String>,
 }
 
 pub fn run(
@@ -57,6 +59,7 @@ pub fn run(
         group: None,
     };
     let mut job = Job::open(&loaded, ctx.backend.clone(), registry, options)?;
+    super::run::attach_models(&mut job, ctx.backend.as_ref())?;
     let reader: FeatureReader = job.reader();
     let bar = progress::bar(job.records_to_read(), "features");
     let summary = job.run(&AtomicBool::new(false), &mut |n| bar.set_position(n))?;
@@ -84,6 +87,7 @@ pub fn run(
         views,
         parquet,
         sample,
+        models: job.model_summary(),
     })
 }
 
@@ -101,6 +105,9 @@ pub fn print(s: &FeatureSummary, sample_user: &str) {
     }
     if let Some(p) = &s.parquet {
         println!("             Parquet in {p}");
+    }
+    for line in &s.models {
+        println!("  model      {line}");
     }
     if let Some((view, values)) = &s.sample {
         println!("  user {sample_user} in {view}:");

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use eddy_features::engine::job::{Job, JobError, JobMetrics, JobOptions, schema_lookup};
 use eddy_features::spec::{self, SpecError};
+use eddy_training::online::OnlineModels;
 
 use crate::cli::{Global, RunArgs, ValidateArgs};
 use crate::context::Context;
@@ -40,7 +41,7 @@ pub fn validate(global: &Global, args: &ValidateArgs) -> anyhow::Result<()> {
     let loaded = load(&args.spec)?;
     let mut ctx = Context::open(global)?;
     let registry = ctx.registry()?;
-    let plans = spec::validate(&loaded, &schema_lookup(&registry))
+    let (plans, models) = spec::validate_with_models(&loaded, &schema_lookup(&registry))
         .map_err(|p| spec_failure(SpecError::Invalid(p)))?;
     println!("{}: valid", args.spec.display());
     for plan in &plans {
@@ -55,6 +56,28 @@ pub fn validate(global: &Global, args: &ValidateArgs) -> anyhow::Result<()> {
                 .map(|f| f.column.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
+        );
+    }
+    for m in &models {
+        let what = if m.kind.is_recommender() {
+            format!(
+                "item {}",
+                m.source_columns
+                    .get_index(m.item.as_ref().map_or(0, |i| i.0))
+                    .map_or("?", |c| c.0.as_str())
+            )
+        } else {
+            format!("{} inputs", m.inputs.len())
+        };
+        println!(
+            "  model {} ({} on {} → {}): {what}{}",
+            m.name,
+            m.kind.name(),
+            m.source,
+            m.topic,
+            m.label
+                .as_ref()
+                .map_or(String::new(), |(sql, _)| format!(", label `{sql}`"))
         );
     }
     Ok(())
@@ -149,6 +172,27 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Trains the spec's models inside `job`, each resumed from its latest
+/// snapshot under the job's checkpoints (`<checkpoints>/models/<model>`).
+pub(crate) fn attach_models(
+    job: &mut Job,
+    backend: &dyn eddy_features::topic::Backend,
+) -> anyhow::Result<()> {
+    if job.models().is_empty() {
+        return Ok(());
+    }
+    let store = eddy_features::store::Store::open(job.checkpoint_url())?.child("models");
+    let models = OnlineModels::open(job.models(), backend, &store).context("opening the models")?;
+    for name in models.resumed() {
+        eprintln!(
+            "model `{name}` resumes from its latest snapshot in {}",
+            store.url()
+        );
+    }
+    job.set_learners(Box::new(models))?;
+    Ok(())
+}
+
 /// `eddy run SPEC`: the live pipeline.
 pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
     let loaded = load(&args.spec)?;
@@ -167,11 +211,18 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
             (Some(_), None, false) => Some(format!("eddy-{}", loaded.spec.name)),
         },
     };
+    let options_group = options.group.clone();
     let mut job =
         Job::open(&loaded, ctx.backend.clone(), registry, options).map_err(|e| match e {
             JobError::Spec(s) => spec_failure(s),
             other => anyhow::Error::new(other).context("starting the pipeline"),
         })?;
+    if !job.models().is_empty() && options_group.is_some() {
+        return Err(CliError::fail(
+            ExitCode::Usage,
+            "the spec has models, which train in one process: run it with --standalone (a consumer group would give each process its own partial model)".to_string(),
+        ));
+    }
     let metrics_addr = serve_metrics(
         args.metrics_addr,
         loaded.spec.name.clone(),
@@ -190,6 +241,7 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
             "; Ctrl-C checkpoints and stops"
         }
     );
+    attach_models(&mut job, ctx.backend.as_ref())?;
     let bar = progress::bar(job.records_to_read(), "events");
     let summary = job.run(&stop, &mut |n| bar.set_position(n))?;
     bar.finish_and_clear();
@@ -210,6 +262,9 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
             String::new()
         }
     );
+    for line in job.model_summary() {
+        println!("model {line}");
+    }
     for file in &summary.parquet_files {
         tracing::info!(%file, "parquet written");
     }

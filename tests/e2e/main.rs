@@ -11,5 +11,6 @@ mod cli_local;
 mod interop_confluent;
 mod interop_kcat;
 mod learn;
+mod models;
 mod pipeline;
 mod quickstart;

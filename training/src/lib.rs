@@ -19,6 +19,9 @@
 //! - [`lifecycle`]: versioned snapshots on object storage, and sparse
 //!   deltas plus periodic snapshots on a compacted models topic, which
 //!   serving replicas follow.
+//! - [`online`]: the spec's `models:`, trained inside `eddy run` from
+//!   point-in-time probed events, published and snapshotted at every
+//!   checkpoint.
 //! - [`recommend`]: popularity with decay and streaming matrix
 //!   factorization, with prequential HR@k and NDCG@k.
 
@@ -28,6 +31,7 @@ pub mod hashing;
 pub mod joiner;
 pub mod lifecycle;
 pub mod metrics;
+pub mod online;
 pub mod recommend;
 
 pub use ftrl::{Ftrl, FtrlConfig};

@@ -103,6 +103,25 @@ impl Publisher {
         producer.flush()?;
         Ok(())
     }
+
+    /// Sends a whole model as a snapshot: for models without sparse
+    /// deltas (the recommenders), every sync is a snapshot.
+    pub fn sync_snapshot(
+        &mut self,
+        version: u64,
+        model: Vec<u8>,
+        producer: &mut dyn Producer,
+    ) -> Result<(), LifecycleError> {
+        let update = ModelUpdate::Snapshot { version, model };
+        producer.send(ProducerRecord::new(
+            &self.topic,
+            Some(format!("{}/snapshot", self.name).into_bytes()),
+            Some(postcard::to_stdvec(&update).expect("updates serialize")),
+        ))?;
+        self.syncs += 1;
+        producer.flush()?;
+        Ok(())
+    }
 }
 
 /// What a replica did with a record.
@@ -204,9 +223,19 @@ impl ModelStore {
 
     /// Saves `model` with the offsets it has learned up to.
     pub fn save(&self, model: &Ftrl, offsets: &Offsets) -> Result<String, LifecycleError> {
-        let name = format!("v{:012}.bin", model.version);
+        self.save_bytes(model.version, model.to_bytes(), offsets)
+    }
+
+    /// Saves any model's bytes as version `version`, with its offsets.
+    pub fn save_bytes(
+        &self,
+        version: u64,
+        model: Vec<u8>,
+        offsets: &Offsets,
+    ) -> Result<String, LifecycleError> {
+        let name = format!("v{version:012}.bin");
         let bytes = postcard::to_stdvec(&Stored {
-            model: model.to_bytes(),
+            model,
             offsets: offsets.clone(),
         })
         .expect("snapshots serialize");
@@ -229,6 +258,14 @@ impl ModelStore {
 
     /// The latest snapshot: the model and its offsets.
     pub fn latest(&self) -> Result<Option<(Ftrl, Offsets)>, LifecycleError> {
+        match self.latest_bytes()? {
+            Some((bytes, offsets)) => Ok(Some((Ftrl::from_bytes(&bytes)?, offsets))),
+            None => Ok(None),
+        }
+    }
+
+    /// The latest snapshot's bytes and offsets, whatever the model.
+    pub fn latest_bytes(&self) -> Result<Option<(Vec<u8>, Offsets)>, LifecycleError> {
         let Some(name) = self.versions()?.pop() else {
             return Ok(None);
         };
@@ -238,7 +275,12 @@ impl ModelStore {
             .ok_or_else(|| TrainingError::Snapshot(format!("{name} disappeared")))?;
         let stored: Stored = postcard::from_bytes(&bytes)
             .map_err(|e| TrainingError::Snapshot(format!("{name}: {e}")))?;
-        Ok(Some((Ftrl::from_bytes(&stored.model)?, stored.offsets)))
+        Ok(Some((stored.model, stored.offsets)))
+    }
+
+    /// Where the snapshots are.
+    pub fn url(&self) -> String {
+        self.store.url().to_string()
     }
 }
 

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::ftrl::CLIP;
 
 /// Running metrics of a binary classifier.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Progressive {
     /// Examples scored.
     pub count: u64,
@@ -91,7 +91,7 @@ impl Progressive {
 }
 
 /// Running metrics of a regressor (ratings).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Regression {
     pub count: u64,
     squared: f64,

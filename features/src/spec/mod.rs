@@ -21,9 +21,9 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 pub use duration::Millis;
-pub use model::{ModelKind, ModelPlan, ModelSpec};
 pub use locate::KeyPath;
-pub use validate::{ColumnType, Columns, ViewPlan, validate};
+pub use model::{ModelKind, ModelPlan, ModelSpec};
+pub use validate::{ColumnType, Columns, ViewPlan, validate, validate_with_models};
 pub use window::Window;
 
 /// A whole pipeline spec.

@@ -113,8 +113,7 @@ impl ModelKind {
 pub struct ModelParams {
     /// `ftrl`, `linear`: the model has 2^bits weights. Default 20.
     pub bits: Option<u32>,
-    /// `ftrl`, `linear`: per-coordinate learning rate scale. Default 0.2
-    /// (`ftrl`), 0.05 (`linear`).
+    /// `ftrl`, `linear`: per-coordinate learning rate scale. Default 0.2.
     pub alpha: Option<f64>,
     /// `ftrl`, `linear`: learning rate smoothing. Default 1.
     pub beta: Option<f64>,
@@ -122,6 +121,12 @@ pub struct ModelParams {
     pub l1: Option<f64>,
     /// `ftrl`, `linear`: L2 regularization. Default 1.
     pub l2: Option<f64>,
+    /// `ftrl`, `linear`: how numeric inputs enter the model: `log`, as
+    /// sign(x)·ln(1 + |x|), or `raw`. Counts and sums span orders of
+    /// magnitude, and raw they make the first predictions wildly
+    /// overconfident; `eddy learn --numeric` offers the same choice.
+    /// Default `log`.
+    pub numeric: Option<Numeric>,
     /// `mf`: embedding size. Default 32.
     pub dim: Option<usize>,
     /// `mf`: SGD learning rate. Default 0.05.
@@ -136,7 +141,7 @@ pub struct ModelParams {
     /// Default `365d`.
     pub ttl: Option<Millis>,
     /// `cooccurrence`, `popularity`: half-life of an interaction's weight.
-    /// Default `30d` (`cooccurrence`), `7d` (`popularity`).
+    /// Default `30d`.
     pub half_life: Option<Millis>,
     /// `cooccurrence`: recent items per user that pair with the next.
     /// Default 5.
@@ -165,6 +170,7 @@ impl ModelParams {
         check(self.beta.is_some(), "beta", LINEAR);
         check(self.l1.is_some(), "l1", LINEAR);
         check(self.l2.is_some(), "l2", LINEAR);
+        check(self.numeric.is_some(), "numeric", LINEAR);
         check(self.dim.is_some(), "dim", &[Mf]);
         check(self.learning_rate.is_some(), "learning_rate", &[Mf]);
         check(self.regularization.is_some(), "regularization", &[Mf]);
@@ -178,9 +184,33 @@ impl ModelParams {
         );
         check(self.recent.is_some(), "recent", &[Cooccurrence]);
         check(self.session_gap.is_some(), "session_gap", &[Cooccurrence]);
-        check(self.max_neighbors.is_some(), "max_neighbors", &[Cooccurrence]);
+        check(
+            self.max_neighbors.is_some(),
+            "max_neighbors",
+            &[Cooccurrence],
+        );
         check(self.k.is_some(), "k", &[Mf, Cooccurrence, Popularity]);
         out
+    }
+}
+
+/// How numeric inputs of a linear model are transformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Numeric {
+    /// sign(x)·ln(1 + |x|).
+    #[default]
+    Log,
+    /// As they are.
+    Raw,
+}
+
+impl Numeric {
+    pub fn apply(&self, x: f64) -> f64 {
+        match self {
+            Numeric::Log => x.signum() * x.abs().ln_1p(),
+            Numeric::Raw => x,
+        }
     }
 }
 
@@ -234,7 +264,9 @@ pub(crate) fn shape(loaded: &LoadedSpec, problem: &mut dyn FnMut(KeyPath, String
         if !super::validate::is_identifier(name) {
             problem(
                 at.clone(),
-                format!("model name `{name}` must be a letter or `_` followed by letters, digits or `_`"),
+                format!(
+                    "model name `{name}` must be a letter or `_` followed by letters, digits or `_`"
+                ),
             );
         }
         if !spec.sources.contains_key(&m.source) {
@@ -309,10 +341,7 @@ pub(crate) fn shape(loaded: &LoadedSpec, problem: &mut dyn FnMut(KeyPath, String
             );
         }
         if m.snapshot_every == Some(0) {
-            problem(
-                at.key("snapshot_every"),
-                "must be at least 1".to_string(),
-            );
+            problem(at.key("snapshot_every"), "must be at least 1".to_string());
         }
         if let Some(b) = m.params.bits
             && !(1..=30).contains(&b)
@@ -341,9 +370,8 @@ pub fn plan(
         let Some(columns) = source_columns.get(&m.source) else {
             continue;
         };
-        let unknown = |what: &str, known: Vec<&String>| {
-            format!("unknown {what}; the choices are {known:?}")
-        };
+        let unknown =
+            |what: &str, known: Vec<&String>| format!("unknown {what}; the choices are {known:?}");
         let label = match &m.label {
             None => None,
             Some(sql) => match expression_type(columns, sql) {

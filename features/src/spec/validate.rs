@@ -294,7 +294,9 @@ pub(crate) fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
             }
         }
     }
-    super::model::shape(loaded, &mut |path, msg| out.push(loaded.problem(&path, msg)));
+    super::model::shape(loaded, &mut |path, msg| {
+        out.push(loaded.problem(&path, msg))
+    });
     out
 }
 
@@ -416,6 +418,26 @@ pub fn time_scale(schema: &Schema, unit: TimeUnit) -> Option<TimeScale> {
         Schema::Union(u) => time_scale(non_null(u)?, unit),
         _ => None,
     }
+}
+
+/// [`validate`], then the `models:` section against the sources' columns
+/// and the views.
+pub fn validate_with_models(
+    loaded: &LoadedSpec,
+    lookup: &SchemaLookup<'_>,
+) -> Result<(Vec<ViewPlan>, Vec<super::ModelPlan>), Vec<SpecProblem>> {
+    let plans = validate(loaded, lookup)?;
+    let mut columns = IndexMap::new();
+    for m in loaded.spec.models.values() {
+        if let Some(source) = loaded.spec.sources.get(&m.source)
+            && let Ok(Some(schema)) = lookup(&source.topic)
+            && let Some(c) = record_columns(&schema)
+        {
+            columns.insert(m.source.clone(), c);
+        }
+    }
+    let models = super::model::plan(loaded, &columns, &plans)?;
+    Ok((plans, models))
 }
 
 /// Checks the spec against its topics' schemas and plans every view.
@@ -673,7 +695,10 @@ pub fn feature_columns(plans: &[ViewPlan]) -> Vec<(String, ColumnType)> {
                 } else {
                     f.column.clone()
                 };
-                (name, crate::engine::job::output::OutType::of(f).column_type())
+                (
+                    name,
+                    crate::engine::job::output::OutType::of(f).column_type(),
+                )
             })
         })
         .collect()

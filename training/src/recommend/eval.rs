@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::Recommender;
 
 /// Running HR@k and NDCG@k.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Prequential {
     pub k: usize,
     /// Items each user has interacted with: never recommended again.

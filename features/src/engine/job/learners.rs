@@ -18,6 +18,10 @@ pub trait Learners: Send {
     /// The sources (by name) whose events are examples.
     fn sources(&self) -> Vec<String>;
 
+    /// Tells the learners the job's sources in index order: probed rows
+    /// name their source by that index.
+    fn bind(&mut self, job_sources: &[String]);
+
     /// Learns from one task's probed events: each event's key, time,
     /// offset, source, own columns and every feature as of just before it,
     /// in the order the task released them.

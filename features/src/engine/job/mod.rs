@@ -339,7 +339,9 @@ impl Job {
     /// Trains `learners` from now on: every event of their sources is
     /// probed (every view read for its key as of just before it) and
     /// handed over in release order.
-    pub fn set_learners(&mut self, learners: Box<dyn Learners>) -> Result<(), JobError> {
+    pub fn set_learners(&mut self, mut learners: Box<dyn Learners>) -> Result<(), JobError> {
+        let names: Vec<String> = self.sources.iter().map(|s| s.name.clone()).collect();
+        learners.bind(&names);
         let mut sources = Vec::new();
         for name in learners.sources() {
             match self.sources.iter().position(|s| s.name == name) {
@@ -351,6 +353,7 @@ impl Job {
                 }
             }
         }
+        *self.metrics.models.lock().expect("poisoned") = learners.render_metrics(&self.name);
         self.learning = Some(Learning {
             learners,
             sources,

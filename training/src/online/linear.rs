@@ -1,0 +1,187 @@
+//! `ftrl` and `linear` models inside a job: probed events to hashed
+//! examples, then predict-then-learn.
+//!
+//! An event's inputs are its features (read as of just before it) and the
+//! raw columns the spec names. They are hashed the way `eddy learn` hashes
+//! a file's columns (one namespace per input, named after it; strings,
+//! booleans and `categorical` inputs are categories, other numbers are
+//! numbers; a list adds each element as a category), so a model trained
+//! live and one trained with `eddy learn` over a backfill's training set
+//! see the same examples.
+
+use serde::{Deserialize, Serialize};
+
+use eddy_features::engine::task::ProbedRows;
+use eddy_features::engine::value::Scalar;
+use eddy_features::spec::model::{InputFrom, ModelInput, Numeric};
+use eddy_features::spec::{ModelKind, ModelPlan};
+
+use crate::ftrl::{Ftrl, Loss};
+use crate::hashing::{Builder, FeatureHasher, Slot};
+use crate::metrics::{Progressive, Regression};
+use crate::{Learner, Rejected};
+
+/// The learner and its progressive metrics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinearModel {
+    pub ftrl: Ftrl,
+    hasher: FeatureHasher,
+    pub classification: Progressive,
+    pub regression: Regression,
+}
+
+/// How a plan's inputs are hashed (rebuilt from the plan, not saved).
+pub struct Inputs {
+    inputs: Vec<(ModelInput, Slot)>,
+    kind: ModelKind,
+    numeric: Numeric,
+    x: Vec<(u32, f32)>,
+}
+
+impl Inputs {
+    pub fn new(plan: &ModelPlan) -> Inputs {
+        Inputs {
+            inputs: plan
+                .inputs
+                .iter()
+                .map(|i| (i.clone(), FeatureHasher::slot(&i.name, &i.name)))
+                .collect(),
+            kind: plan.kind,
+            numeric: plan.params.numeric.unwrap_or_default(),
+            x: Vec::with_capacity(64),
+        }
+    }
+
+    /// Hashes event `i` of `rows` into `self.x`.
+    fn hash(
+        &mut self,
+        hasher: &FeatureHasher,
+        rows: &ProbedRows,
+        i: usize,
+    ) -> Result<(), Rejected> {
+        let mut b = hasher.builder();
+        for (input, slot) in &self.inputs {
+            let value = match input.from {
+                InputFrom::Column(c) => rows.columns[i][c].clone(),
+                InputFrom::Feature(f) => rows.features[f].get(i),
+            };
+            add(&mut b, *slot, input, self.numeric, &value)?;
+        }
+        b.finish(&mut self.x);
+        Ok(())
+    }
+
+    /// The target of a label value, or why it cannot be one.
+    fn target(&self, label: &Scalar) -> Result<f64, Rejected> {
+        let y = match label {
+            Scalar::Bool(b) => f64::from(u8::from(*b)),
+            other => other.as_f64().ok_or(Rejected::BadLabel(f64::NAN))?,
+        };
+        if !y.is_finite() {
+            return Err(Rejected::BadLabel(y));
+        }
+        Ok(match self.kind {
+            // As `eddy learn` reads a label column: positive is 1.
+            ModelKind::Ftrl => f64::from(u8::from(y > 0.0)),
+            _ => y,
+        })
+    }
+}
+
+fn add(
+    b: &mut Builder,
+    slot: Slot,
+    input: &ModelInput,
+    numeric: Numeric,
+    value: &Scalar,
+) -> Result<(), Rejected> {
+    let not_finite = |x: f64| Rejected::NotFinite {
+        feature: input.name.clone(),
+        value: x,
+    };
+    match value {
+        Scalar::Null => Ok(()),
+        Scalar::Bool(v) => {
+            b.category(slot, if *v { b"true" } else { b"false" });
+            Ok(())
+        }
+        Scalar::Str(s) => {
+            b.category(slot, s.as_bytes());
+            Ok(())
+        }
+        Scalar::Long(v) if input.categorical => {
+            b.category(slot, v.to_string().as_bytes());
+            Ok(())
+        }
+        Scalar::Double(v) if input.categorical => {
+            b.category(slot, v.to_string().as_bytes());
+            Ok(())
+        }
+        Scalar::Long(v) => b.number(slot, numeric.apply(*v as f64)).map_err(not_finite),
+        Scalar::Double(v) => b.number(slot, numeric.apply(*v)).map_err(not_finite),
+        Scalar::List(items) => {
+            for item in items.iter() {
+                match item {
+                    Scalar::Null => {}
+                    Scalar::Str(s) => b.category(slot, s.as_bytes()),
+                    other => b.category(slot, other.key_text().as_bytes()),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+impl LinearModel {
+    pub fn new(plan: &ModelPlan) -> LinearModel {
+        let config = super::params::ftrl(plan);
+        LinearModel {
+            ftrl: Ftrl::new(config),
+            hasher: FeatureHasher::new(config.bits, plan.crosses.clone()),
+            classification: Progressive::default(),
+            regression: Regression::default(),
+        }
+    }
+
+    /// Predicts event `i` of `rows`, then learns its label; Err is why it
+    /// was skipped (the model is untouched).
+    pub fn learn(
+        &mut self,
+        inputs: &mut Inputs,
+        rows: &ProbedRows,
+        i: usize,
+        label: &Scalar,
+    ) -> Result<(), Rejected> {
+        let y = inputs.target(label)?;
+        inputs.hash(&self.hasher, rows, i)?;
+        let p = self.ftrl.learn(&inputs.x, y);
+        match self.ftrl.config.loss {
+            Loss::Logistic => self.classification.add(p, y),
+            Loss::Squared => self.regression.add(p, y),
+        }
+        Ok(())
+    }
+
+    /// Examples learned.
+    pub fn examples(&self) -> u64 {
+        self.classification.count + self.regression.count
+    }
+
+    /// (metric, value) pairs for reports.
+    pub fn metrics(&self) -> Vec<(&'static str, f64)> {
+        match self.ftrl.config.loss {
+            Loss::Logistic => {
+                let r = self.classification.report();
+                vec![
+                    ("logloss", r.logloss),
+                    ("auc", r.auc),
+                    ("accuracy", r.accuracy),
+                ]
+            }
+            Loss::Squared => {
+                let r = self.regression.report();
+                vec![("rmse", r.rmse), ("mae", r.mae)]
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Recommenders inside a job: each positive event is a (user, item)
+//! interaction, scored prequentially (the model's top k for the user
+//! *before* it learns the interaction) and then learned.
+//!
+//! Users are the source's key and items the model's `item` column. Long
+//! ids are used as they are; string ids are hashed to 64 bits and the
+//! text kept, so recommendations can name the items they recommend.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use eddy_features::engine::value::Scalar;
+use eddy_features::spec::{ModelKind, ModelPlan};
+
+use crate::hashing::murmur3;
+use crate::recommend::Recommender;
+use crate::recommend::cooccurrence::CoOccurrence;
+use crate::recommend::eval::Prequential;
+use crate::recommend::mf::StreamingMf;
+use crate::recommend::popularity::Popularity;
+
+/// One of the recommenders.
+// One per model per job: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Model {
+    Mf(StreamingMf),
+    CoOccurrence(CoOccurrence),
+    Popularity(Popularity),
+}
+
+impl Model {
+    pub fn as_recommender(&mut self) -> &mut dyn Recommender {
+        match self {
+            Model::Mf(m) => m,
+            Model::CoOccurrence(m) => m,
+            Model::Popularity(m) => m,
+        }
+    }
+
+    pub fn recommender(&self) -> &dyn Recommender {
+        match self {
+            Model::Mf(m) => m,
+            Model::CoOccurrence(m) => m,
+            Model::Popularity(m) => m,
+        }
+    }
+}
+
+/// The recommender, its evaluation and the text of string ids.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecommenderModel {
+    pub model: Model,
+    pub eval: Prequential,
+    /// Interactions learned.
+    pub learned: u64,
+    /// String ids by their hash (empty for long ids).
+    pub names: HashMap<u64, String>,
+}
+
+/// The id of a key or item value; None for a null or a non-id.
+pub fn id_of(value: &Scalar) -> Option<u64> {
+    match value {
+        Scalar::Long(v) => Some(*v as u64),
+        Scalar::Str(s) => Some(string_id(s)),
+        _ => None,
+    }
+}
+
+/// A stable 64-bit id for a string (two MurmurHash3 seeds).
+pub fn string_id(s: &str) -> u64 {
+    (u64::from(murmur3(s.as_bytes(), 0x9747_b28c)) << 32) | u64::from(murmur3(s.as_bytes(), 1))
+}
+
+impl RecommenderModel {
+    pub fn new(plan: &ModelPlan) -> RecommenderModel {
+        let p = &plan.params;
+        let model = match plan.kind {
+            ModelKind::Mf => Model::Mf(StreamingMf::new(super::params::mf(p))),
+            ModelKind::Cooccurrence => {
+                Model::CoOccurrence(CoOccurrence::new(super::params::cooccurrence(p)))
+            }
+            _ => Model::Popularity(Popularity::new(super::params::popularity_half_life(p))),
+        };
+        RecommenderModel {
+            model,
+            eval: Prequential::new(super::params::k(p)),
+            learned: 0,
+            names: HashMap::new(),
+        }
+    }
+
+    /// Scores, then learns, one interaction. False if the user or item is
+    /// not an id (null).
+    pub fn learn(&mut self, user: &Scalar, item: &Scalar, ts: i64) -> bool {
+        let (Some(u), Some(i)) = (id_of(user), id_of(item)) else {
+            return false;
+        };
+        for (id, v) in [(u, user), (i, item)] {
+            if let Scalar::Str(s) = v {
+                self.names.entry(id).or_insert_with(|| s.to_string());
+            }
+        }
+        self.eval
+            .step(self.model.as_recommender(), None, (u, i, ts), true);
+        self.learned += 1;
+        true
+    }
+
+    /// Interactions the model could not learn from (ids not yet admitted by
+    /// the embedding table).
+    pub fn not_admitted(&self) -> u64 {
+        match &self.model {
+            Model::Mf(m) => m.not_admitted,
+            _ => 0,
+        }
+    }
+
+    pub fn metrics(&self) -> Vec<(&'static str, f64)> {
+        let r = self.eval.report();
+        vec![("hit_rate", r.hit_rate), ("ndcg", r.ndcg)]
+    }
+}
