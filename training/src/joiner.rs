@@ -27,6 +27,11 @@ pub struct Resolved<F> {
 }
 
 /// Pending predictions by key.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(bound(
+    serialize = "K: serde::Serialize + Hash + Eq, F: serde::Serialize",
+    deserialize = "K: serde::Deserialize<'de> + Hash + Eq, F: serde::Deserialize<'de>"
+))]
 pub struct LabelJoiner<K, F> {
     window_ms: i64,
     max_pending: usize,

@@ -36,6 +36,11 @@ pub struct ModelSpec {
     /// (recommenders only): every event.
     #[serde(default)]
     pub label: Option<String>,
+    /// Labels that arrive later, on another source (impression → click):
+    /// `ftrl` only, instead of `label`. Default: none (the label is in the
+    /// event).
+    #[serde(default)]
+    pub delayed_label: Option<DelayedLabelSpec>,
     /// The item column (recommenders). Required for `mf`, `cooccurrence`
     /// and `popularity`; the user is the source's key.
     #[serde(default)]
@@ -73,6 +78,43 @@ pub struct ModelSpec {
     /// checkpoint. Default `models.metrics`.
     #[serde(default)]
     pub metrics_topic: Option<String>,
+}
+
+/// A label that arrives after the example, on another source.
+///
+/// Each example's prediction and features are held until an event of
+/// `source` with the same key (and the same `on` value) arrives within
+/// `within` of it: a positive. When the window ends without one, the
+/// example is a negative. The model learns from exactly the features it
+/// predicted with.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelayedLabelSpec {
+    /// The source whose events are the positive labels (clicks); it is
+    /// keyed and partitioned like the model's source. Required.
+    pub source: String,
+    /// The attribution window, in event time. Required.
+    pub within: Millis,
+    /// A column both sources have, such as the item id: a label resolves
+    /// the example with the same key and the same value of it. Default:
+    /// the key alone (the key's latest pending example).
+    #[serde(default)]
+    pub on: Option<String>,
+    /// Examples held at most; beyond it the oldest resolves early as a
+    /// negative, and is counted. Default 1000000.
+    #[serde(default)]
+    pub max_pending: Option<usize>,
+}
+
+/// A resolved delayed label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DelayedPlan {
+    pub source: String,
+    pub within_ms: i64,
+    /// The `on` column's index in the model's source and in the label
+    /// source.
+    pub on: Option<(usize, usize)>,
+    pub max_pending: usize,
 }
 
 /// The learner of a model.
@@ -246,6 +288,8 @@ pub struct ModelPlan {
     pub source_columns: Columns,
     /// The label SQL and its type, if any.
     pub label: Option<(String, ColumnType)>,
+    /// The delayed label, if the label is not in the event.
+    pub delayed: Option<DelayedPlan>,
     /// The item column's index and type (recommenders).
     pub item: Option<(usize, ColumnType)>,
     pub inputs: Vec<ModelInput>,
@@ -298,9 +342,16 @@ pub(crate) fn shape(loaded: &LoadedSpec, problem: &mut dyn FnMut(KeyPath, String
                     ),
                 );
             }
-            for key in ["features", "columns", "categorical", "crosses"] {
+            for key in [
+                "features",
+                "columns",
+                "categorical",
+                "crosses",
+                "delayed_label",
+            ] {
                 let set = match key {
                     "features" => m.features.is_some(),
+                    "delayed_label" => m.delayed_label.is_some(),
                     "columns" => !m.columns.is_empty(),
                     "categorical" => !m.categorical.is_empty(),
                     _ => !m.crosses.is_empty(),
@@ -315,12 +366,44 @@ pub(crate) fn shape(loaded: &LoadedSpec, problem: &mut dyn FnMut(KeyPath, String
                     );
                 }
             }
+        } else if let Some(d) = &m.delayed_label {
+            if m.kind != ModelKind::Ftrl {
+                problem(
+                    at.key("delayed_label"),
+                    "a delayed label is a click after an impression: it applies to `ftrl`".into(),
+                );
+            }
+            if m.label.is_some() {
+                problem(
+                    at.key("label"),
+                    "set `label` (in the event) or `delayed_label` (on another source), not both"
+                        .into(),
+                );
+            }
+            if d.source == m.source {
+                problem(
+                    at.key("delayed_label").key("source"),
+                    "labels come from another source than the examples (impressions and clicks on two topics)".into(),
+                );
+            } else if !spec.sources.contains_key(&d.source) {
+                let known: Vec<&String> = spec.sources.keys().collect();
+                problem(
+                    at.key("delayed_label").key("source"),
+                    format!("unknown source `{}`; the sources are {known:?}", d.source),
+                );
+            }
+            if d.within.0 <= 0 {
+                problem(
+                    at.key("delayed_label").key("within"),
+                    "the attribution window must be longer than 0".into(),
+                );
+            }
         } else {
             if m.label.is_none() {
                 problem(
                     at.key("kind"),
                     format!(
-                        "a `{}` model needs `label:`, a SQL expression over the event (like `rating >= 4`)",
+                        "a `{}` model needs `label:`, a SQL expression over the event (like `rating >= 4`), or `delayed_label:`",
                         m.kind.name()
                     ),
                 );
@@ -422,6 +505,46 @@ pub fn plan(
                 }
             },
         };
+        let delayed = match &m.delayed_label {
+            None => None,
+            Some(d) => {
+                let at = at.key("delayed_label");
+                let on = match (&d.on, source_columns.get(&d.source)) {
+                    (Some(col), Some(label_columns)) => {
+                        match (columns.get_index_of(col), label_columns.get_index_of(col)) {
+                            (Some(a), Some(b)) if columns[a] == label_columns[b] => Some((a, b)),
+                            (Some(a), Some(b)) => {
+                                problems.push(loaded.problem(
+                                    &at.key("on"),
+                                    format!(
+                                        "`{col}` is {:?} in `{}` and {:?} in `{}`; they must match",
+                                        columns[a], m.source, label_columns[b], d.source
+                                    ),
+                                ));
+                                None
+                            }
+                            _ => {
+                                problems.push(loaded.problem(
+                                    &at.key("on"),
+                                    format!(
+                                        "`{col}` must be a column of both `{}` and `{}`",
+                                        m.source, d.source
+                                    ),
+                                ));
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                Some(DelayedPlan {
+                    source: d.source.clone(),
+                    within_ms: d.within.0,
+                    on,
+                    max_pending: d.max_pending.unwrap_or(1_000_000),
+                })
+            }
+        };
         let mut inputs = Vec::new();
         if !m.kind.is_recommender() {
             let chosen: Vec<&ViewPlan> = match &m.features {
@@ -513,6 +636,7 @@ pub fn plan(
             source_topic: source.topic.clone(),
             source_columns: columns.clone(),
             label,
+            delayed,
             item,
             inputs,
             crosses: m
@@ -533,5 +657,81 @@ pub fn plan(
         Ok(plans)
     } else {
         Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn problems(models: &str) -> String {
+        let text = format!(
+            "name: t
+sources:
+  a: {{ topic: a, key: k, event_time: ts }}
+  b: {{ topic: b, key: k, event_time: ts }}
+features:
+  v:
+    source: a
+    aggregations: [{{ name: n, op: count, windows: [lifetime] }}]
+models:
+{models}"
+        );
+        match crate::spec::parse(Path::new("m.yaml"), &text) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn model_shape_problems_name_file_line_and_key() {
+        let p = problems(
+            "  m:\n    kind: linear\n    source: a\n    delayed_label: { source: a, within: 0s }\n    columns: [x]\n",
+        );
+        assert!(
+            p.contains("m.yaml:13: key `models.m.delayed_label`: a delayed label is a click after an impression: it applies to `ftrl`"),
+            "{p}"
+        );
+        assert!(
+            p.contains("key `models.m.delayed_label.source`: labels come from another source"),
+            "{p}"
+        );
+        assert!(
+            p.contains(
+                "key `models.m.delayed_label.within`: the attribution window must be longer than 0"
+            ),
+            "{p}"
+        );
+        let p = problems(
+            "  r:\n    kind: mf\n    source: c\n    columns: [x]\n    params: { bits: 3 }\n",
+        );
+        assert!(
+            p.contains("m.yaml:11: key `models.r.kind`: a `mf` model needs `item:`"),
+            "{p}"
+        );
+        assert!(
+            p.contains("key `models.r.source`: unknown source `c`"),
+            "{p}"
+        );
+        assert!(
+            p.contains("key `models.r.columns`: a `mf` recommender learns from (user, item) pairs"),
+            "{p}"
+        );
+        assert!(
+            p.contains("key `models.r.params.bits`: `bits` does not apply to a `mf` model"),
+            "{p}"
+        );
+        let p = problems(
+            "  f:\n    kind: ftrl\n    source: a\n    columns: [x]\n    params: { nope: 1 }\n",
+        );
+        assert!(p.contains("models.f.params"), "{p}");
+        assert!(p.contains("unknown field `nope`"), "{p}");
+        assert!(problems("  f:\n    kind: ftrl\n    source: a\n    label: \"x > 1\"\n    delayed_label: { source: b, within: 1m }\n").contains("not both"));
+        assert_eq!(
+            problems(
+                "  f:\n    kind: ftrl\n    source: a\n    delayed_label: { source: b, within: 1m, on: item }\n"
+            ),
+            ""
+        );
     }
 }

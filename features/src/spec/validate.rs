@@ -429,11 +429,14 @@ pub fn validate_with_models(
     let plans = validate(loaded, lookup)?;
     let mut columns = IndexMap::new();
     for m in loaded.spec.models.values() {
-        if let Some(source) = loaded.spec.sources.get(&m.source)
-            && let Ok(Some(schema)) = lookup(&source.topic)
-            && let Some(c) = record_columns(&schema)
-        {
-            columns.insert(m.source.clone(), c);
+        let label_source = m.delayed_label.as_ref().map(|d| &d.source);
+        for name in std::iter::once(&m.source).chain(label_source) {
+            if let Some(source) = loaded.spec.sources.get(name)
+                && let Ok(Some(schema)) = lookup(&source.topic)
+                && let Some(c) = record_columns(&schema)
+            {
+                columns.insert(name.clone(), c);
+            }
         }
     }
     let models = super::model::plan(loaded, &columns, &plans)?;

@@ -162,6 +162,25 @@ impl LinearModel {
         Ok(())
     }
 
+    /// Hashes event `i` of `rows` and predicts it, without learning: an
+    /// example whose label comes later.
+    pub fn predict(
+        &self,
+        inputs: &mut Inputs,
+        rows: &ProbedRows,
+        i: usize,
+    ) -> Result<(Vec<(u32, f32)>, f64), Rejected> {
+        inputs.hash(&self.hasher, rows, i)?;
+        Ok((inputs.x.clone(), self.ftrl.predict(&inputs.x)))
+    }
+
+    /// Learns an example whose label arrived (or timed out); the metrics
+    /// score `prediction`, made when the example arrived.
+    pub fn learn_resolved(&mut self, x: &[(u32, f32)], y: f64, prediction: f64) {
+        self.ftrl.learn(x, y);
+        self.classification.add(prediction, y);
+    }
+
     /// Examples learned.
     pub fn examples(&self) -> u64 {
         self.classification.count + self.regression.count

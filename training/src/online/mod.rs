@@ -41,6 +41,7 @@ use eddy_features::spec::{ModelKind, ModelPlan};
 use eddy_features::store::Store;
 use eddy_features::topic::{Backend, Producer, ProducerRecord, TopicSpec};
 
+use crate::joiner::LabelJoiner;
 use crate::lifecycle::{ModelStore, Offsets, Publisher};
 pub use linear::LinearModel;
 pub use recommender::RecommenderModel;
@@ -73,7 +74,12 @@ pub struct ModelState {
     /// Updates published: the version of a recommender (FTRL counts its
     /// own).
     pub syncs: u64,
+    /// Examples waiting for their delayed label.
+    pub pending: Option<Pending>,
 }
+
+/// Examples held for a delayed label, by (key, `on` value).
+pub type Pending = LabelJoiner<(u64, u64), Vec<(u32, f32)>>;
 
 impl ModelState {
     pub fn version(&self) -> u64 {
@@ -145,6 +151,8 @@ struct Online {
     snapshots: ModelStore,
     /// The job's index of the model's source (set by `bind`).
     source: usize,
+    /// The job's index of the delayed labels' source.
+    label_source: usize,
     /// Learned something since the last checkpoint.
     dirty: bool,
     /// Whether the state came from a snapshot.
@@ -200,6 +208,10 @@ impl OnlineModels {
                         first_skip: None,
                         replayed: 0,
                         syncs: 0,
+                        pending: plan
+                            .delayed
+                            .as_ref()
+                            .map(|d| LabelJoiner::new(d.within_ms, d.max_pending)),
                     },
                     false,
                 ),
@@ -221,6 +233,7 @@ impl OnlineModels {
                 publisher: Publisher::new(&plan.name, &plan.topic, plan.snapshot_every),
                 snapshots,
                 source: usize::MAX,
+                label_source: usize::MAX,
                 // A resumed model publishes a snapshot first, so replicas
                 // that missed updates catch up.
                 dirty: true,
@@ -254,7 +267,7 @@ impl Online {
             .copied()
             .unwrap_or(i64::MIN);
         let mine: Vec<usize> = (0..rows.len())
-            .filter(|i| rows.sources[*i] == self.source)
+            .filter(|i| rows.sources[*i] == self.source || rows.sources[*i] == self.label_source)
             .collect();
         let fresh: Vec<usize> = mine
             .iter()
@@ -265,6 +278,25 @@ impl Online {
         if fresh.is_empty() {
             return;
         }
+        if self.state.pending.is_some() {
+            self.learn_delayed(partition, rows, &fresh);
+        } else {
+            self.learn_labeled(partition, rows, &fresh);
+        }
+        let last = fresh.iter().map(|i| rows.ts[*i]).max().unwrap_or(until);
+        self.state.learned_until.insert(partition, last.max(until));
+        let next = fresh
+            .iter()
+            .map(|i| rows.offsets[*i] + 1)
+            .max()
+            .unwrap_or(0);
+        let offset = self.state.offsets.entry(partition).or_default();
+        *offset = (*offset).max(next);
+        self.dirty = true;
+    }
+
+    /// Examples whose label is in the event.
+    fn learn_labeled(&mut self, partition: i32, rows: &ProbedRows, fresh: &[usize]) {
         let labels: Vec<Option<Scalar>> = match &mut self.labeler {
             None => vec![Some(Scalar::Bool(true)); fresh.len()],
             Some(labeler) => {
@@ -281,7 +313,7 @@ impl Online {
             }
         };
         let at = |i: usize| format!("partition {partition} offset {}", rows.offsets[i]);
-        for (i, label) in fresh.iter().copied().zip(labels) {
+        for (&i, label) in fresh.iter().zip(labels) {
             let label = match label {
                 None => {
                     self.state.skip("label_error", || {
@@ -323,16 +355,53 @@ impl Online {
                 }
             }
         }
-        let last = fresh.iter().map(|i| rows.ts[*i]).max().unwrap_or(until);
-        self.state.learned_until.insert(partition, last.max(until));
-        let next = fresh
-            .iter()
-            .map(|i| rows.offsets[*i] + 1)
-            .max()
-            .unwrap_or(0);
-        let offset = self.state.offsets.entry(partition).or_default();
-        *offset = (*offset).max(next);
-        self.dirty = true;
+    }
+
+    /// Examples labeled later by events of another source: each example is
+    /// predicted and held; a label event within the window resolves it as
+    /// a positive, the end of the window as a negative. Metrics score the
+    /// prediction made when the example arrived, which is what was served.
+    fn learn_delayed(&mut self, partition: i32, rows: &ProbedRows, fresh: &[usize]) {
+        let Body::Linear(model) = &mut self.state.body else {
+            return;
+        };
+        let pending = self.state.pending.as_mut().expect("delayed");
+        let inputs = self.inputs.as_mut().expect("linear models hash inputs");
+        let on = self.plan.delayed.as_ref().and_then(|d| d.on);
+        let mut resolved = Vec::new();
+        let mut skips = Vec::new();
+        for &i in fresh {
+            let ts = rows.ts[i];
+            resolved.extend(pending.advance(ts));
+            let key = recommender::id_of(&rows.keys[i]).unwrap_or(0);
+            if rows.sources[i] == self.source {
+                let matched = on.map_or(Some(0), |(c, _)| recommender::id_of(&rows.columns[i][c]));
+                match (matched, model.predict(inputs, rows, i)) {
+                    (Some(v), Ok((x, p))) => resolved.extend(pending.predicted((key, v), ts, x, p)),
+                    (None, _) => skips.push(("null_id", i, "the `on` column is null".to_string())),
+                    (_, Err(why)) => {
+                        let reason = match why {
+                            crate::Rejected::NotFinite { .. } => "not_finite",
+                            crate::Rejected::BadLabel(_) => "bad_label",
+                        };
+                        skips.push((reason, i, why.to_string()));
+                    }
+                }
+            } else {
+                let matched = on.map_or(Some(0), |(_, c)| recommender::id_of(&rows.columns[i][c]));
+                if let Some(v) = matched {
+                    resolved.extend(pending.labeled(&(key, v), ts));
+                }
+            }
+            for r in resolved.drain(..) {
+                model.learn_resolved(&r.features, r.label, r.prediction);
+            }
+        }
+        for (reason, i, why) in skips {
+            self.state.skip(reason, || {
+                format!("partition {partition} offset {}: {why}", rows.offsets[i])
+            });
+        }
     }
 
     fn checkpoint(&mut self, producer: &mut dyn Producer) -> Result<(), String> {
@@ -383,6 +452,11 @@ impl Online {
         let mut metrics = serde_json::Map::new();
         for (k, v) in s.metrics() {
             metrics.insert(k.to_string(), finite(v));
+        }
+        if let Some(p) = &s.pending {
+            metrics.insert("pending".into(), p.len().into());
+            metrics.insert("unmatched_labels".into(), p.unmatched.into());
+            metrics.insert("evicted".into(), p.evicted.into());
         }
         if let Body::Recommender(m) = &s.body {
             metrics.insert("k".into(), m.eval.k.into());
@@ -452,14 +526,27 @@ fn now_ms() -> i64 {
 
 impl Learners for OnlineModels {
     fn sources(&self) -> Vec<String> {
-        self.models.iter().map(|m| m.plan.source.clone()).collect()
+        let mut out = Vec::new();
+        for m in &self.models {
+            let label_source = m.plan.delayed.as_ref().map(|d| &d.source);
+            for s in std::iter::once(&m.plan.source).chain(label_source) {
+                if !out.contains(s) {
+                    out.push(s.clone());
+                }
+            }
+        }
+        out
     }
 
     fn bind(&mut self, job_sources: &[String]) {
         for m in &mut self.models {
-            m.source = job_sources
-                .iter()
-                .position(|s| *s == m.plan.source)
+            let index = |name: &str| job_sources.iter().position(|s| s == name);
+            m.source = index(&m.plan.source).unwrap_or(usize::MAX);
+            m.label_source = m
+                .plan
+                .delayed
+                .as_ref()
+                .and_then(|d| index(&d.source))
                 .unwrap_or(usize::MAX);
         }
     }
@@ -509,6 +596,15 @@ impl Learners for OnlineModels {
                         .iter()
                         .map(move |(r, n)| (format!("{},reason=\"{r}\"", label(m)), *n as f64))
                 })
+                .collect(),
+        );
+        family(
+            "eddy_model_pending_examples",
+            "gauge",
+            "Examples waiting for a delayed label.",
+            self.models
+                .iter()
+                .filter_map(|m| m.state.pending.as_ref().map(|p| (label(m), p.len() as f64)))
                 .collect(),
         );
         family(
@@ -716,5 +812,115 @@ models:
             .err()
             .expect("refused");
         assert!(err.to_string().contains("another definition"), "{err}");
+    }
+
+    const DELAYED: &str = "name: t
+sources:
+  impressions: { topic: impressions, key: user, event_time: ts }
+  clicks: { topic: clicks, key: user, event_time: ts }
+features:
+  v:
+    source: impressions
+    aggregations: [{ name: n, op: count, windows: [lifetime] }]
+models:
+  ctr:
+    kind: ftrl
+    source: impressions
+    delayed_label: { source: clicks, within: 100ms, on: item }
+    features: []
+    columns: [item, x]
+    categorical: [item]
+";
+
+    /// Impressions (source 0) every 10 ms, clicked when x > 0: the click
+    /// (source 1) comes 40 ms later, or, for every seventh one, 400 ms
+    /// later, after the attribution window (a negative).
+    fn impressions_and_clicks(n: i64) -> ProbedRows {
+        let mut events: Vec<(i64, usize, i64, f64)> = Vec::new();
+        for i in 0..n {
+            let x = ((i * 37) % 100) as f64 / 50.0 - 1.0;
+            events.push((10 * i, 0, i, x));
+            if x > 0.0 {
+                let delay = if i % 7 == 0 { 400 } else { 40 };
+                events.push((10 * i + delay, 1, i, x));
+            }
+        }
+        events.sort_by_key(|e| (e.0, e.1));
+        let mut r = ProbedRows::default();
+        for (k, (ts, source, i, x)) in events.into_iter().enumerate() {
+            let user = i % 3;
+            r.keys.push(Scalar::Long(user));
+            r.ts.push(ts);
+            r.offsets.push(k as i64);
+            r.sources.push(source);
+            r.columns.push(
+                match source {
+                    0 => vec![
+                        Scalar::Long(user),
+                        Scalar::Long(i),
+                        Scalar::Double(x),
+                        Scalar::Long(ts),
+                    ],
+                    _ => vec![Scalar::Long(user), Scalar::Long(i), Scalar::Long(ts)],
+                }
+                .into_boxed_slice(),
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn delayed_labels_join_within_the_window_and_time_out_as_negatives() {
+        let loaded = eddy_features::spec::parse(std::path::Path::new("t.yaml"), DELAYED).unwrap();
+        let cols = |names: &[(&str, ColumnType)]| -> IndexMap<String, ColumnType> {
+            names
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.clone()))
+                .collect()
+        };
+        let sources = IndexMap::from([
+            (
+                "impressions".to_string(),
+                cols(&[
+                    ("user", ColumnType::Long),
+                    ("item", ColumnType::Long),
+                    ("x", ColumnType::Double),
+                    ("ts", ColumnType::Long),
+                ]),
+            ),
+            (
+                "clicks".to_string(),
+                cols(&[
+                    ("user", ColumnType::Long),
+                    ("item", ColumnType::Long),
+                    ("ts", ColumnType::Long),
+                ]),
+            ),
+        ]);
+        let plans = eddy_features::spec::model::plan(&loaded, &sources, &[]).unwrap();
+        assert_eq!(plans[0].delayed.as_ref().unwrap().on, Some((1, 1)));
+        let dir = tempfile::tempdir().unwrap();
+        let log = LocalLog::open(LocalLogConfig::new(dir.path())).unwrap();
+        let store = Store::open("memory://online-delayed").unwrap();
+        let mut m = OnlineModels::open(&plans, &log, &store).unwrap();
+        assert_eq!(m.sources(), ["impressions", "clicks"]);
+        m.bind(&["impressions".to_string(), "clicks".to_string()]);
+        let n = 3000;
+        m.learn(0, impressions_and_clicks(n)).unwrap();
+        let (_, s) = m.states().next().unwrap();
+        let pending = s.pending.as_ref().unwrap();
+        // Every impression is resolved but those of the last window.
+        assert_eq!(s.examples() + pending.len() as u64, n as u64);
+        assert!(pending.len() <= 11, "{}", pending.len());
+        // Clicks after the window match nothing: their impressions were
+        // negatives.
+        let late = (0..n)
+            .filter(|i| i % 7 == 0 && ((i * 37) % 100) as f64 / 50.0 - 1.0 > 0.0)
+            .count() as u64;
+        assert_eq!(pending.unmatched, late);
+        // The model learned that x > 0 is clicked (but for the late ones).
+        let Body::Linear(l) = &s.body else { panic!() };
+        let r = l.classification.report();
+        assert!(r.auc > 0.85, "{r:?}");
     }
 }

@@ -101,7 +101,9 @@ impl Inputs {
         let mut lows = HashMap::new();
         for (name, s) in &spec.sources {
             let read_by_views = plans.iter().find(|p| p.source == *name);
-            let read_by_models = spec.models.values().any(|m| m.source == *name);
+            let read_by_models = spec.models.values().any(|m| {
+                m.source == *name || m.delayed_label.as_ref().is_some_and(|d| d.source == *name)
+            });
             if read_by_views.is_none() && !read_by_models && extra != Some(name.as_str()) {
                 continue;
             }
