@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The cost of training models inside `eddy run`: the MovieLens pipeline
+# (datasets/movielens/pipeline.yaml) run to the end of the ratings with no
+# model, then with each of its models alone. Run from the repository root
+# after `cargo build --release`; it works in a temporary directory.
+set -euo pipefail
+repo=$(pwd)
+eddy="$repo/target/release/eddy"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+"$eddy" quickstart --dataset "$repo/datasets/movielens-small" >/dev/null
+python3 - "$repo/datasets/movielens/pipeline.yaml" <<'PY'
+import re, sys
+spec = open(sys.argv[1]).read()
+head = spec[: spec.index("\nmodels:")]
+open("none.yaml", "w").write(head.replace("name: movielens", "name: bench_none"))
+for block in re.split(r"\n(?=  [a-z_]+:\n)", spec[spec.index("\nmodels:"):])[1:]:
+    name = block.strip().split(":")[0]
+    text = head.replace("name: movielens", f"name: bench_{name}") + "\nmodels:\n" + block + "\n"
+    open(f"{name}.yaml", "w").write(text)
+PY
+for spec in none.yaml $(ls *.yaml | grep -v none.yaml); do
+    for run in 1 2 3; do
+        rm -rf "ckpt-$run"
+        echo "$spec run $run: $("$eddy" run "$spec" --until-end --metrics-addr 127.0.0.1:0 --checkpoint-url "ckpt-$run" 2>/dev/null | grep 'events in')"
+    done
+done
