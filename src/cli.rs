@@ -96,9 +96,57 @@ pub enum Command {
     /// Batch baselines for the online learners.
     #[command(subcommand)]
     Train(TrainCommand),
+    /// Serve real-time recommendations: trigger events and requests in,
+    /// ranked items out onto the recommendations topic, plus HTTP.
+    Serve(ServeArgs),
+    /// The freshness lift: replay the spec's source and compare its
+    /// recommenders updated on every event with the same ones rebuilt once
+    /// per period (the nightly batch).
+    Evaluate(EvaluateArgs),
     /// Measure throughput (results go in BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The pipeline spec (YAML) with a `serving:` section.
+    pub spec: PathBuf,
+    /// Where to serve `/v1/recommendations/{user}`, `/v1/features/{view}/{key}`,
+    /// `/metrics` and `/healthz`. Default 127.0.0.1:8080 (port 0 picks a
+    /// free one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Read triggers and requests from the beginning of their topics (a
+    /// replay) instead of only new ones. Default: only new ones.
+    #[arg(long)]
+    pub from_earliest: bool,
+    /// Stop once the triggers and requests the topics hold at start are
+    /// answered. Default: run until Ctrl-C or SIGTERM.
+    #[arg(long)]
+    pub until_end: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// The pipeline spec (YAML) with a `serving:` section: its candidate
+    /// recommenders are evaluated on their source's events.
+    pub spec: PathBuf,
+    /// Items recommended. Default 10.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// The user's upcoming items that count as a hit. Default 5.
+    #[arg(long, default_value_t = 5)]
+    pub next: usize,
+    /// The batch retrain period (event time). Default 1d.
+    #[arg(long, default_value = "1d")]
+    pub period: String,
+    /// Interactions learned before scoring starts. Default 1000.
+    #[arg(long, default_value_t = 1000)]
+    pub warmup: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ mod quickstart;
 mod quickstart_features;
 mod registry;
 mod run;
+mod serve;
 mod topics;
 mod train;
 
@@ -30,6 +31,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consistency(args) => backfill::consistency(&cli.global, &args),
         Command::Learn(args) => learn::learn(&args),
         Command::Train(TrainCommand::Batch(args)) => train::batch(&args),
+        Command::Serve(args) => serve::serve(&cli.global, &args),
+        Command::Evaluate(args) => serve::evaluate(&cli.global, &args),
         Command::Bench(BenchCommand::Topics(args)) => bench::topics(&cli.global, &args),
         Command::Bench(BenchCommand::Pipeline(args)) => {
             bench_pipeline::pipeline(&cli.global, &args)

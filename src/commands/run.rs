@@ -149,7 +149,7 @@ fn serve_metrics(
 }
 
 /// Sets `stop` on Ctrl-C or SIGTERM.
-fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+pub(crate) fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {

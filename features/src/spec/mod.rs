@@ -12,6 +12,7 @@
 pub mod duration;
 pub mod locate;
 pub mod model;
+pub mod serving;
 pub mod validate;
 pub mod window;
 
@@ -52,6 +53,10 @@ pub struct PipelineSpec {
     /// name. Default: none.
     #[serde(default)]
     pub models: IndexMap<String, ModelSpec>,
+    /// Real-time recommendations from the models, for `eddy serve`.
+    /// Default: none.
+    #[serde(default)]
+    pub serving: Option<serving::ServingSpec>,
 }
 
 /// An event stream: an Avro topic in the Confluent wire format.

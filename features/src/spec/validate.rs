@@ -297,6 +297,9 @@ pub(crate) fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
     super::model::shape(loaded, &mut |path, msg| {
         out.push(loaded.problem(&path, msg))
     });
+    super::serving::shape(loaded, &mut |path, msg| {
+        out.push(loaded.problem(&path, msg))
+    });
     out
 }
 

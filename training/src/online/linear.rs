@@ -59,16 +59,31 @@ impl Inputs {
         rows: &ProbedRows,
         i: usize,
     ) -> Result<(), Rejected> {
+        self.hash_with(hasher, |input| match input.from {
+            InputFrom::Column(c) => rows.columns[i][c].clone(),
+            InputFrom::Feature(f) => rows.features[f].get(i),
+        })
+        .map(|_| ())
+    }
+
+    /// Hashes the inputs `value` gives (serving builds them from the
+    /// current features, the request and a candidate item).
+    pub fn hash_with(
+        &mut self,
+        hasher: &FeatureHasher,
+        mut value: impl FnMut(&ModelInput) -> Scalar,
+    ) -> Result<&[(u32, f32)], Rejected> {
         let mut b = hasher.builder();
         for (input, slot) in &self.inputs {
-            let value = match input.from {
-                InputFrom::Column(c) => rows.columns[i][c].clone(),
-                InputFrom::Feature(f) => rows.features[f].get(i),
-            };
-            add(&mut b, *slot, input, self.numeric, &value)?;
+            add(&mut b, *slot, input, self.numeric, &value(input))?;
         }
         b.finish(&mut self.x);
-        Ok(())
+        Ok(&self.x)
+    }
+
+    /// The model's inputs.
+    pub fn inputs(&self) -> impl Iterator<Item = &ModelInput> {
+        self.inputs.iter().map(|(i, _)| i)
     }
 
     /// The target of a label value, or why it cannot be one.
@@ -130,6 +145,11 @@ fn add(
             Ok(())
         }
     }
+}
+
+/// How a plan's examples are hashed.
+pub fn hasher(plan: &ModelPlan) -> FeatureHasher {
+    FeatureHasher::new(super::params::ftrl(plan).bits, plan.crosses.clone())
 }
 
 impl LinearModel {

@@ -24,7 +24,7 @@
 //! examples at or before t are skipped and counted as `replayed`, so no
 //! example is learned twice.
 
-mod linear;
+pub mod linear;
 pub mod params;
 pub mod recommender;
 

@@ -106,9 +106,26 @@ impl Recommender for CoOccurrence {
         let Some(recent) = self.recent.get(&user) else {
             return Vec::new();
         };
+        let recent: Vec<u64> = recent.iter().map(|(x, _)| *x).collect();
+        self.recommend_from(&recent, ts, k, exclude)
+    }
+}
+
+impl CoOccurrence {
+    /// The neighbors of `recent` items (the user's latest engagements, as
+    /// the caller saw them), best first. Serving passes its own, fresher
+    /// view of the user's recent items than the model's last snapshot.
+    pub fn recommend_from(
+        &self,
+        recent: &[u64],
+        ts: i64,
+        k: usize,
+        exclude: &dyn Fn(u64) -> bool,
+    ) -> Vec<(u64, f32)> {
         let now = ts as f64 / self.config.half_life_ms as f64;
         let mut scores: HashMap<u64, f64> = HashMap::new();
-        for (x, _) in recent {
+        let recent = &recent[recent.len().saturating_sub(self.config.recent)..];
+        for x in recent {
             for (y, lw) in self.neighbors.get(x).into_iter().flatten() {
                 if !exclude(*y) {
                     *scores.entry(*y).or_default() += (lw - now).exp2();

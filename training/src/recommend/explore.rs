@@ -90,6 +90,15 @@ impl Explorer {
         s.1 += u64::from(clicked);
     }
 
+    /// Records a click on an item already counted as shown.
+    pub fn clicked(&mut self, item: u64) {
+        if let Some(s) = self.stats.get_mut(&item)
+            && s.1 < s.0
+        {
+            s.1 += 1;
+        }
+    }
+
     /// Is `item` cold (few impressions)?
     pub fn is_cold(&self, item: u64) -> bool {
         self.stats.get(&item).is_none_or(|s| s.0 < self.cold_below)

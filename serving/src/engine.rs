@@ -1,0 +1,364 @@
+//! One recommendation: candidates, ranking, filters, exploration.
+//!
+//! For a user it:
+//! 1. gathers candidates from each recommender in the spec's order (item
+//!    co-occurrence reads the user's recent items as serving saw them, so
+//!    it is fresh even between model snapshots);
+//! 2. scores them with the ranker, an FTRL model whose inputs are the
+//!    user's current features, fields of the triggering event, and the
+//!    candidate item in place of the item column it learned from;
+//! 3. drops items the user has engaged with and items the business rules
+//!    reject;
+//! 4. lets exploration give slots to cold items, if configured.
+//!
+//! Everything is a function of the request, the user's history, the model
+//! versions and the features: ties break by item id and exploration draws
+//! from a seed made from the request id, so a replay of the same inputs
+//! emits the same recommendations.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use eddy_features::engine::value::Scalar;
+use eddy_features::spec::ModelPlan;
+use eddy_features::spec::model::InputFrom;
+use eddy_features::spec::serving::{ExplorationMode, ServingSpec};
+use eddy_features::spec::validate::ColumnType;
+use eddy_training::Learner;
+use eddy_training::hashing::{FeatureHasher, murmur3};
+use eddy_training::online::linear::Inputs;
+use eddy_training::online::recommender::{Model as RecModel, id_of};
+use eddy_training::recommend::explore::{Exploration, Explorer};
+
+use crate::features::FeatureTables;
+use crate::models::{ModelSet, Served};
+use crate::rules::ItemRules;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// What to recommend for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub id: String,
+    pub user: Scalar,
+    pub k: usize,
+    /// Event time: the trigger's, or for a request the latest event time
+    /// serving has seen.
+    pub ts: i64,
+    /// The triggering event's columns (the trigger source's), if any.
+    pub event: Option<Box<[Scalar]>>,
+}
+
+/// A ranked item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked {
+    pub item: String,
+    pub score: f64,
+    /// The recommender that proposed it, or `explore`.
+    pub source: String,
+}
+
+/// The answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recommendation {
+    pub request_id: String,
+    pub user_id: String,
+    pub items: Vec<Ranked>,
+    pub model_version: String,
+    /// The time the user's features were valid for, if any were read.
+    pub features_as_of: Option<i64>,
+    pub trigger_event_time: i64,
+}
+
+/// The ranker: an FTRL model's inputs and hashing.
+struct Ranker {
+    name: String,
+    inputs: Inputs,
+    hasher: FeatureHasher,
+    /// Its input column that holds the item.
+    item_column: usize,
+    /// The trigger source's columns line up with the ranker's source.
+    same_source: bool,
+}
+
+/// The serving state that outlives requests.
+pub struct Engine {
+    candidates: Vec<String>,
+    per_model: usize,
+    pub default_k: usize,
+    exclude_seen: bool,
+    history_len: usize,
+    ranker: Option<Ranker>,
+    item_type: ColumnType,
+    /// The item column in trigger events, if the trigger source has it.
+    trigger_item: Option<usize>,
+    /// Per user: recent items, newest last, and the same as a set.
+    history: FastMap<u64, (VecDeque<u64>, HashSet<u64>)>,
+    /// Per user: the last recommendation, for exploration feedback.
+    shown: FastMap<u64, Vec<u64>>,
+    /// Text of string item ids.
+    names: FastMap<u64, String>,
+    pub rules: Option<ItemRules>,
+    explorer: Explorer,
+}
+
+impl Engine {
+    /// `trigger_columns`: the trigger source's columns, if there is one.
+    pub fn new(
+        spec: &ServingSpec,
+        models: &[ModelPlan],
+        trigger: Option<(&str, &eddy_features::spec::Columns)>,
+        rules: Option<ItemRules>,
+    ) -> Engine {
+        let candidate_plans: Vec<&ModelPlan> = spec
+            .candidates
+            .iter()
+            .filter_map(|n| models.iter().find(|m| &m.name == n))
+            .collect();
+        let (item_name, item_type) = candidate_plans
+            .first()
+            .and_then(|p| {
+                p.item.as_ref().map(|(i, t)| {
+                    (
+                        p.source_columns.get_index(*i).map(|c| c.0.clone()),
+                        t.clone(),
+                    )
+                })
+            })
+            .map_or((None, ColumnType::Long), |(n, t)| (n, t));
+        let ranker = spec.ranker.as_ref().and_then(|r| {
+            let plan = models.iter().find(|m| &m.name == r)?;
+            let item_column = plan.source_columns.get_index_of(item_name.as_deref()?)?;
+            Some(Ranker {
+                name: plan.name.clone(),
+                inputs: Inputs::new(plan),
+                hasher: eddy_training::online::linear::hasher(plan),
+                item_column,
+                same_source: trigger.is_some_and(|(s, _)| s == plan.source),
+            })
+        });
+        let trigger_item = trigger
+            .zip(item_name.as_deref())
+            .and_then(|((_, cols), item)| cols.get_index_of(item));
+        let e = &spec.exploration;
+        let mode = match e.mode {
+            ExplorationMode::Off => Exploration::Off,
+            ExplorationMode::EpsilonGreedy => Exploration::EpsilonGreedy {
+                epsilon: e.epsilon.unwrap_or(0.1),
+            },
+            ExplorationMode::Thompson => Exploration::Thompson {
+                slots: e.slots.unwrap_or(2),
+                prior_clicks: 1.0,
+                prior_misses: 10.0,
+            },
+        };
+        let mut explorer = Explorer::new(mode);
+        explorer.cold_below = e.cold_below.unwrap_or(100);
+        Engine {
+            candidates: spec.candidates.clone(),
+            per_model: spec.candidates_per_model.unwrap_or(100).max(1),
+            default_k: spec.k.unwrap_or(10),
+            exclude_seen: spec.exclude_seen.unwrap_or(true),
+            history_len: spec.history.unwrap_or(1000).max(1),
+            ranker,
+            item_type,
+            trigger_item,
+            history: FastMap::default(),
+            shown: FastMap::default(),
+            names: FastMap::default(),
+            rules,
+            explorer,
+        }
+    }
+
+    /// The models the engine reads (candidates, then the ranker).
+    pub fn model_names(&self) -> Vec<String> {
+        let mut out = self.candidates.clone();
+        out.extend(self.ranker.as_ref().map(|r| r.name.clone()));
+        out
+    }
+
+    /// Records a trigger event's item in the user's history (and as a
+    /// click, if it was recommended to them).
+    pub fn observe(&mut self, user: &Scalar, event: &[Scalar]) {
+        let (Some(u), Some(c)) = (id_of(user), self.trigger_item) else {
+            return;
+        };
+        let Some(item) = event.get(c).and_then(id_of) else {
+            return;
+        };
+        if let Scalar::Str(s) = &event[c] {
+            self.names.entry(item).or_insert_with(|| s.to_string());
+        }
+        if self.shown.get(&u).is_some_and(|s| s.contains(&item)) {
+            self.explorer.clicked(item);
+        }
+        let (recent, set) = self.history.entry(u).or_default();
+        if set.insert(item) {
+            recent.push_back(item);
+            if recent.len() > self.history_len
+                && let Some(old) = recent.pop_front()
+            {
+                set.remove(&old);
+            }
+        } else if let Some(p) = recent.iter().position(|i| *i == item) {
+            recent.remove(p);
+            recent.push_back(item);
+        }
+    }
+
+    /// The recommendation for `req`.
+    pub fn recommend(
+        &mut self,
+        req: &Request,
+        models: &ModelSet,
+        features: &FeatureTables,
+    ) -> Recommendation {
+        let user_key = req.user.key_text();
+        let u = id_of(&req.user).unwrap_or(0);
+        let empty = (VecDeque::new(), HashSet::new());
+        let (recent, seen) = self.history.get(&u).unwrap_or(&empty);
+        let rules = self.rules.as_ref();
+        let exclude = |i: u64| {
+            (self.exclude_seen && seen.contains(&i)) || rules.is_some_and(|r| !r.allows(i))
+        };
+        // 1. Candidates, first recommender first.
+        let mut candidates: Vec<(u64, f64, usize)> = Vec::new();
+        let mut taken: HashSet<u64> = HashSet::new();
+        for (m, name) in self.candidates.iter().enumerate() {
+            let Some(Served::Recommender {
+                model: Some((_, model)),
+                ..
+            }) = models.models.get(name)
+            else {
+                continue;
+            };
+            let proposed = match model {
+                RecModel::CoOccurrence(c) => {
+                    let recent: Vec<u64> = recent.iter().copied().collect();
+                    c.recommend_from(&recent, req.ts, self.per_model, &exclude)
+                }
+                other => other
+                    .recommender()
+                    .recommend(u, req.ts, self.per_model, &exclude),
+            };
+            for (item, score) in proposed {
+                if taken.insert(item) {
+                    candidates.push((item, f64::from(score), m));
+                }
+            }
+        }
+        // 2. Rank.
+        let mut features_as_of = None;
+        let ftrl = models_ranker(models, &self.ranker);
+        let ranked: Vec<(u64, f64, usize)> = match (&mut self.ranker, ftrl) {
+            (Some(r), Some(ftrl)) => {
+                let mut scored = Vec::with_capacity(candidates.len());
+                for (item, _, m) in &candidates {
+                    let item_value = match self.item_type {
+                        ColumnType::String => Scalar::Str(
+                            self.names
+                                .get(item)
+                                .map_or_else(|| item.to_string(), Clone::clone)
+                                .into(),
+                        ),
+                        _ => Scalar::Long(*item as i64),
+                    };
+                    let x = r.inputs.hash_with(&r.hasher, |input| match input.from {
+                        InputFrom::Column(c) if c == r.item_column => item_value.clone(),
+                        InputFrom::Column(c) if r.same_source => req
+                            .event
+                            .as_ref()
+                            .and_then(|e| e.get(c).cloned())
+                            .unwrap_or_default(),
+                        InputFrom::Column(_) => Scalar::Null,
+                        InputFrom::Feature(f) => {
+                            let (v, as_of) = features.feature(&user_key, f);
+                            if as_of.is_some() {
+                                features_as_of = features_as_of.max(as_of);
+                            }
+                            v
+                        }
+                    });
+                    // A non-finite feature cannot be scored: the candidate
+                    // keeps its place at the bottom rather than vanish.
+                    let p = x.map_or(f64::NEG_INFINITY, |x| ftrl.predict(x));
+                    scored.push((*item, p, *m));
+                }
+                scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                scored
+            }
+            _ => candidates,
+        };
+        // 3. (Filters ran inside the recommenders' `exclude`.) 4. Explore.
+        let k = req.k.max(1);
+        let top: Vec<(u64, f32)> = ranked
+            .iter()
+            .take(k)
+            .map(|(i, s, _)| (*i, *s as f32))
+            .collect();
+        let pool: Vec<u64> = ranked.iter().map(|c| c.0).collect();
+        let seed = u64::from(murmur3(req.id.as_bytes(), 7)) << 32
+            | u64::from(murmur3(req.id.as_bytes(), 11));
+        let final_items = self.explorer.explore(top.clone(), &pool, seed);
+        let source_of = |item: u64| -> String {
+            if !top.iter().any(|(i, _)| *i == item) {
+                return "explore".into();
+            }
+            ranked
+                .iter()
+                .find(|c| c.0 == item)
+                .map_or_else(|| "explore".into(), |c| self.candidates[c.2].clone())
+        };
+        let items: Vec<Ranked> = final_items
+            .iter()
+            .map(|(item, score)| Ranked {
+                item: self.item_text(*item),
+                score: ranked
+                    .iter()
+                    .find(|c| c.0 == *item)
+                    .map_or(f64::from(*score), |c| c.1),
+                source: source_of(*item),
+            })
+            .collect();
+        let shown: Vec<u64> = final_items.iter().map(|(i, _)| *i).collect();
+        for i in &shown {
+            self.explorer.feedback(*i, false);
+        }
+        self.shown.insert(u, shown);
+        Recommendation {
+            request_id: req.id.clone(),
+            user_id: user_key,
+            items,
+            model_version: models.versions(),
+            features_as_of,
+            trigger_event_time: req.ts,
+        }
+    }
+
+    fn item_text(&self, item: u64) -> String {
+        match self.item_type {
+            ColumnType::String => self
+                .names
+                .get(&item)
+                .cloned()
+                .unwrap_or_else(|| item.to_string()),
+            _ => (item as i64).to_string(),
+        }
+    }
+
+    /// Users with a history.
+    pub fn users(&self) -> usize {
+        self.history.len()
+    }
+}
+
+/// The ranker's current model, if loaded.
+fn models_ranker<'m>(
+    models: &'m ModelSet,
+    ranker: &Option<Ranker>,
+) -> Option<&'m eddy_training::ftrl::Ftrl> {
+    match models.models.get(&ranker.as_ref()?.name)? {
+        Served::Linear(replica) => replica.model.as_ref(),
+        Served::Recommender { .. } => None,
+    }
+}

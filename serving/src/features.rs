@@ -1,0 +1,167 @@
+//! The ranker's features, materialized from the feature topics.
+//!
+//! Serving may run apart from the pipeline, so it reads each view's
+//! compacted feature topic (`features.<view>`, one upsert per key) into a
+//! map from key to the latest row. That map is the "feature topic
+//! materialized locally": the same values the pipeline's in-process read
+//! API returns, as of the latest row the topic holds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use eddy_features::engine::job::decode::RecordDecoder;
+use eddy_features::engine::value::Scalar;
+use eddy_features::registry::SchemaRegistry;
+use eddy_features::spec::validate::{ViewPlan, record_columns};
+use eddy_features::topic::Record;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// One view's table.
+struct View {
+    topic: String,
+    decoder: RecordDecoder,
+    /// Index of each feature in the decoded columns.
+    features: Vec<usize>,
+    /// Key text → (as_of, the features' values).
+    rows: FastMap<String, (i64, Vec<Scalar>)>,
+}
+
+/// Every view's latest row per key.
+pub struct FeatureTables {
+    views: Vec<View>,
+    /// Records that could not be decoded.
+    pub undecodable: u64,
+}
+
+/// Why the tables could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("feature topic `{topic}`: {why}")]
+pub struct FeatureTableError {
+    pub topic: String,
+    pub why: String,
+}
+
+impl FeatureTables {
+    /// Tables of `plans` (every view of the spec, in spec order, so a
+    /// model's feature index reads the same feature it learned from).
+    pub fn new(
+        plans: &[ViewPlan],
+        registry: Arc<dyn SchemaRegistry>,
+    ) -> Result<FeatureTables, FeatureTableError> {
+        let mut views = Vec::new();
+        for plan in plans {
+            let err = |why: String| FeatureTableError {
+                topic: plan.output_topic.clone(),
+                why,
+            };
+            let schema = apache_avro::Schema::parse_str(
+                &eddy_features::engine::job::output::feature_schema(plan),
+            )
+            .map_err(|e| err(e.to_string()))?;
+            let columns = record_columns(&schema)
+                .ok_or_else(|| err("the feature schema is not a record".into()))?;
+            let features = plan
+                .features
+                .iter()
+                .map(|f| columns.get_index_of(&f.column).unwrap_or(usize::MAX))
+                .collect();
+            views.push(View {
+                topic: plan.output_topic.clone(),
+                decoder: RecordDecoder::new(
+                    registry.clone(),
+                    schema,
+                    &columns,
+                    &plan.key,
+                    Some(("as_of", eddy_features::spec::TimeUnit::Ms)),
+                ),
+                features,
+                rows: FastMap::default(),
+            });
+        }
+        Ok(FeatureTables {
+            views,
+            undecodable: 0,
+        })
+    }
+
+    /// The topics to follow.
+    pub fn topics(&self) -> Vec<String> {
+        self.views.iter().map(|v| v.topic.clone()).collect()
+    }
+
+    /// Applies one record of a feature topic (a tombstone removes the key).
+    pub fn apply(&mut self, rec: &Record) {
+        let Some(view) = self.views.iter_mut().find(|v| v.topic == rec.topic) else {
+            return;
+        };
+        let Some(key) = rec.key.as_deref().map(String::from_utf8_lossy) else {
+            return;
+        };
+        if rec.value.is_none() {
+            view.rows.remove(key.as_ref());
+            return;
+        }
+        match view.decoder.decode(rec) {
+            Ok(row) => {
+                let values = view
+                    .features
+                    .iter()
+                    .map(|i| row.columns.get(*i).cloned().unwrap_or_default())
+                    .collect();
+                view.rows.insert(
+                    key.into_owned(),
+                    (row.ts.unwrap_or(rec.timestamp_ms), values),
+                );
+            }
+            Err(why) => {
+                self.undecodable += 1;
+                tracing::warn!(topic = %rec.topic, offset = rec.offset, %why, "undecodable feature row");
+            }
+        }
+    }
+
+    /// Feature `f` (over every view, view after view) for `key`, and the
+    /// time its row is valid for.
+    pub fn feature(&self, key: &str, mut f: usize) -> (Scalar, Option<i64>) {
+        for v in &self.views {
+            if f < v.features.len() {
+                return match v.rows.get(key) {
+                    Some((as_of, values)) => (values[f].clone(), Some(*as_of)),
+                    None => (Scalar::Null, None),
+                };
+            }
+            f -= v.features.len();
+        }
+        (Scalar::Null, None)
+    }
+
+    /// Every feature of `view` for `key`: (as_of, name → value).
+    pub fn row(
+        &self,
+        view: &str,
+        key: &str,
+        plans: &[ViewPlan],
+    ) -> Option<(i64, Vec<(String, Scalar)>)> {
+        let i = plans.iter().position(|p| p.name == view)?;
+        let (as_of, values) = self.views[i].rows.get(key)?;
+        Some((
+            *as_of,
+            plans[i]
+                .features
+                .iter()
+                .map(|f| f.column.clone())
+                .zip(values.iter().cloned())
+                .collect(),
+        ))
+    }
+
+    /// Keys held, over all views.
+    pub fn len(&self) -> usize {
+        self.views.iter().map(|v| v.rows.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,188 @@
+//! The HTTP side of serving: pull recommendations and features, metrics
+//! and health. Bound to 127.0.0.1 by default; a pull runs the same logic
+//! as a trigger (its request id is `http-<n>`), but its answer goes to the
+//! caller, not to the topic.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::ServeError;
+use crate::engine::{Recommendation, Request};
+use crate::metrics::ServeMetrics;
+use crate::service::{State, now_ms};
+
+/// The JSON form of a recommendation.
+pub fn to_json(r: &Recommendation, emitted_at: i64) -> serde_json::Value {
+    json!({
+        "request_id": r.request_id,
+        "user_id": r.user_id,
+        "items": r.items.iter().map(|i| json!({"item": i.item, "score": i.score, "source": i.source})).collect::<Vec<_>>(),
+        "model_version": r.model_version,
+        "features_as_of": r.features_as_of,
+        "trigger_event_time": r.trigger_event_time,
+        "emitted_at": emitted_at,
+    })
+}
+
+fn recommend(
+    state: &Mutex<State>,
+    metrics: &ServeMetrics,
+    user: &str,
+    k: Option<usize>,
+) -> Response {
+    let mut state = state.lock().expect("poisoned");
+    let Some(user) = state.user(user) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "`{user}` is not a user id of this pipeline (ids are {:?})\n",
+                state.user_type
+            ),
+        )
+            .into_response();
+    };
+    state.pulls += 1;
+    let request = Request {
+        id: format!("http-{}", state.pulls),
+        user,
+        k: k.unwrap_or(state.engine.default_k).clamp(1, 1000),
+        ts: state.latest_ts.max(0),
+        event: None,
+    };
+    let State {
+        engine,
+        models,
+        features,
+        ..
+    } = &mut *state;
+    let r = engine.recommend(&request, models, features);
+    metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+    axum::Json(to_json(&r, now_ms())).into_response()
+}
+
+fn features(state: &Mutex<State>, view: &str, key: &str) -> Response {
+    let state = state.lock().expect("poisoned");
+    if !state.views.iter().any(|v| v.name == view) {
+        let known: Vec<&str> = state.views.iter().map(|v| v.name.as_str()).collect();
+        return (
+            StatusCode::NOT_FOUND,
+            format!("unknown view `{view}`; the views are {known:?}\n"),
+        )
+            .into_response();
+    }
+    match state.features.row(view, key, &state.views) {
+        Some((as_of, values)) => axum::Json(json!({
+            "view": view,
+            "key": key,
+            "as_of": as_of,
+            "features": values.into_iter().map(|(n, v)| (n, v.to_json())).collect::<serde_json::Map<_, _>>(),
+        }))
+        .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("view `{view}` has no row for key `{key}` (yet)\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// Serves the endpoints on `addr` from a thread of its own; returns the
+/// bound address (port 0 picks a free one).
+pub fn serve(
+    addr: SocketAddr,
+    name: String,
+    state: Arc<Mutex<State>>,
+    metrics: Arc<ServeMetrics>,
+) -> Result<SocketAddr, ServeError> {
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| ServeError::Setup(format!("binding HTTP to {addr}: {e}")))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| ServeError::Setup(e.to_string()))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| ServeError::Setup(e.to_string()))?;
+    std::thread::Builder::new()
+        .name("serve-http".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let (s1, m1) = (state.clone(), metrics.clone());
+                let s2 = state.clone();
+                let (m3, m4) = (metrics.clone(), metrics.clone());
+                let s4 = state.clone();
+                let app = axum::Router::new()
+                    .route(
+                        "/v1/recommendations/{user}",
+                        get(move |Path(user): Path<String>, Query(q): Query<std::collections::HashMap<String, String>>| {
+                            let (s, m) = (s1.clone(), m1.clone());
+                            async move {
+                                let k = match q.get("k").map(|k| k.parse::<usize>()) {
+                                    Some(Ok(k)) => Some(k),
+                                    Some(Err(_)) => {
+                                        return (StatusCode::BAD_REQUEST, "k must be a positive integer\n").into_response();
+                                    }
+                                    None => None,
+                                };
+                                tokio::task::spawn_blocking(move || recommend(&s, &m, &user, k))
+                                    .await
+                                    .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+                            }
+                        }),
+                    )
+                    .route(
+                        "/v1/features/{view}/{key}",
+                        get(move |Path((view, key)): Path<(String, String)>| {
+                            let s = s2.clone();
+                            async move { features(&s, &view, &key) }
+                        }),
+                    )
+                    .route(
+                        "/metrics",
+                        get(move || {
+                            let m = m3.clone();
+                            let name = name.clone();
+                            async move { m.render(&name) }
+                        }),
+                    )
+                    .route(
+                        "/healthz",
+                        get(move || {
+                            let (m, s) = (m4.clone(), s4.clone());
+                            async move {
+                                if m.ready.load(Ordering::Relaxed) {
+                                    (StatusCode::OK, "ready\n".to_string())
+                                } else {
+                                    let state = s.lock().expect("poisoned");
+                                    let missing: Vec<&String> = state
+                                        .models
+                                        .models
+                                        .iter()
+                                        .filter(|(_, m)| m.version().is_none())
+                                        .map(|(n, _)| n)
+                                        .collect();
+                                    (
+                                        StatusCode::SERVICE_UNAVAILABLE,
+                                        format!("not ready: no update yet for models {missing:?} (is the learner running?)\n"),
+                                    )
+                                }
+                            }
+                        }),
+                    );
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let _ = axum::serve(listener, app).await;
+            });
+        })
+        .map_err(|e| ServeError::Setup(e.to_string()))?;
+    Ok(bound)
+}

@@ -1,0 +1,55 @@
+//! Real-time recommendation serving: events in, ranked recommendations out
+//! onto a topic.
+//!
+//! Personalization services consume recommendations from a topic; nothing
+//! is scored in batch. `eddy serve SPEC` runs [`service::Service`]:
+//!
+//! - **Triggers**: the user's activity events (the spec's `serving.trigger`
+//!   source) and explicit requests (`serving.requests`, Avro records with
+//!   `request_id`, `user_id` and optional `k`). A request that cannot be
+//!   read goes to `<topic>.dlq` with the reason.
+//! - **State it follows**: the models topic (the learner's deltas and
+//!   snapshots, applied between requests: [`models`]), the feature topics
+//!   (materialized locally: [`features`]) and the item table the business
+//!   rules read ([`rules`]).
+//! - **One recommendation** ([`engine`]): candidates from the recommenders,
+//!   ranked by the FTRL model, filtered, optionally explored.
+//! - **Output**: an Avro record on the recommendations topic
+//!   ([`record::RECOMMENDATION_SCHEMA`], registered as `<topic>-value`),
+//!   with lineage headers.
+//! - **HTTP**: `GET /v1/recommendations/{user}?k=`, `GET
+//!   /v1/features/{view}/{key}`, `/metrics`, `/healthz` ([`http`]).
+//! - **The freshness lift** ([`freshness`]): `eddy evaluate` replays
+//!   history and compares recommenders updated on every event with the
+//!   same recommenders rebuilt once a day.
+
+pub mod engine;
+pub mod features;
+pub mod freshness;
+pub mod http;
+pub mod metrics;
+pub mod models;
+pub mod record;
+pub mod rules;
+pub mod service;
+
+/// Why serving could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Spec(#[from] eddy_features::spec::SpecError),
+    #[error(transparent)]
+    Topic(#[from] eddy_features::topic::TopicError),
+    #[error("registry: {0}")]
+    Registry(#[from] eddy_features::registry::RegistryError),
+    #[error("{0}")]
+    Avro(#[from] eddy_features::avro::AvroError),
+    #[error(transparent)]
+    Features(#[from] features::FeatureTableError),
+    #[error(
+        "the spec has no `serving:` section: add one naming the trigger source or requests topic and the candidate models (README, \"Serving\")"
+    )]
+    NoServing,
+    #[error("{0}")]
+    Setup(String),
+}

@@ -1,0 +1,111 @@
+//! Serving metrics, in the Prometheus text format.
+
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Upper bounds (seconds) of the latency histogram's buckets.
+const BUCKETS: [f64; 14] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    5.0,
+];
+
+/// Counters and gauges of a running service.
+#[derive(Debug, Default)]
+pub struct ServeMetrics {
+    pub triggers: AtomicU64,
+    pub requests: AtomicU64,
+    pub http_requests: AtomicU64,
+    pub recommendations: AtomicU64,
+    /// Recommendations with no item (no model knew anything to offer).
+    pub empty: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub model_swaps: AtomicU64,
+    /// Every model loaded and state caught up.
+    pub ready: AtomicBool,
+    /// Time from reading a trigger to handing its recommendation to the
+    /// producer: bucket counts and the sum.
+    latency: Mutex<([u64; BUCKETS.len() + 1], f64)>,
+}
+
+impl ServeMetrics {
+    pub fn observe_latency(&self, seconds: f64) {
+        let mut l = self.latency.lock().expect("poisoned");
+        let b = BUCKETS
+            .iter()
+            .position(|u| seconds <= *u)
+            .unwrap_or(BUCKETS.len());
+        l.0[b] += 1;
+        l.1 += seconds;
+    }
+
+    pub fn render(&self, pipeline: &str) -> String {
+        let mut out = String::new();
+        let l = format!("pipeline=\"{pipeline}\"");
+        let mut counter = |name: &str, help: &str, v: &AtomicU64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{l}}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        };
+        counter(
+            "eddy_serve_triggers_total",
+            "Trigger events read.",
+            &self.triggers,
+        );
+        counter(
+            "eddy_serve_requests_total",
+            "Explicit requests read from the requests topic.",
+            &self.requests,
+        );
+        counter(
+            "eddy_serve_http_requests_total",
+            "Recommendations pulled over HTTP.",
+            &self.http_requests,
+        );
+        counter(
+            "eddy_serve_recommendations_total",
+            "Recommendations emitted to the topic.",
+            &self.recommendations,
+        );
+        counter(
+            "eddy_serve_empty_total",
+            "Recommendations with no item.",
+            &self.empty,
+        );
+        counter(
+            "eddy_serve_dead_letters_total",
+            "Requests and events sent to a dead-letter topic.",
+            &self.dead_lettered,
+        );
+        counter(
+            "eddy_serve_model_swaps_total",
+            "Model snapshots and deltas applied.",
+            &self.model_swaps,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP eddy_serve_ready 1 once every model has loaded.\n# TYPE eddy_serve_ready gauge\neddy_serve_ready{{{l}}} {}",
+            u8::from(self.ready.load(Ordering::Relaxed))
+        );
+        let (counts, sum) = *self.latency.lock().expect("poisoned");
+        let name = "eddy_serve_latency_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Trigger read to recommendation sent.\n# TYPE {name} histogram"
+        );
+        let mut cumulative = 0;
+        for (i, upper) in BUCKETS.iter().enumerate() {
+            cumulative += counts[i];
+            let _ = writeln!(out, "{name}_bucket{{{l},le=\"{upper}\"}} {cumulative}");
+        }
+        cumulative += counts[BUCKETS.len()];
+        let _ = writeln!(out, "{name}_bucket{{{l},le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{l}}} {sum}\n{name}_count{{{l}}} {cumulative}"
+        );
+        out
+    }
+}

@@ -1,0 +1,138 @@
+//! The models serving reads, kept current from the models topic.
+//!
+//! The learner (`eddy run` with `models:`) publishes to a compacted topic:
+//! FTRL models as sparse deltas plus periodic snapshots, recommenders as
+//! snapshots. Each model here is a replica: a newer snapshot replaces it
+//! whole, a delta applies in order. An update is decoded completely before
+//! it replaces anything, and the service applies updates between requests,
+//! so a request sees one version of each model, never a half-applied one,
+//! and nothing pauses for a swap.
+
+use std::collections::BTreeMap;
+
+use eddy_features::spec::ModelPlan;
+use eddy_features::topic::Record;
+use eddy_training::lifecycle::{Applied, ModelUpdate, Replica};
+use eddy_training::online::recommender::Model as RecModel;
+
+/// One served model.
+// A handful per process: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Served {
+    /// The ranker.
+    Linear(Replica),
+    /// A candidate recommender, once a snapshot has arrived.
+    Recommender {
+        name: String,
+        model: Option<(u64, RecModel)>,
+    },
+}
+
+impl Served {
+    pub fn version(&self) -> Option<u64> {
+        match self {
+            Served::Linear(r) => r.version(),
+            Served::Recommender { model, .. } => model.as_ref().map(|m| m.0),
+        }
+    }
+}
+
+/// Every model serving uses, by name.
+pub struct ModelSet {
+    pub models: BTreeMap<String, Served>,
+    /// Updates that could not be decoded (another eddy version?).
+    pub undecodable: u64,
+    /// Swaps done (snapshots and deltas applied).
+    pub swaps: u64,
+}
+
+impl ModelSet {
+    /// Replicas of `plans` (a ranker and candidate recommenders), empty
+    /// until their updates arrive.
+    pub fn new(plans: &[&ModelPlan]) -> ModelSet {
+        ModelSet {
+            models: plans
+                .iter()
+                .map(|p| {
+                    let served = if p.kind.is_recommender() {
+                        Served::Recommender {
+                            name: p.name.clone(),
+                            model: None,
+                        }
+                    } else {
+                        Served::Linear(Replica::new(&p.name))
+                    };
+                    (p.name.clone(), served)
+                })
+                .collect(),
+            undecodable: 0,
+            swaps: 0,
+        }
+    }
+
+    /// Applies one record of the models topic; records of other models are
+    /// ignored.
+    pub fn apply(&mut self, rec: &Record) {
+        let Some(name) = rec
+            .key
+            .as_deref()
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .and_then(|k| k.split('/').next())
+        else {
+            return;
+        };
+        let Some(served) = self.models.get_mut(name) else {
+            return;
+        };
+        match served {
+            Served::Linear(replica) => match replica.apply(rec) {
+                Ok(Applied::Snapshot(_) | Applied::Delta(_)) => self.swaps += 1,
+                Ok(_) => {}
+                Err(e) => {
+                    self.undecodable += 1;
+                    tracing::warn!(model = name, error = %e, "undecodable model update");
+                }
+            },
+            Served::Recommender { name, model } => {
+                let Some(value) = &rec.value else { return };
+                let update = postcard::from_bytes::<ModelUpdate>(value).ok();
+                let Some(ModelUpdate::Snapshot {
+                    version,
+                    model: bytes,
+                }) = update
+                else {
+                    self.undecodable += 1;
+                    return;
+                };
+                if model.as_ref().is_some_and(|(v, _)| *v >= version) {
+                    return;
+                }
+                match postcard::from_bytes::<RecModel>(&bytes) {
+                    Ok(m) => {
+                        *model = Some((version, m));
+                        self.swaps += 1;
+                    }
+                    Err(e) => {
+                        self.undecodable += 1;
+                        tracing::warn!(model = %name, error = %e, "undecodable recommender snapshot");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every model has a version.
+    pub fn all_loaded(&self) -> bool {
+        self.models.values().all(|m| m.version().is_some())
+    }
+
+    /// `name@version` of every loaded model, in name order: the lineage a
+    /// recommendation records.
+    pub fn versions(&self) -> String {
+        self.models
+            .iter()
+            .filter_map(|(n, m)| m.version().map(|v| format!("{n}@{v}")))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}

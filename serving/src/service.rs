@@ -1,0 +1,497 @@
+//! The serving loop: follow state, answer triggers, emit recommendations.
+//!
+//! Two consumers. The *follower* reads the state serving depends on, from
+//! the earliest offset: the models topic, the feature topics and the item
+//! table. The *trigger consumer* reads activity events and requests. Each
+//! round applies every state update that has arrived, then answers one
+//! batch of triggers: model swaps happen between batches, so no request
+//! waits for one and none sees half an update.
+//!
+//! At start the follower reads its topics to the end before the first
+//! trigger, so the first answers use the latest models. While a model has
+//! not loaded, `/healthz` says so; requests are answered with what has
+//! loaded (`when_not_ready: fallback`) or held until it has (`hold`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eddy_features::avro::AvroCodec;
+use eddy_features::engine::job::decode::RecordDecoder;
+use eddy_features::engine::job::schema_lookup;
+use eddy_features::engine::value::Scalar;
+use eddy_features::registry::SchemaRegistry;
+use eddy_features::spec::serving::NotReady;
+use eddy_features::spec::validate::{ColumnType, ViewPlan, record_columns};
+use eddy_features::spec::{LoadedSpec, ModelPlan, SpecError};
+use eddy_features::topic::dead_letter::{DeadLetters, dead_letter_topic};
+use eddy_features::topic::{
+    Backend, Consumer, Producer, ProducerRecord, Record, StartOffset, TopicSpec,
+};
+
+use crate::ServeError;
+use crate::engine::{Engine, Recommendation, Request};
+use crate::features::FeatureTables;
+use crate::metrics::ServeMetrics;
+use crate::models::ModelSet;
+use crate::record::{RecommendationEncoder, lineage, request_fields};
+use crate::rules::ItemRules;
+
+/// How the service runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Read triggers and requests from the beginning (a replay) instead
+    /// of only new ones.
+    pub from_earliest: bool,
+    /// Stop once triggers and requests are read to the end they had at
+    /// start.
+    pub until_end: bool,
+    /// Triggers per batch.
+    pub batch: usize,
+}
+
+/// What the loop and the HTTP server share.
+pub struct State {
+    pub engine: Engine,
+    pub models: ModelSet,
+    pub features: FeatureTables,
+    /// The latest event time seen: a request's time.
+    pub latest_ts: i64,
+    pub views: Vec<ViewPlan>,
+    /// The type of user ids (the trigger source's key).
+    pub user_type: ColumnType,
+    /// HTTP pulls so far (their request ids).
+    pub pulls: u64,
+}
+
+impl State {
+    /// A user id from text, typed like the sources' keys.
+    pub fn user(&self, text: &str) -> Option<Scalar> {
+        match self.user_type {
+            ColumnType::Long => text.trim().parse().ok().map(Scalar::Long),
+            _ => Some(Scalar::Str(text.into())),
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct ServeSummary {
+    pub triggers: u64,
+    pub requests: u64,
+    pub recommendations: u64,
+    pub dead_lettered: u64,
+    pub elapsed: Duration,
+}
+
+/// A running serving component.
+pub struct Service {
+    pub state: Arc<Mutex<State>>,
+    pub metrics: Arc<ServeMetrics>,
+    pub name: String,
+    backend: Arc<dyn Backend>,
+    consumer: Box<dyn Consumer>,
+    follower: Box<dyn Consumer>,
+    producer: Box<dyn Producer>,
+    encoder: RecommendationEncoder,
+    codec: AvroCodec,
+    trigger: Option<(String, RecordDecoder)>,
+    requests: Option<String>,
+    topic: String,
+    dead_letters: HashMap<String, DeadLetters>,
+    hold: bool,
+    /// Trigger and request partitions' ends at start (for `until_end`).
+    ends: HashMap<(String, i32), i64>,
+    options: ServeOptions,
+    /// The models topics followed.
+    model_topics: Vec<String>,
+}
+
+impl Service {
+    pub fn open(
+        loaded: &LoadedSpec,
+        backend: Arc<dyn Backend>,
+        registry: Arc<dyn SchemaRegistry>,
+        options: ServeOptions,
+    ) -> Result<Service, ServeError> {
+        let spec = &loaded.spec;
+        let serving = spec.serving.clone().ok_or(ServeError::NoServing)?;
+        let lookup = schema_lookup(&registry);
+        let (views, models) = eddy_features::spec::validate_with_models(loaded, &lookup)
+            .map_err(|p| ServeError::Spec(SpecError::Invalid(p)))?;
+        let schema_of = |topic: &str| -> Result<apache_avro::Schema, ServeError> {
+            lookup(topic).map_err(ServeError::Setup)?.ok_or_else(|| {
+                ServeError::Setup(format!(
+                    "topic `{topic}` has no registered value schema: produce to it first"
+                ))
+            })
+        };
+        // Triggers.
+        let mut trigger = None;
+        let mut trigger_columns = None;
+        let mut partitions = 1;
+        if let Some(name) = &serving.trigger {
+            let source = &spec.sources[name];
+            let schema = schema_of(&source.topic)?;
+            let columns = record_columns(&schema).unwrap_or_default();
+            partitions = backend
+                .describe_topic(&source.topic)?
+                .partitions
+                .len()
+                .max(1);
+            trigger_columns = Some((name.clone(), columns.clone()));
+            trigger = Some((
+                source.topic.clone(),
+                RecordDecoder::new(
+                    registry.clone(),
+                    schema,
+                    &columns,
+                    &source.key,
+                    Some((&source.event_time, source.event_time_unit)),
+                ),
+            ));
+        }
+        let used: Vec<&ModelPlan> = models
+            .iter()
+            .filter(|m| {
+                serving.candidates.contains(&m.name) || serving.ranker.as_ref() == Some(&m.name)
+            })
+            .collect();
+        let user_type = used
+            .first()
+            .and_then(|m| {
+                let key = &spec.sources[&m.source].key;
+                m.source_columns.get(key).cloned()
+            })
+            .unwrap_or(ColumnType::String);
+        // Business rules over the item table.
+        let rules = match &serving.item_table {
+            Some(t) if !serving.rules.is_empty() => {
+                let table = &spec.tables[t];
+                let schema = schema_of(&table.topic)?;
+                Some(
+                    ItemRules::new(
+                        &table.topic,
+                        &table.key,
+                        schema,
+                        &serving.rules,
+                        registry.clone(),
+                    )
+                    .map_err(|e| ServeError::Setup(format!("serving.rules: {e}")))?,
+                )
+            }
+            _ => None,
+        };
+        let engine = Engine::new(
+            &serving,
+            &models,
+            trigger_columns.as_ref().map(|(n, c)| (n.as_str(), c)),
+            rules,
+        );
+        let features = FeatureTables::new(&views, registry.clone())?;
+        // Topics: outputs, and the state to follow.
+        let topic = serving.topic();
+        backend.ensure_topic(&TopicSpec::new(topic.clone()).partitions(partitions as i32))?;
+        let mut follow: Vec<String> = Vec::new();
+        for m in &used {
+            backend.ensure_topic(&TopicSpec::new(m.topic.clone()).compacted())?;
+            if !follow.contains(&m.topic) {
+                follow.push(m.topic.clone());
+            }
+        }
+        for t in features.topics() {
+            backend.ensure_topic(
+                &TopicSpec::new(t.clone())
+                    .partitions(partitions as i32)
+                    .compacted(),
+            )?;
+            follow.push(t);
+        }
+        if let Some(r) = &engine.rules {
+            follow.push(r.topic.clone());
+        }
+        let mut follower = backend.consumer(None)?;
+        for t in &follow {
+            follower.assign_all(t, StartOffset::Earliest)?;
+        }
+        let mut consumer = backend.consumer(None)?;
+        let start = if options.from_earliest {
+            StartOffset::Earliest
+        } else {
+            StartOffset::Latest
+        };
+        let mut ends = HashMap::new();
+        let inputs: Vec<String> = trigger
+            .iter()
+            .map(|t| t.0.clone())
+            .chain(serving.requests.clone())
+            .collect();
+        for t in &inputs {
+            if serving.requests.as_ref() == Some(t) {
+                backend.ensure_topic(&TopicSpec::new(t.clone()).partitions(partitions as i32))?;
+            }
+            consumer.assign_all(t, start)?;
+            for p in backend.describe_topic(t)?.partitions {
+                ends.insert((t.clone(), p.id), p.high);
+            }
+        }
+        let codec = AvroCodec::new(registry.clone());
+        let encoder = RecommendationEncoder::register(&codec, &topic)?;
+        let state = State {
+            engine,
+            models: ModelSet::new(&used),
+            features,
+            latest_ts: i64::MIN,
+            views,
+            user_type,
+            pulls: 0,
+        };
+        let mut service = Service {
+            state: Arc::new(Mutex::new(state)),
+            metrics: Arc::new(ServeMetrics::default()),
+            name: spec.name.clone(),
+            backend: backend.clone(),
+            consumer,
+            follower,
+            producer: backend.producer()?,
+            encoder,
+            codec,
+            trigger,
+            requests: serving.requests.clone(),
+            topic,
+            dead_letters: HashMap::new(),
+            hold: serving.when_not_ready == NotReady::Hold,
+            ends,
+            options,
+            model_topics: used.iter().map(|m| m.topic.clone()).collect(),
+        };
+        service.catch_up(&follow)?;
+        Ok(service)
+    }
+
+    /// Reads the followed topics to the end they have now.
+    fn catch_up(&mut self, topics: &[String]) -> Result<(), ServeError> {
+        let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+        for t in topics {
+            for p in self.backend.describe_topic(t)?.partitions {
+                if p.high > p.low {
+                    ends.insert((t.clone(), p.id), p.high);
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !ends.is_empty() && Instant::now() < deadline {
+            let records = self.follower.poll(10_000, Duration::from_millis(100))?;
+            for r in &records {
+                let key = (r.topic.clone(), r.partition);
+                if ends.get(&key).is_some_and(|e| r.offset + 1 >= *e) {
+                    ends.remove(&key);
+                }
+            }
+            self.apply_state(&records);
+        }
+        self.update_ready();
+        Ok(())
+    }
+
+    fn apply_state(&self, records: &[Record]) {
+        if records.is_empty() {
+            return;
+        }
+        let mut state = self.state.lock().expect("poisoned");
+        let before = state.models.swaps;
+        for r in records {
+            if self.model_topics.contains(&r.topic) {
+                state.models.apply(r);
+            }
+            state.features.apply(r);
+            if let Some(rules) = &mut state.engine.rules
+                && rules.topic == r.topic
+            {
+                rules.apply(r);
+            }
+        }
+        if let Some(rules) = &mut state.engine.rules {
+            rules.flush();
+        }
+        self.metrics
+            .model_swaps
+            .fetch_add(state.models.swaps - before, Ordering::Relaxed);
+    }
+
+    fn update_ready(&self) {
+        let loaded = self.state.lock().expect("poisoned").models.all_loaded();
+        self.metrics.ready.store(loaded, Ordering::Relaxed);
+    }
+
+    /// Serves until `stop` is set, or in a bounded run until the triggers
+    /// are read to their end at start.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<ServeSummary, ServeError> {
+        let started = Instant::now();
+        let mut positions: HashMap<(String, i32), i64> = HashMap::new();
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let updates = self.follower.poll(10_000, Duration::ZERO)?;
+            self.apply_state(&updates);
+            self.update_ready();
+            if self.hold && !self.metrics.ready.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            let records = self
+                .consumer
+                .poll(self.options.batch, Duration::from_millis(50))?;
+            for rec in &records {
+                positions.insert((rec.topic.clone(), rec.partition), rec.offset + 1);
+                self.handle(rec)?;
+            }
+            if !records.is_empty() {
+                self.producer.flush()?;
+            }
+            if self.options.until_end
+                && self
+                    .ends
+                    .iter()
+                    .all(|(k, end)| positions.get(k).copied().unwrap_or(0) >= *end)
+            {
+                break;
+            }
+        }
+        self.producer.flush()?;
+        for d in self.dead_letters.values_mut() {
+            d.flush()?;
+        }
+        let m = &self.metrics;
+        Ok(ServeSummary {
+            triggers: m.triggers.load(Ordering::Relaxed),
+            requests: m.requests.load(Ordering::Relaxed),
+            recommendations: m.recommendations.load(Ordering::Relaxed),
+            dead_lettered: m.dead_lettered.load(Ordering::Relaxed),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// One trigger event or request.
+    fn handle(&mut self, rec: &Record) -> Result<(), ServeError> {
+        let t0 = Instant::now();
+        let lineage_id = format!("{}/{}/{}", rec.topic, rec.partition, rec.offset);
+        let request = if self.trigger.as_ref().is_some_and(|t| t.0 == rec.topic) {
+            self.metrics.triggers.fetch_add(1, Ordering::Relaxed);
+            let decoder = &self.trigger.as_ref().expect("checked").1;
+            match decoder.decode(rec) {
+                Ok(row) => {
+                    let ts = row.ts.unwrap_or(rec.timestamp_ms);
+                    let mut state = self.state.lock().expect("poisoned");
+                    state.latest_ts = state.latest_ts.max(ts);
+                    state.engine.observe(&row.key, &row.columns);
+                    let k = state.engine.default_k;
+                    Request {
+                        id: lineage_id.clone(),
+                        user: row.key,
+                        k,
+                        ts,
+                        event: Some(row.columns),
+                    }
+                }
+                Err(why) => return self.dead_letter(rec, &format!("not a trigger event: {why}")),
+            }
+        } else if self.requests.as_deref() == Some(rec.topic.as_str()) {
+            self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+            let Some(bytes) = rec.value.as_deref() else {
+                return self.dead_letter(rec, "a request has no value (a tombstone)");
+            };
+            let fields = match self.codec.decode(bytes) {
+                Ok(d) => request_fields(&d.value),
+                Err(e) => Err(format!("not a Confluent-framed Avro request: {e}")),
+            };
+            let fields = match fields {
+                Ok(f) => f,
+                Err(why) => return self.dead_letter(rec, &why),
+            };
+            let state = self.state.lock().expect("poisoned");
+            let Some(user) = state.user(&fields.user_id) else {
+                drop(state);
+                return self.dead_letter(
+                    rec,
+                    &format!(
+                        "user_id `{}` is not a {:?} id",
+                        fields.user_id,
+                        ColumnType::Long
+                    ),
+                );
+            };
+            Request {
+                id: fields.request_id,
+                user,
+                k: fields.k.unwrap_or(state.engine.default_k),
+                ts: if state.latest_ts == i64::MIN {
+                    rec.timestamp_ms
+                } else {
+                    state.latest_ts
+                },
+                event: None,
+            }
+        } else {
+            return Ok(());
+        };
+        let recommendation = {
+            let mut state = self.state.lock().expect("poisoned");
+            let State {
+                engine,
+                models,
+                features,
+                ..
+            } = &mut *state;
+            engine.recommend(&request, models, features)
+        };
+        self.emit(&recommendation, &lineage_id)?;
+        self.metrics.observe_latency(t0.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    fn emit(&mut self, r: &Recommendation, trigger: &str) -> Result<(), ServeError> {
+        let now = now_ms();
+        let value = self.encoder.encode(r, now)?;
+        let mut record = ProducerRecord::new(
+            &self.topic,
+            Some(r.user_id.clone().into_bytes()),
+            Some(value),
+        )
+        .at(now);
+        record.headers = lineage(r, trigger);
+        self.producer.send(record)?;
+        self.metrics.recommendations.fetch_add(1, Ordering::Relaxed);
+        if r.items.is_empty() {
+            self.metrics.empty.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, rec: &Record, reason: &str) -> Result<(), ServeError> {
+        let dlq = match self.dead_letters.entry(rec.topic.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(DeadLetters::open(
+                self.backend.as_ref(),
+                &dead_letter_topic(&rec.topic),
+            )?),
+        };
+        dlq.send(rec, reason)?;
+        dlq.flush()?;
+        self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The recommendations topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
