@@ -267,7 +267,37 @@ impl Service {
             model_topics: used.iter().map(|m| m.topic.clone()).collect(),
         };
         service.catch_up(&follow)?;
+        if !service.options.from_earliest {
+            service.read_history()?;
+        }
         Ok(service)
+    }
+
+    /// Reads the trigger topic up to where answering starts, to learn what
+    /// each user has engaged with (so `exclude_seen` holds from the first
+    /// answer), without answering.
+    fn read_history(&mut self) -> Result<(), ServeError> {
+        let Some((topic, decoder)) = &self.trigger else {
+            return Ok(());
+        };
+        let records = eddy_features::topic::read_to_end(
+            self.backend.as_ref(),
+            topic,
+            Duration::from_secs(120),
+        )?;
+        let mut state = self.state.lock().expect("poisoned");
+        for r in &records {
+            if let Ok(row) = decoder.decode(r) {
+                state.latest_ts = state.latest_ts.max(row.ts.unwrap_or(r.timestamp_ms));
+                state.engine.observe(&row.key, &row.columns);
+            }
+        }
+        tracing::info!(
+            records = records.len(),
+            users = state.engine.users(),
+            "history read"
+        );
+        Ok(())
     }
 
     /// Reads the followed topics to the end they have now.

@@ -14,3 +14,4 @@ mod learn;
 mod models;
 mod pipeline;
 mod quickstart;
+mod serving;

@@ -1,0 +1,445 @@
+//! `eddy serve`: events and requests in, recommendations out, on the local
+//! log and on tansu; hot swaps under load; deterministic replays.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+use crate::pipeline::http_get;
+use crate::support::*;
+
+const EVENT_SCHEMA: &str = r#"{"type": "record", "name": "Rated", "fields": [
+  {"name": "user_id", "type": "long"},
+  {"name": "item_id", "type": "long"},
+  {"name": "rating", "type": "double"},
+  {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}"#;
+
+const REQUEST_SCHEMA: &str = r#"{"type": "record", "name": "Request", "fields": [
+  {"name": "request_id", "type": "string"},
+  {"name": "user_id", "type": "string"},
+  {"name": "k", "type": ["null", "int"], "default": null}]}"#;
+
+/// The pipeline: a feature view, three models, and serving into `out`.
+fn spec(p: &str, out: &str) -> String {
+    let name = format!("serve_{}", p.trim_end_matches('.').replace(['-', '.'], "_"));
+    format!(
+        "name: {name}
+sources:
+  events: {{ topic: {p}events, key: user_id, event_time: ts, lateness: 1m, idle_timeout: 0s }}
+features:
+  user:
+    source: events
+    aggregations:
+      - {{ name: n, op: count, windows: [lifetime] }}
+      - {{ name: mean_rating, op: mean, column: rating, windows: [lifetime] }}
+    output: {{ topic: {p}features.user }}
+checkpoint: {{ interval: 200ms }}
+models:
+  like:
+    kind: ftrl
+    source: events
+    label: \"rating >= 4\"
+    columns: [item_id]
+    categorical: [item_id]
+    params: {{ bits: 16 }}
+    topic: {p}models
+    metrics_topic: {p}models.metrics
+    snapshot_every: 2
+  next:
+    kind: cooccurrence
+    source: events
+    item: item_id
+    label: \"rating >= 4\"
+    topic: {p}models
+    metrics_topic: {p}models.metrics
+  popular:
+    kind: popularity
+    source: events
+    item: item_id
+    topic: {p}models
+    metrics_topic: {p}models.metrics
+serving:
+  trigger: events
+  requests: {p}requests
+  candidates: [next, popular]
+  ranker: like
+  k: 5
+  topic: {out}
+"
+    )
+}
+
+/// Ratings: user u likes the items i with (u + i) % 3 == 0, from `t0` on,
+/// one a minute.
+fn events(range: std::ops::Range<u64>, t0: i64) -> String {
+    range
+        .map(|n| {
+            let (u, i) = (n % 20, (n * 7) % 30);
+            let rating = if (u + i) % 3 == 0 { 5.0 } else { 2.0 };
+            format!(
+                "{{\"user_id\": {u}, \"item_id\": {i}, \"rating\": {rating}, \"ts\": {}}}\n",
+                t0 + n as i64 * 60_000
+            )
+        })
+        .collect()
+}
+
+const T0: i64 = 1_700_000_000_000;
+
+struct Setup<'a> {
+    dir: &'a Path,
+    cmd: &'a dyn Fn(&[&str]) -> Command,
+    p: String,
+    spec: String,
+}
+
+impl Setup<'_> {
+    fn produce(&self, topic: &str, schema: Option<&str>, lines: &str) {
+        let topic = format!("{}{topic}", self.p);
+        let mut args = vec!["topics", "produce", "--topic", &topic];
+        let path;
+        if let Some(s) = schema {
+            path = self.dir.join(format!("{}.avsc", topic.replace('.', "_")));
+            std::fs::write(&path, s).unwrap();
+            args.extend(["--schema", path.to_str().unwrap()]);
+        }
+        ok((self.cmd)(&args), lines);
+    }
+
+    /// Every record of `topic` (prefixed), with envelopes.
+    fn consume(&self, topic: &str, want: usize) -> Vec<Json> {
+        let topic = format!("{}{topic}", self.p);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = ok(
+                (self.cmd)(&["topics", "consume", "--topic", &topic, "--envelope"]),
+                "",
+            );
+            let records = json_lines(&out);
+            if records.len() >= want {
+                return records;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {want} records on {topic}",
+                records.len()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn setup<'a>(dir: &'a Path, cmd: &'a dyn Fn(&[&str]) -> Command, out: &str) -> Setup<'a> {
+    let p = unique("srv") + ".";
+    let s = Setup {
+        dir,
+        cmd,
+        spec: dir.join("serve.yaml").display().to_string(),
+        p,
+    };
+    std::fs::write(&s.spec, spec(&s.p, &format!("{}{out}", s.p))).unwrap();
+    for (t, n) in [("events", "2"), ("requests", "2")] {
+        ok(
+            cmd(&[
+                "topics",
+                "create",
+                &format!("{}{t}", s.p),
+                "--partitions",
+                n,
+            ]),
+            "",
+        );
+    }
+    s.produce("events", Some(EVENT_SCHEMA), &events(0..600, T0));
+    // The learner publishes the models.
+    ok(
+        cmd(&[
+            "run",
+            &s.spec,
+            "--until-end",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--standalone",
+        ]),
+        "",
+    );
+    s
+}
+
+fn wait_ready(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = http_get(addr, "/healthz");
+        if status == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never ready: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Produce events and requests to a live `eddy serve`, read the
+/// recommendations back and check every field.
+fn events_in_recommendations_out(dir: &Path, cmd: &dyn Fn(&[&str]) -> Command, extra: &[&str]) {
+    let started = chrono_now();
+    let s = setup(dir, cmd, "recommendations");
+    let mut args = vec!["serve", s.spec.as_str(), "--http", "127.0.0.1:0"];
+    args.extend(extra);
+    let live = LiveRun::start(cmd(&args));
+    wait_ready(&live.addr);
+    s.produce("events", Some(EVENT_SCHEMA), &events(600..640, T0));
+    s.produce(
+        "requests",
+        Some(REQUEST_SCHEMA),
+        "{\"request_id\": \"r1\", \"user_id\": \"3\", \"k\": 3}\n\
+         {\"request_id\": \"r2\", \"user_id\": \"999\", \"k\": null}\n\
+         {\"request_id\": \"r3\", \"user_id\": \"\", \"k\": null}\n",
+    );
+    s.produce("requests", None, "{\"request_id\": \"r4\"}\n");
+    let recs = s.consume("recommendations", 42);
+    let (status, pulled) = http_get(&live.addr, "/v1/recommendations/3?k=3");
+    let (fstatus, features) = http_get(&live.addr, "/v1/features/user/3");
+    let (_, metrics) = http_get(&live.addr, "/metrics");
+    live.stop();
+
+    assert_eq!(recs.len(), 42, "40 triggers and 2 good requests");
+    let event_lines: Vec<Json> = events(600..640, T0)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut seen_triggers = BTreeSet::new();
+    for r in &recs {
+        let v = &r["value"];
+        let items = v["items"].as_array().unwrap();
+        let scores: Vec<f64> = items.iter().map(|i| i["score"].as_f64().unwrap()).collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "ranked: {v}");
+        for i in items {
+            assert!(
+                ["next", "popular"].contains(&i["source"].as_str().unwrap()),
+                "{v}"
+            );
+            assert!(
+                i["score"].as_f64().unwrap() > 0.0 && i["score"].as_f64().unwrap() < 1.0,
+                "{v}"
+            );
+        }
+        let version = v["model_version"].as_str().unwrap();
+        for m in ["like@", "next@", "popular@"] {
+            assert!(version.contains(m), "{v}");
+        }
+        assert_eq!(
+            r["headers"]["eddy.lineage.model_version"],
+            v["model_version"]
+        );
+        assert_eq!(r["key"], v["user_id"]);
+        let emitted = v["emitted_at"].as_i64().unwrap();
+        assert!(emitted >= started && emitted <= chrono_now(), "{v}");
+        let id = v["request_id"].as_str().unwrap();
+        match id {
+            "r1" => {
+                assert_eq!(v["user_id"], "3");
+                assert_eq!(items.len(), 3, "k from the request: {v}");
+                assert!(v["features_as_of"].as_i64().is_some(), "{v}");
+            }
+            "r2" => {
+                // An unknown user gets popular items.
+                assert_eq!(items.len(), 5, "{v}");
+                assert!(items.iter().all(|i| i["source"] == "popular"), "{v}");
+            }
+            trigger => {
+                // <topic>/<partition>/<offset> of the event.
+                assert_eq!(r["headers"]["eddy.lineage.trigger"], trigger);
+                assert!(trigger.starts_with(&format!("{}events/", s.p)), "{v}");
+                seen_triggers.insert(trigger.to_string());
+                assert_eq!(items.len(), 5, "{v}");
+                let user = v["user_id"].as_str().unwrap().parse::<u64>().unwrap();
+                let t = v["trigger_event_time"].as_i64().unwrap();
+                let event = event_lines
+                    .iter()
+                    .find(|e| e["user_id"] == user && e["ts"] == t)
+                    .unwrap_or_else(|| panic!("no event of user {user} at {t}: {v}"));
+                // Nothing the user already rated, this event included.
+                let rated: BTreeSet<u64> = events(0..640, T0)
+                    .lines()
+                    .map(|l| serde_json::from_str::<Json>(l).unwrap())
+                    .filter(|e| e["user_id"] == user && e["ts"].as_i64().unwrap() <= t)
+                    .map(|e| e["item_id"].as_u64().unwrap())
+                    .collect();
+                assert!(rated.contains(&event["item_id"].as_u64().unwrap()));
+                for i in items {
+                    let item: u64 = i["item"].as_str().unwrap().parse().unwrap();
+                    assert!(!rated.contains(&item), "user {user} rated {item}: {v}");
+                }
+                assert!(v["features_as_of"].as_i64().is_some(), "{v}");
+            }
+        }
+    }
+    assert_eq!(seen_triggers.len(), 40, "one recommendation per event");
+    // The malformed requests, with their reasons.
+    let dlq = s.consume("requests.dlq", 2);
+    let reasons: Vec<&str> = dlq
+        .iter()
+        .map(|d| d["headers"]["eddy.dlq.reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("`user_id` is empty")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("not a Confluent-framed Avro request")),
+        "{reasons:?}"
+    );
+    // HTTP.
+    assert_eq!(status, 200, "{pulled}");
+    let pulled: Json = serde_json::from_str(&pulled).unwrap();
+    assert_eq!(pulled["items"].as_array().unwrap().len(), 3, "{pulled}");
+    assert_eq!(fstatus, 200, "{features}");
+    let features: Json = serde_json::from_str(&features).unwrap();
+    assert!(
+        features["features"]["n_lifetime"].as_i64().unwrap() >= 30,
+        "{features}"
+    );
+    assert!(
+        metrics.contains("eddy_serve_recommendations_total{"),
+        "{metrics}"
+    );
+    assert!(
+        crate::pipeline::metric(&metrics, "eddy_serve_dead_letters_total") == 2.0,
+        "{metrics}"
+    );
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[test]
+fn events_and_requests_in_recommendations_out_on_the_local_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("eddy-data");
+    // Several eddy processes share the local log: one registry process
+    // owns the schemas topic, and the others use it over HTTP.
+    let registry = Registry::start(&data, &[], None);
+    let cmd = |args: &[&str]| {
+        let mut c = eddy(&data);
+        c.args(["--registry", &registry.url]).args(args);
+        c
+    };
+    events_in_recommendations_out(dir.path(), &cmd, &[]);
+}
+
+#[test]
+fn events_and_requests_in_recommendations_out_on_tansu() {
+    let Some(brokers) = external("EDDY_TEST_KAFKA_BROKERS") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let schemas = unique("schemas");
+    let registry = Registry::start(dir.path(), &["--brokers", &brokers], Some(&schemas));
+    let cmd = |args: &[&str]| {
+        let mut c = eddy(dir.path());
+        c.args(["--brokers", &brokers, "--registry", &registry.url])
+            .args(args);
+        c
+    };
+    events_in_recommendations_out(dir.path(), &cmd, &[]);
+}
+
+/// The learner keeps publishing new model versions while requests and
+/// events pour in: every one is answered once, and the answers span
+/// several versions. Then two replays of the same history with the final
+/// models emit the same recommendations.
+#[test]
+fn a_hot_swap_under_load_loses_no_request_and_a_replay_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("eddy-data");
+    // Several eddy processes share the local log: one registry process
+    // owns the schemas topic, and the others use it over HTTP.
+    let registry = Registry::start(&data, &[], None);
+    let cmd = |args: &[&str]| {
+        let mut c = eddy(&data);
+        c.args(["--registry", &registry.url]).args(args);
+        c
+    };
+    let s = setup(dir.path(), &cmd, "recommendations");
+    let learner = LiveRun::start(cmd(&["run", &s.spec, "--metrics-addr", "127.0.0.1:0"]));
+    let server = LiveRun::start(cmd(&["serve", &s.spec, "--http", "127.0.0.1:0"]));
+    wait_ready(&server.addr);
+    let mut ids = BTreeSet::new();
+    for batch in 0..10u64 {
+        let from = 600 + batch * 20;
+        s.produce("events", Some(EVENT_SCHEMA), &events(from..from + 20, T0));
+        let requests: String = (0..20)
+            .map(|i| {
+                let id = format!("load-{batch}-{i}");
+                ids.insert(id.clone());
+                format!(
+                    "{{\"request_id\": \"{id}\", \"user_id\": \"{}\", \"k\": null}}\n",
+                    i % 20
+                )
+            })
+            .collect();
+        s.produce("requests", Some(REQUEST_SCHEMA), &requests);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let recs = s.consume("recommendations", 400);
+    learner.stop();
+    server.stop();
+    let mut answered: BTreeMap<String, usize> = BTreeMap::new();
+    let mut versions = BTreeSet::new();
+    for r in &recs {
+        *answered
+            .entry(r["value"]["request_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+        versions.insert(r["value"]["model_version"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        assert_eq!(answered.get(id), Some(&1), "request {id}");
+    }
+    assert_eq!(
+        recs.len(),
+        400,
+        "200 events and 200 requests, each answered once"
+    );
+    assert!(versions.len() >= 2, "no swap under load: {versions:?}");
+
+    // Replays: the same inputs and model versions, the same output.
+    let replay = |out: &str| -> Vec<Json> {
+        let path = dir.path().join(format!("{out}.yaml"));
+        std::fs::write(&path, spec(&s.p, &format!("{}{out}", s.p))).unwrap();
+        ok(
+            cmd(&[
+                "serve",
+                path.to_str().unwrap(),
+                "--http",
+                "127.0.0.1:0",
+                "--from-earliest",
+                "--until-end",
+            ]),
+            "",
+        );
+        s.consume(out, 1000)
+            .into_iter()
+            .map(|mut r| {
+                r["value"].as_object_mut().unwrap().remove("emitted_at");
+                json_pair(&r)
+            })
+            .collect()
+    };
+    let (a, b) = (replay("replay1"), replay("replay2"));
+    assert_eq!(a.len(), 1000, "800 events and 200 requests");
+    assert_eq!(a, b);
+}
+
+/// (key, value, headers) of a record, for comparing replays.
+fn json_pair(r: &Json) -> Json {
+    serde_json::json!([r["partition"], r["key"], r["value"], r["headers"]])
+}
