@@ -493,6 +493,38 @@ pub enum BenchCommand {
     /// Streaming matrix factorization on MovieLens: updates/s, memory per
     /// id, prequential HR@10 and NDCG@10 against popularity.
     Recommend(BenchRecommendArgs),
+    /// Serving: recommendations/s per core, and event → recommendation
+    /// latency (p50, p99) at a fixed arrival rate, next to the broker's own
+    /// produce → consume latency on Kafka.
+    Serve(BenchServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchServeArgs {
+    /// Items in the catalog. Default 10000.
+    #[arg(long, default_value_t = 10_000)]
+    pub items: u64,
+    /// Users. Default 5000.
+    #[arg(long, default_value_t = 5_000)]
+    pub users: u64,
+    /// Ratings the models learn before serving starts. Default 200000.
+    #[arg(long, default_value_t = 200_000)]
+    pub history: u64,
+    /// Requests for the recommendations/s measurement. Default 20000.
+    #[arg(long, default_value_t = 20_000)]
+    pub requests: usize,
+    /// Events per second for the latency measurement. Default 1000.
+    #[arg(long, default_value_t = 1_000)]
+    pub rate: u64,
+    /// Seconds of events for the latency measurement. Default 10.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Items per recommendation. Default 10.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Partitions of the events topic. Default 1.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: i32,
 }
 
 #[derive(Debug, Args)]

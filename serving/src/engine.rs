@@ -18,6 +18,8 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
+
 use eddy_features::engine::value::Scalar;
 use eddy_features::spec::ModelPlan;
 use eddy_features::spec::model::InputFrom;
@@ -92,7 +94,7 @@ pub struct Engine {
     /// The item column in trigger events, if the trigger source has it.
     trigger_item: Option<usize>,
     /// Per user: recent items, newest last, and the same as a set.
-    history: FastMap<u64, (VecDeque<u64>, HashSet<u64>)>,
+    history: FastMap<u64, (VecDeque<u64>, FastSet<u64>)>,
     /// Per user: the last recommendation, for exploration feedback.
     shown: FastMap<u64, Vec<u64>>,
     /// Text of string item ids.
@@ -215,7 +217,7 @@ impl Engine {
     ) -> Recommendation {
         let user_key = req.user.key_text();
         let u = id_of(&req.user).unwrap_or(0);
-        let empty = (VecDeque::new(), HashSet::new());
+        let empty = (VecDeque::new(), FastSet::default());
         let (recent, seen) = self.history.get(&u).unwrap_or(&empty);
         let rules = self.rules.as_ref();
         let exclude = |i: u64| {
@@ -223,21 +225,23 @@ impl Engine {
         };
         // 1. Candidates, first recommender first.
         let mut candidates: Vec<(u64, f64, usize)> = Vec::new();
-        let mut taken: HashSet<u64> = HashSet::new();
+        let mut taken: FastSet<u64> = FastSet::default();
         for (m, name) in self.candidates.iter().enumerate() {
             let Some(Served::Recommender {
                 model: Some((_, model)),
+                matrix,
                 ..
             }) = models.models.get(name)
             else {
                 continue;
             };
-            let proposed = match model {
-                RecModel::CoOccurrence(c) => {
+            let proposed = match (model, matrix) {
+                (RecModel::Mf(mf), Some(m)) => m.recommend(mf, u, self.per_model, &exclude),
+                (RecModel::CoOccurrence(c), _) => {
                     let recent: Vec<u64> = recent.iter().copied().collect();
                     c.recommend_from(&recent, req.ts, self.per_model, &exclude)
                 }
-                other => other
+                (other, _) => other
                     .recommender()
                     .recommend(u, req.ts, self.per_model, &exclude),
             };

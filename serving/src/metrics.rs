@@ -39,6 +39,13 @@ impl ServeMetrics {
         l.1 += seconds;
     }
 
+    /// (answers, mean seconds) of the latency histogram.
+    pub fn latency_mean(&self) -> (u64, f64) {
+        let (counts, sum) = *self.latency.lock().expect("poisoned");
+        let n: u64 = counts.iter().sum();
+        (n, if n == 0 { f64::NAN } else { sum / n as f64 })
+    }
+
     pub fn render(&self, pipeline: &str) -> String {
         let mut out = String::new();
         let l = format!("pipeline=\"{pipeline}\"");

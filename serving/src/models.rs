@@ -14,6 +14,7 @@ use eddy_features::spec::ModelPlan;
 use eddy_features::topic::Record;
 use eddy_training::lifecycle::{Applied, ModelUpdate, Replica};
 use eddy_training::online::recommender::Model as RecModel;
+use eddy_training::recommend::mf::ItemMatrix;
 
 /// One served model.
 // A handful per process: the size difference costs nothing.
@@ -25,6 +26,8 @@ pub enum Served {
     Recommender {
         name: String,
         model: Option<(u64, RecModel)>,
+        /// MF's items as one matrix, built when a snapshot arrives.
+        matrix: Option<ItemMatrix>,
     },
 }
 
@@ -58,6 +61,7 @@ impl ModelSet {
                         Served::Recommender {
                             name: p.name.clone(),
                             model: None,
+                            matrix: None,
                         }
                     } else {
                         Served::Linear(Replica::new(&p.name))
@@ -93,7 +97,11 @@ impl ModelSet {
                     tracing::warn!(model = name, error = %e, "undecodable model update");
                 }
             },
-            Served::Recommender { name, model } => {
+            Served::Recommender {
+                name,
+                model,
+                matrix,
+            } => {
                 let Some(value) = &rec.value else { return };
                 let update = postcard::from_bytes::<ModelUpdate>(value).ok();
                 let Some(ModelUpdate::Snapshot {
@@ -109,6 +117,10 @@ impl ModelSet {
                 }
                 match postcard::from_bytes::<RecModel>(&bytes) {
                     Ok(m) => {
+                        *matrix = match &m {
+                            RecModel::Mf(mf) => Some(mf.item_matrix()),
+                            _ => None,
+                        };
                         *model = Some((version, m));
                         self.swaps += 1;
                     }

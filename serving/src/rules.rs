@@ -30,7 +30,7 @@ pub struct ItemRules {
     /// Rows changed since the last evaluation: item → columns (None: the
     /// row was deleted).
     changed: HashMap<u64, Option<Box<[Scalar]>>>,
-    allowed: HashSet<u64>,
+    allowed: HashSet<u64, foldhash::fast::RandomState>,
     /// Table records that could not be decoded, and rule evaluations
     /// that failed (the rows stay disallowed).
     pub rejected: u64,
@@ -63,7 +63,7 @@ impl ItemRules {
             sql: rules.to_vec(),
             exprs,
             changed: HashMap::new(),
-            allowed: HashSet::new(),
+            allowed: HashSet::default(),
             rejected: 0,
         })
     }

@@ -38,6 +38,13 @@ use crate::models::ModelSet;
 use crate::record::{RecommendationEncoder, lineage, request_fields};
 use crate::rules::ItemRules;
 
+/// How often state topics (models, features, the item table) are read.
+const FOLLOW_EVERY: Duration = Duration::from_millis(5);
+
+/// How often recommendations are fsynced (they are visible to readers as
+/// soon as each batch is answered).
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
 /// How the service runs.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -360,13 +367,22 @@ impl Service {
     pub fn run(&mut self, stop: &AtomicBool) -> Result<ServeSummary, ServeError> {
         let started = Instant::now();
         let mut positions: HashMap<(String, i32), i64> = HashMap::new();
+        let mut last_follow: Option<Instant> = None;
+        let mut last_flush = Instant::now();
+        let mut unflushed = false;
         loop {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let updates = self.follower.poll(10_000, Duration::ZERO)?;
-            self.apply_state(&updates);
-            self.update_ready();
+            // State updates at most every few milliseconds: reading every
+            // followed partition costs more than a trigger, and a model
+            // update a few ms later changes nothing a user can see.
+            if last_follow.is_none_or(|t| t.elapsed() >= FOLLOW_EVERY) {
+                last_follow = Some(Instant::now());
+                let updates = self.follower.poll(10_000, Duration::ZERO)?;
+                self.apply_state(&updates);
+                self.update_ready();
+            }
             if self.hold && !self.metrics.ready.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
@@ -379,7 +395,14 @@ impl Service {
                 self.handle(rec)?;
             }
             if !records.is_empty() {
+                // Visible at once; durable at the next flush.
+                self.producer.publish()?;
+                unflushed = true;
+            }
+            if unflushed && last_flush.elapsed() >= FLUSH_EVERY {
                 self.producer.flush()?;
+                last_flush = Instant::now();
+                unflushed = false;
             }
             if self.options.until_end
                 && self

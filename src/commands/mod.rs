@@ -5,6 +5,7 @@ mod bench;
 mod bench_backfill;
 mod bench_pipeline;
 mod bench_recommend;
+mod bench_serve;
 mod learn;
 mod quickstart;
 mod quickstart_features;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             bench_pipeline::pipeline(&cli.global, &args)
         }
         Command::Bench(BenchCommand::Recommend(args)) => bench_recommend::recommend(&args),
+        Command::Bench(BenchCommand::Serve(args)) => bench_serve::serve_bench(&cli.global, &args),
         Command::Bench(BenchCommand::Backfill(args)) => {
             bench_backfill::backfill_bench(&cli.global, &args)
         }

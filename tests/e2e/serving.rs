@@ -17,6 +17,20 @@ const EVENT_SCHEMA: &str = r#"{"type": "record", "name": "Rated", "fields": [
   {"name": "rating", "type": "double"},
   {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}"#;
 
+const ITEM_SCHEMA: &str = r#"{"type": "record", "name": "Item", "fields": [
+  {"name": "item_id", "type": "long"},
+  {"name": "category", "type": "string"}]}"#;
+
+/// The catalog: even items are in a category a business rule bans.
+fn items() -> String {
+    (0..30)
+        .map(|i| {
+            let c = if i % 2 == 0 { "banned" } else { "ok" };
+            format!("{{\"item_id\": {i}, \"category\": \"{c}\"}}\n")
+        })
+        .collect()
+}
+
 const REQUEST_SCHEMA: &str = r#"{"type": "record", "name": "Request", "fields": [
   {"name": "request_id", "type": "string"},
   {"name": "user_id", "type": "string"},
@@ -29,6 +43,8 @@ fn spec(p: &str, out: &str) -> String {
         "name: {name}
 sources:
   events: {{ topic: {p}events, key: user_id, event_time: ts, lateness: 1m, idle_timeout: 0s }}
+tables:
+  items: {{ topic: {p}items, key: item_id }}
 features:
   user:
     source: events
@@ -67,6 +83,8 @@ serving:
   candidates: [next, popular]
   ranker: like
   k: 5
+  item_table: items
+  rules: [\"category <> 'banned'\"]
   topic: {out}
 "
     )
@@ -98,8 +116,13 @@ struct Setup<'a> {
 
 impl Setup<'_> {
     fn produce(&self, topic: &str, schema: Option<&str>, lines: &str) {
+        let events = topic == "events";
         let topic = format!("{}{topic}", self.p);
         let mut args = vec!["topics", "produce", "--topic", &topic];
+        if events {
+            // Partitioned by user, as the pipeline expects.
+            args.extend(["--key-field", "user_id"]);
+        }
         let path;
         if let Some(s) = schema {
             path = self.dir.join(format!("{}.avsc", topic.replace('.', "_")));
@@ -107,6 +130,25 @@ impl Setup<'_> {
             args.extend(["--schema", path.to_str().unwrap()]);
         }
         ok((self.cmd)(&args), lines);
+    }
+
+    fn produce_keyed(&self, topic: &str, key: &str, schema: &str, lines: &str) {
+        let topic = format!("{}{topic}", self.p);
+        let path = self.dir.join(format!("{}.avsc", topic.replace('.', "_")));
+        std::fs::write(&path, schema).unwrap();
+        ok(
+            (self.cmd)(&[
+                "topics",
+                "produce",
+                "--topic",
+                &topic,
+                "--key-field",
+                key,
+                "--schema",
+                path.to_str().unwrap(),
+            ]),
+            lines,
+        );
     }
 
     /// Every record of `topic` (prefixed), with envelopes.
@@ -153,6 +195,11 @@ fn setup<'a>(dir: &'a Path, cmd: &'a dyn Fn(&[&str]) -> Command, out: &str) -> S
             "",
         );
     }
+    ok(
+        cmd(&["topics", "create", &format!("{}items", s.p), "--compact"]),
+        "",
+    );
+    s.produce_keyed("items", "item_id", ITEM_SCHEMA, &items());
     s.produce("events", Some(EVENT_SCHEMA), &events(0..600, T0));
     // The learner publishes the models.
     ok(
@@ -221,6 +268,8 @@ fn events_in_recommendations_out(dir: &Path, cmd: &dyn Fn(&[&str]) -> Command, e
                 ["next", "popular"].contains(&i["source"].as_str().unwrap()),
                 "{v}"
             );
+            let item: u64 = i["item"].as_str().unwrap().parse().unwrap();
+            assert_eq!(item % 2, 1, "a banned item was recommended: {v}");
             assert!(
                 i["score"].as_f64().unwrap() > 0.0 && i["score"].as_f64().unwrap() < 1.0,
                 "{v}"

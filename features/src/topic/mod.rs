@@ -360,6 +360,14 @@ pub trait Producer: Send {
     fn send(&mut self, record: ProducerRecord) -> Result<i32, TopicError>;
     /// Waits until every queued record is written; reports the first failure.
     fn flush(&mut self) -> Result<(), TopicError>;
+    /// Makes every queued record visible to readers as soon as possible,
+    /// without waiting for durability where a backend tells the two apart:
+    /// the local log writes to the OS here and fsyncs only in `flush`.
+    /// Latency-bound writers (serving) publish per batch and flush now and
+    /// then. Default: `flush`.
+    fn publish(&mut self) -> Result<(), TopicError> {
+        self.flush()
+    }
 }
 
 /// Reads records.

@@ -152,6 +152,12 @@ impl PartitionWriter {
         Ok(())
     }
 
+    /// Writes everything appended so far to the OS (visible to readers, not
+    /// yet durable).
+    pub(crate) fn publish(&mut self) -> Result<(), TopicError> {
+        self.write_out()
+    }
+
     /// Writes and fsyncs everything appended so far.
     pub(crate) fn flush(&mut self) -> Result<(), TopicError> {
         self.write_out()?;
@@ -317,7 +323,19 @@ impl PartitionReader {
             seg.pending_pos = 0;
         }
         let before = seg.pending.len();
-        seg.pending.resize(before + 1024 * 1024, 0);
+        // Grow the buffer by what the file holds beyond it (up to 1 MiB),
+        // not by a fixed 1 MiB: at the tail of a live topic a poll finds a
+        // few bytes or none, and zeroing a megabyte per partition per poll
+        // was most of the cost of a tailing consumer.
+        let end = seg.pending_file_pos + before as u64;
+        let want = match seg.file.metadata() {
+            Ok(m) => (m.len().saturating_sub(end) as usize).min(1024 * 1024),
+            Err(_) => 64 * 1024,
+        };
+        if want == 0 {
+            return Ok(false);
+        }
+        seg.pending.resize(before + want, 0);
         let read = seg.file.read(&mut seg.pending[before..]);
         let read = match read {
             Ok(n) => n,
