@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use eddy_features::spec::ModelPlan;
 use eddy_features::topic::Record;
-use eddy_training::lifecycle::{Applied, ModelUpdate, Replica};
+use eddy_training::lifecycle::{Applied, Assembler, ModelUpdate, Replica};
 use eddy_training::online::recommender::Model as RecModel;
 use eddy_training::recommend::mf::ItemMatrix;
 
@@ -28,6 +28,8 @@ pub enum Served {
         model: Option<(u64, RecModel)>,
         /// MF's items as one matrix, built when a snapshot arrives.
         matrix: Option<ItemMatrix>,
+        /// Pieces of a chunked snapshot.
+        assembler: Assembler,
     },
 }
 
@@ -62,6 +64,7 @@ impl ModelSet {
                             name: p.name.clone(),
                             model: None,
                             matrix: None,
+                            assembler: Assembler::default(),
                         }
                     } else {
                         Served::Linear(Replica::new(&p.name))
@@ -101,13 +104,26 @@ impl ModelSet {
                 name,
                 model,
                 matrix,
+                assembler,
             } => {
                 let Some(value) = &rec.value else { return };
-                let update = postcard::from_bytes::<ModelUpdate>(value).ok();
-                let Some(ModelUpdate::Snapshot {
+                let update = match postcard::from_bytes::<ModelUpdate>(value)
+                    .map_err(|e| e.to_string())
+                    .and_then(|u| assembler.take(u).map_err(|e| e.to_string()))
+                {
+                    Ok(Some(u)) => u,
+                    // A piece of a chunked snapshot: kept until its manifest.
+                    Ok(None) => return,
+                    Err(e) => {
+                        self.undecodable += 1;
+                        tracing::warn!(model = %name, error = %e, "undecodable recommender update");
+                        return;
+                    }
+                };
+                let ModelUpdate::Snapshot {
                     version,
                     model: bytes,
-                }) = update
+                } = update
                 else {
                     self.undecodable += 1;
                     return;

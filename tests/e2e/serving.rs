@@ -151,6 +151,22 @@ impl Setup<'_> {
         );
     }
 
+    /// The learner: trains and publishes the models, to the end of the
+    /// events.
+    fn train(&self) {
+        ok(
+            (self.cmd)(&[
+                "run",
+                &self.spec,
+                "--until-end",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--standalone",
+            ]),
+            "",
+        );
+    }
+
     /// Every record of `topic` (prefixed), with envelopes.
     fn consume(&self, topic: &str, want: usize) -> Vec<Json> {
         let topic = format!("{}{topic}", self.p);
@@ -174,7 +190,20 @@ impl Setup<'_> {
     }
 }
 
+/// Topics and data, with the models trained and published.
 fn setup<'a>(dir: &'a Path, cmd: &'a dyn Fn(&[&str]) -> Command, out: &str) -> Setup<'a> {
+    let s = prepare(dir, cmd, out, "fallback");
+    s.train();
+    s
+}
+
+/// Topics and data; no model published yet.
+fn prepare<'a>(
+    dir: &'a Path,
+    cmd: &'a dyn Fn(&[&str]) -> Command,
+    out: &str,
+    when_not_ready: &str,
+) -> Setup<'a> {
     let p = unique("srv") + ".";
     let s = Setup {
         dir,
@@ -182,7 +211,11 @@ fn setup<'a>(dir: &'a Path, cmd: &'a dyn Fn(&[&str]) -> Command, out: &str) -> S
         spec: dir.join("serve.yaml").display().to_string(),
         p,
     };
-    std::fs::write(&s.spec, spec(&s.p, &format!("{}{out}", s.p))).unwrap();
+    let text = spec(&s.p, &format!("{}{out}", s.p)).replace(
+        "  k: 5\n",
+        &format!("  k: 5\n  when_not_ready: {when_not_ready}\n"),
+    );
+    std::fs::write(&s.spec, text).unwrap();
     for (t, n) in [("events", "2"), ("requests", "2")] {
         ok(
             cmd(&[
@@ -201,18 +234,6 @@ fn setup<'a>(dir: &'a Path, cmd: &'a dyn Fn(&[&str]) -> Command, out: &str) -> S
     );
     s.produce_keyed("items", "item_id", ITEM_SCHEMA, &items());
     s.produce("events", Some(EVENT_SCHEMA), &events(0..600, T0));
-    // The learner publishes the models.
-    ok(
-        cmd(&[
-            "run",
-            &s.spec,
-            "--until-end",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--standalone",
-        ]),
-        "",
-    );
     s
 }
 
@@ -491,4 +512,71 @@ fn a_hot_swap_under_load_loses_no_request_and_a_replay_is_deterministic() {
 /// (key, value, headers) of a record, for comparing replays.
 fn json_pair(r: &Json) -> Json {
     serde_json::json!([r["partition"], r["key"], r["value"], r["headers"]])
+}
+
+/// Before any model is published, `/healthz` says what is missing; a
+/// request is answered with what has loaded (nothing: no items) under
+/// `fallback`, and waits for the models under `hold`.
+#[test]
+fn before_the_models_load_healthz_is_not_ready_and_requests_get_the_fallback_or_wait() {
+    for mode in ["fallback", "hold"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("eddy-data");
+        let registry = Registry::start(&data, &[], None);
+        let cmd = |args: &[&str]| {
+            let mut c = eddy(&data);
+            c.args(["--registry", &registry.url]).args(args);
+            c
+        };
+        let s = prepare(dir.path(), &cmd, "recommendations", mode);
+        let live = LiveRun::start(cmd(&["serve", &s.spec, "--http", "127.0.0.1:0"]));
+        let (status, body) = http_get(&live.addr, "/healthz");
+        assert_eq!(status, 503, "{mode}: {body}");
+        assert!(body.contains("no update yet for models"), "{body}");
+        s.produce(
+            "requests",
+            Some(REQUEST_SCHEMA),
+            "{\"request_id\": \"early\", \"user_id\": \"3\", \"k\": null}\n",
+        );
+        if mode == "fallback" {
+            let early = s.consume("recommendations", 1);
+            assert_eq!(early[0]["value"]["request_id"], "early");
+            assert_eq!(early[0]["value"]["items"], serde_json::json!([]), "{mode}");
+            assert_eq!(early[0]["value"]["model_version"], "", "{mode}");
+        } else {
+            std::thread::sleep(Duration::from_millis(500));
+            let out = ok(
+                cmd(&[
+                    "topics",
+                    "consume",
+                    "--topic",
+                    &format!("{}recommendations", s.p),
+                ]),
+                "",
+            );
+            assert!(
+                out.trim().is_empty(),
+                "hold answered before the models: {out}"
+            );
+        }
+        s.train();
+        wait_ready(&live.addr);
+        s.produce(
+            "requests",
+            Some(REQUEST_SCHEMA),
+            "{\"request_id\": \"late\", \"user_id\": \"3\", \"k\": null}\n",
+        );
+        let recs = s.consume("recommendations", 2);
+        live.stop();
+        for r in &recs {
+            let v = &r["value"];
+            if mode == "hold" || v["request_id"] == "late" {
+                assert_eq!(v["items"].as_array().unwrap().len(), 5, "{mode}: {v}");
+                assert!(
+                    v["model_version"].as_str().unwrap().contains("like@"),
+                    "{v}"
+                );
+            }
+        }
+    }
 }

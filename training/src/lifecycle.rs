@@ -34,8 +34,153 @@ use crate::ftrl::{Ftrl, FtrlDelta};
 /// What goes on the models topic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ModelUpdate {
-    Snapshot { version: u64, model: Vec<u8> },
+    Snapshot {
+        version: u64,
+        model: Vec<u8>,
+    },
     Delta(FtrlDelta),
+    /// One piece of a snapshot too large for one record (Kafka refuses
+    /// records above `message.max.bytes`, 1 MB by default), keyed
+    /// `<model>/snapshot/<index>`. Pieces come first, then the manifest.
+    Chunk {
+        version: u64,
+        index: u32,
+        bytes: Vec<u8>,
+    },
+    /// The manifest of a chunked snapshot, keyed `<model>/snapshot`: the
+    /// snapshot is the `chunks` pieces of `version`, in order.
+    Chunked {
+        version: u64,
+        chunks: u32,
+        len: u64,
+        crc: u32,
+    },
+}
+
+/// Snapshots above this many bytes go as chunks of this size.
+pub const CHUNK_BYTES: usize = 512 * 1024;
+
+/// Sends a snapshot of `name` as one record, or as chunks and a manifest.
+fn send_snapshot(
+    producer: &mut dyn Producer,
+    topic: &str,
+    name: &str,
+    version: u64,
+    model: Vec<u8>,
+) -> Result<(), TopicError> {
+    let encode = |u: &ModelUpdate| postcard::to_stdvec(u).expect("updates serialize");
+    let key = format!("{name}/snapshot");
+    if model.len() <= CHUNK_BYTES {
+        let update = ModelUpdate::Snapshot { version, model };
+        producer.send(ProducerRecord::new(
+            topic,
+            Some(key.into_bytes()),
+            Some(encode(&update)),
+        ))?;
+        return Ok(());
+    }
+    let chunks = model.chunks(CHUNK_BYTES).count() as u32;
+    for (index, piece) in model.chunks(CHUNK_BYTES).enumerate() {
+        let update = ModelUpdate::Chunk {
+            version,
+            index: index as u32,
+            bytes: piece.to_vec(),
+        };
+        producer.send(ProducerRecord::new(
+            topic,
+            Some(format!("{key}/{index}").into_bytes()),
+            Some(encode(&update)),
+        ))?;
+    }
+    let manifest = ModelUpdate::Chunked {
+        version,
+        chunks,
+        len: model.len() as u64,
+        crc: crc32(&model),
+    };
+    producer.send(ProducerRecord::new(
+        topic,
+        Some(key.into_bytes()),
+        Some(encode(&manifest)),
+    ))?;
+    Ok(())
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    // A stable checksum of the assembled snapshot (CRC-32/ISO-HDLC).
+    let mut crc = !0u32;
+    for b in bytes {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Reassembles chunked snapshots from the models topic.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    /// The version whose pieces are being collected, and the pieces.
+    version: Option<u64>,
+    pieces: BTreeMap<u32, Vec<u8>>,
+}
+
+impl Assembler {
+    /// Takes an update: a whole snapshot comes out of a plain `Snapshot`,
+    /// or of a manifest whose pieces have all arrived. Other updates
+    /// (deltas) come out as they are; pieces are kept.
+    pub fn take(&mut self, update: ModelUpdate) -> Result<Option<ModelUpdate>, TrainingError> {
+        match update {
+            ModelUpdate::Chunk {
+                version,
+                index,
+                bytes,
+            } => {
+                if self.version.is_some_and(|v| v > version) {
+                    return Ok(None);
+                }
+                if self.version != Some(version) {
+                    self.version = Some(version);
+                    self.pieces.clear();
+                }
+                self.pieces.insert(index, bytes);
+                Ok(None)
+            }
+            ModelUpdate::Chunked {
+                version,
+                chunks,
+                len,
+                crc,
+            } => {
+                if self.version != Some(version) || self.pieces.len() != chunks as usize {
+                    // Pieces missing (compacted away, or not yet read): wait
+                    // for the next snapshot.
+                    return Ok(None);
+                }
+                let mut model = Vec::with_capacity(len as usize);
+                for i in 0..chunks {
+                    match self.pieces.get(&i) {
+                        Some(p) => model.extend_from_slice(p),
+                        None => return Ok(None),
+                    }
+                }
+                self.pieces.clear();
+                if model.len() as u64 != len || crc32(&model) != crc {
+                    return Err(TrainingError::Snapshot(format!(
+                        "chunked snapshot version {version} does not reassemble: {} bytes, expected {len}",
+                        model.len()
+                    )));
+                }
+                Ok(Some(ModelUpdate::Snapshot { version, model }))
+            }
+            other => Ok(Some(other)),
+        }
+    }
 }
 
 /// Why publishing or storing failed.
@@ -90,14 +235,13 @@ impl Publisher {
             ))?;
         }
         if self.syncs.is_multiple_of(self.snapshot_every) {
-            producer.send(ProducerRecord::new(
+            send_snapshot(
+                producer,
                 &self.topic,
-                Some(format!("{}/snapshot", self.name).into_bytes()),
-                Some(encode(&ModelUpdate::Snapshot {
-                    version: model.version,
-                    model: model.to_bytes(),
-                })),
-            ))?;
+                &self.name,
+                model.version,
+                model.to_bytes(),
+            )?;
         }
         self.syncs += 1;
         producer.flush()?;
@@ -112,12 +256,7 @@ impl Publisher {
         model: Vec<u8>,
         producer: &mut dyn Producer,
     ) -> Result<(), LifecycleError> {
-        let update = ModelUpdate::Snapshot { version, model };
-        producer.send(ProducerRecord::new(
-            &self.topic,
-            Some(format!("{}/snapshot", self.name).into_bytes()),
-            Some(postcard::to_stdvec(&update).expect("updates serialize")),
-        ))?;
+        send_snapshot(producer, &self.topic, &self.name, version, model)?;
         self.syncs += 1;
         producer.flush()?;
         Ok(())
@@ -141,6 +280,7 @@ pub enum Applied {
 pub struct Replica {
     name: String,
     pub model: Option<Ftrl>,
+    assembler: Assembler,
 }
 
 impl Replica {
@@ -148,6 +288,7 @@ impl Replica {
         Replica {
             name: name.to_string(),
             model: None,
+            assembler: Assembler::default(),
         }
     }
 
@@ -169,6 +310,9 @@ impl Replica {
         };
         let update: ModelUpdate =
             postcard::from_bytes(value).map_err(|e| TrainingError::Snapshot(e.to_string()))?;
+        let Some(update) = self.assembler.take(update)? else {
+            return Ok(Applied::Other);
+        };
         Ok(match update {
             ModelUpdate::Snapshot { version, model } => {
                 if self.version().is_some_and(|v| v >= version) {
@@ -191,6 +335,8 @@ impl Replica {
                     }
                 }
             },
+            // The assembler keeps pieces and turns manifests into snapshots.
+            ModelUpdate::Chunk { .. } | ModelUpdate::Chunked { .. } => Applied::Other,
         })
     }
 }
@@ -401,5 +547,63 @@ mod tests {
             5,
             "older snapshots are pruned"
         );
+    }
+
+    /// A snapshot larger than a record goes as chunks and a manifest; a
+    /// replica reassembles it, and a missing piece means waiting for the
+    /// next snapshot rather than loading a broken model.
+    #[test]
+    fn large_snapshots_go_in_chunks_and_replicas_reassemble_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LocalLog::open(LocalLogConfig::new(dir.path())).unwrap();
+        log.create_topic(&TopicSpec::new("models").compacted())
+            .unwrap();
+        let mut producer = log.producer().unwrap();
+        let h = FeatureHasher::new(18, Vec::new());
+        let mut learner = Ftrl::new(FtrlConfig {
+            bits: 18,
+            ..FtrlConfig::default()
+        });
+        // Enough distinct features that the sparse snapshot passes a chunk.
+        for i in 0..60_000u64 {
+            let mut b = h.builder();
+            b.add(
+                FeatureHasher::namespace("u"),
+                "user",
+                Value::Category(&i.to_string()),
+            )
+            .unwrap();
+            let mut x = Vec::new();
+            b.finish(&mut x);
+            learner.learn(&x, f64::from(i % 3 == 0));
+        }
+        assert!(
+            learner.to_bytes().len() > CHUNK_BYTES,
+            "{}",
+            learner.to_bytes().len()
+        );
+        let mut publisher = Publisher::new("big", "models", 1);
+        publisher.sync(&mut learner, producer.as_mut()).unwrap();
+        let records =
+            eddy_features::topic::read_to_end(&log, "models", Duration::from_secs(5)).unwrap();
+        assert!(
+            records.len() > 2,
+            "chunks and a manifest: {}",
+            records.len()
+        );
+        let mut replica = Replica::new("big");
+        let outcomes: Vec<Applied> = records.iter().map(|r| replica.apply(r).unwrap()).collect();
+        assert_eq!(outcomes.last(), Some(&Applied::Snapshot(learner.version)));
+        let (x, _) = example(&h, 5);
+        assert_eq!(
+            replica.model.as_ref().unwrap().predict(&x).to_bits(),
+            learner.predict(&x).to_bits()
+        );
+        // Without its first piece, the manifest loads nothing.
+        let mut partial = Replica::new("big");
+        for r in &records[1..] {
+            partial.apply(r).unwrap();
+        }
+        assert!(partial.version().is_none());
     }
 }
