@@ -5,6 +5,7 @@
 //! outcome into output and an exit code ([`exit`]).
 
 mod cli;
+mod clickstream;
 mod commands;
 mod context;
 mod exit;

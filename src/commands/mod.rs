@@ -6,6 +6,7 @@ mod bench_backfill;
 mod bench_pipeline;
 mod bench_recommend;
 mod bench_serve;
+mod datasets;
 mod learn;
 mod quickstart;
 mod quickstart_features;
@@ -15,7 +16,9 @@ mod serve;
 mod topics;
 mod train;
 
-use crate::cli::{BenchCommand, Cli, Command, RegistryCommand, TrainCommand};
+use crate::cli::{
+    BenchCommand, Cli, Command, DatasetsCommand, GenerateCommand, RegistryCommand, TrainCommand,
+};
 use crate::context::Context;
 
 /// Runs the parsed command line.
@@ -33,6 +36,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Learn(args) => learn::learn(&args),
         Command::Train(TrainCommand::Batch(args)) => train::batch(&args),
         Command::Serve(args) => serve::serve(&cli.global, &args),
+        Command::Datasets(DatasetsCommand::Generate(GenerateCommand::Clickstream(args))) => {
+            datasets::generate_clickstream(&cli.global, &args)
+        }
         Command::Evaluate(args) => serve::evaluate(&cli.global, &args),
         Command::Bench(BenchCommand::Topics(args)) => bench::topics(&cli.global, &args),
         Command::Bench(BenchCommand::Pipeline(args)) => {

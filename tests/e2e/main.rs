@@ -8,6 +8,7 @@ mod support;
 mod backfill;
 mod cli_kafka;
 mod cli_local;
+mod datasets;
 mod interop_confluent;
 mod interop_kcat;
 mod learn;
