@@ -528,6 +528,10 @@ pub struct QuickstartArgs {
     /// Load only the first N ratings (in time order). Default: all.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// New ratings produced after the replay, at 200/s, for serving to
+    /// answer live (0 skips serving). Default 400.
+    #[arg(long, default_value_t = 400)]
+    pub tail: usize,
 }
 
 #[derive(Debug, Subcommand)]

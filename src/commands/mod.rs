@@ -10,6 +10,7 @@ mod datasets;
 mod learn;
 mod quickstart;
 mod quickstart_features;
+mod quickstart_serving;
 mod registry;
 mod run;
 mod serve;

@@ -10,7 +10,7 @@
 //! 4. reads both topics back through the registry, checks the counts, and
 //!    prints a summary.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -120,6 +120,26 @@ pub fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
     )?;
     println!();
     super::quickstart_features::print(&features, &sample_user);
+    if args.tail > 0 {
+        let titles: HashMap<i64, String> = movies
+            .iter()
+            .map(|m| (m.movie_id, m.title.clone()))
+            .collect();
+        let history: Vec<(i64, i64, f64, i64)> = ratings
+            .iter()
+            .map(|r| (r.user_id, r.movie_id, r.rating, r.timestamp_ms))
+            .collect();
+        let serving = super::quickstart_serving::run(
+            &ctx,
+            registry.clone(),
+            &features.loaded,
+            &history,
+            &titles,
+            &rating_enc,
+            args.tail,
+        )?;
+        super::quickstart_serving::print(&serving);
+    }
     println!();
     let spec = super::quickstart_features::PIPELINE_PATH;
     println!("Next:");
@@ -145,6 +165,18 @@ pub fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
                 "eddy backfill {spec} --labels ratings --label-expr 'rating >= 4' --out eddy-data/backfill"
             ),
             "a point-in-time training set",
+        ),
+        (
+            format!("eddy serve {spec}"),
+            "live recommendations; add ratings and watch `recommendations`",
+        ),
+        (
+            "eddy topics consume --topic recommendations --max 3".to_string(),
+            "what serving emitted, with lineage",
+        ),
+        (
+            format!("eddy evaluate {spec}"),
+            "the freshness lift, in full",
         ),
         (
             "eddy registry serve".to_string(),

@@ -28,6 +28,8 @@ pub struct FeatureSummary {
     pub sample: Option<(String, Vec<(String, Scalar)>)>,
     /// One line per model: its progressive metrics.
     pub models: Vec<String>,
+    /// The spec as run (paths moved under the data directory).
+    pub loaded: spec::LoadedSpec,
 }
 
 pub fn run(
@@ -88,6 +90,7 @@ pub fn run(
         parquet,
         sample,
         models: job.model_summary(),
+        loaded,
     })
 }
 

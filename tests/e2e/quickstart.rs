@@ -93,6 +93,45 @@ fn quickstart_loads_movielens_and_its_summary_is_sane() {
     );
     assert!(number_after(&out, "ratings_count_lifetime") >= 1.0, "{out}");
     assert!(data.join("parquet/user_activity").is_dir(), "{out}");
+    // The models learned from every rating, and their metrics are sane.
+    let n = rows("ratings.csv");
+    assert!(out.contains(&format!("like (ftrl): {n} examples")), "{out}");
+    let line = out.lines().find(|l| l.contains("like (ftrl)")).unwrap();
+    let ll: f64 = line
+        .split("logloss ")
+        .nth(1)
+        .and_then(|t| t.split(',').next())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap();
+    assert!(
+        ll > 0.3 && ll < 0.69,
+        "better than a coin, not impossibly good: {line}"
+    );
+    for model in [
+        "taste (mf)",
+        "next_movie (cooccurrence)",
+        "popular (popularity)",
+    ] {
+        assert!(out.contains(model), "{model}: {out}");
+    }
+    // Serving: the freshness lift, then answers to new ratings with titles.
+    let lift: f64 = out
+        .split("freshness lift of what serving recommends: ")
+        .nth(1)
+        .and_then(|t| t.split('x').next())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no lift in {out}"));
+    assert!(lift > 1.0, "streaming beats the nightly rebuild: {out}");
+    assert!(
+        out.contains("400 new ratings at 200/s, 400 recommendations on topic `recommendations`"),
+        "{out}"
+    );
+    let examples: Vec<&str> = out.lines().filter(|l| l.contains("for user ")).collect();
+    assert!(
+        !examples.is_empty() && examples.iter().all(|l| l.contains(" · ")),
+        "{out}"
+    );
+    assert!(out.contains("p99 "), "{out}");
 
     // Twice: it resets its own directory and says so.
     let mut again = eddy(&data);
