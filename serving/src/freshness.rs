@@ -48,12 +48,39 @@ pub struct Lift {
     /// streaming / daily HR@k.
     pub hit_rate_lift: f64,
     pub ndcg_lift: f64,
+    /// HR@k per calendar year (UTC) of the scored interactions: quality
+    /// over time.
+    pub by_year: Vec<YearScore>,
+}
+
+/// HR@k of one year's interactions, both ways.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct YearScore {
+    pub year: i32,
+    pub evaluated: u64,
+    pub streaming_hit_rate: f64,
+    pub daily_hit_rate: f64,
+}
+
+/// The calendar year of epoch milliseconds (UTC).
+fn year_of(ts: i64) -> i32 {
+    // Civil-from-days (Howard Hinnant), year only.
+    let z = ts.div_euclid(86_400_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2)) as i32
 }
 
 #[derive(Default)]
 struct Score {
     hits: u64,
     ndcg: f64,
+    /// year → (evaluated, hits).
+    years: std::collections::BTreeMap<i32, (u64, u64)>,
 }
 
 /// (user, item, event time) interactions in event-time order.
@@ -114,14 +141,14 @@ pub fn evaluate(plans: &[&ModelPlan], events: &[Interaction], o: Options) -> Vec
                         .into_iter()
                         .map(|(x, _)| x)
                         .collect();
-                    score(&mut scores[m][way], &top, &upcoming[i], ideal);
+                    score(&mut scores[m][way], &top, &upcoming[i], ideal, ts);
                     for x in top {
                         if chain.len() < o.k && !chain.contains(&x) {
                             chain.push(x);
                         }
                     }
                 }
-                score(&mut scores[n][way], &chain, &upcoming[i], ideal);
+                score(&mut scores[n][way], &chain, &upcoming[i], ideal, ts);
             }
         }
         for m in &mut streaming {
@@ -156,12 +183,27 @@ pub fn evaluate(plans: &[&ModelPlan], events: &[Interaction], o: Options) -> Vec
                 daily_ndcg: dn,
                 hit_rate_lift: sh / dh,
                 ndcg_lift: sn / dn,
+                by_year: s
+                    .years
+                    .iter()
+                    .map(|(year, (n, hits))| YearScore {
+                        year: *year,
+                        evaluated: *n,
+                        streaming_hit_rate: *hits as f64 / (*n).max(1) as f64,
+                        daily_hit_rate: d
+                            .years
+                            .get(year)
+                            .map_or(0.0, |(dn, dh)| *dh as f64 / (*dn).max(1) as f64),
+                    })
+                    .collect(),
             }
         })
         .collect()
 }
 
-fn score(s: &mut Score, top: &[u64], upcoming: &[u64], ideal: f64) {
+fn score(s: &mut Score, top: &[u64], upcoming: &[u64], ideal: f64, ts: i64) {
+    let year = s.years.entry(year_of(ts)).or_default();
+    year.0 += 1;
     let mut dcg = 0.0;
     for (r, x) in top.iter().enumerate() {
         if upcoming.contains(x) {
@@ -171,6 +213,7 @@ fn score(s: &mut Score, top: &[u64], upcoming: &[u64], ideal: f64) {
     if dcg > 0.0 {
         s.hits += 1;
         s.ndcg += dcg / ideal;
+        year.1 += 1;
     }
 }
 
@@ -311,6 +354,14 @@ mod tests {
         assert!(l.daily_hit_rate < 0.1, "{l:?}");
         assert!(l.hit_rate_lift > 5.0, "{l:?}");
         assert_eq!(lifts[1].model, "serving (popular)");
+        // The synthetic events start at the epoch; and year boundaries.
+        assert_eq!(l.by_year.len(), 1);
+        assert_eq!(l.by_year[0].year, 1970);
+        assert_eq!(l.by_year[0].evaluated, l.evaluated);
+        assert_eq!(year_of(1_700_000_000_000), 2023);
+        assert_eq!(year_of(0), 1970);
+        assert_eq!(year_of(1_704_067_199_999), 2023);
+        assert_eq!(year_of(1_704_067_200_000), 2024);
         assert_eq!(lifts[1].streaming_hit_rate, l.streaming_hit_rate);
     }
 

@@ -13,6 +13,7 @@ mod interop_confluent;
 mod interop_kcat;
 mod learn;
 mod models;
+mod notebooks;
 mod pipeline;
 mod quickstart;
 mod serving;
