@@ -137,6 +137,7 @@ pub fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
             &titles,
             &rating_enc,
             args.tail,
+            &features.checkpoint_url,
         )?;
         super::quickstart_serving::print(&serving);
     }

@@ -30,6 +30,8 @@ pub struct FeatureSummary {
     pub models: Vec<String>,
     /// The spec as run (paths moved under the data directory).
     pub loaded: spec::LoadedSpec,
+    /// Where the job checkpointed.
+    pub checkpoint_url: String,
 }
 
 pub fn run(
@@ -56,7 +58,7 @@ pub fn run(
     };
     let options = JobOptions {
         until_end: true,
-        checkpoint_url,
+        checkpoint_url: checkpoint_url.clone(),
         batch: 10_000,
         group: None,
     };
@@ -91,6 +93,7 @@ pub fn run(
         sample,
         models: job.model_summary(),
         loaded,
+        checkpoint_url,
     })
 }
 

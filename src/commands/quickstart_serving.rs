@@ -27,6 +27,11 @@ pub struct ServingSummary {
     pub latencies_us: Vec<f64>,
     /// (user, titles recommended), from the tail's last answers.
     pub examples: Vec<(String, Vec<String>)>,
+    /// The model versions of the tail's first and last answers: the
+    /// learner kept training during the tail, and serving swapped.
+    pub versions: Option<(String, String)>,
+    /// Events the live pipeline read during the tail.
+    pub learned: u64,
 }
 
 /// The history as interactions (likes: `rating >= 4`), in time order.
@@ -46,6 +51,7 @@ pub fn run(
     titles: &HashMap<i64, String>,
     rating_enc: &Encoder,
     tail: usize,
+    checkpoint_url: &str,
 ) -> anyhow::Result<ServingSummary> {
     let lookup = schema_lookup(&registry);
     let (_, models) = eddy_features::spec::validate_with_models(loaded, &lookup)
@@ -83,8 +89,8 @@ pub fn run(
             batch: 1000,
         },
     )?;
-    // New ratings: existing users, on movies rated before, one a second of
-    // event time after the history ends.
+    // New ratings: existing users, on movies rated before, after the
+    // history ends.
     let last_ts = ratings.last().map_or(0, |r| r.3);
     let users: Vec<i64> = {
         let mut u: Vec<i64> = ratings.iter().map(|r| r.0).collect();
@@ -93,13 +99,38 @@ pub fn run(
         u
     };
     let movies: Vec<i64> = ratings.iter().rev().take(5000).map(|r| r.1).collect();
+    // The pipeline keeps running during the tail: features and models
+    // learn the new ratings and publish every 300 ms, and serving swaps
+    // the models in as they arrive.
+    let mut live_spec = loaded.clone();
+    live_spec.spec.checkpoint.interval = eddy_features::spec::Millis(300);
+    let mut job = eddy_features::engine::job::Job::open(
+        &live_spec,
+        ctx.backend.clone(),
+        registry.clone(),
+        eddy_features::engine::job::JobOptions {
+            until_end: false,
+            checkpoint_url: checkpoint_url.to_string(),
+            batch: 10_000,
+            group: None,
+        },
+    )?;
+    super::run::attach_models(&mut job, ctx.backend.as_ref())?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let learner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || job.run(&stop, &mut |_| {}))
+    };
     let mut rng = Rng(2026);
-    let (latencies_us, records) =
+    let tail_result =
         super::bench_serve::live_tail(ctx.backend.clone(), service, "ratings", tail, 200, |i| {
             let user = users[(rng.next_u64() % users.len().max(1) as u64) as usize];
             let movie = movies[(rng.next_u64() % movies.len().max(1) as u64) as usize];
             let stars = 0.5 * (1 + rng.next_u64() % 10) as f64;
-            let ts = last_ts + 1000 * (i as i64 + 1);
+            // Ten seconds of event time apart, so the pipeline's watermark
+            // (the latest time minus the 10-minute lateness) passes the
+            // first ones during the tail and the models learn them.
+            let ts = last_ts + 10_000 * (i as i64 + 1);
             let value = Value::Record(vec![
                 ("user_id".into(), Value::Long(user)),
                 ("movie_id".into(), Value::Long(movie)),
@@ -112,9 +143,26 @@ pub fn run(
                 Some(rating_enc.encode(&value)?),
             )
             .at(ts))
-        })?;
+        });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let learned = learner
+        .join()
+        .map_err(|_| anyhow::anyhow!("the live pipeline panicked"))??
+        .events;
+    let (latencies_us, records) = tail_result?;
     // A few of the last answers, with titles.
     let codec = AvroCodec::new(registry.clone());
+    let version_of = |r: &eddy_features::topic::Record| {
+        r.headers
+            .iter()
+            .find(|h| h.key == "eddy.lineage.model_version")
+            .and_then(|h| h.value.as_deref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    let versions = records
+        .first()
+        .and_then(version_of)
+        .zip(records.last().and_then(version_of));
     let mut examples: Vec<(String, Vec<String>)> = Vec::new();
     for r in records.iter().rev() {
         let Some(bytes) = r.value.as_deref() else {
@@ -152,6 +200,8 @@ pub fn run(
         tail,
         latencies_us,
         examples,
+        versions,
+        learned,
     })
 }
 
@@ -187,6 +237,12 @@ pub fn print(s: &ServingSummary) {
         p50 / 1000.0,
         p99 / 1000.0
     );
+    if let Some((first, last)) = &s.versions {
+        println!(
+            "             the pipeline kept running and read the {} new ratings; the models served went from {first} to {last}, swapped in between requests (a swap decodes a snapshot on the serving thread: the p99 includes them)",
+            s.learned
+        );
+    }
     for (user, titles) in &s.examples {
         println!("             for user {user}: {}", titles.join(" · "));
     }

@@ -132,6 +132,21 @@ fn quickstart_loads_movielens_and_its_summary_is_sane() {
         "{out}"
     );
     assert!(out.contains("p99 "), "{out}");
+    // The pipeline ran beside serving during the tail and read every new
+    // rating; serving names the model versions it used first and last.
+    let swap = out
+        .lines()
+        .find(|l| l.contains("the pipeline kept running and read the 400 new ratings"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let version = |part: &str| -> u64 {
+        part.split("like@")
+            .nth(1)
+            .and_then(|t| t.split(',').next())
+            .and_then(|t| t.parse().ok())
+            .unwrap()
+    };
+    let (first, last) = swap.split_once(" to ").unwrap();
+    assert!(version(last) >= version(first), "{swap}");
 
     // Twice: it resets its own directory and says so.
     let mut again = eddy(&data);
