@@ -132,12 +132,11 @@ pub fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
         let serving = super::quickstart_serving::run(
             &ctx,
             registry.clone(),
-            &features.loaded,
+            &features,
             &history,
             &titles,
             &rating_enc,
             args.tail,
-            &features.checkpoint_url,
         )?;
         super::quickstart_serving::print(&serving);
     }

@@ -11,7 +11,6 @@ use apache_avro::types::Value;
 use eddy_features::avro::{AvroCodec, Encoder};
 use eddy_features::engine::job::schema_lookup;
 use eddy_features::registry::SchemaRegistry;
-use eddy_features::spec::LoadedSpec;
 use eddy_features::topic::ProducerRecord;
 use eddy_serving::freshness::{self, Lift, Options};
 use eddy_serving::service::{ServeOptions, Service};
@@ -46,13 +45,13 @@ pub fn likes(ratings: &[(i64, i64, f64, i64)]) -> Vec<freshness::Interaction> {
 pub fn run(
     ctx: &Context,
     registry: Arc<dyn SchemaRegistry>,
-    loaded: &LoadedSpec,
+    pipeline: &super::quickstart_features::FeatureSummary,
     ratings: &[(i64, i64, f64, i64)],
     titles: &HashMap<i64, String>,
     rating_enc: &Encoder,
     tail: usize,
-    checkpoint_url: &str,
 ) -> anyhow::Result<ServingSummary> {
+    let (loaded, checkpoint_url) = (&pipeline.loaded, pipeline.checkpoint_url.as_str());
     let lookup = schema_lookup(&registry);
     let (_, models) = eddy_features::spec::validate_with_models(loaded, &lookup)
         .map_err(|p| anyhow::anyhow!(eddy_features::spec::SpecError::Invalid(p)))?;
