@@ -19,6 +19,7 @@ use eddy_training::recommend::mf::ItemMatrix;
 /// One served model.
 // A handful per process: the size difference costs nothing.
 #[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
 pub enum Served {
     /// The ranker.
     Linear(Replica),
@@ -43,6 +44,7 @@ impl Served {
 }
 
 /// Every model serving uses, by name.
+#[derive(Clone)]
 pub struct ModelSet {
     pub models: BTreeMap<String, Served>,
     /// Updates that could not be decoded (another eddy version?).

@@ -113,6 +113,19 @@ pub struct Service {
     options: ServeOptions,
     /// The models topics followed.
     model_topics: Vec<String>,
+    /// Per models-topic partition: the next offset (until the loader
+    /// takes over).
+    model_positions: HashMap<(String, i32), i64>,
+    /// Models decoded by the loader thread, ready to swap in.
+    loaded_models: Option<std::sync::mpsc::Receiver<Vec<(String, crate::models::Served)>>>,
+    /// Stops the loader thread.
+    loader_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.loader_stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Service {
@@ -272,12 +285,105 @@ impl Service {
             ends,
             options,
             model_topics: used.iter().map(|m| m.topic.clone()).collect(),
+            model_positions: HashMap::new(),
+            loaded_models: None,
+            loader_stop: Arc::new(AtomicBool::new(false)),
         };
         service.catch_up(&follow)?;
+        service.start_loader()?;
         if !service.options.from_earliest {
             service.read_history()?;
         }
         Ok(service)
+    }
+
+    /// Hands the models topics to a thread of their own. Decoding a
+    /// snapshot (megabytes for a recommender, with its item matrix to
+    /// build) would otherwise hold up the requests behind it; the loader
+    /// decodes into a staging copy and sends finished models, which the
+    /// serving loop swaps in between batches.
+    fn start_loader(&mut self) -> Result<(), ServeError> {
+        let mut consumer = self.backend.consumer(None)?;
+        for t in &self.model_topics {
+            let at: Vec<(i32, StartOffset)> = self
+                .backend
+                .describe_topic(t)?
+                .partitions
+                .iter()
+                .map(|p| {
+                    let next = self.model_positions.get(&(t.clone(), p.id)).copied();
+                    (p.id, next.map_or(StartOffset::Earliest, StartOffset::At))
+                })
+                .collect();
+            consumer.assign(t, &at)?;
+        }
+        let mut staging = self.state.lock().expect("poisoned").models.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = self.loader_stop.clone();
+        let metrics = self.metrics.clone();
+        std::thread::Builder::new()
+            .name("serve-models".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let records = match consumer.poll(1000, Duration::from_millis(50)) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading the models topic");
+                            std::thread::sleep(Duration::from_millis(500));
+                            continue;
+                        }
+                    };
+                    if records.is_empty() {
+                        continue;
+                    }
+                    let before: Vec<(String, Option<u64>)> = staging
+                        .models
+                        .iter()
+                        .map(|(n, m)| (n.clone(), m.version()))
+                        .collect();
+                    let swaps = staging.swaps;
+                    for r in &records {
+                        staging.apply(r);
+                    }
+                    metrics
+                        .model_swaps
+                        .fetch_add(staging.swaps - swaps, Ordering::Relaxed);
+                    let changed: Vec<(String, crate::models::Served)> = before
+                        .into_iter()
+                        .filter(|(n, v)| staging.models[n].version() != *v)
+                        .map(|(n, _)| {
+                            let m = staging.models[&n].clone();
+                            (n, m)
+                        })
+                        .collect();
+                    if !changed.is_empty() && tx.send(changed).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| ServeError::Setup(e.to_string()))?;
+        self.loaded_models = Some(rx);
+        Ok(())
+    }
+
+    /// Swaps in the models the loader has finished; the old ones are
+    /// dropped on another thread.
+    fn swap_in_models(&self) {
+        let Some(rx) = &self.loaded_models else {
+            return;
+        };
+        let mut old = Vec::new();
+        while let Ok(batch) = rx.try_recv() {
+            let mut state = self.state.lock().expect("poisoned");
+            for (name, served) in batch {
+                if let Some(previous) = state.models.models.insert(name, served) {
+                    old.push(previous);
+                }
+            }
+        }
+        if !old.is_empty() {
+            std::thread::spawn(move || drop(old));
+        }
     }
 
     /// Reads the trigger topic up to where answering starts, to learn what
@@ -332,14 +438,22 @@ impl Service {
         Ok(())
     }
 
-    fn apply_state(&self, records: &[Record]) {
+    fn apply_state(&mut self, records: &[Record]) {
         if records.is_empty() {
             return;
+        }
+        if self.loaded_models.is_none() {
+            for r in records {
+                if self.model_topics.contains(&r.topic) {
+                    self.model_positions
+                        .insert((r.topic.clone(), r.partition), r.offset + 1);
+                }
+            }
         }
         let mut state = self.state.lock().expect("poisoned");
         let before = state.models.swaps;
         for r in records {
-            if self.model_topics.contains(&r.topic) {
+            if self.loaded_models.is_none() && self.model_topics.contains(&r.topic) {
                 state.models.apply(r);
             }
             state.features.apply(r);
@@ -381,6 +495,7 @@ impl Service {
                 last_follow = Some(Instant::now());
                 let updates = self.follower.poll(10_000, Duration::ZERO)?;
                 self.apply_state(&updates);
+                self.swap_in_models();
                 self.update_ready();
             }
             if self.hold && !self.metrics.ready.load(Ordering::Relaxed) {
@@ -414,6 +529,7 @@ impl Service {
             }
         }
         self.producer.flush()?;
+        self.loader_stop.store(true, Ordering::Relaxed);
         for d in self.dead_letters.values_mut() {
             d.flush()?;
         }

@@ -238,7 +238,7 @@ pub fn print(s: &ServingSummary) {
     );
     if let Some((first, last)) = &s.versions {
         println!(
-            "             the pipeline kept running and read the {} new ratings; the models served went from {first} to {last}, swapped in between requests (a swap decodes a snapshot on the serving thread: the p99 includes them)",
+            "             the pipeline kept running and read the {} new ratings; the models served went from {first} to {last}, swapped in between requests",
             s.learned
         );
     }

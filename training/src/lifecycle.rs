@@ -123,7 +123,7 @@ fn crc32(bytes: &[u8]) -> u32 {
 }
 
 /// Reassembles chunked snapshots from the models topic.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Assembler {
     /// The version whose pieces are being collected, and the pieces.
     version: Option<u64>,
@@ -277,6 +277,7 @@ pub enum Applied {
 }
 
 /// A serving copy of a model, kept current from the models topic.
+#[derive(Clone)]
 pub struct Replica {
     name: String,
     pub model: Option<Ftrl>,
