@@ -256,6 +256,18 @@ impl Engine {
         let ftrl = models_ranker(models, &self.ranker);
         let ranked: Vec<(u64, f64, usize)> = match (&mut self.ranker, ftrl) {
             (Some(r), Some(ftrl)) => {
+                // The user's features are the same for every candidate:
+                // read them once.
+                let mut user_features: HashMap<usize, Scalar> = HashMap::new();
+                if !candidates.is_empty() {
+                    for input in r.inputs.inputs() {
+                        if let InputFrom::Feature(f) = input.from {
+                            let (v, as_of) = features.feature(&user_key, f);
+                            features_as_of = features_as_of.max(as_of);
+                            user_features.insert(f, v);
+                        }
+                    }
+                }
                 let mut scored = Vec::with_capacity(candidates.len());
                 for (item, _, m) in &candidates {
                     let item_value = match self.item_type {
@@ -275,13 +287,7 @@ impl Engine {
                             .and_then(|e| e.get(c).cloned())
                             .unwrap_or_default(),
                         InputFrom::Column(_) => Scalar::Null,
-                        InputFrom::Feature(f) => {
-                            let (v, as_of) = features.feature(&user_key, f);
-                            if as_of.is_some() {
-                                features_as_of = features_as_of.max(as_of);
-                            }
-                            v
-                        }
+                        InputFrom::Feature(f) => user_features.get(&f).cloned().unwrap_or_default(),
                     });
                     // A non-finite feature cannot be scored: the candidate
                     // keeps its place at the bottom rather than vanish.

@@ -64,15 +64,7 @@ pub struct YearScore {
 
 /// The calendar year of epoch milliseconds (UTC).
 fn year_of(ts: i64) -> i32 {
-    // Civil-from-days (Howard Hinnant), year only.
-    let z = ts.div_euclid(86_400_000) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2)) as i32
+    eddy_features::engine::archive::utc_civil(ts).0 as i32
 }
 
 #[derive(Default)]

@@ -25,7 +25,8 @@ use eddy_features::registry::SchemaRegistry;
 use eddy_features::spec::serving::NotReady;
 use eddy_features::spec::validate::{ColumnType, ViewPlan, record_columns};
 use eddy_features::spec::{LoadedSpec, ModelPlan, SpecError};
-use eddy_features::topic::dead_letter::{DeadLetters, dead_letter_topic};
+use eddy_features::topic::dead_letter::DeadLetterTopics;
+pub use eddy_features::topic::now_ms;
 use eddy_features::topic::{
     Backend, Consumer, Producer, ProducerRecord, Record, StartOffset, TopicSpec,
 };
@@ -106,7 +107,7 @@ pub struct Service {
     trigger: Option<(String, RecordDecoder)>,
     requests: Option<String>,
     topic: String,
-    dead_letters: HashMap<String, DeadLetters>,
+    dead_letters: DeadLetterTopics,
     hold: bool,
     /// Trigger and request partitions' ends at start (for `until_end`).
     ends: HashMap<(String, i32), i64>,
@@ -280,7 +281,7 @@ impl Service {
             trigger,
             requests: serving.requests.clone(),
             topic,
-            dead_letters: HashMap::new(),
+            dead_letters: DeadLetterTopics::default(),
             hold: serving.when_not_ready == NotReady::Hold,
             ends,
             options,
@@ -530,9 +531,7 @@ impl Service {
         }
         self.producer.flush()?;
         self.loader_stop.store(true, Ordering::Relaxed);
-        for d in self.dead_letters.values_mut() {
-            d.flush()?;
-        }
+        self.dead_letters.flush()?;
         let m = &self.metrics;
         Ok(ServeSummary {
             triggers: m.triggers.load(Ordering::Relaxed),
@@ -640,15 +639,8 @@ impl Service {
     }
 
     fn dead_letter(&mut self, rec: &Record, reason: &str) -> Result<(), ServeError> {
-        let dlq = match self.dead_letters.entry(rec.topic.clone()) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => v.insert(DeadLetters::open(
-                self.backend.as_ref(),
-                &dead_letter_topic(&rec.topic),
-            )?),
-        };
-        dlq.send(rec, reason)?;
-        dlq.flush()?;
+        self.dead_letters.send(self.backend.as_ref(), rec, reason)?;
+        self.dead_letters.flush()?;
         self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -657,10 +649,4 @@ impl Service {
     pub fn topic(&self) -> &str {
         &self.topic
     }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

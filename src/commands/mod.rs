@@ -8,6 +8,7 @@ mod bench_recommend;
 mod bench_serve;
 mod datasets;
 mod learn;
+mod live_tail;
 mod quickstart;
 mod quickstart_features;
 mod quickstart_serving;

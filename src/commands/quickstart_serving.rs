@@ -122,7 +122,7 @@ pub fn run(
     };
     let mut rng = Rng(2026);
     let tail_result =
-        super::bench_serve::live_tail(ctx.backend.clone(), service, "ratings", tail, 200, |i| {
+        super::live_tail::live_tail(ctx.backend.clone(), service, "ratings", tail, 200, |i| {
             let user = users[(rng.next_u64() % users.len().max(1) as u64) as usize];
             let movie = movies[(rng.next_u64() % movies.len().max(1) as u64) as usize];
             let stars = 0.5 * (1 + rng.next_u64() % 10) as f64;
@@ -228,7 +228,7 @@ pub fn print(s: &ServingSummary) {
             chain.hit_rate_lift
         );
     }
-    let (p50, p99, _) = super::bench_serve::percentiles(s.latencies_us.clone());
+    let (p50, p99, _) = super::live_tail::percentiles(s.latencies_us.clone());
     println!(
         "  serving:   {} new ratings at 200/s, {} recommendations on topic `recommendations`; rating → recommendation p50 {:.2} ms, p99 {:.2} ms",
         s.tail,

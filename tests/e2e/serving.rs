@@ -384,6 +384,28 @@ fn events_in_recommendations_out(dir: &Path, cmd: &dyn Fn(&[&str]) -> Command, e
     );
 }
 
+/// Several eddy processes sharing one local log: one registry process owns
+/// the schemas topic, and the others use it over HTTP (only one process may
+/// write a local-log partition).
+struct Local {
+    data: std::path::PathBuf,
+    registry: Registry,
+}
+
+impl Local {
+    fn new(dir: &Path) -> Local {
+        let data = dir.join("eddy-data");
+        let registry = Registry::start(&data, &[], None);
+        Local { data, registry }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = eddy(&self.data);
+        c.args(["--registry", &self.registry.url]).args(args);
+        c
+    }
+}
+
 fn chrono_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -394,15 +416,8 @@ fn chrono_now() -> i64 {
 #[test]
 fn events_and_requests_in_recommendations_out_on_the_local_log() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("eddy-data");
-    // Several eddy processes share the local log: one registry process
-    // owns the schemas topic, and the others use it over HTTP.
-    let registry = Registry::start(&data, &[], None);
-    let cmd = |args: &[&str]| {
-        let mut c = eddy(&data);
-        c.args(["--registry", &registry.url]).args(args);
-        c
-    };
+    let local = Local::new(dir.path());
+    let cmd = |args: &[&str]| local.cmd(args);
     events_in_recommendations_out(dir.path(), &cmd, &[]);
 }
 
@@ -430,15 +445,8 @@ fn events_and_requests_in_recommendations_out_on_tansu() {
 #[test]
 fn a_hot_swap_under_load_loses_no_request_and_a_replay_is_deterministic() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("eddy-data");
-    // Several eddy processes share the local log: one registry process
-    // owns the schemas topic, and the others use it over HTTP.
-    let registry = Registry::start(&data, &[], None);
-    let cmd = |args: &[&str]| {
-        let mut c = eddy(&data);
-        c.args(["--registry", &registry.url]).args(args);
-        c
-    };
+    let local = Local::new(dir.path());
+    let cmd = |args: &[&str]| local.cmd(args);
     let s = setup(dir.path(), &cmd, "recommendations");
     let learner = LiveRun::start(cmd(&["run", &s.spec, "--metrics-addr", "127.0.0.1:0"]));
     let server = LiveRun::start(cmd(&["serve", &s.spec, "--http", "127.0.0.1:0"]));
@@ -521,13 +529,8 @@ fn json_pair(r: &Json) -> Json {
 fn before_the_models_load_healthz_is_not_ready_and_requests_get_the_fallback_or_wait() {
     for mode in ["fallback", "hold"] {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("eddy-data");
-        let registry = Registry::start(&data, &[], None);
-        let cmd = |args: &[&str]| {
-            let mut c = eddy(&data);
-            c.args(["--registry", &registry.url]).args(args);
-            c
-        };
+        let local = Local::new(dir.path());
+        let cmd = |args: &[&str]| local.cmd(args);
         let s = prepare(dir.path(), &cmd, "recommendations", mode);
         let live = LiveRun::start(cmd(&["serve", &s.spec, "--http", "127.0.0.1:0"]));
         let (status, body) = http_get(&live.addr, "/healthz");
@@ -587,13 +590,8 @@ fn before_the_models_load_healthz_is_not_ready_and_requests_get_the_fallback_or_
 #[test]
 fn exploration_gives_slots_to_cold_items_deterministically() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("eddy-data");
-    let registry = Registry::start(&data, &[], None);
-    let cmd = |args: &[&str]| {
-        let mut c = eddy(&data);
-        c.args(["--registry", &registry.url]).args(args);
-        c
-    };
+    let local = Local::new(dir.path());
+    let cmd = |args: &[&str]| local.cmd(args);
     let s = setup(dir.path(), &cmd, "recommendations");
     let text = std::fs::read_to_string(&s.spec).unwrap().replace(
         "  k: 5\n",

@@ -96,7 +96,7 @@ fn send_snapshot(
         version,
         chunks,
         len: model.len() as u64,
-        crc: crc32(&model),
+        crc: crc32fast::hash(&model),
     };
     producer.send(ProducerRecord::new(
         topic,
@@ -104,22 +104,6 @@ fn send_snapshot(
         Some(encode(&manifest)),
     ))?;
     Ok(())
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    // A stable checksum of the assembled snapshot (CRC-32/ISO-HDLC).
-    let mut crc = !0u32;
-    for b in bytes {
-        crc ^= u32::from(*b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 /// Reassembles chunked snapshots from the models topic.
@@ -170,7 +154,7 @@ impl Assembler {
                     }
                 }
                 self.pieces.clear();
-                if model.len() as u64 != len || crc32(&model) != crc {
+                if model.len() as u64 != len || crc32fast::hash(&model) != crc {
                     return Err(TrainingError::Snapshot(format!(
                         "chunked snapshot version {version} does not reassemble: {} bytes, expected {len}",
                         model.len()

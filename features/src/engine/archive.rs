@@ -283,9 +283,15 @@ fn decode_headers(mut bytes: &[u8]) -> Option<Vec<Header>> {
     Some(out)
 }
 
-/// `YYYY-MM-DD` of a UTC epoch-millisecond time (Howard Hinnant's
-/// days-to-civil algorithm).
+/// `YYYY-MM-DD` of a UTC epoch-millisecond time.
 pub fn utc_date(ms: i64) -> String {
+    let (y, m, d) = utc_civil(ms);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// (year, month, day) of a UTC epoch-millisecond time (Howard Hinnant's
+/// days-to-civil algorithm).
+pub fn utc_civil(ms: i64) -> (i64, i64, i64) {
     let z = ms.div_euclid(86_400_000) + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -294,8 +300,7 @@ pub fn utc_date(ms: i64) -> String {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]

@@ -82,3 +82,37 @@ impl DeadLetters {
         self.producer.flush()
     }
 }
+
+/// The dead-letter topics of several sources, each opened on its first
+/// record: what a job or a service that reads many topics keeps.
+#[derive(Default)]
+pub struct DeadLetterTopics {
+    by_source: std::collections::HashMap<String, DeadLetters>,
+}
+
+impl DeadLetterTopics {
+    /// Sends `record` to `<its topic>.dlq` with `reason`.
+    pub fn send(
+        &mut self,
+        backend: &dyn Backend,
+        record: &Record,
+        reason: &str,
+    ) -> Result<(), TopicError> {
+        let dlq = match self.by_source.entry(record.topic.clone()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(DeadLetters::open(
+                backend,
+                &dead_letter_topic(&record.topic),
+            )?),
+        };
+        dlq.send(record, reason)
+    }
+
+    /// Flushes every dead-letter topic.
+    pub fn flush(&mut self) -> Result<(), TopicError> {
+        for dlq in self.by_source.values_mut() {
+            dlq.flush()?;
+        }
+        Ok(())
+    }
+}

@@ -370,6 +370,13 @@ pub trait Producer: Send {
     }
 }
 
+/// Wall-clock epoch milliseconds (record timestamps, `emitted_at`).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Reads records.
 pub trait Consumer: Send {
     /// Reads these partitions of `topic`, each from its start offset. Replaces

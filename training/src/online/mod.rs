@@ -39,7 +39,7 @@ use eddy_features::engine::task::ProbedRows;
 use eddy_features::engine::value::Scalar;
 use eddy_features::spec::{ModelKind, ModelPlan};
 use eddy_features::store::Store;
-use eddy_features::topic::{Backend, Producer, ProducerRecord, TopicSpec};
+use eddy_features::topic::{Backend, Producer, ProducerRecord, TopicSpec, now_ms};
 
 use crate::joiner::LabelJoiner;
 use crate::lifecycle::{ModelStore, Offsets, Publisher};
@@ -516,12 +516,6 @@ impl Online {
 
 fn finite(v: f64) -> serde_json::Value {
     serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Learners for OnlineModels {

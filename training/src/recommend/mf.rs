@@ -183,30 +183,42 @@ impl Recommender for StreamingMf {
         let Some(u) = self.users.get(user) else {
             return Vec::new();
         };
-        // Top k by a bounded min-heap over every item.
-        let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(OrdF32, u64)>> =
-            std::collections::BinaryHeap::with_capacity(k + 1);
-        for (id, row) in self.items.ids() {
-            let s = row.bias + dot_wide(&u.vector, &row.vector);
-            // Scoring is cheap; the caller's filter may not be, so it runs
-            // only for items that would enter the top k.
-            if heap.len() >= k && heap.peek().is_some_and(|m| s <= m.0.0.0) {
-                continue;
-            }
-            if exclude(*id) {
-                continue;
-            }
-            if heap.len() < k {
-                heap.push(std::cmp::Reverse((OrdF32(s), *id)));
-            } else if heap.peek().is_some_and(|m| s > m.0.0.0) {
-                heap.pop();
-                heap.push(std::cmp::Reverse((OrdF32(s), *id)));
-            }
-        }
-        let mut out: Vec<(u64, f32)> = heap.into_iter().map(|r| (r.0.1, r.0.0.0)).collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        out
+        top_k(
+            self.items
+                .ids()
+                .map(|(id, row)| (*id, row.bias + dot_wide(&u.vector, &row.vector))),
+            k,
+            exclude,
+        )
     }
+}
+
+/// The `k` best of `scored` (id, score), best first with ties by id,
+/// leaving out what `exclude` says: a bounded min-heap. Scoring is cheap;
+/// the caller's filter may not be, so it runs only for items that would
+/// enter the top k.
+fn top_k(
+    scored: impl Iterator<Item = (u64, f32)>,
+    k: usize,
+    exclude: &dyn Fn(u64) -> bool,
+) -> Vec<(u64, f32)> {
+    let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(OrdF32, u64)>> =
+        std::collections::BinaryHeap::with_capacity(k + 1);
+    for (id, s) in scored {
+        if heap.len() >= k && heap.peek().is_some_and(|m| s <= m.0.0.0) {
+            continue;
+        }
+        if exclude(id) {
+            continue;
+        }
+        heap.push(std::cmp::Reverse((OrdF32(s), id)));
+        if heap.len() > k {
+            heap.pop();
+        }
+    }
+    let mut out: Vec<(u64, f32)> = heap.into_iter().map(|r| (r.0.1, r.0.0.0)).collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out
 }
 
 /// Every item's embedding in one contiguous matrix, for serving: scoring
@@ -235,25 +247,14 @@ impl ItemMatrix {
         let Some(u) = mf.users.get(user) else {
             return Vec::new();
         };
-        let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(OrdF32, u64)>> =
-            std::collections::BinaryHeap::with_capacity(k + 1);
-        for (j, id) in self.ids.iter().enumerate() {
-            let row = &self.vectors[j * self.dim..(j + 1) * self.dim];
-            let s = self.bias[j] + dot_wide(&u.vector, row);
-            if heap.len() >= k && heap.peek().is_some_and(|m| s <= m.0.0.0) {
-                continue;
-            }
-            if exclude(*id) {
-                continue;
-            }
-            heap.push(std::cmp::Reverse((OrdF32(s), *id)));
-            if heap.len() > k {
-                heap.pop();
-            }
-        }
-        let mut out: Vec<(u64, f32)> = heap.into_iter().map(|r| (r.0.1, r.0.0.0)).collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        out
+        top_k(
+            self.ids.iter().enumerate().map(|(j, id)| {
+                let row = &self.vectors[j * self.dim..(j + 1) * self.dim];
+                (*id, self.bias[j] + dot_wide(&u.vector, row))
+            }),
+            k,
+            exclude,
+        )
     }
 
     pub fn len(&self) -> usize {

@@ -31,7 +31,7 @@ use crate::registry::{RegistryError, SchemaRegistry};
 use crate::spec::validate::ViewPlan;
 use crate::spec::{LoadedSpec, ModelPlan, SpecError};
 use crate::store::{Store, StoreError};
-use crate::topic::dead_letter::{DeadLetters, dead_letter_topic};
+use crate::topic::dead_letter::DeadLetterTopics;
 use crate::topic::{
     Backend, Consumer, Producer, ProducerRecord, Record, StartOffset, TopicError, TopicSpec,
 };
@@ -116,7 +116,7 @@ pub struct Job {
     /// Shared with the rebalance listener, which flushes it before tasks go.
     producer: Arc<Mutex<Box<dyn Producer>>>,
     outputs: Vec<ViewOutput>,
-    dead_letters: HashMap<String, DeadLetters>,
+    dead_letters: DeadLetterTopics,
     tasks: BTreeMap<i32, Task>,
     /// Per task: the next checkpoint number.
     seqs: BTreeMap<i32, u64>,
@@ -302,7 +302,7 @@ impl Job {
             consumer,
             producer,
             outputs,
-            dead_letters: HashMap::new(),
+            dead_letters: DeadLetterTopics::default(),
             tasks,
             seqs,
             task_count: n,
@@ -422,14 +422,7 @@ impl Job {
     }
 
     fn dead_letter(&mut self, rec: &Record, reason: &str) -> Result<(), JobError> {
-        let dlq = match self.dead_letters.entry(rec.topic.clone()) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => v.insert(DeadLetters::open(
-                self.backend.as_ref(),
-                &dead_letter_topic(&rec.topic),
-            )?),
-        };
-        dlq.send(rec, reason)?;
+        self.dead_letters.send(self.backend.as_ref(), rec, reason)?;
         self.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -728,9 +721,7 @@ impl Job {
                 .map_err(JobError::Output)?;
             *self.metrics.models.lock().expect("poisoned") = l.learners.render_metrics(&self.name);
         }
-        for dlq in self.dead_letters.values_mut() {
-            dlq.flush()?;
-        }
+        self.dead_letters.flush()?;
         let mut state_bytes = 0;
         let mut keys = 0;
         let mut min_wm = i64::MAX;
