@@ -116,9 +116,15 @@ pub fn run(
     )?;
     super::run::attach_models(&mut job, ctx.backend.as_ref())?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pipeline_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let learner = {
         let stop = stop.clone();
-        std::thread::spawn(move || job.run(&stop, &mut |_| {}))
+        let read = pipeline_read.clone();
+        std::thread::spawn(move || {
+            job.run(&stop, &mut |n| {
+                read.store(n, std::sync::atomic::Ordering::Relaxed)
+            })
+        })
     };
     let mut rng = Rng(2026);
     let tail_result =
@@ -143,6 +149,15 @@ pub fn run(
             )
             .at(ts))
         });
+    // The pipeline may trail the tail on a loaded machine: let it read the
+    // last new ratings before stopping it (it checkpoints as it stops).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while pipeline_read.load(std::sync::atomic::Ordering::Relaxed) < tail as u64
+        && !learner.is_finished()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let learned = learner
         .join()
