@@ -122,11 +122,47 @@ impl FeatureReader {
         key: &str,
         as_of: Option<i64>,
     ) -> Result<Option<Features>, ReadError> {
-        let v = self
-            .views
+        let names = &self.views[self.view_index(view)?].2;
+        self.with_row(view, key, as_of, |row| Features {
+            as_of: row.as_of,
+            values: names
+                .iter()
+                .cloned()
+                .zip(row.values.iter().cloned())
+                .collect(),
+        })
+    }
+
+    /// One feature (by its index in the view) of `key`'s latest row, and
+    /// the time the row is valid for: what a ranker reads per request,
+    /// without copying the rest of the row.
+    pub fn value(&self, view: &str, key: &str, feature: usize) -> Option<(i64, Scalar)> {
+        self.with_row(view, key, None, |row| {
+            (
+                row.as_of,
+                row.values.get(feature).cloned().unwrap_or_default(),
+            )
+        })
+        .ok()
+        .flatten()
+    }
+
+    fn view_index(&self, view: &str) -> Result<usize, ReadError> {
+        self.views
             .iter()
             .position(|(n, _, _)| n == view)
-            .ok_or_else(|| ReadError::UnknownView(view.to_string()))?;
+            .ok_or_else(|| ReadError::UnknownView(view.to_string()))
+    }
+
+    /// Runs `read` on `key`'s latest row in `view`, under the read lock.
+    fn with_row<R>(
+        &self,
+        view: &str,
+        key: &str,
+        as_of: Option<i64>,
+        read: impl FnOnce(&FeatureRow) -> R,
+    ) -> Result<Option<R>, ReadError> {
+        let v = self.view_index(view)?;
         let scalar = match self.views[v].1 {
             ColumnType::Long => match key.trim().parse() {
                 Ok(n) => Scalar::Long(n),
@@ -148,15 +184,7 @@ impl FeatureReader {
                 asked,
             });
         }
-        Ok(Some(Features {
-            as_of: row.as_of,
-            values: self.views[v]
-                .2
-                .iter()
-                .cloned()
-                .zip(row.values.iter().cloned())
-                .collect(),
-        }))
+        Ok(Some(read(row)))
     }
 
     /// Number of keys in a view.
@@ -220,6 +248,9 @@ mod tests {
             (200, vec![("n_lifetime".to_string(), Scalar::Long(4))])
         );
         assert_eq!(r.get("v", "1", Some(500)).unwrap().unwrap().as_of, 200);
+        assert_eq!(r.value("v", "1", 0), Some((200, Scalar::Long(4))));
+        assert_eq!(r.value("v", "1", 7), Some((200, Scalar::Null)));
+        assert_eq!(r.value("v", "x", 0), None);
         assert!(matches!(
             r.get("v", "1", Some(150)),
             Err(ReadError::TooEarly { as_of: 200, .. })
