@@ -224,6 +224,18 @@ pub struct RunArgs {
     /// On Kafka, run every task in this process without joining a group.
     #[arg(long, conflicts_with = "group")]
     pub standalone: bool,
+    /// Also run the spec's `serving:` section in this process: features
+    /// through the job's in-process read API, models straight from the
+    /// learner as it publishes them. With --until-end, serving replays the
+    /// triggers the topics hold. Default: off (`eddy serve` runs serving
+    /// apart, from the topics).
+    #[arg(long)]
+    pub serve: bool,
+    /// With --serve: where to serve `/v1/recommendations/{user}`,
+    /// `/v1/features/{view}/{key}`, `/metrics` and `/healthz`. Default
+    /// 127.0.0.1:8080 (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub serve_http: SocketAddr,
 }
 
 #[derive(Debug, Args)]

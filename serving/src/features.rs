@@ -1,14 +1,20 @@
-//! The ranker's features, materialized from the feature topics.
+//! The ranker's features: from the feature topics, or from the job.
 //!
-//! Serving may run apart from the pipeline, so it reads each view's
+//! Serving apart from the pipeline (`eddy serve`) reads each view's
 //! compacted feature topic (`features.<view>`, one upsert per key) into a
 //! map from key to the latest row. That map is the "feature topic
 //! materialized locally": the same values the pipeline's in-process read
 //! API returns, as of the latest row the topic holds.
+//!
+//! Serving co-located with the pipeline (`eddy run --serve`) reads the
+//! job's tables through that in-process API instead ([`FeatureReader`]):
+//! no topic round trip, and a row is visible as soon as the job releases
+//! it rather than after the next output flush.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use eddy_features::engine::job::FeatureReader;
 use eddy_features::engine::job::decode::RecordDecoder;
 use eddy_features::engine::value::Scalar;
 use eddy_features::registry::SchemaRegistry;
@@ -27,9 +33,21 @@ struct View {
     rows: FastMap<String, (i64, Vec<Scalar>)>,
 }
 
+/// Where the rows come from.
+enum Rows {
+    /// Materialized from the feature topics.
+    Topics(Vec<View>),
+    /// The job in this process: its read API, and each view's name and
+    /// number of features (in spec order).
+    Job {
+        reader: FeatureReader,
+        views: Vec<(String, usize)>,
+    },
+}
+
 /// Every view's latest row per key.
 pub struct FeatureTables {
-    views: Vec<View>,
+    rows: Rows,
     /// Records that could not be decoded.
     pub undecodable: u64,
 }
@@ -80,19 +98,39 @@ impl FeatureTables {
             });
         }
         Ok(FeatureTables {
-            views,
+            rows: Rows::Topics(views),
             undecodable: 0,
         })
     }
 
-    /// The topics to follow.
+    /// Tables of `plans` read from the job in this process.
+    pub fn in_process(reader: FeatureReader, plans: &[ViewPlan]) -> FeatureTables {
+        FeatureTables {
+            rows: Rows::Job {
+                reader,
+                views: plans
+                    .iter()
+                    .map(|p| (p.name.clone(), p.features.len()))
+                    .collect(),
+            },
+            undecodable: 0,
+        }
+    }
+
+    /// The topics to follow (none when the job is in this process).
     pub fn topics(&self) -> Vec<String> {
-        self.views.iter().map(|v| v.topic.clone()).collect()
+        match &self.rows {
+            Rows::Topics(views) => views.iter().map(|v| v.topic.clone()).collect(),
+            Rows::Job { .. } => Vec::new(),
+        }
     }
 
     /// Applies one record of a feature topic (a tombstone removes the key).
     pub fn apply(&mut self, rec: &Record) {
-        let Some(view) = self.views.iter_mut().find(|v| v.topic == rec.topic) else {
+        let Rows::Topics(views) = &mut self.rows else {
+            return;
+        };
+        let Some(view) = views.iter_mut().find(|v| v.topic == rec.topic) else {
             return;
         };
         let Some(key) = rec.key.as_deref().map(String::from_utf8_lossy) else {
@@ -124,14 +162,29 @@ impl FeatureTables {
     /// Feature `f` (over every view, view after view) for `key`, and the
     /// time its row is valid for.
     pub fn feature(&self, key: &str, mut f: usize) -> (Scalar, Option<i64>) {
-        for v in &self.views {
-            if f < v.features.len() {
-                return match v.rows.get(key) {
-                    Some((as_of, values)) => (values[f].clone(), Some(*as_of)),
-                    None => (Scalar::Null, None),
-                };
+        match &self.rows {
+            Rows::Topics(views) => {
+                for v in views {
+                    if f < v.features.len() {
+                        return match v.rows.get(key) {
+                            Some((as_of, values)) => (values[f].clone(), Some(*as_of)),
+                            None => (Scalar::Null, None),
+                        };
+                    }
+                    f -= v.features.len();
+                }
             }
-            f -= v.features.len();
+            Rows::Job { reader, views } => {
+                for (name, n) in views {
+                    if f < *n {
+                        return match reader.value(name, key, f) {
+                            Some((as_of, value)) => (value, Some(as_of)),
+                            None => (Scalar::Null, None),
+                        };
+                    }
+                    f -= n;
+                }
+            }
         }
         (Scalar::Null, None)
     }
@@ -144,7 +197,14 @@ impl FeatureTables {
         plans: &[ViewPlan],
     ) -> Option<(i64, Vec<(String, Scalar)>)> {
         let i = plans.iter().position(|p| p.name == view)?;
-        let (as_of, values) = self.views[i].rows.get(key)?;
+        let views = match &self.rows {
+            Rows::Topics(views) => views,
+            Rows::Job { reader, .. } => {
+                let row = reader.get(view, key, None).ok()??;
+                return Some((row.as_of, row.values));
+            }
+        };
+        let (as_of, values) = views[i].rows.get(key)?;
         Some((
             *as_of,
             plans[i]
@@ -158,7 +218,10 @@ impl FeatureTables {
 
     /// Keys held, over all views.
     pub fn len(&self) -> usize {
-        self.views.iter().map(|v| v.rows.len()).sum()
+        match &self.rows {
+            Rows::Topics(views) => views.iter().map(|v| v.rows.len()).sum(),
+            Rows::Job { reader, views } => views.iter().map(|(n, _)| reader.len(n)).sum(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {

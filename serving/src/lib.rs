@@ -19,10 +19,14 @@
 //!   with lineage headers.
 //! - **HTTP**: `GET /v1/recommendations/{user}?k=`, `GET
 //!   /v1/features/{view}/{key}`, `/metrics`, `/healthz` ([`http`]).
+//! - **Co-located** ([`colocated`]): `eddy run --serve` runs the same
+//!   service inside the pipeline's process, reading features through the
+//!   job's read API and taking models straight from the learner.
 //! - **The freshness lift** ([`freshness`]): `eddy evaluate` replays
 //!   history and compares recommenders updated on every event with the
 //!   same recommenders rebuilt once a day.
 
+pub mod colocated;
 pub mod engine;
 pub mod features;
 pub mod freshness;

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,7 @@ use eddy_features::topic::{
 };
 
 use crate::ServeError;
+use crate::colocated::Colocated;
 use crate::engine::{Engine, Recommendation, Request};
 use crate::features::FeatureTables;
 use crate::metrics::ServeMetrics;
@@ -112,13 +114,8 @@ pub struct Service {
     /// Trigger and request partitions' ends at start (for `until_end`).
     ends: HashMap<(String, i32), i64>,
     options: ServeOptions,
-    /// The models topics followed.
-    model_topics: Vec<String>,
-    /// Per models-topic partition: the next offset (until the loader
-    /// takes over).
-    model_positions: HashMap<(String, i32), i64>,
     /// Models decoded by the loader thread, ready to swap in.
-    loaded_models: Option<std::sync::mpsc::Receiver<Vec<(String, crate::models::Served)>>>,
+    loaded_models: Option<Receiver<Vec<(String, crate::models::Served)>>>,
     /// Stops the loader thread.
     loader_stop: Arc<AtomicBool>,
 }
@@ -129,12 +126,64 @@ impl Drop for Service {
     }
 }
 
+/// Where the model loader's updates come from.
+enum ModelFeed {
+    Topics(Box<dyn Consumer>),
+    Learner(Receiver<Vec<Record>>),
+}
+
+enum ModelFeedError {
+    Read(eddy_features::topic::TopicError),
+    Closed,
+}
+
+impl ModelFeed {
+    /// The next updates, or none after a short wait.
+    fn next(&mut self) -> Result<Vec<Record>, ModelFeedError> {
+        let wait = Duration::from_millis(50);
+        match self {
+            ModelFeed::Topics(consumer) => consumer.poll(1000, wait).map_err(ModelFeedError::Read),
+            ModelFeed::Learner(rx) => match rx.recv_timeout(wait) {
+                Ok(records) => Ok(records),
+                Err(RecvTimeoutError::Timeout) => Ok(Vec::new()),
+                Err(RecvTimeoutError::Disconnected) => Err(ModelFeedError::Closed),
+            },
+        }
+    }
+}
+
 impl Service {
+    /// A service apart from the pipeline: features and models from their
+    /// topics.
     pub fn open(
         loaded: &LoadedSpec,
         backend: Arc<dyn Backend>,
         registry: Arc<dyn SchemaRegistry>,
         options: ServeOptions,
+    ) -> Result<Service, ServeError> {
+        Service::open_with(loaded, backend, registry, options, None)
+    }
+
+    /// A service inside the pipeline's process: features from the job's
+    /// read API, models from the learner once they are published. The
+    /// models topic is still read to its end at start, for the versions
+    /// earlier runs published.
+    pub fn open_colocated(
+        loaded: &LoadedSpec,
+        backend: Arc<dyn Backend>,
+        registry: Arc<dyn SchemaRegistry>,
+        options: ServeOptions,
+        colocated: Colocated,
+    ) -> Result<Service, ServeError> {
+        Service::open_with(loaded, backend, registry, options, Some(colocated))
+    }
+
+    fn open_with(
+        loaded: &LoadedSpec,
+        backend: Arc<dyn Backend>,
+        registry: Arc<dyn SchemaRegistry>,
+        options: ServeOptions,
+        colocated: Option<Colocated>,
     ) -> Result<Service, ServeError> {
         let spec = &loaded.spec;
         let serving = spec.serving.clone().ok_or(ServeError::NoServing)?;
@@ -210,17 +259,21 @@ impl Service {
             trigger_columns.as_ref().map(|(n, c)| (n.as_str(), c)),
             rules,
         );
-        let features = FeatureTables::new(&views, registry.clone())?;
+        let (features, learner_feed) = match colocated {
+            Some(c) => (FeatureTables::in_process(c.reader, &views), Some(c.models)),
+            None => (FeatureTables::new(&views, registry.clone())?, None),
+        };
         // Topics: outputs, and the state to follow.
         let topic = serving.topic();
         backend.ensure_topic(&TopicSpec::new(topic.clone()).partitions(partitions as i32))?;
-        let mut follow: Vec<String> = Vec::new();
+        let mut model_topics: Vec<String> = Vec::new();
         for m in &used {
             backend.ensure_topic(&TopicSpec::new(m.topic.clone()).compacted())?;
-            if !follow.contains(&m.topic) {
-                follow.push(m.topic.clone());
+            if !model_topics.contains(&m.topic) {
+                model_topics.push(m.topic.clone());
             }
         }
+        let mut follow: Vec<String> = Vec::new();
         for t in features.topics() {
             backend.ensure_topic(
                 &TopicSpec::new(t.clone())
@@ -235,6 +288,10 @@ impl Service {
         let mut follower = backend.consumer(None)?;
         for t in &follow {
             follower.assign_all(t, StartOffset::Earliest)?;
+        }
+        let mut model_reader = backend.consumer(None)?;
+        for t in &model_topics {
+            model_reader.assign_all(t, StartOffset::Earliest)?;
         }
         let mut consumer = backend.consumer(None)?;
         let start = if options.from_earliest {
@@ -285,39 +342,29 @@ impl Service {
             hold: serving.when_not_ready == NotReady::Hold,
             ends,
             options,
-            model_topics: used.iter().map(|m| m.topic.clone()).collect(),
-            model_positions: HashMap::new(),
             loaded_models: None,
             loader_stop: Arc::new(AtomicBool::new(false)),
         };
-        service.catch_up(&follow)?;
-        service.start_loader()?;
+        service.catch_up(&follow, &model_topics, model_reader.as_mut())?;
+        let feed = match learner_feed {
+            Some(rx) => ModelFeed::Learner(rx),
+            None => ModelFeed::Topics(model_reader),
+        };
+        service.start_loader(feed)?;
         if !service.options.from_earliest {
             service.read_history()?;
         }
         Ok(service)
     }
 
-    /// Hands the models topics to a thread of their own. Decoding a
-    /// snapshot (megabytes for a recommender, with its item matrix to
-    /// build) would otherwise hold up the requests behind it; the loader
-    /// decodes into a staging copy and sends finished models, which the
-    /// serving loop swaps in between batches.
-    fn start_loader(&mut self) -> Result<(), ServeError> {
-        let mut consumer = self.backend.consumer(None)?;
-        for t in &self.model_topics {
-            let at: Vec<(i32, StartOffset)> = self
-                .backend
-                .describe_topic(t)?
-                .partitions
-                .iter()
-                .map(|p| {
-                    let next = self.model_positions.get(&(t.clone(), p.id)).copied();
-                    (p.id, next.map_or(StartOffset::Earliest, StartOffset::At))
-                })
-                .collect();
-            consumer.assign(t, &at)?;
-        }
+    /// Hands model updates to a thread of their own. Decoding a snapshot
+    /// (megabytes for a recommender, with its item matrix to build) would
+    /// otherwise hold up the requests behind it; the loader decodes into a
+    /// staging copy and sends finished models, which the serving loop
+    /// swaps in between batches. The updates come from the models topics,
+    /// from where the catch-up stopped, or, co-located, from the learner
+    /// (which publishes nothing between the catch-up and the job's start).
+    fn start_loader(&mut self, mut feed: ModelFeed) -> Result<(), ServeError> {
         let mut staging = self.state.lock().expect("poisoned").models.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let stop = self.loader_stop.clone();
@@ -326,13 +373,16 @@ impl Service {
             .name("serve-models".into())
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let records = match consumer.poll(1000, Duration::from_millis(50)) {
+                    let records = match feed.next() {
                         Ok(r) => r,
-                        Err(e) => {
+                        Err(ModelFeedError::Read(e)) => {
                             tracing::warn!(error = %e, "reading the models topic");
                             std::thread::sleep(Duration::from_millis(500));
                             continue;
                         }
+                        // The learner is gone (the job ended): nothing
+                        // more will come.
+                        Err(ModelFeedError::Closed) => break,
                     };
                     if records.is_empty() {
                         continue;
@@ -414,49 +464,61 @@ impl Service {
         Ok(())
     }
 
-    /// Reads the followed topics to the end they have now.
-    fn catch_up(&mut self, topics: &[String]) -> Result<(), ServeError> {
+    /// Reads the followed topics and the models topics to the end they
+    /// have now.
+    fn catch_up(
+        &mut self,
+        topics: &[String],
+        model_topics: &[String],
+        models: &mut dyn Consumer,
+    ) -> Result<(), ServeError> {
         let mut ends: HashMap<(String, i32), i64> = HashMap::new();
-        for t in topics {
+        for t in topics.iter().chain(model_topics) {
             for p in self.backend.describe_topic(t)?.partitions {
                 if p.high > p.low {
                     ends.insert((t.clone(), p.id), p.high);
                 }
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !ends.is_empty() && Instant::now() < deadline {
-            let records = self.follower.poll(10_000, Duration::from_millis(100))?;
-            for r in &records {
+        let mut reached = |records: &[Record]| {
+            for r in records {
                 let key = (r.topic.clone(), r.partition);
                 if ends.get(&key).is_some_and(|e| r.offset + 1 >= *e) {
                     ends.remove(&key);
                 }
             }
+            ends.is_empty()
+        };
+        let mut done = reached(&[]);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !done && Instant::now() < deadline {
+            let updates = models.poll(1000, Duration::from_millis(20))?;
+            done = reached(&updates);
+            {
+                let mut state = self.state.lock().expect("poisoned");
+                let before = state.models.swaps;
+                for r in &updates {
+                    state.models.apply(r);
+                }
+                self.metrics
+                    .model_swaps
+                    .fetch_add(state.models.swaps - before, Ordering::Relaxed);
+            }
+            let records = self.follower.poll(10_000, Duration::from_millis(20))?;
+            done = reached(&records) || done;
             self.apply_state(&records);
         }
         self.update_ready();
         Ok(())
     }
 
+    /// Applies feature-topic and item-table records.
     fn apply_state(&mut self, records: &[Record]) {
         if records.is_empty() {
             return;
         }
-        if self.loaded_models.is_none() {
-            for r in records {
-                if self.model_topics.contains(&r.topic) {
-                    self.model_positions
-                        .insert((r.topic.clone(), r.partition), r.offset + 1);
-                }
-            }
-        }
         let mut state = self.state.lock().expect("poisoned");
-        let before = state.models.swaps;
         for r in records {
-            if self.loaded_models.is_none() && self.model_topics.contains(&r.topic) {
-                state.models.apply(r);
-            }
             state.features.apply(r);
             if let Some(rules) = &mut state.engine.rules
                 && rules.topic == r.topic
@@ -467,9 +529,6 @@ impl Service {
         if let Some(rules) = &mut state.engine.rules {
             rules.flush();
         }
-        self.metrics
-            .model_swaps
-            .fetch_add(state.models.swaps - before, Ordering::Relaxed);
     }
 
     fn update_ready(&self) {

@@ -14,6 +14,7 @@ mod quickstart_features;
 mod quickstart_serving;
 mod registry;
 mod run;
+mod run_serving;
 mod serve;
 mod topics;
 mod train;

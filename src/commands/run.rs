@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
-use eddy_features::engine::job::{Job, JobError, JobMetrics, JobOptions, schema_lookup};
+use eddy_features::engine::job::{Job, JobError, JobMetrics, JobOptions, Learners, schema_lookup};
 use eddy_features::spec::{self, SpecError};
 use eddy_training::online::OnlineModels;
 
@@ -178,19 +178,37 @@ pub(crate) fn attach_models(
     job: &mut Job,
     backend: &dyn eddy_features::topic::Backend,
 ) -> anyhow::Result<()> {
+    for line in attach_models_with(job, backend, |learners| learners)? {
+        eprintln!("{line}");
+    }
+    Ok(())
+}
+
+/// [`attach_models`], with the learners passed through `wrap` first (the
+/// co-located service taps what they publish). Returns what to tell the
+/// user: which models resumed from a snapshot.
+pub(crate) fn attach_models_with(
+    job: &mut Job,
+    backend: &dyn eddy_features::topic::Backend,
+    wrap: impl FnOnce(Box<dyn Learners>) -> Box<dyn Learners>,
+) -> anyhow::Result<Vec<String>> {
     if job.models().is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let store = eddy_features::store::Store::open(job.checkpoint_url())?.child("models");
     let models = OnlineModels::open(job.models(), backend, &store).context("opening the models")?;
-    for name in models.resumed() {
-        eprintln!(
-            "model `{name}` resumes from its latest snapshot in {}",
-            store.url()
-        );
-    }
-    job.set_learners(Box::new(models))?;
-    Ok(())
+    let notes = models
+        .resumed()
+        .into_iter()
+        .map(|name| {
+            format!(
+                "model `{name}` resumes from its latest snapshot in {}",
+                store.url()
+            )
+        })
+        .collect();
+    job.set_learners(wrap(Box::new(models)))?;
+    Ok(notes)
 }
 
 /// `eddy run SPEC`: the live pipeline.
@@ -198,6 +216,11 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
     let loaded = load(&args.spec)?;
     let mut ctx = Context::open(global)?;
     let registry = ctx.registry()?;
+    if args.serve && loaded.spec.serving.is_none() {
+        return Err(super::serve::serve_failure(
+            eddy_serving::ServeError::NoServing,
+        ));
+    }
     let options = JobOptions {
         until_end: args.until_end,
         checkpoint_url: args
@@ -212,11 +235,12 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
         },
     };
     let options_group = options.group.clone();
-    let mut job =
-        Job::open(&loaded, ctx.backend.clone(), registry, options).map_err(|e| match e {
+    let mut job = Job::open(&loaded, ctx.backend.clone(), registry.clone(), options).map_err(
+        |e| match e {
             JobError::Spec(s) => spec_failure(s),
             other => anyhow::Error::new(other).context("starting the pipeline"),
-        })?;
+        },
+    )?;
     if !job.models().is_empty() && options_group.is_some() {
         return Err(CliError::fail(
             ExitCode::Usage,
@@ -230,21 +254,45 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
     )?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signals(stop.clone())?;
-    eprintln!(
-        "pipeline `{}` on the {} backend: metrics on http://{metrics_addr}/metrics, checkpoints in {}{}",
-        loaded.spec.name,
-        ctx.backend.kind(),
-        job.checkpoint_url(),
-        if args.until_end {
-            "; stops at the end of the sources"
-        } else {
-            "; Ctrl-C checkpoints and stops"
-        }
-    );
-    attach_models(&mut job, ctx.backend.as_ref())?;
+    let ending = if args.until_end {
+        "; stops at the end of the sources"
+    } else {
+        "; Ctrl-C checkpoints and stops"
+    };
+    let (notes, serving) = if args.serve {
+        let serving =
+            super::run_serving::start(&loaded, &ctx, registry, &mut job, args, stop.clone())?;
+        // The first line names the serving address: scripts read it.
+        eprintln!(
+            "pipeline `{}` on the {} backend, serving in this process: recommendations to topic `{}`, HTTP on http://{}/v1/recommendations/{{user}}; pipeline metrics on http://{metrics_addr}/metrics, checkpoints in {}{ending}",
+            loaded.spec.name,
+            ctx.backend.kind(),
+            serving.topic,
+            serving.addr,
+            job.checkpoint_url(),
+        );
+        (serving.notes.clone(), Some(serving))
+    } else {
+        eprintln!(
+            "pipeline `{}` on the {} backend: metrics on http://{metrics_addr}/metrics, checkpoints in {}{ending}",
+            loaded.spec.name,
+            ctx.backend.kind(),
+            job.checkpoint_url(),
+        );
+        (
+            attach_models_with(&mut job, ctx.backend.as_ref(), |l| l)?,
+            None,
+        )
+    };
+    for line in notes {
+        eprintln!("{line}");
+    }
     let bar = progress::bar(job.records_to_read(), "events");
-    let summary = job.run(&stop, &mut |n| bar.set_position(n))?;
+    let summary = job.run(&stop, &mut |n| bar.set_position(n));
     bar.finish_and_clear();
+    let served = serving
+        .map(|s| s.finish(args.until_end && summary.is_ok() && !stop.load(Ordering::Relaxed)));
+    let summary = summary?;
     println!(
         "{} events in {:.1} s ({:.0}/s), {} late, {} dead-lettered, {} feature rows written{}",
         summary.events,
@@ -267,6 +315,13 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
     }
     for file in &summary.parquet_files {
         tracing::info!(%file, "parquet written");
+    }
+    if let Some(served) = served {
+        let s = served?;
+        println!(
+            "serving: {} triggers and {} requests: {} recommendations, {} dead-lettered",
+            s.triggers, s.requests, s.recommendations, s.dead_lettered
+        );
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::exit::{CliError, ExitCode};
 
 use super::run::{load, spec_failure, stop_on_signals};
 
-fn serve_failure(e: ServeError) -> anyhow::Error {
+pub(crate) fn serve_failure(e: ServeError) -> anyhow::Error {
     match e {
         ServeError::Spec(s) => spec_failure(s),
         ServeError::NoServing => CliError::fail(ExitCode::Usage, e.to_string()),

@@ -249,13 +249,44 @@ fn wait_ready(addr: &str) {
     }
 }
 
-/// Produce events and requests to a live `eddy serve`, read the
-/// recommendations back and check every field.
-fn events_in_recommendations_out(dir: &Path, cmd: &dyn Fn(&[&str]) -> Command, extra: &[&str]) {
+/// How serving runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Deployment {
+    /// `eddy serve`, apart from the pipeline that trained the models.
+    Apart,
+    /// `eddy run --serve`: in the pipeline's process, with features from
+    /// the job's read API and models from the learner. No model is
+    /// published before it starts, and it follows neither the feature
+    /// topics nor the models topic, so being ready and answering with
+    /// features proves both in-process paths.
+    Colocated,
+}
+
+/// Produce events and requests to live serving, read the recommendations
+/// back and check every field.
+fn events_in_recommendations_out(
+    dir: &Path,
+    cmd: &dyn Fn(&[&str]) -> Command,
+    deployment: Deployment,
+) {
     let started = chrono_now();
-    let s = setup(dir, cmd, "recommendations");
-    let mut args = vec!["serve", s.spec.as_str(), "--http", "127.0.0.1:0"];
-    args.extend(extra);
+    let s = match deployment {
+        Deployment::Apart => setup(dir, cmd, "recommendations"),
+        Deployment::Colocated => prepare(dir, cmd, "recommendations", "fallback"),
+    };
+    let args = match deployment {
+        Deployment::Apart => vec!["serve", s.spec.as_str(), "--http", "127.0.0.1:0"],
+        Deployment::Colocated => vec![
+            "run",
+            s.spec.as_str(),
+            "--serve",
+            "--serve-http",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--standalone",
+        ],
+    };
     let live = LiveRun::start(cmd(&args));
     wait_ready(&live.addr);
     s.produce("events", Some(EVENT_SCHEMA), &events(600..640, T0));
@@ -271,7 +302,16 @@ fn events_in_recommendations_out(dir: &Path, cmd: &dyn Fn(&[&str]) -> Command, e
     let (status, pulled) = http_get(&live.addr, "/v1/recommendations/3?k=3");
     let (fstatus, features) = http_get(&live.addr, "/v1/features/user/3");
     let (_, metrics) = http_get(&live.addr, "/metrics");
-    live.stop();
+    let stdout = live.stop();
+    if deployment == Deployment::Colocated {
+        assert!(
+            stdout.contains(
+                "serving: 40 triggers and 4 requests: 42 recommendations, 2 dead-lettered"
+            ),
+            "{stdout}"
+        );
+        assert!(stdout.contains("model like (ftrl)"), "{stdout}");
+    }
 
     assert_eq!(recs.len(), 42, "40 triggers and 2 good requests");
     let event_lines: Vec<Json> = events(600..640, T0)
@@ -418,7 +458,15 @@ fn events_and_requests_in_recommendations_out_on_the_local_log() {
     let dir = tempfile::tempdir().unwrap();
     let local = Local::new(dir.path());
     let cmd = |args: &[&str]| local.cmd(args);
-    events_in_recommendations_out(dir.path(), &cmd, &[]);
+    events_in_recommendations_out(dir.path(), &cmd, Deployment::Apart);
+}
+
+#[test]
+fn serving_inside_the_pipeline_reads_features_and_models_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = Local::new(dir.path());
+    let cmd = |args: &[&str]| local.cmd(args);
+    events_in_recommendations_out(dir.path(), &cmd, Deployment::Colocated);
 }
 
 #[test]
@@ -435,7 +483,24 @@ fn events_and_requests_in_recommendations_out_on_tansu() {
             .args(args);
         c
     };
-    events_in_recommendations_out(dir.path(), &cmd, &[]);
+    events_in_recommendations_out(dir.path(), &cmd, Deployment::Apart);
+}
+
+#[test]
+fn serving_inside_the_pipeline_on_tansu() {
+    let Some(brokers) = external("EDDY_TEST_KAFKA_BROKERS") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let schemas = unique("schemas");
+    let registry = Registry::start(dir.path(), &["--brokers", &brokers], Some(&schemas));
+    let cmd = |args: &[&str]| {
+        let mut c = eddy(dir.path());
+        c.args(["--brokers", &brokers, "--registry", &registry.url])
+            .args(args);
+        c
+    };
+    events_in_recommendations_out(dir.path(), &cmd, Deployment::Colocated);
 }
 
 /// The learner keeps publishing new model versions while requests and
