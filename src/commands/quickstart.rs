@@ -171,6 +171,10 @@ pub fn run(global: &Global, args: &QuickstartArgs) -> anyhow::Result<()> {
             "live recommendations; add ratings and watch `recommendations`",
         ),
         (
+            format!("eddy run {spec} --serve"),
+            "both in one process: features, models and recommendations",
+        ),
+        (
             "eddy topics consume --topic recommendations --max 3".to_string(),
             "what serving emitted, with lineage",
         ),
