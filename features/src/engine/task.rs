@@ -349,6 +349,19 @@ impl Task {
         &self.views[index]
     }
 
+    /// Every view's rows as of the watermark, by view index (see
+    /// [`ViewState::rows`]); none before the first event.
+    pub fn current_rows(&self) -> Vec<(usize, FeatureRow)> {
+        if self.watermark == i64::MIN {
+            return Vec::new();
+        }
+        self.views
+            .iter()
+            .enumerate()
+            .flat_map(|(v, view)| view.rows(self.watermark).into_iter().map(move |r| (v, r)))
+            .collect()
+    }
+
     /// Offers an event read at `offset` of this task's partition of `source`.
     pub fn offer(&mut self, row: Row) -> Offer {
         let input = &mut self.inputs[row.source];

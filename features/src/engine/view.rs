@@ -220,6 +220,22 @@ impl ViewState {
         }
     }
 
+    /// Every key's row as of `as_of`, the watermark of the last emit. A key's
+    /// values change only at an emit, so this is what each key's last
+    /// emitted row says (as of the later time): it seeds the in-process read
+    /// API when a task is restored from a checkpoint.
+    pub fn rows(&self, as_of: i64) -> Vec<FeatureRow> {
+        self.entries
+            .iter()
+            .flatten()
+            .map(|e| FeatureRow {
+                key: e.key.clone(),
+                as_of,
+                values: e.state.values(&self.layout, as_of),
+            })
+            .collect()
+    }
+
     /// The view has state for `key`.
     pub fn holds(&self, key: &Scalar) -> bool {
         self.index.contains_key(key)

@@ -328,6 +328,9 @@ impl Job {
         };
         job.reopen_tasks_with_new_records();
         job.bootstrap_tables()?;
+        for task in job.tasks.values() {
+            job.seed_reader(task);
+        }
         Ok(job)
     }
 
@@ -535,6 +538,7 @@ impl Job {
                     let mut task = *task;
                     // A bounded run finished it; a live run goes on from there.
                     task.finished &= self.options.until_end;
+                    self.seed_reader(&task);
                     self.tasks.insert(task.partition, task);
                     self.reopen_tasks_with_new_records();
                 }
@@ -708,6 +712,16 @@ impl Job {
             self.reader.set_watermark(partition, task.watermark());
         }
         Ok(())
+    }
+
+    /// Gives the read API a restored task's rows: without them it would
+    /// answer "no row" for every key until the key's next change.
+    fn seed_reader(&self, task: &Task) {
+        let rows = task.current_rows();
+        if !rows.is_empty() {
+            self.reader.update(task.partition, rows);
+            self.reader.set_watermark(task.partition, task.watermark());
+        }
     }
 
     /// Flushes outputs, then writes every task's checkpoint: outputs are
