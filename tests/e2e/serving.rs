@@ -499,8 +499,9 @@ fn serving_inside_the_pipeline_reads_features_and_models_in_process() {
     events_in_recommendations_out(dir.path(), &cmd, Deployment::Colocated);
 }
 
-#[test]
-fn events_and_requests_in_recommendations_out_on_tansu() {
+/// [`events_in_recommendations_out`] on tansu, with the registry's
+/// schemas in a topic of their own.
+fn on_tansu(deployment: Deployment) {
     let Some(brokers) = external("EDDY_TEST_KAFKA_BROKERS") else {
         return;
     };
@@ -513,24 +514,17 @@ fn events_and_requests_in_recommendations_out_on_tansu() {
             .args(args);
         c
     };
-    events_in_recommendations_out(dir.path(), &cmd, Deployment::Apart);
+    events_in_recommendations_out(dir.path(), &cmd, deployment);
+}
+
+#[test]
+fn events_and_requests_in_recommendations_out_on_tansu() {
+    on_tansu(Deployment::Apart);
 }
 
 #[test]
 fn serving_inside_the_pipeline_on_tansu() {
-    let Some(brokers) = external("EDDY_TEST_KAFKA_BROKERS") else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let schemas = unique("schemas");
-    let registry = Registry::start(dir.path(), &["--brokers", &brokers], Some(&schemas));
-    let cmd = |args: &[&str]| {
-        let mut c = eddy(dir.path());
-        c.args(["--brokers", &brokers, "--registry", &registry.url])
-            .args(args);
-        c
-    };
-    events_in_recommendations_out(dir.path(), &cmd, Deployment::Colocated);
+    on_tansu(Deployment::Colocated);
 }
 
 /// The learner keeps publishing new model versions while requests and
