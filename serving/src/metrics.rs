@@ -21,6 +21,9 @@ pub struct ServeMetrics {
     pub empty: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub model_swaps: AtomicU64,
+    /// Model updates that could not be decoded (another eddy version, or
+    /// not a model update at all).
+    pub model_undecodable: AtomicU64,
     /// Every model loaded and state caught up.
     pub ready: AtomicBool,
     /// Time from reading a trigger to handing its recommendation to the
@@ -90,6 +93,11 @@ impl ServeMetrics {
             "eddy_serve_model_swaps_total",
             "Model snapshots and deltas applied.",
             &self.model_swaps,
+        );
+        counter(
+            "eddy_serve_model_updates_undecodable_total",
+            "Model updates that could not be decoded and were skipped.",
+            &self.model_undecodable,
         );
         let _ = writeln!(
             out,

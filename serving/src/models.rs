@@ -9,12 +9,15 @@
 //! and nothing pauses for a swap.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use eddy_features::spec::ModelPlan;
 use eddy_features::topic::Record;
 use eddy_training::lifecycle::{Applied, Assembler, ModelUpdate, Replica};
 use eddy_training::online::recommender::Model as RecModel;
 use eddy_training::recommend::mf::ItemMatrix;
+
+use crate::metrics::ServeMetrics;
 
 /// One served model.
 // A handful per process: the size difference costs nothing.
@@ -149,6 +152,21 @@ impl ModelSet {
                 }
             }
         }
+    }
+
+    /// Applies `records` in order, and adds the swaps and undecodable
+    /// updates they made to `metrics`.
+    pub fn apply_counted(&mut self, records: &[Record], metrics: &ServeMetrics) {
+        let (swaps, undecodable) = (self.swaps, self.undecodable);
+        for r in records {
+            self.apply(r);
+        }
+        metrics
+            .model_swaps
+            .fetch_add(self.swaps - swaps, Ordering::Relaxed);
+        metrics
+            .model_undecodable
+            .fetch_add(self.undecodable - undecodable, Ordering::Relaxed);
     }
 
     /// Every model has a version.

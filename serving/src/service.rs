@@ -129,7 +129,13 @@ impl Drop for Service {
 /// Where the model loader's updates come from.
 enum ModelFeed {
     Topics(Box<dyn Consumer>),
-    Learner(Receiver<Vec<Record>>),
+    /// What the learner published at a checkpoint: every record, of which
+    /// only those for `topics` (the models topics) are model updates; the
+    /// rest are its metrics.
+    Learner {
+        rx: Receiver<Vec<Record>>,
+        topics: Vec<String>,
+    },
 }
 
 enum ModelFeedError {
@@ -143,8 +149,11 @@ impl ModelFeed {
         let wait = Duration::from_millis(50);
         match self {
             ModelFeed::Topics(consumer) => consumer.poll(1000, wait).map_err(ModelFeedError::Read),
-            ModelFeed::Learner(rx) => match rx.recv_timeout(wait) {
-                Ok(records) => Ok(records),
+            ModelFeed::Learner { rx, topics } => match rx.recv_timeout(wait) {
+                Ok(mut records) => {
+                    records.retain(|r| topics.contains(&r.topic));
+                    Ok(records)
+                }
                 Err(RecvTimeoutError::Timeout) => Ok(Vec::new()),
                 Err(RecvTimeoutError::Disconnected) => Err(ModelFeedError::Closed),
             },
@@ -347,7 +356,10 @@ impl Service {
         };
         service.catch_up(&follow, &model_topics, model_reader.as_mut())?;
         let feed = match learner_feed {
-            Some(rx) => ModelFeed::Learner(rx),
+            Some(rx) => ModelFeed::Learner {
+                rx,
+                topics: model_topics,
+            },
             None => ModelFeed::Topics(model_reader),
         };
         service.start_loader(feed)?;
@@ -392,13 +404,7 @@ impl Service {
                         .iter()
                         .map(|(n, m)| (n.clone(), m.version()))
                         .collect();
-                    let swaps = staging.swaps;
-                    for r in &records {
-                        staging.apply(r);
-                    }
-                    metrics
-                        .model_swaps
-                        .fetch_add(staging.swaps - swaps, Ordering::Relaxed);
+                    staging.apply_counted(&records, &metrics);
                     let changed: Vec<(String, crate::models::Served)> = before
                         .into_iter()
                         .filter(|(n, v)| staging.models[n].version() != *v)
@@ -494,16 +500,11 @@ impl Service {
         while !done && Instant::now() < deadline {
             let updates = models.poll(1000, Duration::from_millis(20))?;
             done = reached(&updates);
-            {
-                let mut state = self.state.lock().expect("poisoned");
-                let before = state.models.swaps;
-                for r in &updates {
-                    state.models.apply(r);
-                }
-                self.metrics
-                    .model_swaps
-                    .fetch_add(state.models.swaps - before, Ordering::Relaxed);
-            }
+            self.state
+                .lock()
+                .expect("poisoned")
+                .models
+                .apply_counted(&updates, &self.metrics);
             let records = self.follower.poll(10_000, Duration::from_millis(20))?;
             done = reached(&records) || done;
             self.apply_state(&records);

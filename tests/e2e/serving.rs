@@ -452,6 +452,13 @@ fn events_in_recommendations_out(
         crate::pipeline::metric(&metrics, "eddy_serve_dead_letters_total") == 2.0,
         "{metrics}"
     );
+    // Regression: co-located serving was handed the learner's metrics
+    // records too, and counted them as undecodable model updates.
+    assert_eq!(
+        crate::pipeline::metric(&metrics, "eddy_serve_model_updates_undecodable_total"),
+        0.0,
+        "{metrics}"
+    );
 }
 
 /// Several eddy processes sharing one local log: one registry process owns
