@@ -3,6 +3,7 @@
 //! as a trigger (its request id is `http-<n>`), but its answer goes to the
 //! caller, not to the topic.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -93,6 +94,45 @@ fn features(state: &Mutex<State>, view: &str, key: &str) -> Response {
     }
 }
 
+/// `GET /v1/recommendations/{user}?k=`: the engine runs on a blocking
+/// thread, since it takes the state's lock.
+async fn pull(
+    state: Arc<Mutex<State>>,
+    metrics: Arc<ServeMetrics>,
+    user: String,
+    query: HashMap<String, String>,
+) -> Response {
+    let k = match query.get("k").map(|k| k.parse::<usize>()) {
+        Some(Ok(k)) => Some(k),
+        Some(Err(_)) => {
+            return (StatusCode::BAD_REQUEST, "k must be a positive integer\n").into_response();
+        }
+        None => None,
+    };
+    tokio::task::spawn_blocking(move || recommend(&state, &metrics, &user, k))
+        .await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// `/healthz`: ready once every model has loaded; otherwise which have not.
+fn health(metrics: &ServeMetrics, state: &Mutex<State>) -> (StatusCode, String) {
+    if metrics.ready.load(Ordering::Relaxed) {
+        return (StatusCode::OK, "ready\n".to_string());
+    }
+    let state = state.lock().expect("poisoned");
+    let missing: Vec<&String> = state
+        .models
+        .models
+        .iter()
+        .filter(|(_, m)| m.version().is_none())
+        .map(|(n, _)| n)
+        .collect();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("not ready: no update yet for models {missing:?} (is the learner running?)\n"),
+    )
+}
+
 /// Serves the endpoints on `addr` from a thread of its own; returns the
 /// bound address (port 0 picks a free one).
 pub fn serve(
@@ -101,88 +141,40 @@ pub fn serve(
     state: Arc<Mutex<State>>,
     metrics: Arc<ServeMetrics>,
 ) -> Result<SocketAddr, ServeError> {
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| ServeError::Setup(format!("binding HTTP to {addr}: {e}")))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| ServeError::Setup(e.to_string()))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| ServeError::Setup(e.to_string()))?;
-    std::thread::Builder::new()
-        .name("serve-http".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let (s1, m1) = (state.clone(), metrics.clone());
-                let s2 = state.clone();
-                let (m3, m4) = (metrics.clone(), metrics.clone());
-                let s4 = state.clone();
-                let app = axum::Router::new()
-                    .route(
-                        "/v1/recommendations/{user}",
-                        get(move |Path(user): Path<String>, Query(q): Query<std::collections::HashMap<String, String>>| {
-                            let (s, m) = (s1.clone(), m1.clone());
-                            async move {
-                                let k = match q.get("k").map(|k| k.parse::<usize>()) {
-                                    Some(Ok(k)) => Some(k),
-                                    Some(Err(_)) => {
-                                        return (StatusCode::BAD_REQUEST, "k must be a positive integer\n").into_response();
-                                    }
-                                    None => None,
-                                };
-                                tokio::task::spawn_blocking(move || recommend(&s, &m, &user, k))
-                                    .await
-                                    .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-                            }
-                        }),
-                    )
-                    .route(
-                        "/v1/features/{view}/{key}",
-                        get(move |Path((view, key)): Path<(String, String)>| {
-                            let s = s2.clone();
-                            async move { features(&s, &view, &key) }
-                        }),
-                    )
-                    .route(
-                        "/metrics",
-                        get(move || {
-                            let m = m3.clone();
-                            let name = name.clone();
-                            async move { m.render(&name) }
-                        }),
-                    )
-                    .route(
-                        "/healthz",
-                        get(move || {
-                            let (m, s) = (m4.clone(), s4.clone());
-                            async move {
-                                if m.ready.load(Ordering::Relaxed) {
-                                    (StatusCode::OK, "ready\n".to_string())
-                                } else {
-                                    let state = s.lock().expect("poisoned");
-                                    let missing: Vec<&String> = state
-                                        .models
-                                        .models
-                                        .iter()
-                                        .filter(|(_, m)| m.version().is_none())
-                                        .map(|(n, _)| n)
-                                        .collect();
-                                    (
-                                        StatusCode::SERVICE_UNAVAILABLE,
-                                        format!("not ready: no update yet for models {missing:?} (is the learner running?)\n"),
-                                    )
-                                }
-                            }
-                        }),
-                    );
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let _ = axum::serve(listener, app).await;
-            });
-        })
-        .map_err(|e| ServeError::Setup(e.to_string()))?;
-    Ok(bound)
+    let (s1, m1) = (state.clone(), metrics.clone());
+    let s2 = state.clone();
+    let (m3, m4) = (metrics.clone(), metrics.clone());
+    let app = axum::Router::new()
+        .route(
+            "/v1/recommendations/{user}",
+            get(
+                move |Path(user): Path<String>, Query(q): Query<HashMap<String, String>>| {
+                    pull(s1.clone(), m1.clone(), user, q)
+                },
+            ),
+        )
+        .route(
+            "/v1/features/{view}/{key}",
+            get(move |Path((view, key)): Path<(String, String)>| {
+                let s = s2.clone();
+                async move { features(&s, &view, &key) }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let m = m3.clone();
+                let name = name.clone();
+                async move { m.render(&name) }
+            }),
+        )
+        .route(
+            "/healthz",
+            get(move || {
+                let (m, s) = (m4.clone(), state.clone());
+                async move { health(&m, &s) }
+            }),
+        );
+    eddy_features::http::spawn(addr, "serve-http", app)
+        .map_err(|e| ServeError::Setup(e.to_string()))
 }

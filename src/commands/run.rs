@@ -102,50 +102,35 @@ fn serve_metrics(
     name: String,
     metrics: Arc<JobMetrics>,
 ) -> anyhow::Result<SocketAddr> {
+    use axum::http::StatusCode;
     use axum::routing::get;
-    let listener = std::net::TcpListener::bind(addr)
-        .with_context(|| format!("binding the metrics endpoint to {addr}"))?;
-    listener.set_nonblocking(true)?;
-    let bound = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let m1 = metrics.clone();
-                let app = axum::Router::new()
-                    .route(
-                        "/metrics",
-                        get(move || {
-                            let m = m1.clone();
-                            let name = name.clone();
-                            async move { m.render(&name) }
-                        }),
-                    )
-                    .route(
-                        "/healthz",
-                        get(move || {
-                            let m = metrics.clone();
-                            async move {
-                                if m.ready.load(Ordering::Relaxed) {
-                                    (axum::http::StatusCode::OK, "ready\n")
-                                } else {
-                                    (
-                                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                                        "starting: loading tables\n",
-                                    )
-                                }
-                            }
-                        }),
-                    );
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let _ = axum::serve(listener, app).await;
-            });
-        })?;
-    Ok(bound)
+    let m1 = metrics.clone();
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = m1.clone();
+                let name = name.clone();
+                async move { m.render(&name) }
+            }),
+        )
+        .route(
+            "/healthz",
+            get(move || {
+                let m = metrics.clone();
+                async move {
+                    if m.ready.load(Ordering::Relaxed) {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "starting: loading tables\n",
+                        )
+                    }
+                }
+            }),
+        );
+    eddy_features::http::spawn(addr, "metrics", app).context("serving the metrics endpoint")
 }
 
 /// Sets `stop` on Ctrl-C or SIGTERM.
@@ -260,7 +245,7 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
         "; Ctrl-C checkpoints and stops"
     };
     let (notes, serving) = if args.serve {
-        let serving =
+        let mut serving =
             super::run_serving::start(&loaded, &ctx, registry, &mut job, args, stop.clone())?;
         // The first line names the serving address: scripts read it.
         eprintln!(
@@ -271,7 +256,7 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
             serving.addr,
             job.checkpoint_url(),
         );
-        (serving.notes.clone(), Some(serving))
+        (std::mem::take(&mut serving.notes), Some(serving))
     } else {
         eprintln!(
             "pipeline `{}` on the {} backend: metrics on http://{metrics_addr}/metrics, checkpoints in {}{ending}",
