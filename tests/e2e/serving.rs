@@ -112,6 +112,9 @@ struct Setup<'a> {
     cmd: &'a dyn Fn(&[&str]) -> Command,
     p: String,
     spec: String,
+    /// The pipeline's checkpoints, in the test's directory (on Kafka the
+    /// default is `./eddy-checkpoints`, which would land in the repository).
+    checkpoints: String,
 }
 
 impl Setup<'_> {
@@ -162,6 +165,8 @@ impl Setup<'_> {
                 "--metrics-addr",
                 "127.0.0.1:0",
                 "--standalone",
+                "--checkpoint-url",
+                &self.checkpoints,
             ]),
             "",
         );
@@ -209,6 +214,7 @@ fn prepare<'a>(
         dir,
         cmd,
         spec: dir.join("serve.yaml").display().to_string(),
+        checkpoints: dir.join("checkpoints").display().to_string(),
         p,
     };
     let text = spec(&s.p, &format!("{}{out}", s.p)).replace(
@@ -285,6 +291,8 @@ fn events_in_recommendations_out(
             "--metrics-addr",
             "127.0.0.1:0",
             "--standalone",
+            "--checkpoint-url",
+            s.checkpoints.as_str(),
         ],
     };
     let live = LiveRun::start(cmd(&args));
