@@ -8,8 +8,9 @@ Features (see the spec in tests/e2e/backfill.rs):
   n_lifetime, sum_lifetime, mean_lifetime, last_rating_lifetime,
   n_30d, sum_30d, mean_30d.
 
-Windowed values come from cumulative sums: the 30-day window at query time
-q holds (q - 30d, q], so its count is cum(<= q) - cum(<= q - 30d), each a
+Windowed values come from cumulative sums: the live 30-day window at the
+label's time t holds (t - 30d, t]; without the events at t it holds
+(t - 30d, t - 1], so its count is cum(<= t - 1) - cum(<= t - 30d), each a
 backward as-of join. This shares no code or method with eddy's streaming
 windows.
 
@@ -58,7 +59,7 @@ def main(ratings_csv: str, training_dir: str, from_ms: int | None) -> int:
     )
     labels = ratings.select(
         user_id="userId", ts="ts", label=pl.col("rating") >= 4
-    ).with_columns(q=pl.col("ts") - 1, q_lo=pl.col("ts") - 1 - WINDOW)
+    ).with_columns(q=pl.col("ts") - 1, q_lo=pl.col("ts") - WINDOW)
     labels = labels.sort("q")
     upto_q = labels.join_asof(
         per_time.select("userId", "ts", "cum_n", "cum_s", "last"),

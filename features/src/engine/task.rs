@@ -484,11 +484,15 @@ impl Task {
     ///
     /// Without a probe each view takes its rows in one batch. With one, the
     /// released rows are walked one timestamp at a time: the probed
-    /// source's events at time `t` read every view as of `t - 1` before any
-    /// event at `t` counts. That is what keeps a training row free of
-    /// leakage: neither its own event nor anything at or after its time can
-    /// be in its features. Joins and SQL still run once per batch, before
-    /// the walk, since they do not depend on view state.
+    /// source's events at time `t` read every view as of `t`, before any
+    /// event at `t` counts. So a training row holds exactly what the live
+    /// window at `t` holds, less the events at `t`: a sliding window of
+    /// length `w` covers `(t - w, t)`, the same lower bound as live (reading
+    /// as of `t - 1` instead would count an event at exactly `t - w`, which
+    /// the live window has already evicted). Neither its own event nor
+    /// anything at or after its time can be in its features. Joins and SQL
+    /// still run once per batch, before the walk, since they do not depend
+    /// on view state.
     pub fn advance_probed(
         &mut self,
         w: i64,
@@ -554,7 +558,7 @@ impl Task {
                             if probe.sources.contains(&row.source) {
                                 let values = &mut probe.scratch;
                                 for v in &mut self.views {
-                                    v.probe_into(&row.key, ts - 1, values);
+                                    v.probe_into(&row.key, ts, values);
                                 }
                                 probe.rows.push(&self.cfg, row, probe.keep_columns, values);
                             }

@@ -697,10 +697,12 @@ fn a_probed_event_sees_only_strictly_earlier_events_not_one_at_its_own_time() {
             seen,
             vec![
                 (400, 0, Scalar::Long(0), Scalar::Long(0)),
-                // Both events at 500 see only the one at 400, not each other.
-                (500, 1, Scalar::Long(1), Scalar::Long(1)),
-                (500, 2, Scalar::Long(1), Scalar::Long(1)),
-                // At 649 the 100 ms window holds (549, 649]: nothing.
+                // Both events at 500 see only the one at 400, not each
+                // other; and the 100 ms window at 500 is (400, 500), as
+                // live: the event at exactly 500 - 100 has left it.
+                (500, 1, Scalar::Long(1), Scalar::Long(0)),
+                (500, 2, Scalar::Long(1), Scalar::Long(0)),
+                // At 650 the 100 ms window holds (550, 650): nothing.
                 (650, 3, Scalar::Long(3), Scalar::Long(0)),
             ],
             "batches cut after event {cut}"
@@ -735,4 +737,63 @@ fn a_backfill_until_a_time_counts_nothing_after_it_and_probes_from_its_start() {
     let (_, last) = out.rows.last().expect("the final table");
     assert_eq!(last.as_of, 650);
     assert_eq!(last.values[lifetime], Scalar::Long(3));
+}
+
+/// Regression: a training row counted an event the live window had already
+/// evicted. The probe read as of `t - 1`, whose 100 ms window is
+/// `(t - 101, t - 1]` and so holds an event at exactly `t - 100`; the live
+/// window at `t` is `(t - 100, t]`. A training row must hold what the live
+/// table holds at `t` less the events at `t`, for every window kind, with
+/// events placed on the boundaries (times are multiples of 10 ms, the
+/// windows multiples of 50 ms).
+#[test]
+fn training_row_counted_an_event_the_live_window_had_evicted() {
+    use super::task::Probe;
+    let (cfg, _) = config();
+    let boundary_events = prop::collection::vec((0i64..3, 0i64..60, 1i64..=4), 1..60);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(64));
+    runner
+        .run(&boundary_events, |mut events| {
+            // In time order: these are about boundaries, not lateness.
+            events.sort_by_key(|e| e.1);
+            let rows: Vec<Row> = events
+                .iter()
+                .enumerate()
+                .map(|(i, (user, t, r))| {
+                    event_row(
+                        *user,
+                        t * 10,
+                        i as i64,
+                        [
+                            Scalar::Double(*r as f64 * 0.5),
+                            Scalar::Long(*r),
+                            Scalar::Str(format!("i{r}").into()),
+                        ],
+                    )
+                })
+                .collect();
+            let mut task = Task::new(cfg.clone(), 0);
+            let mut probe = Probe::events(0, i64::MIN);
+            for r in &rows {
+                task.offer(r.clone());
+            }
+            task.finish_probed(None, &[], Some(&mut probe));
+            let probed = &probe.rows;
+            prop_assert_eq!(probed.ts.len(), rows.len());
+            for i in 0..probed.ts.len() {
+                let (t, offset) = (probed.ts[i], probed.offsets[i]);
+                let key = rows[offset as usize].key.clone();
+                // The live table at watermark t, fed every event before t.
+                let mut live = Task::new(cfg.clone(), 0);
+                for r in rows.iter().filter(|r| r.ts < t) {
+                    live.offer(r.clone());
+                }
+                live.advance_to(t, &[]);
+                let expected = live.view(0).values(&key, t);
+                let got: Vec<Scalar> = probed.features.iter().map(|c| c.get(i)).collect();
+                prop_assert_eq!(got, expected, "label at {} (offset {})", t, offset);
+            }
+            Ok(())
+        })
+        .unwrap();
 }
