@@ -70,13 +70,31 @@ pub enum TopicError {
         path: PathBuf,
     },
     /// Data in the local log is damaged somewhere other than its tail.
-    #[error("local log segment {path} is corrupt at byte {position}: {reason}")]
+    #[error(
+        "local log segment {path} is damaged at byte {position}: {reason}. eddy stops rather than skip or overwrite records: restore the partition from a copy, or move it aside and replay the topic from its producers"
+    )]
     Corrupt {
         /// Segment file.
         path: PathBuf,
         /// Byte offset of the bad record.
         position: u64,
         /// What is wrong.
+        reason: String,
+    },
+    /// Records of a topic that is not compacted are missing: offsets must
+    /// be contiguous, and the next record on disk is past the next one
+    /// wanted.
+    #[error(
+        "local log {dir}: offsets {from}..{to} are missing ({reason}). eddy stops rather than skip them: restore the missing segment files, or, to accept the loss, start again from a later position (for a pipeline, delete its checkpoints and backfill from an archive)"
+    )]
+    Missing {
+        /// Partition directory.
+        dir: PathBuf,
+        /// First missing offset.
+        from: i64,
+        /// The offset found instead.
+        to: i64,
+        /// Why they are missing, as far as the reader can tell.
         reason: String,
     },
     /// A file-system error in the local log.
@@ -117,7 +135,7 @@ impl TopicError {
             | TopicError::Kafka(_)
             | TopicError::Timeout { .. }
             | TopicError::Io { .. } => Blame::Environment,
-            TopicError::Corrupt { .. } => Blame::Internal,
+            TopicError::Corrupt { .. } | TopicError::Missing { .. } => Blame::Environment,
         }
     }
 

@@ -34,21 +34,23 @@ impl LocalConsumer {
         }
     }
 
+    /// Where to start, and whether that is a recorded position (which must
+    /// still exist) rather than "the oldest record".
     fn start_offset(
         &mut self,
         topic: &str,
         partition: i32,
         start: StartOffset,
-    ) -> Result<i64, TopicError> {
+    ) -> Result<(i64, bool), TopicError> {
         let dir = self.log.topic_dir(topic).join(partition.to_string());
         Ok(match start {
-            StartOffset::Earliest => 0,
-            StartOffset::At(o) => o,
-            StartOffset::Latest => self.high_watermark(topic, partition, &dir)?,
+            StartOffset::Earliest => (0, false),
+            StartOffset::At(o) => (o, true),
+            StartOffset::Latest => (self.high_watermark(topic, partition, &dir)?, true),
             StartOffset::Committed { fallback_latest } => match self.committed(topic, partition)? {
-                Some(o) => o,
-                None if fallback_latest => self.high_watermark(topic, partition, &dir)?,
-                None => 0,
+                Some(o) => (o, true),
+                None if fallback_latest => (self.high_watermark(topic, partition, &dir)?, true),
+                None => (0, false),
             },
         })
     }
@@ -81,14 +83,15 @@ impl Consumer for LocalConsumer {
                     partitions: meta.partitions,
                 });
             }
-            let offset = self.start_offset(topic, partition, start)?;
+            let (offset, exact) = self.start_offset(topic, partition, start)?;
             self.readers
                 .retain(|r| !(&*r.topic == topic && r.partition == partition));
             let dir = self.log.topic_dir(topic).join(partition.to_string());
+            let contiguous = !meta.cleanup().compacts();
             self.readers.push(AssignedPartition {
                 topic: name.clone(),
                 partition,
-                reader: PartitionReader::new(dir, offset),
+                reader: PartitionReader::new(dir, offset, contiguous, exact),
             });
         }
         Ok(())

@@ -74,9 +74,17 @@ impl PartitionWriter {
                     .open(&path)
                     .map_err(TopicError::io(&path))?;
                 let mut valid_len = scan.valid_len;
+                // Damage with valid records after it is not a torn write:
+                // refuse to open rather than cut them off and hand their
+                // offsets to new records.
+                if let Some(damage) = scan.damage(&path) {
+                    return Err(damage);
+                }
                 if let Some(why) = &scan.stopped {
+                    let file_len = fs::metadata(&path).map(|m| m.len()).unwrap_or(valid_len);
                     tracing::warn!(segment = %path.display(), reason = %why, kept_records = scan.records.len(),
-                        "local log: cutting off a torn tail (crash during write); records before it are kept");
+                        cut_bytes = file_len.saturating_sub(valid_len),
+                        "local log: cutting off a torn tail (crash during write; no valid record follows it); records before it are kept");
                     if valid_len < HEADER_LEN {
                         file.set_len(0).map_err(TopicError::io(&path))?;
                         (&file).write_all(MAGIC).map_err(TopicError::io(&path))?;
@@ -229,6 +237,13 @@ pub(crate) struct PartitionReader {
     current: Option<OpenSegment>,
     /// Next offset to return; records below it are skipped.
     next_offset: i64,
+    /// Offsets have no holes (the topic is not compacted), so a record
+    /// past `next_offset` means records are missing: a deleted or truncated
+    /// segment, or retention that deleted records before they were read.
+    contiguous: bool,
+    /// `next_offset` is a position the caller asked for (not "from the
+    /// oldest record"), so even the first record must be exactly there.
+    exact: bool,
 }
 
 struct OpenSegment {
@@ -241,18 +256,37 @@ struct OpenSegment {
 }
 
 impl PartitionReader {
-    pub(crate) fn new(dir: PathBuf, start: i64) -> Self {
+    /// A reader from `start`, which need not exist yet (a reader of the
+    /// oldest record passes 0). With `contiguous` (a topic that is not
+    /// compacted), a hole in the offsets is an error rather than a skip;
+    /// `exact` applies that to the first record too (a position the caller
+    /// recorded, such as a checkpoint's, rather than "the oldest record").
+    pub(crate) fn new(dir: PathBuf, start: i64, contiguous: bool, exact: bool) -> Self {
         PartitionReader {
             dir,
             current: None,
             next_offset: start,
+            contiguous,
+            exact: contiguous && exact,
         }
     }
 
-    /// Repositions the reader.
+    /// Repositions the reader at a recorded position.
     pub(crate) fn seek(&mut self, offset: i64) {
         self.next_offset = offset;
         self.current = None;
+        self.exact = self.contiguous;
+    }
+
+    /// The error for records that should be at `self.next_offset` but the
+    /// next one on disk is `found`.
+    fn missing(&self, found: i64, why: &str) -> TopicError {
+        TopicError::Missing {
+            dir: self.dir.clone(),
+            from: self.next_offset,
+            to: found,
+            reason: why.to_string(),
+        }
     }
 
     /// Reads up to `max` records into `out`; returns how many.
@@ -277,9 +311,19 @@ impl PartitionReader {
             }
             match segment::decode(&seg.pending[seg.pending_pos..]) {
                 Decoded::Record(r, used) => {
+                    if r.offset > self.next_offset && self.exact {
+                        let why = if r.offset == seg.base {
+                            "the segments holding them are gone (deleted by hand, or by retention before they were read)"
+                        } else {
+                            "they are missing from the middle of a segment"
+                        };
+                        return Err(self.missing(r.offset, why));
+                    }
+                    let seg = self.current.as_mut().expect("opened above");
                     seg.pending_pos += used;
                     if r.offset >= self.next_offset {
                         self.next_offset = r.offset + 1;
+                        self.exact = self.contiguous;
                         out.push(r);
                         n += 1;
                     }
@@ -306,12 +350,40 @@ impl PartitionReader {
                         });
                     }
                     if !self.fill()? {
+                        // No more bytes: a record being written, unless a
+                        // newer segment exists (this one is closed).
+                        self.check_not_closed(&why)?;
                         break;
                     }
                 }
             }
         }
         Ok(n)
+    }
+
+    /// Unread bytes at the end of the open segment are a record still being
+    /// written, unless a newer segment exists: the writer finished this
+    /// one before creating the next, so a closed segment ending inside a
+    /// record was truncated or damaged, and the records in it are lost.
+    fn check_not_closed(&mut self, why: &str) -> Result<(), TopicError> {
+        let bases = segment::list_segments(&self.dir).map_err(TopicError::io(&self.dir))?;
+        let seg = self.current.as_ref().expect("segment open");
+        if !bases.iter().any(|b| *b > seg.base) {
+            return Ok(());
+        }
+        // The last write may have landed after our last read.
+        if self.fill()? {
+            return Ok(());
+        }
+        let seg = self.current.as_ref().expect("segment open");
+        let unread = seg.pending.len() - seg.pending_pos;
+        Err(TopicError::Corrupt {
+            path: segment::segment_path(&self.dir, seg.base),
+            position: seg.pending_file_pos + seg.pending_pos as u64,
+            reason: format!(
+                "{why}: the closed segment ends inside a record ({unread} bytes left), so it was truncated or damaged and the records after this byte are lost"
+            ),
+        })
     }
 
     /// Reads more bytes of the open segment. False if the file has none.
@@ -361,6 +433,11 @@ impl PartitionReader {
         // The writer finished this segment before it created the next one,
         // but our last read may have raced with its final write.
         if self.fill()? {
+            return Ok(true);
+        }
+        let seg = self.current.as_ref().expect("segment open");
+        if seg.pending_pos < seg.pending.len() {
+            self.check_not_closed("a torn record")?;
             return Ok(true);
         }
         self.current = None;
@@ -435,7 +512,7 @@ pub(crate) fn offsets_on_disk(dir: &Path) -> Result<(i64, i64), TopicError> {
 
 fn first_offset(dir: &Path, bases: &[i64]) -> Result<Option<i64>, TopicError> {
     for &base in bases {
-        let mut reader = PartitionReader::new(dir.to_path_buf(), base);
+        let mut reader = PartitionReader::new(dir.to_path_buf(), base, false, false);
         let mut out = Vec::new();
         if reader.open_segment(base)? && reader.read(1, &mut out)? == 1 {
             return Ok(Some(out[0].offset));
@@ -481,9 +558,10 @@ pub(crate) fn maintain(
         let horizon = rules.now_ms - retention_ms;
         while let Some(&base) = closed.first() {
             let path = segment::segment_path(dir, base);
-            let scan = segment::scan(&path).map_err(TopicError::io(&path))?;
-            let newest = scan
-                .records
+            let records = segment::scan(&path)
+                .map_err(TopicError::io(&path))?
+                .whole(&path)?;
+            let newest = records
                 .iter()
                 .map(|r| r.timestamp_ms)
                 .max()
@@ -520,7 +598,18 @@ pub(crate) fn maintain(
         all.push(writer.active_base());
         for base in &all {
             let path = segment::segment_path(dir, *base);
-            for r in segment::scan(&path).map_err(TopicError::io(&path))?.records {
+            let scan = segment::scan(&path).map_err(TopicError::io(&path))?;
+            // The active segment may end in a record still being written;
+            // damage anywhere else stops compaction before it rewrites.
+            let records = if *base == writer.active_base() {
+                match scan.damage(&path) {
+                    Some(damage) => return Err(damage),
+                    None => scan.records,
+                }
+            } else {
+                scan.whole(&path)?
+            };
+            for r in records {
                 if let Some(k) = r.key {
                     latest.insert(k, r.offset);
                 }
@@ -529,10 +618,11 @@ pub(crate) fn maintain(
         let tombstone_horizon = rules.now_ms - rules.delete_retention_ms;
         for base in closed {
             let path = segment::segment_path(dir, base);
-            let scan = segment::scan(&path).map_err(TopicError::io(&path))?;
-            let before = scan.records.len();
-            let kept: Vec<&StoredRecord> = scan
-                .records
+            let records = segment::scan(&path)
+                .map_err(TopicError::io(&path))?
+                .whole(&path)?;
+            let before = records.len();
+            let kept: Vec<&StoredRecord> = records
                 .iter()
                 .filter(|r| match &r.key {
                     Some(k) => {

@@ -21,7 +21,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::topic::Header;
+use crate::topic::{Header, TopicError};
 
 /// First bytes of every segment file (format version 1).
 pub(crate) const MAGIC: &[u8; 8] = b"EDDYLOG1";
@@ -231,10 +231,58 @@ pub(crate) struct Scan {
     pub valid_len: u64,
     /// Why the scan stopped before the end of the file, if it did.
     pub stopped: Option<String>,
+    /// Where a whole, valid record starts after the point where the scan
+    /// stopped, if one does. A crash during a write can only leave a torn
+    /// *tail*: bad bytes followed by a valid record are damage in the
+    /// middle of the data, and cutting there would delete the records after
+    /// it.
+    pub resumes_at: Option<u64>,
+}
+
+impl Scan {
+    /// The scan stopped at damage that valid records follow (not a torn
+    /// tail), as the error to raise.
+    pub(crate) fn damage(&self, path: &Path) -> Option<TopicError> {
+        let resumes_at = self.resumes_at?;
+        Some(TopicError::Corrupt {
+            path: path.to_path_buf(),
+            position: self.valid_len,
+            reason: format!(
+                "{}, and a valid record follows at byte {resumes_at}, so this is damage in the middle of the segment, not a torn write; nothing was changed",
+                self.stopped.as_deref().unwrap_or("a bad record")
+            ),
+        })
+    }
+
+    /// The records of a segment that must be whole (a closed one): any
+    /// stop, torn or not, is damage.
+    pub(crate) fn whole(self, path: &Path) -> Result<Vec<StoredRecord>, TopicError> {
+        match &self.stopped {
+            None => Ok(self.records),
+            Some(why) => Err(TopicError::Corrupt {
+                path: path.to_path_buf(),
+                position: self.valid_len,
+                reason: format!(
+                    "{why} in a closed segment (only the active segment can have a torn tail)"
+                ),
+            }),
+        }
+    }
+}
+
+/// The position of the first whole, valid record at or after `from` whose
+/// offset is above `after` (any offset if `None`), found by trying every
+/// byte position. Slow, but only run on damaged data: it tells a torn tail
+/// (no valid record after the damage) from damage in the middle.
+pub(crate) fn find_valid_record(data: &[u8], from: usize, after: Option<i64>) -> Option<usize> {
+    (from..data.len()).find(|&pos| match decode(&data[pos..]) {
+        Decoded::Record(r, _) => after.is_none_or(|a| r.offset > a),
+        _ => false,
+    })
 }
 
 /// Reads every valid record of a segment, stopping at the first torn or
-/// corrupt one.
+/// corrupt one (and saying whether valid records follow it).
 pub(crate) fn scan(path: &Path) -> io::Result<Scan> {
     let data = fs::read(path)?;
     if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
@@ -243,10 +291,12 @@ pub(crate) fn scan(path: &Path) -> io::Result<Scan> {
         } else {
             "segment header is not EDDYLOG1".to_string()
         });
+        let resumes_at = find_valid_record(&data, 1, None).map(|p| p as u64);
         return Ok(Scan {
             records: Vec::new(),
             valid_len: 0,
             stopped,
+            resumes_at,
         });
     }
     let mut pos = MAGIC.len();
@@ -268,10 +318,17 @@ pub(crate) fn scan(path: &Path) -> io::Result<Scan> {
             }
         }
     }
+    let resumes_at = match stopped {
+        Some(_) => {
+            find_valid_record(&data, pos + 1, records.last().map(|r| r.offset)).map(|p| p as u64)
+        }
+        None => None,
+    };
     Ok(Scan {
         records,
         valid_len: pos as u64,
         stopped,
+        resumes_at,
     })
 }
 

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use super::segment;
 use super::*;
 use crate::topic::conformance::{self, poll_n};
-use crate::topic::{ProducerRecord, StartOffset, read_to_end};
+use crate::topic::{ProducerRecord, Record, StartOffset, read_to_end};
 
 fn open(dir: &Path) -> LocalLog {
     LocalLog::open(LocalLogConfig::new(dir)).expect("open")
@@ -299,4 +299,160 @@ proptest! {
         }
         prop_assert_eq!(all[whole].offset, whole as i64);
     }
+}
+
+/// `n` records of 40 bytes in topic `t`, in segments of about 1 KiB.
+fn segmented(dir: &Path, n: u8) -> Vec<i64> {
+    let log = open(dir);
+    let mut spec = TopicSpec::new("t");
+    spec.config.insert("segment.bytes".into(), "1024".into());
+    log.create_topic(&spec).unwrap();
+    let mut p = log.producer().unwrap();
+    for i in 0..n {
+        p.send(ProducerRecord::new("t", None, Some(vec![i; 40])))
+            .unwrap();
+    }
+    p.flush().unwrap();
+    segment::list_segments(&dir.join("topics/t/0")).unwrap()
+}
+
+fn read_all(log: &LocalLog) -> Result<Vec<Record>, TopicError> {
+    let mut c = log.consumer(None).unwrap();
+    c.assign_all("t", StartOffset::Earliest)?;
+    let mut out = Vec::new();
+    loop {
+        let got = c.poll(1000, Duration::from_millis(50))?;
+        if got.is_empty() {
+            return Ok(out);
+        }
+        out.extend(got);
+    }
+}
+
+/// Regression: opening a partition for writing cut off everything after a
+/// damaged record in the middle of the active segment, as if it were a
+/// torn tail, and the next record reused the offset of the first one lost.
+#[test]
+fn opening_for_write_deleted_every_record_after_a_corrupt_one() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        log.create_topic(&TopicSpec::new("t")).unwrap();
+        let mut p = log.producer().unwrap();
+        for i in 0..50u8 {
+            p.send(ProducerRecord::new("t", None, Some(vec![i; 40])))
+                .unwrap();
+        }
+        p.flush().unwrap();
+    }
+    let seg = segment::segment_path(&dir.path().join("topics/t/0"), 0);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let log = open(dir.path());
+    let mut p = log.producer().unwrap();
+    let err = p
+        .send(ProducerRecord::new("t", None, Some(b"next".to_vec())))
+        .and_then(|_| p.flush())
+        .unwrap_err();
+    assert!(
+        matches!(&err, TopicError::Corrupt { reason, .. } if reason.contains("not a torn write")),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&seg).unwrap(),
+        bytes,
+        "the segment is untouched"
+    );
+    // A reader stops at the damage too, rather than skipping it.
+    assert!(matches!(read_all(&log), Err(TopicError::Corrupt { .. })));
+}
+
+/// Regression: a closed segment truncated in the middle of a record was
+/// read up to the cut, then the reader moved on to the next segment, and a
+/// bounded run exited 0 with the rest of that segment's records missing.
+#[test]
+fn closed_segment_truncated_mid_record_was_skipped_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = segmented(dir.path(), 100);
+    assert!(segments.len() >= 3, "{segments:?}");
+    let closed = segment::segment_path(&dir.path().join("topics/t/0"), segments[1]);
+    let len = std::fs::metadata(&closed).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&closed)
+        .unwrap()
+        .set_len(len - 30)
+        .unwrap();
+    let err = read_all(&open(dir.path())).unwrap_err();
+    assert!(
+        matches!(&err, TopicError::Corrupt { reason, .. } if reason.contains("closed segment ends inside a record")),
+        "{err}"
+    );
+}
+
+/// Regression: a deleted closed segment was skipped: the reader went from
+/// the segment before it to the one after it.
+#[test]
+fn deleted_closed_segment_was_skipped_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = segmented(dir.path(), 100);
+    let gone = segments[1];
+    std::fs::remove_file(segment::segment_path(&dir.path().join("topics/t/0"), gone)).unwrap();
+    let err = read_all(&open(dir.path())).unwrap_err();
+    assert!(
+        matches!(&err, TopicError::Missing { from, to, .. } if from == &gone && to == &segments[2]),
+        "{err}"
+    );
+}
+
+/// A position that retention has passed (records deleted before they were
+/// read) is an error for a reader that asked for it, not a jump ahead.
+#[test]
+fn a_recorded_position_behind_the_oldest_record_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let segments = segmented(dir.path(), 100);
+    std::fs::remove_file(segment::segment_path(&dir.path().join("topics/t/0"), 0)).unwrap();
+    let log = open(dir.path());
+    let mut c = log.consumer(None).unwrap();
+    c.assign("t", &[(0, StartOffset::At(3))]).unwrap();
+    let err = c.poll(10, Duration::from_millis(50)).unwrap_err();
+    assert!(
+        matches!(&err, TopicError::Missing { from: 3, to, .. } if to == &segments[1]),
+        "{err}"
+    );
+    // "From the oldest record" starts where retention left the topic.
+    let all = read_all(&log).unwrap();
+    assert_eq!(all[0].offset, segments[1]);
+    assert_eq!(all.len(), 100 - segments[1] as usize);
+}
+
+/// Compaction must not rewrite a damaged closed segment with only the
+/// records before the damage.
+#[test]
+fn compaction_refuses_a_damaged_closed_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.create_topic(&compacted_spec("c")).unwrap();
+    let mut p = log.producer().unwrap();
+    for i in 0..100u8 {
+        p.send(ProducerRecord::new(
+            "c",
+            Some(vec![i % 5]),
+            Some(vec![i; 40]),
+        ))
+        .unwrap();
+    }
+    p.flush().unwrap();
+    let dir0 = dir.path().join("topics/c/0");
+    let segments = segment::list_segments(&dir0).unwrap();
+    let closed = segment::segment_path(&dir0, segments[0]);
+    let mut bytes = std::fs::read(&closed).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&closed, &bytes).unwrap();
+    assert!(matches!(log.maintain("c"), Err(TopicError::Corrupt { .. })));
+    assert_eq!(std::fs::read(&closed).unwrap(), bytes);
 }
