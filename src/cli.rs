@@ -270,6 +270,11 @@ pub struct BackfillArgs {
     /// one step per task, on all cores. Default 50000.
     #[arg(long, default_value_t = 50_000)]
     pub batch: usize,
+    /// Exit 0 even when history is incomplete (records past retention and
+    /// never archived, or holes in the archive). Without it such a
+    /// backfill still writes its output, warns with counts, and exits 11.
+    #[arg(long)]
+    pub allow_incomplete_history: bool,
 }
 
 #[derive(Debug, Subcommand)]

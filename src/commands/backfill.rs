@@ -94,6 +94,12 @@ pub fn backfill(global: &Global, args: &BackfillArgs) -> anyhow::Result<()> {
     for lost in &s.lost {
         println!("warning: history incomplete: {lost}");
     }
+    if s.archive_duplicates > 0 {
+        println!(
+            "{} records the archive held twice were read once (same partition and offset)",
+            s.archive_duplicates
+        );
+    }
     println!(
         "feature tables: {} rows in {} files under {out}/features/",
         s.feature_rows,
@@ -115,6 +121,15 @@ pub fn backfill(global: &Global, args: &BackfillArgs) -> anyhow::Result<()> {
         );
     }
     println!("manifest: {out}/manifest.json");
+    if !s.lost.is_empty() && !args.allow_incomplete_history {
+        return Err(CliError::fail(
+            ExitCode::DataLost,
+            format!(
+                "the backfill wrote its output, but history is incomplete in {} partitions (see the warnings above): rows computed from it lack those records. Restore the missing archive files, or pass --allow-incomplete-history to accept the gap",
+                s.lost.len()
+            ),
+        ));
+    }
     Ok(())
 }
 

@@ -97,8 +97,11 @@ pub struct BackfillSummary {
     /// Label events whose label expression failed, and the first reason.
     pub labels_rejected: u64,
     pub first_label_rejection: Option<String>,
-    /// History already gone and not archived.
+    /// History already gone and not archived, and holes in the archive,
+    /// one line per partition.
     pub lost: Vec<String>,
+    /// Records the archive held twice, dropped (lossless).
+    pub archive_duplicates: u64,
     pub first_problem: Option<String>,
     /// Per query id: the view's values for the key as of the query's time.
     pub answers: Vec<Vec<Scalar>>,
@@ -442,7 +445,8 @@ impl Backfill {
             .collect();
         self.summary.from_archive = self.history.from_archive;
         self.summary.from_topics = self.history.from_topics;
-        self.summary.lost = self.history.lost.clone();
+        self.summary.lost = self.history.incomplete();
+        self.summary.archive_duplicates = self.history.duplicates();
         self.summary.elapsed = started.elapsed();
         self.write_manifest()?;
         Ok(self.summary)
