@@ -2,6 +2,7 @@
 //! to it; `eddy --help` and the README list them.
 
 use eddy_features::avro::AvroError;
+use eddy_features::engine::job::{CheckpointError, JobError};
 use eddy_features::registry::RegistryError;
 use eddy_features::topic::{Blame, TopicError};
 
@@ -30,6 +31,11 @@ pub enum ExitCode {
     LocalLog = 9,
     /// A check ran and found a difference (`eddy consistency`).
     CheckFailed = 10,
+    /// Data that must be read is missing or damaged: a damaged local-log
+    /// segment, missing offsets, a checkpoint past its source's end or
+    /// behind its retention, a task whose every checkpoint is damaged.
+    /// eddy stopped rather than skip it.
+    DataLost = 11,
 }
 
 /// A failure the CLI raises itself, carrying its exit code.
@@ -57,6 +63,7 @@ fn topic_code(e: &TopicError) -> ExitCode {
         TopicError::UnknownTopic(_) => ExitCode::UnknownTopic,
         TopicError::BrokerUnreachable { .. } | TopicError::Timeout { .. } => ExitCode::Unreachable,
         TopicError::Locked { .. } | TopicError::Io { .. } => ExitCode::LocalLog,
+        TopicError::Corrupt { .. } | TopicError::Missing { .. } => ExitCode::DataLost,
         TopicError::InvalidRecord { .. } => ExitCode::InvalidInput,
         _ => match e.blame() {
             Blame::User => ExitCode::Usage,
@@ -81,6 +88,21 @@ fn registry_code(e: &RegistryError) -> ExitCode {
     }
 }
 
+/// A job error's code, where the job knows it (`transparent` variants do
+/// not show their inner error in the chain, so they are unwrapped here).
+fn job_code(e: &JobError) -> Option<ExitCode> {
+    Some(match e {
+        JobError::Topic(t) => topic_code(t),
+        JobError::Registry(r) => registry_code(r),
+        JobError::Avro(a) => avro_code(a),
+        JobError::PositionLost { .. } => ExitCode::DataLost,
+        JobError::Checkpoint(CheckpointError::Corrupt { .. }) => ExitCode::DataLost,
+        JobError::Checkpoint(CheckpointError::SpecChanged { .. }) => ExitCode::Usage,
+        JobError::Spec(_) => ExitCode::Usage,
+        _ => return None,
+    })
+}
+
 fn avro_code(e: &AvroError) -> ExitCode {
     match e {
         AvroError::Registry(r) => registry_code(r),
@@ -99,6 +121,11 @@ pub fn code_for(e: &anyhow::Error) -> ExitCode {
         }
         if let Some(t) = cause.downcast_ref::<TopicError>() {
             return topic_code(t);
+        }
+        if let Some(j) = cause.downcast_ref::<JobError>()
+            && let Some(code) = job_code(j)
+        {
+            return code;
         }
         if let Some(r) = cause.downcast_ref::<RegistryError>() {
             return registry_code(r);
@@ -134,4 +161,6 @@ Exit codes:
   6  input does not match its schema, or is not valid JSON
   7  records could not be decoded (wrong magic byte, unknown schema id, truncated Avro)
   8  the schema is not a valid Avro schema
-  9  the local log is locked by another process, or a file-system error";
+  9  the local log is locked by another process, or a file-system error
+  10 a check found a difference (eddy consistency)
+  11 data that must be read is missing or damaged (eddy stopped rather than skip it)";

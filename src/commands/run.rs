@@ -279,11 +279,12 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
         .map(|s| s.finish(args.until_end && summary.is_ok() && !stop.load(Ordering::Relaxed)));
     let summary = summary?;
     println!(
-        "{} events in {:.1} s ({:.0}/s), {} late, {} dead-lettered, {} feature rows written{}",
+        "{} events in {:.1} s ({:.0}/s), {} late, {} undecodable records, {} dead-lettered, {} feature rows written{}",
         summary.events,
         summary.elapsed.as_secs_f64(),
         progress::rate(summary.events, summary.elapsed),
         summary.late,
+        summary.undecodable,
         summary.dead_lettered,
         summary.rows,
         if summary.restored_tasks > 0 {
@@ -295,6 +296,9 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
             String::new()
         }
     );
+    for line in &summary.checkpoint_fallbacks {
+        println!("warning: damaged checkpoint: {line}");
+    }
     for line in job.model_summary() {
         println!("model {line}");
     }

@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 /// Counters and gauges of a running job.
 #[derive(Debug, Default)]
 pub struct JobMetrics {
+    /// Source records read (events and records that did not decode).
     pub events_in: AtomicU64,
+    /// Source records that did not decode (dead-lettered).
+    pub undecodable: AtomicU64,
     pub late: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub rows_out: AtomicU64,
@@ -44,8 +47,13 @@ impl JobMetrics {
         };
         counter(
             "eddy_events_in_total",
-            "Source events read.",
+            "Source records read (undecodable ones included).",
             self.events_in.load(Ordering::Relaxed),
+        );
+        counter(
+            "eddy_records_undecodable_total",
+            "Source records that did not decode (sent to the dead-letter topic, not counted as events).",
+            self.undecodable.load(Ordering::Relaxed),
         );
         counter(
             "eddy_events_late_total",

@@ -36,7 +36,8 @@ use crate::topic::{
     Backend, Consumer, Producer, ProducerRecord, Record, StartOffset, TopicError, TopicSpec,
 };
 
-use checkpoint::{CheckpointError, Checkpointer};
+pub use checkpoint::CheckpointError;
+use checkpoint::Checkpointer;
 pub use inputs::schema_lookup;
 use inputs::{Inputs, Source, Table, apply_table_record, bootstrap_tables, decode_event};
 pub use learners::Learners;
@@ -65,6 +66,56 @@ pub enum JobError {
     NotCoPartitioned { detail: String },
     #[error("{0}")]
     Output(String),
+    /// A checkpoint's position is outside what the source holds now.
+    #[error(
+        "task {partition} resumes `{topic}` partition {partition} at offset {at}, but the topic now holds offsets {low}..{high}: {why}. eddy stops rather than skip records or wait for offsets that may never come. If the topic was recreated or emptied on purpose, delete the pipeline's checkpoints ({url}) and rebuild (with an archive, `eddy backfill` restores the history)"
+    )]
+    PositionLost {
+        topic: String,
+        partition: i32,
+        at: i64,
+        low: i64,
+        high: i64,
+        why: &'static str,
+        url: String,
+    },
+}
+
+/// Checks a restored task's source positions against the offsets the
+/// sources hold: a position past the end means the topic was recreated or
+/// emptied (records after it would be skipped, or the run would wait for
+/// offsets that never come); one below the start means retention deleted
+/// records the task never read.
+pub(crate) fn check_positions(
+    task: &Task,
+    topics: &[String],
+    bounds: &HashMap<(usize, i32), (i64, i64)>,
+    url: &str,
+) -> Result<(), JobError> {
+    for (s, topic) in topics.iter().enumerate() {
+        let (Some(at), Some(&(low, high))) =
+            (task.inputs[s].next_offset, bounds.get(&(s, task.partition)))
+        else {
+            continue;
+        };
+        let why = if at > high {
+            "the checkpoint is past the end of the topic (it was recreated, or emptied)"
+        } else if at < low {
+            "records between them were deleted (retention) before the task read them"
+        } else {
+            continue;
+        };
+        return Err(JobError::PositionLost {
+            topic: topic.clone(),
+            partition: task.partition,
+            at,
+            low,
+            high,
+            why,
+            url: url.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// How a job runs.
@@ -87,11 +138,16 @@ pub struct JobOptions {
 /// A summary of a finished run.
 #[derive(Debug, Clone, Default)]
 pub struct RunSummary {
+    /// Source records that decoded into events.
     pub events: u64,
+    /// Source records that did not decode (dead-lettered, not events).
+    pub undecodable: u64,
     pub late: u64,
     pub dead_lettered: u64,
     pub rows: u64,
     pub restored_tasks: usize,
+    /// Damaged checkpoints passed over for an older one, one line each.
+    pub checkpoint_fallbacks: Vec<String>,
     pub parquet_files: Vec<String>,
     /// Source records copied to the archive.
     pub archived: u64,
@@ -131,6 +187,8 @@ pub struct Job {
     options: JobOptions,
     /// Per (source, partition): the end offset at start (bounded runs).
     ends: HashMap<(usize, i32), i64>,
+    /// Per (source, partition): the earliest retained offset at start.
+    lows: HashMap<(usize, i32), i64>,
     /// Per (source, partition): when a record last arrived.
     last_seen: HashMap<(usize, i32), Instant, foldhash::fast::RandomState>,
     pub metrics: Arc<JobMetrics>,
@@ -219,6 +277,7 @@ impl Job {
             cfg,
             partitions,
             ends,
+            lows,
             ..
         } = inputs;
         // Outputs.
@@ -244,8 +303,14 @@ impl Job {
         // the consumer group assigns.
         let checkpointer = Arc::new(Checkpointer::new(
             Store::open(&options.checkpoint_url)?.child(&spec.name),
+            &spec.name,
             fingerprint(&plans),
         ));
+        let bounds: HashMap<(usize, i32), (i64, i64)> = ends
+            .iter()
+            .map(|(k, end)| (*k, (lows.get(k).copied().unwrap_or(0), *end)))
+            .collect();
+        let source_topics: Vec<String> = sources.iter().map(|s| s.topic.clone()).collect();
         let n = partitions as i32;
         let mut tasks = BTreeMap::new();
         let mut seqs = BTreeMap::new();
@@ -270,7 +335,9 @@ impl Job {
                 let (task, seq) = match checkpointer.latest(p)? {
                     Some(c) => {
                         restored += 1;
-                        (restore(&cfg, c.task, &options), c.seq + 1)
+                        let task = restore(&cfg, c.task, &options);
+                        check_positions(&task, &source_topics, &bounds, checkpointer.url())?;
+                        (task, c.seq + 1)
                     }
                     None => (Task::new(cfg.clone(), p), 0),
                 };
@@ -311,6 +378,7 @@ impl Job {
             interval: Duration::from_millis(spec.checkpoint.interval.0 as u64),
             options,
             ends,
+            lows,
             last_seen: HashMap::default(),
             metrics,
             reader,
@@ -510,11 +578,16 @@ impl Job {
         }
         self.checkpoint()?;
         Ok(RunSummary {
-            events: self.metrics.events_in.load(Ordering::Relaxed),
+            // Records that did not decode are not events: they are counted
+            // apart and dead-lettered.
+            events: self.metrics.events_in.load(Ordering::Relaxed)
+                - self.metrics.undecodable.load(Ordering::Relaxed),
+            undecodable: self.metrics.undecodable.load(Ordering::Relaxed),
             late: self.metrics.late.load(Ordering::Relaxed),
             dead_lettered: self.metrics.dead_lettered.load(Ordering::Relaxed),
             rows: self.metrics.rows_out.load(Ordering::Relaxed),
             restored_tasks: self.restored,
+            checkpoint_fallbacks: self.checkpointer.fallbacks(),
             parquet_files: self.parquet_files.clone(),
             archived: self.archive.as_ref().map_or(0, |a| a.archived),
             elapsed: started.elapsed(),
@@ -533,6 +606,14 @@ impl Job {
                 group::TaskChange::Gained(task, seq) => {
                     if seq > 0 {
                         self.restored += 1;
+                        let bounds: HashMap<(usize, i32), (i64, i64)> = self
+                            .ends
+                            .iter()
+                            .map(|(k, end)| (*k, (self.lows.get(k).copied().unwrap_or(0), *end)))
+                            .collect();
+                        let topics: Vec<String> =
+                            self.sources.iter().map(|s| s.topic.clone()).collect();
+                        check_positions(&task, &topics, &bounds, self.checkpointer.url())?;
                     }
                     self.seqs.insert(task.partition, seq);
                     let mut task = *task;
@@ -626,6 +707,7 @@ impl Job {
             }
             Err(reason) => {
                 task.skipped(s, rec.offset + 1);
+                self.metrics.undecodable.fetch_add(1, Ordering::Relaxed);
                 self.dead_letter(rec, &reason)?;
             }
         }
