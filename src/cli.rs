@@ -62,6 +62,17 @@ pub struct Global {
     #[arg(long, default_value_t = 10, global = true)]
     pub timeout: u64,
 
+    /// Seconds a running job waits for brokers that stopped answering
+    /// (librdkafka reconnects meanwhile) before it stops with exit code 4.
+    /// Default 300.
+    #[arg(
+        long,
+        env = "EDDY_BROKER_OUTAGE_TIMEOUT",
+        default_value_t = 300,
+        global = true
+    )]
+    pub broker_outage_timeout: u64,
+
     /// More logging (-v info, -vv debug); or set EDDY_LOG.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,

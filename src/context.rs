@@ -87,6 +87,7 @@ impl Context {
             Some(brokers) => {
                 let mut config = KafkaConfig::new(brokers.clone());
                 config.timeout = Duration::from_secs(global.timeout.max(1));
+                config.outage_timeout = Duration::from_secs(global.broker_outage_timeout.max(1));
                 if let Some(file) = &global.kafka_config {
                     config.properties.extend(read_properties(file)?);
                 }

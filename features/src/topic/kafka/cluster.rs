@@ -67,6 +67,13 @@ impl Cluster {
         }
     }
 
+    /// The brokers answer a metadata request now.
+    pub(crate) fn reachable(&self) -> bool {
+        self.meta
+            .fetch_metadata(None, self.config.timeout.min(Duration::from_secs(5)))
+            .is_ok()
+    }
+
     /// All topic names, sorted.
     pub(crate) fn topic_names(&self) -> Result<Vec<String>, TopicError> {
         let md = self

@@ -52,6 +52,37 @@ pub(crate) struct KafkaConsumer {
     /// The group assigns partitions (see `group`).
     subscribed: bool,
     positions: BTreeMap<(String, i32), Position>,
+    /// Since when the brokers fail to answer, and how many errors, while
+    /// librdkafka reconnects (see [`KafkaConsumer::outage`]).
+    outage: Option<Outage>,
+}
+
+/// A broker outage in progress.
+struct Outage {
+    since: Instant,
+    errors: u64,
+    last_warned: Instant,
+    first: String,
+}
+
+/// Errors librdkafka recovers from by itself (it reconnects and retries):
+/// a broker restarting, a network blip, a leader moving.
+fn transient(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::OperationTimedOut
+                | C::RequestTimedOut
+                | C::NetworkException
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+                | C::BrokerNotAvailable
+                | C::Resolve
+        )
+    )
 }
 
 fn next_reader_id() -> u64 {
@@ -86,7 +117,75 @@ impl KafkaConsumer {
             has_group: group.is_some(),
             subscribed: false,
             positions: BTreeMap::new(),
+            outage: None,
         })
+    }
+
+    /// A transient broker error: logged (with a count, at most every 5 s)
+    /// while librdkafka reconnects, and an error only once the brokers have
+    /// been gone for longer than the configured outage timeout.
+    fn outage(&mut self, e: KafkaError) -> Result<(), TopicError> {
+        let now = Instant::now();
+        let outage = self.outage.get_or_insert_with(|| {
+            tracing::warn!(error = %e, brokers = %self.cluster.config.brokers,
+                "kafka: brokers not answering; librdkafka reconnects, eddy waits (up to {:?})",
+                self.cluster.config.outage_timeout);
+            Outage {
+                since: now,
+                errors: 0,
+                last_warned: now,
+                first: e.to_string(),
+            }
+        });
+        outage.errors += 1;
+        let gone = now.duration_since(outage.since);
+        if gone > self.cluster.config.outage_timeout {
+            return self.outage_over();
+        }
+        if now.duration_since(outage.last_warned) >= Duration::from_secs(5) {
+            outage.last_warned = now;
+            tracing::warn!(errors = outage.errors, seconds = gone.as_secs(), last = %e,
+                "kafka: brokers still not answering");
+        }
+        Ok(())
+    }
+
+    /// The outage has lasted past its timeout: over if the brokers answer
+    /// a metadata request now (errors can be stale, and an idle topic sends
+    /// no record to prove it), otherwise the end of the run.
+    fn outage_over(&mut self) -> Result<(), TopicError> {
+        let Some(outage) = &self.outage else {
+            return Ok(());
+        };
+        if outage.since.elapsed() <= self.cluster.config.outage_timeout {
+            return Ok(());
+        }
+        if self.cluster.reachable() {
+            Self::recovered(&mut self.outage);
+            return Ok(());
+        }
+        let gone = outage.since.elapsed();
+        Err(TopicError::BrokerUnreachable {
+            brokers: self.cluster.config.brokers.clone(),
+            timeout: self.cluster.config.outage_timeout,
+            detail: format!(
+                "gone for {:.0} s during a run, {} errors, first: {}; raise --broker-outage-timeout to wait longer",
+                gone.as_secs_f64(),
+                outage.errors,
+                outage.first
+            ),
+        })
+    }
+
+    /// A record arrived: an outage in progress is over.
+    fn recovered(outage: &mut Option<Outage>) {
+        if let Some(o) = outage.take() {
+            tracing::warn!(
+                seconds = format!("{:.1}", o.since.elapsed().as_secs_f64()),
+                errors = o.errors,
+                "kafka: brokers answer again; reading resumes where it stopped"
+            );
+        }
     }
 
     /// (Re)starts fetching one partition so that `next` is the next record
@@ -253,6 +352,7 @@ impl Consumer for KafkaConsumer {
     fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<Record>, TopicError> {
         let mut out = Vec::new();
         let deadline = Instant::now() + timeout;
+        self.outage_over()?;
         while out.len() < max {
             let wait = if out.is_empty() {
                 deadline.saturating_duration_since(Instant::now())
@@ -266,8 +366,17 @@ impl Consumer for KafkaConsumer {
             match polled {
                 None => break,
                 Some(Err(KafkaError::PartitionEOF(_))) => continue,
+                Some(Err(e)) if transient(&e) => {
+                    self.outage(e)?;
+                    // Nothing is lost: the fetch position has not moved.
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    continue;
+                }
                 Some(Err(e)) => return Err(kafka_err(e)),
                 Some(Ok(m)) => {
+                    Self::recovered(&mut self.outage);
                     let key = (m.topic().to_string(), m.partition());
                     let Some(pos) = self.positions.get_mut(&key) else {
                         continue;

@@ -61,6 +61,11 @@ pub struct KafkaConfig {
     /// How long to wait for the cluster to answer a metadata or admin
     /// request before failing. Default 10 s.
     pub timeout: Duration,
+    /// How long a running consumer waits for brokers that stopped
+    /// answering (librdkafka reconnects meanwhile) before it fails with
+    /// [`TopicError::BrokerUnreachable`](crate::topic::TopicError). Default
+    /// 300 s.
+    pub outage_timeout: Duration,
 }
 
 impl KafkaConfig {
@@ -70,6 +75,7 @@ impl KafkaConfig {
             brokers: brokers.into(),
             properties: BTreeMap::new(),
             timeout: Duration::from_secs(10),
+            outage_timeout: Duration::from_secs(300),
         }
     }
 
