@@ -95,7 +95,7 @@ fn job_code(e: &JobError) -> Option<ExitCode> {
         JobError::Topic(t) => topic_code(t),
         JobError::Registry(r) => registry_code(r),
         JobError::Avro(a) => avro_code(a),
-        JobError::PositionLost { .. } => ExitCode::DataLost,
+        JobError::PositionLost { .. } | JobError::HistoryGap(_) => ExitCode::DataLost,
         JobError::Checkpoint(CheckpointError::Corrupt { .. }) => ExitCode::DataLost,
         JobError::Checkpoint(CheckpointError::SpecChanged { .. }) => ExitCode::Usage,
         JobError::Spec(_) => ExitCode::Usage,

@@ -464,7 +464,7 @@ fn history_split_between_archive_and_topic_is_read_without_gap_or_duplicate() {
             c
         },
         "",
-        1,
+        11,
     );
     assert!(
         err.contains(&format!(

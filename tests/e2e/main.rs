@@ -9,6 +9,7 @@ mod backfill;
 mod cli_kafka;
 mod cli_local;
 mod datasets;
+mod faults;
 mod interop_confluent;
 mod interop_kcat;
 mod learn;

@@ -110,7 +110,11 @@ pub struct BackfillSummary {
 
 impl From<HistoryError> for JobError {
     fn from(e: HistoryError) -> JobError {
-        JobError::Output(e.to_string())
+        match e {
+            HistoryError::Topic(t) => JobError::Topic(t),
+            gap @ HistoryError::Gap { .. } => JobError::HistoryGap(gap.to_string()),
+            other => JobError::Output(other.to_string()),
+        }
     }
 }
 

@@ -66,6 +66,10 @@ pub enum JobError {
     NotCoPartitioned { detail: String },
     #[error("{0}")]
     Output(String),
+    /// History a backfill must read is in neither the archive nor the
+    /// topic.
+    #[error("{0}")]
+    HistoryGap(String),
     /// A checkpoint's position is outside what the source holds now.
     #[error(
         "task {partition} resumes `{topic}` partition {partition} at offset {at}, but the topic now holds offsets {low}..{high}: {why}. eddy stops rather than skip records or wait for offsets that may never come. If the topic was recreated or emptied on purpose, delete the pipeline's checkpoints ({url}) and rebuild (with an archive, `eddy backfill` restores the history)"
@@ -187,8 +191,6 @@ pub struct Job {
     options: JobOptions,
     /// Per (source, partition): the end offset at start (bounded runs).
     ends: HashMap<(usize, i32), i64>,
-    /// Per (source, partition): the earliest retained offset at start.
-    lows: HashMap<(usize, i32), i64>,
     /// Per (source, partition): when a record last arrived.
     last_seen: HashMap<(usize, i32), Instant, foldhash::fast::RandomState>,
     pub metrics: Arc<JobMetrics>,
@@ -378,7 +380,6 @@ impl Job {
             interval: Duration::from_millis(spec.checkpoint.interval.0 as u64),
             options,
             ends,
-            lows,
             last_seen: HashMap::default(),
             metrics,
             reader,
@@ -606,11 +607,14 @@ impl Job {
                 group::TaskChange::Gained(task, seq) => {
                     if seq > 0 {
                         self.restored += 1;
-                        let bounds: HashMap<(usize, i32), (i64, i64)> = self
-                            .ends
-                            .iter()
-                            .map(|(k, end)| (*k, (self.lows.get(k).copied().unwrap_or(0), *end)))
-                            .collect();
+                        // The sources as they are now: a live job's grew
+                        // since it started, and the old owner read them.
+                        let mut bounds = HashMap::new();
+                        for (i, source) in self.sources.iter().enumerate() {
+                            for p in self.backend.describe_topic(&source.topic)?.partitions {
+                                bounds.insert((i, p.id), (p.low, p.high));
+                            }
+                        }
                         let topics: Vec<String> =
                             self.sources.iter().map(|s| s.topic.clone()).collect();
                         check_positions(&task, &topics, &bounds, self.checkpointer.url())?;
