@@ -353,7 +353,10 @@ pub enum ModelKind {
 
 #[derive(Debug, Args)]
 pub struct LearnArgs {
-    /// A CSV file (with a header) or a Parquet file (`.parquet`).
+    /// A CSV file (with a header), a Parquet file (`.parquet`), or a
+    /// directory of Parquet files (a training set from `eddy backfill
+    /// --labels`, read in file-name order). List columns (`top_k`,
+    /// `last_k` features) give one category per element.
     #[arg(long)]
     pub input: PathBuf,
     /// The label column. For `ftrl`: 1/0, true/false, or a number

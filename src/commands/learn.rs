@@ -28,7 +28,13 @@ enum Kind {
     /// Numbers are numeric, text is a category.
     Auto,
     Category,
+    /// A list (a `top_k` or `last_k` feature): each element is a category,
+    /// as the spec's models read lists. Elements are joined by [`LIST_SEP`].
+    List,
 }
+
+/// Separates the elements of a list column in a text field.
+const LIST_SEP: u8 = 0x1f;
 
 /// The plan for one header: which column is the label, and the features.
 struct Plan {
@@ -40,7 +46,8 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(header: &[String], args: &LearnArgs) -> anyhow::Result<Plan> {
+    /// `lists`: the columns that hold lists (Parquet only).
+    fn new(header: &[String], lists: &[String], args: &LearnArgs) -> anyhow::Result<Plan> {
         let find = |name: &str| header.iter().position(|h| h == name);
         let label = find(&args.label).ok_or_else(|| {
             CliError::fail(
@@ -64,7 +71,9 @@ impl Plan {
             .enumerate()
             .filter(|(i, h)| *i != label && !args.ignore.contains(h))
             .map(|(i, h)| {
-                let kind = if args.categorical.contains(h) {
+                let kind = if lists.contains(h) {
+                    Kind::List
+                } else if args.categorical.contains(h) {
                     Kind::Category
                 } else {
                     Kind::Auto
@@ -103,6 +112,12 @@ impl Plan {
                 continue;
             }
             let number = match kind {
+                Kind::List => {
+                    for element in text.split(|b| *b == LIST_SEP) {
+                        b.category(*slot, element);
+                    }
+                    continue;
+                }
                 Kind::Category => None,
                 Kind::Auto => std::str::from_utf8(text)
                     .ok()
@@ -183,32 +198,122 @@ fn label(text: &[u8]) -> Option<f64> {
 /// A file's header and its rows of text fields.
 type Table = (Vec<String>, Vec<Vec<Vec<u8>>>);
 
-/// Rows of a Parquet file as text fields (numbers formatted back).
-fn parquet_rows(path: &Path) -> anyhow::Result<Table> {
+/// The Parquet files of an input: the file itself, or every `.parquet`
+/// file under a directory (a training set `eddy backfill --labels` wrote),
+/// in name order, which is the order the backfill wrote its parts in.
+fn parquet_files(path: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+        {
+            let p = entry?.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|e| e == "parquet") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(CliError::fail(
+            ExitCode::Usage,
+            format!("{} is a directory with no .parquet files", path.display()),
+        ));
+    }
+    Ok(files)
+}
+
+/// Rows of Parquet files as text fields (numbers formatted back, list
+/// elements joined by [`LIST_SEP`]), the names of the list columns, and
+/// the header. Columns in `ignore` are not read at all (their fields are
+/// empty), so a column of a type `eddy learn` cannot read can be left out.
+fn parquet_rows(path: &Path, ignore: &[String]) -> anyhow::Result<(Table, Vec<String>)> {
     use polars::prelude::*;
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let df = ParquetReader::new(file)
-        .finish()
-        .with_context(|| format!("reading {} as Parquet", path.display()))?;
-    let header: Vec<String> = df
-        .get_column_names()
-        .iter()
-        .map(|c| c.to_string())
-        .collect();
-    let mut columns = Vec::new();
-    for c in df.get_columns() {
-        let s = c.as_materialized_series().cast(&DataType::String)?;
-        let s = s.str()?.clone();
-        columns.push(
-            s.into_iter()
-                .map(|v| v.unwrap_or("").as_bytes().to_vec())
-                .collect::<Vec<_>>(),
+    let mut header: Option<Vec<String>> = None;
+    let mut lists = Vec::new();
+    let mut rows = Vec::new();
+    for file_path in parquet_files(path)? {
+        let file = std::fs::File::open(&file_path)
+            .with_context(|| format!("opening {}", file_path.display()))?;
+        let df = ParquetReader::new(file)
+            .finish()
+            .with_context(|| format!("reading {} as Parquet", file_path.display()))?;
+        let names: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        match &header {
+            None => header = Some(names.clone()),
+            Some(h) if *h != names => {
+                return Err(CliError::fail(
+                    ExitCode::InvalidInput,
+                    format!(
+                        "{} has columns {names:?}, unlike the files before it ({h:?})",
+                        file_path.display()
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+        let mut columns = Vec::new();
+        for name in &names {
+            if ignore.contains(name) {
+                columns.push(vec![Vec::new(); df.height()]);
+                continue;
+            }
+            let s = df.column(name)?.as_materialized_series();
+            let text: Vec<Vec<u8>> = match s.dtype() {
+                DataType::List(_) => {
+                    if !lists.contains(name) {
+                        lists.push(name.clone());
+                    }
+                    let mut out = Vec::with_capacity(s.len());
+                    for v in s.list()?.into_iter() {
+                        let mut field = Vec::new();
+                        if let Some(inner) = v {
+                            let inner = inner.cast(&DataType::String)?;
+                            for (k, e) in inner.str()?.into_iter().flatten().enumerate() {
+                                if k > 0 {
+                                    field.push(LIST_SEP);
+                                }
+                                field.extend_from_slice(e.as_bytes());
+                            }
+                        }
+                        out.push(field);
+                    }
+                    out
+                }
+                _ => {
+                    let cast = s.cast(&DataType::String).map_err(|e| {
+                        CliError::fail(
+                            ExitCode::InvalidInput,
+                            format!(
+                                "{}: column `{name}` ({}) cannot be read as features ({e}); leave it out with --ignore {name}",
+                                file_path.display(),
+                                s.dtype()
+                            ),
+                        )
+                    })?;
+                    cast.str()?
+                        .into_iter()
+                        .map(|v| v.unwrap_or("").as_bytes().to_vec())
+                        .collect()
+                }
+            };
+            columns.push(text);
+        }
+        rows.extend(
+            (0..df.height()).map(|r| columns.iter().map(|c| c[r].clone()).collect::<Vec<_>>()),
         );
     }
-    let rows = (0..df.height())
-        .map(|r| columns.iter().map(|c| c[r].clone()).collect())
-        .collect();
-    Ok((header, rows))
+    Ok(((header.unwrap_or_default(), rows), lists))
 }
 
 pub fn learn(args: &LearnArgs) -> anyhow::Result<()> {
@@ -247,10 +352,16 @@ pub fn learn(args: &LearnArgs) -> anyhow::Result<()> {
         x: Vec::new(),
     };
     let started = Instant::now();
-    let is_parquet = args.input.extension().is_some_and(|e| e == "parquet");
+    let is_parquet = args.input.is_dir() || args.input.extension().is_some_and(|e| e == "parquet");
     if is_parquet {
-        let (header, rows) = parquet_rows(&args.input)?;
-        let plan = Plan::new(&header, args)?;
+        let ignore: Vec<String> = args
+            .ignore
+            .iter()
+            .filter(|c| **c != args.label)
+            .cloned()
+            .collect();
+        let ((header, rows), lists) = parquet_rows(&args.input, &ignore)?;
+        let plan = Plan::new(&header, &lists, args)?;
         for (r, row) in rows.iter().enumerate() {
             run.row(&plan, &header, r + 1, row);
         }
@@ -262,7 +373,7 @@ pub fn learn(args: &LearnArgs) -> anyhow::Result<()> {
             .from_path(&args.input)
             .with_context(|| format!("opening {}", args.input.display()))?;
         let header: Vec<String> = reader.headers()?.iter().map(str::to_string).collect();
-        let plan = Plan::new(&header, args)?;
+        let plan = Plan::new(&header, &[], args)?;
         let mut record = csv::ByteRecord::new();
         let mut r = 0;
         while reader

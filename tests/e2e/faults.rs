@@ -543,3 +543,55 @@ fn a_broker_gone_past_the_outage_timeout_stops_the_pipeline_with_exit_4() {
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(err.contains("gone for"), "{err}");
 }
+
+/// Regression: `eddy learn` could not read the training sets eddy writes:
+/// a directory gave "Is a directory", a part with a `top_k` or `last_k`
+/// feature "cannot cast List type", even with `--ignore` on those columns.
+#[test]
+fn eddy_learn_could_not_read_the_training_set_eddy_backfill_writes() {
+    let shop = Shop::new(2, &[], "");
+    shop.clicks(0, 3000);
+    let out_dir = shop.dir.path().join("set");
+    let out = ok(
+        shop.cmd(&[
+            "backfill",
+            shop.spec.to_str().unwrap(),
+            "--labels",
+            "clicks",
+            "--label-expr",
+            "amount > 50",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]),
+        "",
+    );
+    let rows: u64 = out
+        .split("training set: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    let training = out_dir.join("training");
+    let learn = |extra: &[&str]| {
+        let mut c = shop.cmd(&["learn", "--input"]);
+        c.arg(&training)
+            .args(["--label", "label", "--json"])
+            .args(extra);
+        let got = json_lines(&ok(c, ""));
+        got[0].clone()
+    };
+    // Lists as categories (one per element), the whole directory.
+    let all = learn(&["--ignore", "event_time,offset,partition"]);
+    assert_eq!(
+        all["examples"].as_u64().unwrap() + all["skipped"].as_u64().unwrap(),
+        rows
+    );
+    assert_eq!(all["skipped"].as_u64(), Some(0), "{all}");
+    // And with the list columns left out.
+    let without = learn(&[
+        "--ignore",
+        "event_time,offset,partition,top_cat_lifetime,last_items_10m",
+    ]);
+    assert_eq!(without["examples"].as_u64(), Some(rows), "{without}");
+    assert_ne!(all["logloss"], without["logloss"], "the lists were read");
+}
