@@ -37,6 +37,19 @@ use crate::rules::ItemRules;
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// The largest number of items one request may ask for.
+pub const MAX_K: usize = 1000;
+
+/// `k` as a request asked for it: 1 to [`MAX_K`], or why not. Out-of-range
+/// values are refused (HTTP 400, or dead-lettered), never clamped.
+pub fn check_k(k: usize) -> Result<usize, String> {
+    if (1..=MAX_K).contains(&k) {
+        Ok(k)
+    } else {
+        Err(format!("k must be between 1 and {MAX_K}, not {k}"))
+    }
+}
+
 /// What to recommend for.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -300,7 +313,9 @@ impl Engine {
             _ => candidates,
         };
         // 3. (Filters ran inside the recommenders' `exclude`.) 4. Explore.
-        let k = req.k.max(1);
+        // Callers check k (`check_k`); a zero here answers nothing rather
+        // than quietly answering one item.
+        let k = req.k;
         let top: Vec<(u64, f32)> = ranked
             .iter()
             .take(k)

@@ -53,7 +53,7 @@ fn recommend(
     let request = Request {
         id: format!("http-{}", state.pulls),
         user,
-        k: k.unwrap_or(state.engine.default_k).clamp(1, 1000),
+        k: k.unwrap_or(state.engine.default_k),
         ts: state.latest_ts.max(0),
         event: None,
     };
@@ -103,7 +103,10 @@ async fn pull(
     query: HashMap<String, String>,
 ) -> Response {
     let k = match query.get("k").map(|k| k.parse::<usize>()) {
-        Some(Ok(k)) => Some(k),
+        Some(Ok(k)) => match crate::engine::check_k(k) {
+            Ok(k) => Some(k),
+            Err(why) => return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),
+        },
         Some(Err(_)) => {
             return (StatusCode::BAD_REQUEST, "k must be a positive integer\n").into_response();
         }

@@ -651,10 +651,17 @@ impl Service {
                     ),
                 );
             };
+            let k = match crate::engine::check_k(fields.k.unwrap_or(state.engine.default_k)) {
+                Ok(k) => k,
+                Err(why) => {
+                    drop(state);
+                    return self.dead_letter(rec, &why);
+                }
+            };
             Request {
                 id: fields.request_id,
                 user,
-                k: fields.k.unwrap_or(state.engine.default_k),
+                k,
                 ts: if state.latest_ts == i64::MIN {
                     rec.timestamp_ms
                 } else {

@@ -308,6 +308,12 @@ fn events_in_recommendations_out(
     s.produce("requests", None, "{\"request_id\": \"r4\"}\n");
     let recs = s.consume("recommendations", 42);
     let (status, pulled) = http_get(&live.addr, "/v1/recommendations/3?k=3");
+    // Regression: k=0 answered one item; out-of-range k is refused.
+    for bad in ["0", "1001"] {
+        let (kstatus, why) = http_get(&live.addr, &format!("/v1/recommendations/3?k={bad}"));
+        assert_eq!(kstatus, 400, "k={bad}: {why}");
+        assert!(why.contains("k must be between 1 and 1000"), "{why}");
+    }
     let (fstatus, features) = http_get(&live.addr, "/v1/features/user/3");
     let (_, metrics) = http_get(&live.addr, "/metrics");
     let stdout = live.stop();

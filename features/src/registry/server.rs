@@ -37,9 +37,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(store))
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::http::serve(listener, router(store), shutdown).await
 }
 
 /// Answered requests by status class (1xx..5xx).
@@ -57,6 +55,36 @@ async fn count_requests(
     let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
     metrics.by_class[class].fetch_add(1, Ordering::Relaxed);
     response
+}
+
+/// Errors axum raises itself (a body over the 2 MB limit, a malformed
+/// path, a method not allowed) come as plain text; clients parse
+/// Confluent's `{"error_code", "message"}` body, so they get one, with the
+/// status times 100 as the code (Confluent's scheme: 41300 for 413).
+async fn confluent_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if status.is_success() || is_json {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), 64 * 1024).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    reply(
+        status,
+        json!({"error_code": u32::from(status.as_u16()) * 100, "message": message}),
+    )
 }
 
 /// The registry's routes.
@@ -110,6 +138,7 @@ pub fn router(store: Arc<SchemaStore>) -> Router {
             "/compatibility/subjects/{subject}/versions",
             post(check_all),
         )
+        .layer(middleware::from_fn(confluent_errors))
         .layer(middleware::from_fn_with_state(metrics, count_requests))
         .with_state(store)
 }

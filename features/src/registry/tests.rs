@@ -440,3 +440,28 @@ fn an_unreachable_registry_is_named() {
     assert!(matches!(err, RegistryError::Unreachable { .. }), "{err:?}");
     assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
 }
+
+/// Regression: a request body over the 2 MB limit got axum's plain-text
+/// 413, which Confluent clients cannot parse; every error, axum's own
+/// included, answers Confluent's JSON body.
+#[test]
+fn a_body_over_the_limit_got_a_plain_text_413() {
+    with_server(|url| {
+        let huge = json!({"schema": "x".repeat(3 * 1024 * 1024)});
+        let (status, body) = raw(
+            "POST",
+            &format!("{url}/subjects/big-value/versions"),
+            Some(huge),
+        );
+        assert_eq!(status, 413);
+        assert_eq!(body["error_code"], 41300, "{body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        // A method the route does not allow, likewise.
+        let (status, body) = raw("DELETE", &format!("{url}/schemas/types"), None);
+        assert_eq!(status, 405);
+        assert_eq!(body["error_code"], 40500, "{body}");
+    });
+}
