@@ -82,6 +82,12 @@ pub struct Recommendation {
     /// The time the user's features were valid for, if any were read.
     pub features_as_of: Option<i64>,
     pub trigger_event_time: i64,
+    /// Every feature and model used was as of the trigger: nothing at or
+    /// after a trigger event's time (for a request, after the latest event
+    /// time seen) had counted. False in a replay whose state ran ahead of
+    /// the triggers: such a recommendation must not be scored offline as
+    /// if it had been made live.
+    pub as_of_trigger: bool,
 }
 
 /// The ranker: an FTRL model's inputs and hashing.
@@ -357,6 +363,7 @@ impl Engine {
             model_version: models.versions(),
             features_as_of,
             trigger_event_time: req.ts,
+            as_of_trigger: as_of_trigger(req, features_as_of, models),
         }
     }
 
@@ -375,6 +382,15 @@ impl Engine {
     pub fn users(&self) -> usize {
         self.history.len()
     }
+}
+
+/// A trigger event's features and models must hold nothing at or after its
+/// own time (its own event included); a request's nothing after the latest
+/// event time serving had seen.
+fn as_of_trigger(req: &Request, features_as_of: Option<i64>, models: &ModelSet) -> bool {
+    let strict = req.event.is_some();
+    let features = features_as_of.is_none_or(|f| if strict { f < req.ts } else { f <= req.ts });
+    features && models.trained_before(req.ts, strict)
 }
 
 /// The ranker's current model, if loaded.

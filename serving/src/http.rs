@@ -27,6 +27,7 @@ pub fn to_json(r: &Recommendation, emitted_at: i64) -> serde_json::Value {
         "items": r.items.iter().map(|i| json!({"item": i.item, "score": i.score, "source": i.source})).collect::<Vec<_>>(),
         "model_version": r.model_version,
         "features_as_of": r.features_as_of,
+        "as_of_trigger": r.as_of_trigger,
         "trigger_event_time": r.trigger_event_time,
         "emitted_at": emitted_at,
     })

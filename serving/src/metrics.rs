@@ -19,6 +19,9 @@ pub struct ServeMetrics {
     pub recommendations: AtomicU64,
     /// Recommendations with no item (no model knew anything to offer).
     pub empty: AtomicU64,
+    /// Recommendations made with features or models newer than their
+    /// trigger (a replay ahead of it; `as_of_trigger: false`).
+    pub ahead_of_trigger: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub model_swaps: AtomicU64,
     /// Model updates that could not be decoded (another eddy version, or
@@ -83,6 +86,11 @@ impl ServeMetrics {
             "eddy_serve_empty_total",
             "Recommendations with no item.",
             &self.empty,
+        );
+        counter(
+            "eddy_serve_ahead_of_trigger_total",
+            "Recommendations made with features or models newer than their trigger (as_of_trigger false: a replay ran ahead).",
+            &self.ahead_of_trigger,
         );
         counter(
             "eddy_serve_dead_letters_total",

@@ -54,6 +54,10 @@ pub struct ModelSet {
     pub undecodable: u64,
     /// Swaps done (snapshots and deltas applied).
     pub swaps: u64,
+    /// Per model: the event time its served version had learned up to
+    /// (`None`: nothing learned), from the updates' header; absent when the
+    /// update did not say.
+    pub trained_until: BTreeMap<String, Option<i64>>,
 }
 
 impl ModelSet {
@@ -79,6 +83,7 @@ impl ModelSet {
                 .collect(),
             undecodable: 0,
             swaps: 0,
+            trained_until: BTreeMap::new(),
         }
     }
 
@@ -96,9 +101,21 @@ impl ModelSet {
         let Some(served) = self.models.get_mut(name) else {
             return;
         };
+        let until = eddy_training::lifecycle::trained_until(rec);
+        let record_until = |trained_until: &mut BTreeMap<String, Option<i64>>| match until {
+            Some(t) => {
+                trained_until.insert(name.to_string(), t);
+            }
+            None => {
+                trained_until.remove(name);
+            }
+        };
         match served {
             Served::Linear(replica) => match replica.apply(rec) {
-                Ok(Applied::Snapshot(_) | Applied::Delta(_)) => self.swaps += 1,
+                Ok(Applied::Snapshot(_) | Applied::Delta(_)) => {
+                    self.swaps += 1;
+                    record_until(&mut self.trained_until);
+                }
                 Ok(_) => {}
                 Err(e) => {
                     self.undecodable += 1;
@@ -144,6 +161,7 @@ impl ModelSet {
                         };
                         *model = Some((version, m));
                         self.swaps += 1;
+                        record_until(&mut self.trained_until);
                     }
                     Err(e) => {
                         self.undecodable += 1;
@@ -167,6 +185,26 @@ impl ModelSet {
         metrics
             .model_undecodable
             .fetch_add(self.undecodable - undecodable, Ordering::Relaxed);
+    }
+
+    /// Every loaded model had learned nothing at or after `t` (strictly
+    /// before it, with `strict`), as far as its updates said: a model
+    /// whose updates did not say is not known to be.
+    pub fn trained_before(&self, t: i64, strict: bool) -> bool {
+        self.models
+            .iter()
+            .filter(|(_, m)| m.version().is_some())
+            .all(|(name, _)| match self.trained_until.get(name) {
+                Some(None) => true,
+                Some(Some(u)) => {
+                    if strict {
+                        *u < t
+                    } else {
+                        *u <= t
+                    }
+                }
+                None => false,
+            })
     }
 
     /// Every model has a version.

@@ -27,7 +27,9 @@ pub const RECOMMENDATION_SCHEMA: &str = r#"{
      "doc": "When the user's features were valid (null: no features were read)."},
     {"name": "trigger_event_time", "type": {"type": "long", "logicalType": "timestamp-millis"},
      "doc": "Event time of the trigger (for a request: the latest event time serving had seen)."},
-    {"name": "emitted_at", "type": {"type": "long", "logicalType": "timestamp-millis"}, "doc": "Wall-clock time of emission."}
+    {"name": "emitted_at", "type": {"type": "long", "logicalType": "timestamp-millis"}, "doc": "Wall-clock time of emission."},
+    {"name": "as_of_trigger", "type": ["null", "boolean"], "default": null,
+     "doc": "true: every feature and model used was as of the trigger (nothing at or after a trigger event's time had counted). false: serving's state had run ahead of the trigger (a replay): do not score this recommendation offline as if it had been made live. null: written by an eddy that did not say."}
   ]
 }"#;
 
@@ -80,6 +82,10 @@ impl RecommendationEncoder {
                 Value::TimestampMillis(r.trigger_event_time),
             ),
             ("emitted_at".into(), Value::TimestampMillis(emitted_at)),
+            (
+                "as_of_trigger".into(),
+                Value::Union(1, Box::new(Value::Boolean(r.as_of_trigger))),
+            ),
         ]))
     }
 }
@@ -101,6 +107,7 @@ pub fn lineage(r: &Recommendation, trigger: &str) -> Vec<Header> {
     if let Some(t) = r.features_as_of {
         out.push(h("eddy.lineage.features_as_of", t.to_string()));
     }
+    out.push(h("eddy.lineage.as_of_trigger", r.as_of_trigger.to_string()));
     out
 }
 

@@ -91,8 +91,23 @@ pub struct ServeSummary {
     pub triggers: u64,
     pub requests: u64,
     pub recommendations: u64,
+    /// Recommendations not as of their trigger (`as_of_trigger: false`).
+    pub ahead_of_trigger: u64,
     pub dead_lettered: u64,
     pub elapsed: Duration,
+}
+
+impl ServeSummary {
+    /// The warning to print when some recommendations were not as of
+    /// their triggers.
+    pub fn ahead_warning(&self) -> Option<String> {
+        (self.ahead_of_trigger > 0).then(|| {
+            format!(
+                "warning: {} of {} recommendations used features or models newer than their trigger (serving's state ran ahead of the triggers, as in a replay); their records say `as_of_trigger: false`: do not score them offline as if they had been made live",
+                self.ahead_of_trigger, self.recommendations
+            )
+        })
+    }
 }
 
 /// A running serving component.
@@ -597,6 +612,7 @@ impl Service {
             triggers: m.triggers.load(Ordering::Relaxed),
             requests: m.requests.load(Ordering::Relaxed),
             recommendations: m.recommendations.load(Ordering::Relaxed),
+            ahead_of_trigger: m.ahead_of_trigger.load(Ordering::Relaxed),
             dead_lettered: m.dead_lettered.load(Ordering::Relaxed),
             elapsed: started.elapsed(),
         })
@@ -701,6 +717,11 @@ impl Service {
         self.metrics.recommendations.fetch_add(1, Ordering::Relaxed);
         if r.items.is_empty() {
             self.metrics.empty.fetch_add(1, Ordering::Relaxed);
+        }
+        if !r.as_of_trigger {
+            self.metrics
+                .ahead_of_trigger
+                .fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }

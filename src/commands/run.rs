@@ -311,6 +311,9 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
             "serving: {} triggers and {} requests: {} recommendations, {} dead-lettered",
             s.triggers, s.requests, s.recommendations, s.dead_lettered
         );
+        if let Some(warning) = s.ahead_warning() {
+            println!("{warning}");
+        }
     }
     Ok(())
 }

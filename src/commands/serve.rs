@@ -69,6 +69,9 @@ pub fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         summary.recommendations,
         summary.dead_lettered
     );
+    if let Some(warning) = summary.ahead_warning() {
+        println!("{warning}");
+    }
     Ok(())
 }
 

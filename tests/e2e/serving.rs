@@ -748,3 +748,57 @@ fn exploration_gives_slots_to_cold_items_deterministically() {
         "same request id, same draw"
     );
 }
+
+/// Regression: a replay answered every trigger with features and models
+/// newer than the trigger and did not say so, so scoring the
+/// recommendations topic offline scored on leaked data. Each record now
+/// says whether it was as of its trigger, and the summary counts those that
+/// were not.
+#[test]
+fn replayed_recommendations_did_not_say_they_used_state_newer_than_their_trigger() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = Local::new(dir.path());
+    let cmd = |args: &[&str]| local.cmd(args);
+    // Models and features trained on events 0..600.
+    let s = setup(dir.path(), &cmd, "recommendations");
+    // 20 later events, which nothing has learned yet.
+    s.produce("events", Some(EVENT_SCHEMA), &events(600..620, T0));
+    let path = dir.path().join("replay.yaml");
+    std::fs::write(&path, spec(&s.p, &format!("{}replay", s.p))).unwrap();
+    let out = ok(
+        cmd(&[
+            "serve",
+            path.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+            "--from-earliest",
+            "--until-end",
+        ]),
+        "",
+    );
+    let recs = s.consume("replay", 620);
+    assert_eq!(recs.len(), 620);
+    let mut ahead = 0;
+    for r in &recs {
+        let v = &r["value"];
+        let trigger = v["trigger_event_time"].as_i64().unwrap();
+        let as_of = v["as_of_trigger"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("{v}"));
+        // The first 600 triggers were learned by the models serving used.
+        assert_eq!(as_of, trigger >= T0 + 600 * 60_000, "{v}");
+        if let Some(f) = v["features_as_of"].as_i64() {
+            assert!(as_of <= (f < trigger), "features after the trigger: {v}");
+        }
+        let header = r["headers"]["eddy.lineage.as_of_trigger"].as_str();
+        assert_eq!(header, Some(if as_of { "true" } else { "false" }), "{r}");
+        ahead += usize::from(!as_of);
+    }
+    assert_eq!(ahead, 600);
+    assert!(
+        out.contains(
+            "warning: 600 of 620 recommendations used features or models newer than their trigger"
+        ),
+        "{out}"
+    );
+}

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use eddy_features::store::{Store, StoreError};
-use eddy_features::topic::{Producer, ProducerRecord, Record, TopicError};
+use eddy_features::topic::{Header, Producer, ProducerRecord, Record, TopicError};
 
 use crate::TrainingError;
 use crate::ftrl::{Ftrl, FtrlDelta};
@@ -60,6 +60,22 @@ pub enum ModelUpdate {
 /// Snapshots above this many bytes go as chunks of this size.
 pub const CHUNK_BYTES: usize = 512 * 1024;
 
+/// The header on every models-topic record that says up to which event
+/// time the model had learned when it was published (every example at or
+/// before it; `none` if it had learned nothing). Serving compares it with a
+/// trigger's time to say whether a recommendation was as of its trigger.
+pub const TRAINED_UNTIL_HEADER: &str = "eddy.model.trained_until";
+
+/// The [`TRAINED_UNTIL_HEADER`] of a record: `Some(None)` for a model that
+/// had learned nothing, `None` when the header is absent or unreadable.
+pub fn trained_until(rec: &Record) -> Option<Option<i64>> {
+    let v = std::str::from_utf8(rec.header(TRAINED_UNTIL_HEADER)?).ok()?;
+    if v == "none" {
+        return Some(None);
+    }
+    v.parse().ok().map(Some)
+}
+
 /// Sends a snapshot of `name` as one record, or as chunks and a manifest.
 fn send_snapshot(
     producer: &mut dyn Producer,
@@ -67,16 +83,16 @@ fn send_snapshot(
     name: &str,
     version: u64,
     model: Vec<u8>,
+    headers: &[Header],
 ) -> Result<(), TopicError> {
     let encode = |u: &ModelUpdate| postcard::to_stdvec(u).expect("updates serialize");
     let key = format!("{name}/snapshot");
     if model.len() <= CHUNK_BYTES {
         let update = ModelUpdate::Snapshot { version, model };
-        producer.send(ProducerRecord::new(
-            topic,
-            Some(key.into_bytes()),
-            Some(encode(&update)),
-        ))?;
+        producer.send(
+            ProducerRecord::new(topic, Some(key.into_bytes()), Some(encode(&update)))
+                .with_headers(headers),
+        )?;
         return Ok(());
     }
     let chunks = model.chunks(CHUNK_BYTES).count() as u32;
@@ -86,11 +102,14 @@ fn send_snapshot(
             index: index as u32,
             bytes: piece.to_vec(),
         };
-        producer.send(ProducerRecord::new(
-            topic,
-            Some(format!("{key}/{index}").into_bytes()),
-            Some(encode(&update)),
-        ))?;
+        producer.send(
+            ProducerRecord::new(
+                topic,
+                Some(format!("{key}/{index}").into_bytes()),
+                Some(encode(&update)),
+            )
+            .with_headers(headers),
+        )?;
     }
     let manifest = ModelUpdate::Chunked {
         version,
@@ -98,11 +117,10 @@ fn send_snapshot(
         len: model.len() as u64,
         crc: crc32fast::hash(&model),
     };
-    producer.send(ProducerRecord::new(
-        topic,
-        Some(key.into_bytes()),
-        Some(encode(&manifest)),
-    ))?;
+    producer.send(
+        ProducerRecord::new(topic, Some(key.into_bytes()), Some(encode(&manifest)))
+            .with_headers(headers),
+    )?;
     Ok(())
 }
 
@@ -184,6 +202,8 @@ pub struct Publisher {
     topic: String,
     snapshot_every: u64,
     syncs: u64,
+    /// Sent as [`TRAINED_UNTIL_HEADER`] on every record.
+    trained_until: Option<i64>,
 }
 
 impl Publisher {
@@ -193,7 +213,21 @@ impl Publisher {
             topic: topic.to_string(),
             snapshot_every: snapshot_every.max(1),
             syncs: 0,
+            trained_until: None,
         }
+    }
+
+    /// The event time up to which the model has learned (every example at
+    /// or before it), sent with the next syncs.
+    pub fn set_trained_until(&mut self, t: Option<i64>) {
+        self.trained_until = t;
+    }
+
+    fn headers(&self) -> Vec<Header> {
+        let value = self
+            .trained_until
+            .map_or_else(|| "none".to_string(), |t| t.to_string());
+        vec![Header::text(TRAINED_UNTIL_HEADER, value)]
     }
 
     /// Sends what changed since the last sync (and, every
@@ -211,12 +245,16 @@ impl Publisher {
             delta.version % (2 * self.snapshot_every)
         );
         let encode = |u: &ModelUpdate| postcard::to_stdvec(u).expect("updates serialize");
+        let headers = self.headers();
         if self.syncs > 0 {
-            producer.send(ProducerRecord::new(
-                &self.topic,
-                Some(key.into_bytes()),
-                Some(encode(&ModelUpdate::Delta(delta))),
-            ))?;
+            producer.send(
+                ProducerRecord::new(
+                    &self.topic,
+                    Some(key.into_bytes()),
+                    Some(encode(&ModelUpdate::Delta(delta))),
+                )
+                .with_headers(&headers),
+            )?;
         }
         if self.syncs.is_multiple_of(self.snapshot_every) {
             send_snapshot(
@@ -225,6 +263,7 @@ impl Publisher {
                 &self.name,
                 model.version,
                 model.to_bytes(),
+                &headers,
             )?;
         }
         self.syncs += 1;
@@ -240,7 +279,8 @@ impl Publisher {
         model: Vec<u8>,
         producer: &mut dyn Producer,
     ) -> Result<(), LifecycleError> {
-        send_snapshot(producer, &self.topic, &self.name, version, model)?;
+        let headers = self.headers();
+        send_snapshot(producer, &self.topic, &self.name, version, model, &headers)?;
         self.syncs += 1;
         producer.flush()?;
         Ok(())

@@ -118,6 +118,12 @@ impl ProducerRecord {
         self.timestamp_ms = Some(timestamp_ms);
         self
     }
+
+    /// Adds headers.
+    pub fn with_headers(mut self, headers: &[Header]) -> Self {
+        self.headers.extend_from_slice(headers);
+        self
+    }
 }
 
 /// What a topic does with old records (Kafka's `cleanup.policy`).

@@ -409,6 +409,8 @@ impl Online {
             return Ok(());
         }
         let name = &self.plan.name;
+        self.publisher
+            .set_trained_until(self.state.learned_until.values().max().copied());
         match &mut self.state.body {
             Body::Linear(m) => self.publisher.sync(&mut m.ftrl, producer),
             Body::Recommender(m) => {
