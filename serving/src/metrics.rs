@@ -22,6 +22,11 @@ pub struct ServeMetrics {
     /// Recommendations made with features or models newer than their
     /// trigger (a replay ahead of it; `as_of_trigger: false`).
     pub ahead_of_trigger: AtomicU64,
+    /// Feature-topic rows that did not decode (the key keeps its older row).
+    pub feature_rows_undecodable: AtomicU64,
+    /// Item-table rows the business rules could not read or evaluate (the
+    /// item is not allowed).
+    pub item_rows_rejected: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub model_swaps: AtomicU64,
     /// Model updates that could not be decoded (another eddy version, or
@@ -86,6 +91,16 @@ impl ServeMetrics {
             "eddy_serve_empty_total",
             "Recommendations with no item.",
             &self.empty,
+        );
+        counter(
+            "eddy_serve_feature_rows_undecodable_total",
+            "Feature-topic rows that did not decode (the key keeps its older row).",
+            &self.feature_rows_undecodable,
+        );
+        counter(
+            "eddy_serve_item_rows_rejected_total",
+            "Item-table rows the business rules could not read or evaluate (those items are not recommended).",
+            &self.item_rows_rejected,
         );
         counter(
             "eddy_serve_ahead_of_trigger_total",

@@ -545,6 +545,14 @@ impl Service {
         if let Some(rules) = &mut state.engine.rules {
             rules.flush();
         }
+        // Rows serving could not use are counted where operators look.
+        self.metrics
+            .feature_rows_undecodable
+            .store(state.features.undecodable, Ordering::Relaxed);
+        let rejected = state.engine.rules.as_ref().map_or(0, |r| r.rejected);
+        self.metrics
+            .item_rows_rejected
+            .store(rejected, Ordering::Relaxed);
     }
 
     fn update_ready(&self) {

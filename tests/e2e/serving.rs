@@ -473,6 +473,14 @@ fn events_in_recommendations_out(
         0.0,
         "{metrics}"
     );
+    // Rows serving reads but cannot use are counted, and none are here.
+    for counter in [
+        "eddy_serve_feature_rows_undecodable_total",
+        "eddy_serve_item_rows_rejected_total",
+    ] {
+        assert!(metrics.contains(counter), "{metrics}");
+        assert_eq!(crate::pipeline::metric(&metrics, counter), 0.0, "{metrics}");
+    }
 }
 
 /// Several eddy processes sharing one local log: one registry process owns

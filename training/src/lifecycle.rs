@@ -369,6 +369,9 @@ impl Replica {
 /// (topic, partition) → the next offset to read.
 pub type Offsets = BTreeMap<(String, i32), i64>;
 
+/// First bytes of a stored snapshot: a CRC-32 of the body follows.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"EDDYMOD1";
+
 /// What a stored snapshot holds.
 #[derive(Debug, Serialize, Deserialize)]
 struct Stored {
@@ -405,11 +408,15 @@ impl ModelStore {
         offsets: &Offsets,
     ) -> Result<String, LifecycleError> {
         let name = format!("v{version:012}.bin");
-        let bytes = postcard::to_stdvec(&Stored {
+        let body = postcard::to_stdvec(&Stored {
             model,
             offsets: offsets.clone(),
         })
         .expect("snapshots serialize");
+        let mut bytes = Vec::with_capacity(body.len() + 12);
+        bytes.extend_from_slice(SNAPSHOT_MAGIC);
+        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        bytes.extend_from_slice(&body);
         self.store.put(&name, bytes)?;
         let mut all = self.versions()?;
         while all.len() > self.keep {
@@ -444,8 +451,28 @@ impl ModelStore {
             .store
             .get(&name)?
             .ok_or_else(|| TrainingError::Snapshot(format!("{name} disappeared")))?;
-        let stored: Stored = postcard::from_bytes(&bytes)
-            .map_err(|e| TrainingError::Snapshot(format!("{name}: {e}")))?;
+        let damaged = |why: String| {
+            TrainingError::Snapshot(format!(
+                "{}/{name} is damaged ({why}). A model resumed from an older snapshot would miss the examples learned since, so eddy stops: restore the file, or delete the model's directory to train it again from a fresh start (with the pipeline's checkpoints deleted too, so it relearns every event)",
+                self.store.url()
+            ))
+        };
+        // Snapshots framed with a checksum (a flipped bit in a weight would
+        // otherwise decode into another model); older ones are bare.
+        let body = match bytes.strip_prefix(SNAPSHOT_MAGIC.as_slice()) {
+            Some(rest) => {
+                if rest.len() < 4 {
+                    return Err(damaged("truncated".into()).into());
+                }
+                let crc = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes"));
+                if crc32fast::hash(&rest[4..]) != crc {
+                    return Err(damaged("checksum mismatch".into()).into());
+                }
+                &rest[4..]
+            }
+            None => &bytes[..],
+        };
+        let stored: Stored = postcard::from_bytes(body).map_err(|e| damaged(e.to_string()))?;
         Ok(Some((stored.model, stored.offsets)))
     }
 
@@ -538,6 +565,36 @@ mod tests {
                 .iter()
                 .all(|r| other.apply(r).unwrap() == Applied::Other)
         );
+    }
+
+    /// Model snapshots had no checksum: a flipped bit in a weight decoded
+    /// into another model. Every flipped bit is now refused, loudly.
+    #[test]
+    fn a_bit_flipped_model_snapshot_was_loaded_as_another_model() {
+        let store = Store::open("memory://models-flip").unwrap();
+        let models = ModelStore::new(&store, "clicks");
+        let h = FeatureHasher::new(8, Vec::new());
+        let mut learner = Ftrl::new(FtrlConfig {
+            bits: 8,
+            ..FtrlConfig::default()
+        });
+        for i in 0..50 {
+            let (x, y) = example(&h, i);
+            learner.learn(&x, y);
+        }
+        let offsets = BTreeMap::from([(("clicks".to_string(), 0), 50)]);
+        models.save(&learner, &offsets).unwrap();
+        let name = models.versions().unwrap().pop().unwrap();
+        let good = models.store.get(&name).unwrap().unwrap().to_vec();
+        for bit in (0..good.len() * 8).step_by(7) {
+            let mut bad = good.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            models.store.put(&name, bad).unwrap();
+            let err = models.latest().map(|_| ()).unwrap_err().to_string();
+            assert!(err.contains("is damaged"), "bit {bit}: {err}");
+        }
+        models.store.put(&name, good).unwrap();
+        assert!(models.latest().unwrap().is_some());
     }
 
     #[test]

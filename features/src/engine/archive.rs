@@ -186,10 +186,16 @@ pub fn read_file(store: &Store, topic: &str, name: &str) -> Result<Vec<Record>, 
                 .get(i)
                 .ok_or_else(|| corrupt("null partition".into()))?,
             offset: offset.get(i).ok_or_else(|| corrupt("null offset".into()))?,
-            timestamp_ms: ts.get(i).unwrap_or(0),
+            // eddy writes neither as null: a null one is damage, not a
+            // record at time 0 or without headers.
+            timestamp_ms: ts
+                .get(i)
+                .ok_or_else(|| corrupt(format!("null timestamp at row {i}")))?,
             key: key.get(i).map(<[u8]>::to_vec),
             value: value.get(i).map(<[u8]>::to_vec),
-            headers: decode_headers(headers.get(i).unwrap_or_default())
+            headers: headers
+                .get(i)
+                .and_then(decode_headers)
                 .ok_or_else(|| corrupt(format!("bad headers at row {i}")))?,
         });
     }
