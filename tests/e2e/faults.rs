@@ -22,17 +22,13 @@ struct Shop {
 impl Shop {
     /// Topics `clicks` (with `partitions` and the given extra `topics
     /// create` arguments) and `items`, the item table loaded, and a spec
-    /// (plus `extra` YAML) over them.
-    fn new(partitions: u32, create: &[&str], extra: &str) -> Shop {
+    /// over them.
+    fn new(partitions: u32, create: &[&str]) -> Shop {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("click.avsc"), CLICK_SCHEMA).unwrap();
         std::fs::write(dir.path().join("item.avsc"), ITEM_SCHEMA).unwrap();
         let spec = dir.path().join("shop.yaml");
-        std::fs::write(
-            &spec,
-            click_spec("shop", "clicks", "items", "features") + extra,
-        )
-        .unwrap();
+        std::fs::write(&spec, click_spec("shop", "clicks", "items", "features")).unwrap();
         let shop = Shop { dir, spec };
         let parts = partitions.to_string();
         let mut args = vec!["topics", "create", "clicks", "--partitions", &parts];
@@ -138,7 +134,7 @@ fn flip_bit(path: &Path, at: usize) {
 
 #[test]
 fn a_damaged_record_in_the_middle_of_the_active_segment_is_refused_not_cut_off() {
-    let shop = Shop::new(1, &[], "");
+    let shop = Shop::new(1, &[]);
     shop.clicks(0, 500);
     let seg = shop.segments("clicks", 0).pop().unwrap();
     let len = std::fs::metadata(&seg).unwrap().len() as usize;
@@ -167,7 +163,7 @@ fn a_damaged_record_in_the_middle_of_the_active_segment_is_refused_not_cut_off()
 
 #[test]
 fn a_truncated_closed_segment_stops_the_run_instead_of_skipping_its_records() {
-    let shop = Shop::new(1, &["--config", "segment.bytes=4096"], "");
+    let shop = Shop::new(1, &["--config", "segment.bytes=4096"]);
     shop.clicks(0, 1000);
     let segments = shop.segments("clicks", 0);
     assert!(segments.len() > 3, "{segments:?}");
@@ -188,7 +184,7 @@ fn a_truncated_closed_segment_stops_the_run_instead_of_skipping_its_records() {
 
 #[test]
 fn a_deleted_segment_stops_the_run_instead_of_skipping_its_records() {
-    let shop = Shop::new(1, &["--config", "segment.bytes=4096"], "");
+    let shop = Shop::new(1, &["--config", "segment.bytes=4096"]);
     shop.clicks(0, 1000);
     let segments = shop.segments("clicks", 0);
     std::fs::remove_file(&segments[2]).unwrap();
@@ -203,7 +199,7 @@ fn a_deleted_segment_stops_the_run_instead_of_skipping_its_records() {
 /// its old offsets, skipped every new record and reported success.
 #[test]
 fn a_checkpoint_past_the_end_of_a_recreated_source_stops_the_run() {
-    let shop = Shop::new(1, &[], "");
+    let shop = Shop::new(1, &[]);
     shop.clicks(0, 600);
     let out = ok(shop.run(), "");
     assert!(out.starts_with("600 events"), "{out}");
@@ -233,7 +229,6 @@ fn a_checkpoint_behind_retention_stops_the_run() {
             "--retention-bytes",
             "50000",
         ],
-        "",
     );
     shop.clicks(0, 600);
     ok(shop.run(), "");
@@ -252,7 +247,7 @@ fn a_checkpoint_behind_retention_stops_the_run() {
 /// the same as without the damage.
 #[test]
 fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one() {
-    let shop = Shop::new(2, &[], "");
+    let shop = Shop::new(2, &[]);
     shop.clicks(0, 500);
     ok(shop.run(), "");
     shop.clicks(500, 1000);
@@ -299,7 +294,7 @@ fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one() {
 #[test]
 fn a_backfill_from_the_archive_reads_every_event_across_utc_midnight() {
     let archive = "archive: { url: \"file://ARCHIVE\" }\n";
-    let shop = Shop::new(1, &[], "");
+    let shop = Shop::new(1, &[]);
     let url = shop.dir.path().join("archive").display().to_string();
     let spec = std::fs::read_to_string(&shop.spec).unwrap() + &archive.replace("ARCHIVE", &url);
     std::fs::write(&shop.spec, spec).unwrap();
@@ -550,7 +545,7 @@ fn a_broker_gone_past_the_outage_timeout_stops_the_pipeline_with_exit_4() {
 /// feature "cannot cast List type", even with `--ignore` on those columns.
 #[test]
 fn eddy_learn_could_not_read_the_training_set_eddy_backfill_writes() {
-    let shop = Shop::new(2, &[], "");
+    let shop = Shop::new(2, &[]);
     shop.clicks(0, 3000);
     let out_dir = shop.dir.path().join("set");
     let out = ok(
