@@ -439,6 +439,7 @@ pub fn learn(args: &LearnArgs) -> anyhow::Result<()> {
                 "accuracy": report.accuracy,
                 "auc": report.auc,
                 "rmse": report.rmse,
+                "base_rate_logloss": report.base_rate_logloss,
                 "seconds": elapsed.as_secs_f64(),
                 "examples_per_second": rate,
                 "non_zero_weights": model.non_zero(),
@@ -454,6 +455,15 @@ pub fn learn(args: &LearnArgs) -> anyhow::Result<()> {
             report.accuracy,
             report.rmse,
             model.non_zero()
+        );
+        println!(
+            "base rate: logloss {:.4} predicting the positive rate for every row{}",
+            report.base_rate_logloss,
+            if report.logloss > report.base_rate_logloss {
+                "; warning: the model is worse than the base rate"
+            } else {
+                ""
+            }
         );
         if skipped > 0 {
             println!(

@@ -57,17 +57,35 @@ fn read(input: &Path) -> anyhow::Result<DataFrame> {
     })
 }
 
-/// A column as f64 (nulls 0).
-fn numbers(df: &DataFrame, name: &str) -> anyhow::Result<Vec<f64>> {
+/// A column as f64, nulls as 0 (for a linear model, an absent feature),
+/// and how many nulls there were.
+fn numbers(df: &DataFrame, name: &str) -> anyhow::Result<(Vec<f64>, usize)> {
     let s = df
         .column(name)?
         .as_materialized_series()
         .cast(&DataType::Float64)?;
-    Ok(s.f64()?.into_iter().map(|v| v.unwrap_or(0.0)).collect())
+    let nulls = s.null_count();
+    Ok((
+        s.f64()?.into_iter().map(|v| v.unwrap_or(0.0)).collect(),
+        nulls,
+    ))
+}
+
+/// A column that must have a value in every row (the label, the time).
+fn required_numbers(df: &DataFrame, name: &str) -> anyhow::Result<Vec<f64>> {
+    let (values, nulls) = numbers(df, name)?;
+    if nulls > 0 {
+        return Err(CliError::fail(
+            ExitCode::InvalidInput,
+            format!("`{name}` is null in {nulls} rows; it must have a value in every row"),
+        ));
+    }
+    Ok(values)
 }
 
 fn report_json(r: &Report) -> serde_json::Value {
-    json!({"examples": r.examples, "logloss": r.logloss, "auc": r.auc, "accuracy": r.accuracy})
+    json!({"examples": r.examples, "logloss": r.logloss, "auc": r.auc, "accuracy": r.accuracy,
+        "base_rate_logloss": r.base_rate_logloss})
 }
 
 pub fn batch(args: &TrainBatchArgs) -> anyhow::Result<()> {
@@ -97,25 +115,38 @@ pub fn batch(args: &TrainBatchArgs) -> anyhow::Result<()> {
                 && Some(*n) != key.as_ref()
                 && !args.exclude.contains(n)
         })
-        .filter(|n| {
-            df.column(n)
-                .is_ok_and(|c| c.dtype().is_primitive_numeric() || c.dtype().is_bool())
-        })
         .cloned()
         .collect();
+    // The linfa baseline reads numbers only; say which columns it leaves out.
+    let (features, left_out): (Vec<String>, Vec<String>) = features.into_iter().partition(|n| {
+        df.column(n)
+            .is_ok_and(|c| c.dtype().is_primitive_numeric() || c.dtype().is_bool())
+    });
+    if !left_out.is_empty() {
+        eprintln!(
+            "not numeric, left out of both models: {}",
+            left_out.join(", ")
+        );
+    }
     anyhow::ensure!(
         !features.is_empty(),
         "no numeric feature column in {names:?}"
     );
     // Rows in time order.
-    let time = numbers(&df, &args.time_column)?;
+    let time = required_numbers(&df, &args.time_column)?;
     let mut order: Vec<usize> = (0..df.height()).collect();
     order.sort_by(|a, b| time[*a].total_cmp(&time[*b]));
-    let labels = numbers(&df, &args.label)?;
-    let columns: Vec<Vec<f64>> = features
-        .iter()
-        .map(|f| numbers(&df, f))
-        .collect::<anyhow::Result<_>>()?;
+    let labels = required_numbers(&df, &args.label)?;
+    let mut nulls = 0;
+    let mut columns: Vec<Vec<f64>> = Vec::with_capacity(features.len());
+    for f in &features {
+        let (values, n) = numbers(&df, f)?;
+        nulls += n;
+        columns.push(values);
+    }
+    if nulls > 0 {
+        eprintln!("{nulls} null feature values read as 0 (an absent feature)");
+    }
     let split = match &args.split {
         Some(s) => parse_time(s)
             .map_err(|e| CliError::fail(ExitCode::Usage, format!("--split: {e}")))?
@@ -209,6 +240,10 @@ pub fn batch(args: &TrainBatchArgs) -> anyhow::Result<()> {
                 r.logloss, r.auc, r.accuracy
             );
         }
+        println!(
+            "{:<46} {:>9.4}",
+            "base rate: the positive rate for every row", o.base_rate_logloss
+        );
     }
     Ok(())
 }

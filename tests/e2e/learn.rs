@@ -65,6 +65,19 @@ fn a_nan_or_infinite_feature_or_a_bad_label_is_counted_and_skipped_not_learned()
     );
     assert!(lb.is_finite() && (la - lb).abs() < 0.01, "{la} vs {lb}");
     assert!(a["auc"].as_f64().unwrap() > 0.9, "{a}");
+    // The base rate is printed beside the model, which beats it here.
+    let base = a["base_rate_logloss"].as_f64().unwrap();
+    assert!(base > la && base < std::f64::consts::LN_2 + 1e-9, "{a}");
+    let mut text = eddy(dir.path());
+    text.args(["learn", "--input"])
+        .arg(&clean)
+        .args(["--label", "label", "--categorical", "user"]);
+    let out = ok(text, "");
+    assert!(
+        out.contains(&format!("base rate: logloss {base:.4}")),
+        "{out}"
+    );
+    assert!(!out.contains("worse than the base rate"), "{out}");
 }
 
 #[test]

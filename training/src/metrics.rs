@@ -36,6 +36,10 @@ pub struct Report {
     pub auc: f64,
     /// Root mean squared error of the probability (the Brier score's root).
     pub rmse: f64,
+    /// The logloss of predicting the examples' positive rate for every one
+    /// of them (the label's entropy): a model above it is worse than no
+    /// model.
+    pub base_rate_logloss: f64,
 }
 
 impl Progressive {
@@ -86,7 +90,18 @@ impl Progressive {
             accuracy: self.correct as f64 / n,
             auc: self.auc(),
             rmse: (self.squared / n).sqrt(),
+            base_rate_logloss: self.base_rate_logloss(),
         }
+    }
+
+    /// The logloss of predicting the positive rate for every example.
+    pub fn base_rate_logloss(&self) -> f64 {
+        if self.count == 0 {
+            return f64::NAN;
+        }
+        let positives: u64 = self.bins.iter().map(|b| b.1).sum();
+        let p = (positives as f64 / self.count as f64).clamp(CLIP, 1.0 - CLIP);
+        -(p * p.ln() + (1.0 - p) * (1.0 - p).ln())
     }
 }
 
@@ -126,6 +141,20 @@ impl Regression {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_base_rate_logloss_is_the_labels_entropy() {
+        let mut m = Progressive::default();
+        for i in 0..1000 {
+            m.add(0.9, f64::from(u8::from(i % 4 == 0)));
+        }
+        let r = m.report();
+        let p: f64 = 0.25;
+        let entropy = -(p * p.ln() + (1.0 - p) * (1.0 - p).ln());
+        assert!((r.base_rate_logloss - entropy).abs() < 1e-12);
+        assert!(r.logloss > r.base_rate_logloss, "a bad model is above it");
+    }
+
     use super::*;
 
     /// Exact AUC by comparing every pair: the reference.
