@@ -88,6 +88,8 @@ pub struct Recommendation {
     /// the triggers: such a recommendation must not be scored offline as
     /// if it had been made live.
     pub as_of_trigger: bool,
+    /// Why `items` holds fewer than the `k` asked for, if it does.
+    pub fewer_because: Option<String>,
 }
 
 /// The ranker: an FTRL model's inputs and hashing.
@@ -356,6 +358,7 @@ impl Engine {
             self.explorer.feedback(*i, false);
         }
         self.shown.insert(u, shown);
+        let fewer_because = (items.len() < k).then(|| self.why_fewer(models, items.len(), k));
         Recommendation {
             request_id: req.id.clone(),
             user_id: user_key,
@@ -364,7 +367,45 @@ impl Engine {
             features_as_of,
             trigger_event_time: req.ts,
             as_of_trigger: as_of_trigger(req, features_as_of, models),
+            fewer_because,
         }
+    }
+
+    /// Why a recommendation has `got` items of the `k` asked for.
+    fn why_fewer(&self, models: &ModelSet, got: usize, k: usize) -> String {
+        let loaded: Vec<&str> = self
+            .candidates
+            .iter()
+            .filter(|name| {
+                matches!(
+                    models.models.get(*name),
+                    Some(Served::Recommender { model: Some(_), .. })
+                )
+            })
+            .map(String::as_str)
+            .collect();
+        if loaded.is_empty() {
+            return format!(
+                "{got} of {k}: no candidate model ({}) is loaded yet",
+                self.candidates.join(", ")
+            );
+        }
+        let mut left_out = Vec::new();
+        if self.exclude_seen {
+            left_out.push("items the user has already engaged with");
+        }
+        if self.rules.is_some() {
+            left_out.push("items the rules reject");
+        }
+        let leaving = if left_out.is_empty() {
+            String::new()
+        } else {
+            format!(", leaving out {}", left_out.join(" and "))
+        };
+        format!(
+            "{got} of {k}: the candidate models ({}) know no more items for this user{leaving}",
+            loaded.join(", ")
+        )
     }
 
     fn item_text(&self, item: u64) -> String {

@@ -28,6 +28,7 @@ pub fn to_json(r: &Recommendation, emitted_at: i64) -> serde_json::Value {
         "model_version": r.model_version,
         "features_as_of": r.features_as_of,
         "as_of_trigger": r.as_of_trigger,
+        "fewer_items_because": r.fewer_because,
         "trigger_event_time": r.trigger_event_time,
         "emitted_at": emitted_at,
     })

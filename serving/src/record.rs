@@ -29,7 +29,9 @@ pub const RECOMMENDATION_SCHEMA: &str = r#"{
      "doc": "Event time of the trigger (for a request: the latest event time serving had seen)."},
     {"name": "emitted_at", "type": {"type": "long", "logicalType": "timestamp-millis"}, "doc": "Wall-clock time of emission."},
     {"name": "as_of_trigger", "type": ["null", "boolean"], "default": null,
-     "doc": "true: every feature and model used was as of the trigger (nothing at or after a trigger event's time had counted). false: serving's state had run ahead of the trigger (a replay): do not score this recommendation offline as if it had been made live. null: written by an eddy that did not say."}
+     "doc": "true: every feature and model used was as of the trigger (nothing at or after a trigger event's time had counted). false: serving's state had run ahead of the trigger (a replay): do not score this recommendation offline as if it had been made live. null: written by an eddy that did not say."},
+    {"name": "fewer_items_because", "type": ["null", "string"], "default": null,
+     "doc": "Why `items` holds fewer than the k asked for (null: it does not)."}
   ]
 }"#;
 
@@ -85,6 +87,13 @@ impl RecommendationEncoder {
             (
                 "as_of_trigger".into(),
                 Value::Union(1, Box::new(Value::Boolean(r.as_of_trigger))),
+            ),
+            (
+                "fewer_items_because".into(),
+                match &r.fewer_because {
+                    Some(why) => Value::Union(1, Box::new(Value::String(why.clone()))),
+                    None => Value::Union(0, Box::new(Value::Null)),
+                },
             ),
         ]))
     }

@@ -114,7 +114,15 @@ pub fn run(
             group: None,
         },
     )?;
-    super::run::attach_models(&mut job, ctx.backend.as_ref())?;
+    // The models trained above go on learning; say so once, not "resumes"
+    // per model (which read as if a fresh directory had old models).
+    let continued = super::run::attach_models_with(&mut job, ctx.backend.as_ref(), |l| l)?;
+    if !continued.is_empty() {
+        eprintln!(
+            "the live pipeline continues the {} models trained above",
+            continued.len()
+        );
+    }
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let pipeline_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let learner = {
@@ -190,7 +198,8 @@ pub fn run(
         if examples.iter().any(|e| e.0 == user) {
             continue;
         }
-        let items: Vec<String> = json["items"]
+        let why = json["fewer_items_because"].as_str().map(str::to_string);
+        let mut items: Vec<String> = json["items"]
             .as_array()
             .into_iter()
             .flatten()
@@ -203,6 +212,8 @@ pub fn run(
                     .unwrap_or_else(|| format!("movie {id}"))
             })
             .collect();
+        // Fewer than asked for: say why rather than leave a short list.
+        items.extend(why.map(|w| format!("({w})")));
         examples.push((user, items));
         if examples.len() == 3 {
             break;

@@ -23,7 +23,16 @@ fn quickstart_loads_movielens_and_its_summary_is_sane() {
     let mut cmd = eddy(&data);
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("quickstart");
-    let out = ok(cmd, "");
+    let output = run(cmd, "");
+    let (out, err) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{out}{err}");
+    // Regression: after "fresh data directory", each model said it
+    // "resumes from its latest snapshot", which read as a contradiction.
+    assert!(
+        err.contains("the live pipeline continues the 4 models trained above"),
+        "{err}"
+    );
+    assert!(!err.contains("resumes from its latest snapshot"), "{err}");
     // Every rating and every movie of the shipped dataset.
     let rows = |f: &str| {
         std::fs::read_to_string(format!(

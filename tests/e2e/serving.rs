@@ -664,6 +664,11 @@ fn before_the_models_load_healthz_is_not_ready_and_requests_get_the_fallback_or_
             assert_eq!(early[0]["value"]["request_id"], "early");
             assert_eq!(early[0]["value"]["items"], serde_json::json!([]), "{mode}");
             assert_eq!(early[0]["value"]["model_version"], "", "{mode}");
+            // It says why it has no item.
+            let why = early[0]["value"]["fewer_items_because"]
+                .as_str()
+                .unwrap_or("");
+            assert!(why.starts_with("0 of 5: no candidate model ("), "{why}");
         } else {
             std::thread::sleep(Duration::from_millis(500));
             let out = ok(
@@ -693,6 +698,7 @@ fn before_the_models_load_healthz_is_not_ready_and_requests_get_the_fallback_or_
             let v = &r["value"];
             if mode == "hold" || v["request_id"] == "late" {
                 assert_eq!(v["items"].as_array().unwrap().len(), 5, "{mode}: {v}");
+                assert!(v["fewer_items_because"].is_null(), "{v}");
                 assert!(
                     v["model_version"].as_str().unwrap().contains("like@"),
                     "{v}"
