@@ -1,6 +1,6 @@
 """Helpers the notebooks share: where the data is, and running `eddy`.
 
-Run `cargo run --release -- quickstart` from the repository root first: it
+Run `tests/setup build && cargo run --release -- quickstart` from the repository root first: it
 writes `eddy-data/`, which the notebooks read. Three environment variables
 override the defaults (the tests set them):
 
@@ -52,5 +52,5 @@ def eddy_json(*args: str):
 def require_quickstart() -> None:
     if not (DATA / "parquet" / "user_activity").is_dir():
         raise RuntimeError(
-            f"{DATA} has no feature tables: run `cargo run --release -- quickstart` at {REPO} first"
+            f"{DATA} has no feature tables: run `tests/setup build && cargo run --release -- quickstart` at {REPO} first"
         )
