@@ -4,6 +4,7 @@
 use eddy_features::avro::AvroError;
 use eddy_features::engine::job::{CheckpointError, JobError};
 use eddy_features::registry::RegistryError;
+use eddy_features::store::StoreError;
 use eddy_features::topic::{Blame, TopicError};
 
 /// The exit codes, documented in the README and in `eddy --help`.
@@ -97,10 +98,21 @@ fn job_code(e: &JobError) -> Option<ExitCode> {
         JobError::Avro(a) => avro_code(a),
         JobError::PositionLost { .. } | JobError::HistoryGap(_) => ExitCode::DataLost,
         JobError::Checkpoint(CheckpointError::Corrupt { .. }) => ExitCode::DataLost,
+        JobError::Store(e) | JobError::Checkpoint(CheckpointError::Store(e)) => store_code(e),
         JobError::Checkpoint(CheckpointError::SpecChanged { .. }) => ExitCode::Usage,
         JobError::Spec(_) => ExitCode::Usage,
         _ => return None,
     })
+}
+
+/// Object storage: a URL, credentials, a bucket or a permission is the
+/// user's to fix (2); an endpoint that does not answer is the
+/// environment's (4).
+fn store_code(e: &StoreError) -> ExitCode {
+    match e.blame() {
+        Blame::User => ExitCode::Usage,
+        _ => ExitCode::Unreachable,
+    }
 }
 
 fn avro_code(e: &AvroError) -> ExitCode {
@@ -121,6 +133,9 @@ pub fn code_for(e: &anyhow::Error) -> ExitCode {
         }
         if let Some(t) = cause.downcast_ref::<TopicError>() {
             return topic_code(t);
+        }
+        if let Some(e) = cause.downcast_ref::<StoreError>() {
+            return store_code(e);
         }
         if let Some(j) = cause.downcast_ref::<JobError>()
             && let Some(code) = job_code(j)

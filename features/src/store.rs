@@ -21,7 +21,7 @@ pub enum StoreError {
         "`{url}` is not a storage URL: {why}. Use a directory, file://DIR, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, az://CONTAINER/PREFIX or memory://"
     )]
     BadUrl { url: String, why: String },
-    #[error("object storage `{url}`: {source}. Check the location and its credentials")]
+    #[error("object storage `{url}`: {source}. {}", hint(source).0)]
     Io {
         url: String,
         #[source]
@@ -29,6 +29,67 @@ pub enum StoreError {
     },
     #[error("cannot start the object-store runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+impl StoreError {
+    /// Who must act: the user (a URL, credentials, a bucket, a permission)
+    /// or the environment (an endpoint that does not answer).
+    pub fn blame(&self) -> crate::topic::Blame {
+        match self {
+            StoreError::BadUrl { .. } => crate::topic::Blame::User,
+            StoreError::Io { source, .. } => hint(source).1,
+            StoreError::Runtime(_) => crate::topic::Blame::Environment,
+        }
+    }
+}
+
+/// What to do about an object-store error, and who must do it. The
+/// underlying messages are the HTTP client's; these name the setting.
+fn hint(e: &object_store::Error) -> (&'static str, crate::topic::Blame) {
+    use crate::topic::Blame::{Environment, User};
+    let text = format!("{e:?} {e}");
+    if text.contains("169.254.169.254") || text.contains("Missing credentials") {
+        return (
+            "No credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (any values for a server without authentication), or run where instance metadata provides them",
+            User,
+        );
+    }
+    if text.contains("URL scheme is not allowed") {
+        return (
+            "The endpoint is plain HTTP: give it as AWS_ENDPOINT_URL=http://... (eddy then allows HTTP) or set AWS_ALLOW_HTTP=true",
+            User,
+        );
+    }
+    if text.contains("NoSuchBucket") || text.contains("bucket does not exist") {
+        return ("The bucket does not exist: create it first", User);
+    }
+    match e {
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => (
+            "The credentials are not allowed to do this: check them and the bucket's policy",
+            User,
+        ),
+        _ if text.contains("AccessDenied")
+            || text.contains("InvalidAccessKeyId")
+            || text.contains("SignatureDoesNotMatch") =>
+        {
+            (
+                "The credentials are not allowed to do this: check them and the bucket's policy",
+                User,
+            )
+        }
+        _ if text.contains("onnect")
+            || text.contains("dns error")
+            || text.contains("timed out")
+            || text.contains("error sending request") =>
+        {
+            (
+                "The endpoint does not answer: check AWS_ENDPOINT_URL (or the network) and that the server runs",
+                Environment,
+            )
+        }
+        _ => ("Check the location and its credentials", Environment),
+    }
 }
 
 /// A location in object storage: a store and a prefix in it.
@@ -110,12 +171,19 @@ impl Store {
             Location::Remote(parsed) => {
                 let prefix = ObjectPath::from(parsed.path().trim_start_matches('/'));
                 let store: Arc<dyn ObjectStore> = match parsed.scheme() {
-                    "s3" | "s3a" => Arc::new(
-                        object_store::aws::AmazonS3Builder::from_env()
-                            .with_url(url)
-                            .build()
-                            .map_err(io)?,
-                    ),
+                    "s3" | "s3a" => {
+                        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+                        let mut builder = AmazonS3Builder::from_env().with_url(url);
+                        // An endpoint given as http:// (a local S3-compatible
+                        // server) is meant to be reached over HTTP.
+                        if builder
+                            .get_config_value(&AmazonS3ConfigKey::Endpoint)
+                            .is_some_and(|e| e.starts_with("http://"))
+                        {
+                            builder = builder.with_allow_http(true);
+                        }
+                        Arc::new(builder.build().map_err(io)?)
+                    }
                     "gs" => Arc::new(
                         object_store::gcp::GoogleCloudStorageBuilder::from_env()
                             .with_url(url)
@@ -181,6 +249,22 @@ impl Store {
             .block_on(self.inner.put(&path, Bytes::from(data).into()))
             .map(|_| ())
             .map_err(|e| self.io(e))
+    }
+
+    /// Checks that the location can be written, read back and cleaned up
+    /// (`eddy validate`): a small probe object, deleted again.
+    pub fn probe(&self) -> Result<(), StoreError> {
+        let name = format!(".eddy-probe-{}", std::process::id());
+        self.put(&name, b"eddy".to_vec())?;
+        let back = self.get(&name)?;
+        self.delete(&name)?;
+        match back {
+            Some(b) if b.as_ref() == b"eddy" => Ok(()),
+            _ => Err(StoreError::BadUrl {
+                url: self.url.clone(),
+                why: "an object written there did not read back".into(),
+            }),
+        }
     }
 
     /// Reads an object; None if it does not exist.

@@ -43,7 +43,31 @@ pub fn validate(global: &Global, args: &ValidateArgs) -> anyhow::Result<()> {
     let registry = ctx.registry()?;
     let (plans, models) = spec::validate_with_models(&loaded, &schema_lookup(&registry))
         .map_err(|p| spec_failure(SpecError::Invalid(p)))?;
+    // Every storage location the spec names must be reachable and
+    // writable now, rather than at the first checkpoint of a long run.
+    let mut urls: Vec<(&str, String)> = Vec::new();
+    if let Some(url) = &loaded.spec.checkpoint.url {
+        urls.push(("checkpoint.url", url.clone()));
+    }
+    if let Some(a) = &loaded.spec.archive {
+        urls.push(("archive.url", a.url.clone()));
+    }
+    for plan in &plans {
+        if let Some(url) = &plan.parquet {
+            urls.push(("parquet output", url.clone()));
+        }
+    }
+    let mut storage = Vec::new();
+    for (what, url) in &urls {
+        eddy_features::store::Store::open(url)
+            .and_then(|s| s.probe())
+            .with_context(|| format!("{}: {what} `{url}`", args.spec.display()))?;
+        storage.push(format!("  storage {url} ({what}): reachable and writable"));
+    }
     println!("{}: valid", args.spec.display());
+    for line in storage {
+        println!("{line}");
+    }
     for plan in &plans {
         println!(
             "  view {} ({} → {}): {} features: {}",

@@ -18,3 +18,4 @@ mod notebooks;
 mod pipeline;
 mod quickstart;
 mod serving;
+mod storage;
