@@ -272,6 +272,16 @@ pub struct BackfillArgs {
     /// such as `rating >= 4`. Default `label` (a column named label).
     #[arg(long, requires = "labels", default_value = "label")]
     pub label_expr: String,
+    /// With --labels: a SQL condition over the label source's columns;
+    /// only label events for which it is true become rows (for example
+    /// `event_type = 'view'`). Default: every label event.
+    #[arg(long, requires = "labels")]
+    pub label_filter: Option<String>,
+    /// With --labels: the label event's own columns to write beside its
+    /// features (`item_id,price`). Default none: a column of the label's
+    /// own event can leak the label, so each one is named.
+    #[arg(long, requires = "labels", value_delimiter = ',')]
+    pub columns: Vec<String>,
     /// Where to write (object-store URL or directory): `features/<view>/`,
     /// `training/` and `manifest.json`. Files of an earlier backfill there
     /// are replaced.

@@ -100,7 +100,7 @@ fn job_code(e: &JobError) -> Option<ExitCode> {
         JobError::Checkpoint(CheckpointError::Corrupt { .. }) => ExitCode::DataLost,
         JobError::Store(e) | JobError::Checkpoint(CheckpointError::Store(e)) => store_code(e),
         JobError::Checkpoint(CheckpointError::SpecChanged { .. }) => ExitCode::Usage,
-        JobError::Spec(_) => ExitCode::Usage,
+        JobError::Spec(_) | JobError::Options(_) => ExitCode::Usage,
         _ => return None,
     })
 }

@@ -237,9 +237,10 @@ pub fn interactions(
         std::time::Duration::from_secs(60),
     )?;
     let mut labeler = match &plan.label {
-        Some((sql, _)) => {
-            Some(Labeler::new(sql, plan.source_columns.clone()).map_err(crate::ServeError::Setup)?)
-        }
+        Some((sql, _)) => Some(
+            Labeler::new(sql, None, plan.source_columns.clone())
+                .map_err(crate::ServeError::Setup)?,
+        ),
         None => None,
     };
     let item =
@@ -266,7 +267,7 @@ pub fn interactions(
         let positive = match &mut labeler {
             Some(l) => matches!(
                 l.take(p, o),
-                Some(eddy_features::engine::value::Scalar::Bool(true))
+                Some((eddy_features::engine::value::Scalar::Bool(true), _))
             ),
             None => true,
         };

@@ -45,6 +45,8 @@ pub fn backfill(global: &Global, args: &BackfillArgs) -> anyhow::Result<()> {
         labels: args.labels.as_ref().map(|source| LabelOptions {
             source: source.clone(),
             expr: args.label_expr.clone(),
+            filter: args.label_filter.clone(),
+            columns: args.columns.clone(),
         }),
         out: out_url(&args.out)?,
         batch: args.batch.max(1),
@@ -111,6 +113,12 @@ pub fn backfill(global: &Global, args: &BackfillArgs) -> anyhow::Result<()> {
             s.training_rows,
             s.training_columns.len(),
             s.training_files.len()
+        );
+    }
+    if s.labels_filtered > 0 {
+        println!(
+            "{} label events left out by --label-filter",
+            s.labels_filtered
         );
     }
     if s.labels_rejected > 0 {

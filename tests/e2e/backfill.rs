@@ -473,3 +473,93 @@ fn history_split_between_archive_and_topic_is_read_without_gap_or_duplicate() {
         "{err}"
     );
 }
+
+/// Regression: a training set held key, time, label and view features
+/// only, so a click model could not learn from the event's own item or
+/// price, and every label event became a row. `--columns` keeps the named
+/// columns of the label event (a name already taken gets `event_`), and
+/// `--label-filter` keeps the label events a condition selects.
+#[test]
+fn training_sets_could_not_hold_the_label_events_own_columns_or_select_them() {
+    let shop = crate::faults::Shop::new(2, &[]);
+    shop.clicks(0, 2000);
+    let out_dir = shop.dir.path().join("set");
+    let out = ok(
+        shop.cmd(&[
+            "backfill",
+            shop.spec.to_str().unwrap(),
+            "--labels",
+            "clicks",
+            "--label-expr",
+            "amount > 50",
+            "--label-filter",
+            "item < 10",
+            "--columns",
+            "item,amount,user",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]),
+        "",
+    );
+    assert!(
+        out.contains("label events left out by --label-filter"),
+        "{out}"
+    );
+    let mut frames = Vec::new();
+    for entry in std::fs::read_dir(out_dir.join("training")).unwrap() {
+        let file = std::fs::File::open(entry.unwrap().path()).unwrap();
+        frames.push(ParquetReader::new(file).finish().unwrap());
+    }
+    let mut df = frames.pop().unwrap();
+    for f in frames {
+        df.vstack_mut_owned(f).unwrap();
+    }
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(
+        names[..8],
+        [
+            "user",
+            "event_time",
+            "partition",
+            "offset",
+            "label",
+            "item",
+            "amount",
+            "event_user"
+        ],
+        "{names:?}"
+    );
+    // Only clicks on items 0..9 (of 20), and each row's own item and label.
+    let item = df.column("item").unwrap().i64().unwrap().clone();
+    let amount = df.column("amount").unwrap().f64().unwrap().clone();
+    let label = df.column("label").unwrap().bool().unwrap().clone();
+    assert!(df.height() > 500 && df.height() < 1500, "{}", df.height());
+    for i in 0..df.height() {
+        assert!(item.get(i).unwrap() < 10);
+        assert_eq!(label.get(i), Some(amount.get(i).unwrap() > 50.0));
+    }
+    let err = fails_with(
+        shop.cmd(&[
+            "backfill",
+            shop.spec.to_str().unwrap(),
+            "--labels",
+            "clicks",
+            "--label-expr",
+            "amount > 50",
+            "--columns",
+            "price",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]),
+        "",
+        2,
+    );
+    assert!(
+        err.contains("--columns: `price` is not a column of `clicks`"),
+        "{err}"
+    );
+}

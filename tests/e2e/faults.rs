@@ -14,16 +14,16 @@ use crate::pipeline::{CLICK_SCHEMA, ITEM_SCHEMA, click_spec, clicks_between, ite
 use crate::support::*;
 
 /// A click pipeline on the local log in a temporary directory.
-struct Shop {
-    dir: tempfile::TempDir,
-    spec: PathBuf,
+pub(crate) struct Shop {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) spec: PathBuf,
 }
 
 impl Shop {
     /// Topics `clicks` (with `partitions` and the given extra `topics
     /// create` arguments) and `items`, the item table loaded, and a spec
     /// over them.
-    fn new(partitions: u32, create: &[&str]) -> Shop {
+    pub(crate) fn new(partitions: u32, create: &[&str]) -> Shop {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("click.avsc"), CLICK_SCHEMA).unwrap();
         std::fs::write(dir.path().join("item.avsc"), ITEM_SCHEMA).unwrap();
@@ -39,7 +39,7 @@ impl Shop {
         shop
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = eddy(&self.dir.path().join("eddy-data"));
         c.args(args);
         c
@@ -69,7 +69,7 @@ impl Shop {
         ok(self.cmd(&args), lines);
     }
 
-    fn clicks(&self, from: i64, to: i64) {
+    pub(crate) fn clicks(&self, from: i64, to: i64) {
         self.produce("clicks", "user", &clicks_between(from, to));
     }
 

@@ -217,12 +217,14 @@ impl OnlineModels {
                 ),
             };
             let labeler = match &plan.label {
-                Some((sql, _)) => Some(Labeler::new(sql, plan.source_columns.clone()).map_err(
-                    |why| OnlineError::Label {
-                        model: plan.name.clone(),
-                        why,
-                    },
-                )?),
+                Some((sql, _)) => Some(
+                    Labeler::new(sql, None, plan.source_columns.clone()).map_err(|why| {
+                        OnlineError::Label {
+                            model: plan.name.clone(),
+                            why,
+                        }
+                    })?,
+                ),
                 None => None,
             };
             models.push(Online {
@@ -308,7 +310,7 @@ impl Online {
                 );
                 fresh
                     .iter()
-                    .map(|i| labeler.take(partition, rows.offsets[*i]))
+                    .map(|i| labeler.take(partition, rows.offsets[*i]).map(|l| l.0))
                     .collect()
             }
         };

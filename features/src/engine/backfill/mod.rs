@@ -70,6 +70,14 @@ pub struct LabelOptions {
     pub source: String,
     /// A SQL expression over the source's columns. Default `label`.
     pub expr: String,
+    /// A SQL condition over the source's columns: only label events for
+    /// which it is true become rows (say, views and not purchases).
+    /// Default: every label event.
+    pub filter: Option<String>,
+    /// The label event's own columns to write beside its features (what a
+    /// click model reads: the item, the price). Default none: a column of
+    /// the label's own event can leak the label, so each is named.
+    pub columns: Vec<String>,
 }
 
 /// What a backfill did.
@@ -96,6 +104,8 @@ pub struct BackfillSummary {
     pub training_columns: Vec<String>,
     /// Label events whose label expression failed, and the first reason.
     pub labels_rejected: u64,
+    /// Label events the `--label-filter` left out.
+    pub labels_filtered: u64,
     pub first_label_rejection: Option<String>,
     /// History already gone and not archived, and holes in the archive,
     /// one line per partition.
@@ -233,7 +243,19 @@ impl Backfill {
                     .get(&source_spec.key)
                     .cloned()
                     .unwrap_or(crate::spec::ColumnType::String);
-                let labeler = Labeler::new(&l.expr, columns.clone()).map_err(JobError::Output)?;
+                let labeler = Labeler::new(&l.expr, l.filter.as_deref(), columns.clone())
+                    .map_err(JobError::Options)?;
+                let mut event_columns = Vec::new();
+                for name in &l.columns {
+                    let Some(i) = columns.get_index_of(name) else {
+                        return Err(JobError::Options(format!(
+                            "--columns: `{name}` is not a column of `{}`; its columns are {:?}",
+                            l.source,
+                            columns.keys().collect::<Vec<_>>()
+                        )));
+                    };
+                    event_columns.push((i, name.clone(), columns[i].clone()));
+                }
                 let decoder = RecordDecoder::new(
                     registry.clone(),
                     schema,
@@ -245,6 +267,7 @@ impl Backfill {
                     out.child("training"),
                     (source_spec.key.clone(), key_type),
                     labeler.label_type.clone(),
+                    event_columns,
                     &inputs.plans,
                 );
                 Some((s, decoder, labeler, writer))
@@ -427,6 +450,7 @@ impl Backfill {
             self.summary.training_files = writer.files.clone();
             self.summary.training_columns = writer.columns();
             self.summary.labels_rejected = labeler.rejected;
+            self.summary.labels_filtered = labeler.filtered;
             self.summary.first_label_rejection = labeler.first_rejection.clone();
         }
         // A query no task holds state for reads the empty windows.

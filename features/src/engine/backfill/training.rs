@@ -25,18 +25,26 @@ const CHUNK_ROWS: usize = 32_768;
 pub struct Labeler {
     expr: Expr,
     sql: String,
+    /// Which label events become rows (`--label-filter`).
+    filter: Option<Expr>,
     columns: Columns,
     pub label_type: ColumnType,
-    /// Per (partition, offset): the label, until its row is written.
-    labels: HashMap<(i32, i64), Scalar, foldhash::fast::RandomState>,
+    /// Per (partition, offset): the label and the event's columns, until
+    /// its row is written.
+    labels: HashMap<(i32, i64), Labeled, foldhash::fast::RandomState>,
     /// Label events whose expression failed, and the first reason.
     pub rejected: u64,
     pub first_rejection: Option<String>,
+    /// Label events the filter left out.
+    pub filtered: u64,
 }
+
+/// A label event's label, and its own columns.
+pub type Labeled = (Scalar, Box<[Scalar]>);
 
 impl Labeler {
     /// A labeler for `sql` over the label source's `columns`.
-    pub fn new(sql: &str, columns: Columns) -> Result<Labeler, String> {
+    pub fn new(sql: &str, filter: Option<&str>, columns: Columns) -> Result<Labeler, String> {
         let label_type = crate::spec::validate::expression_type(&columns, sql).map_err(|e| {
             format!(
                 "--label-expr {e}. The label source's columns are {:?}",
@@ -44,14 +52,33 @@ impl Labeler {
             )
         })?;
         let expr = polars::sql::sql_expr(sql).map_err(|e| e.to_string())?;
+        let filter = match filter {
+            None => None,
+            Some(f) => {
+                let t = crate::spec::validate::expression_type(&columns, f).map_err(|e| {
+                    format!(
+                        "--label-filter {e}. The label source's columns are {:?}",
+                        columns.keys().collect::<Vec<_>>()
+                    )
+                })?;
+                if t != ColumnType::Boolean {
+                    return Err(format!(
+                        "--label-filter `{f}` is {t:?}, not a condition (true or false)"
+                    ));
+                }
+                Some(polars::sql::sql_expr(f).map_err(|e| e.to_string())?)
+            }
+        };
         Ok(Labeler {
             expr,
             sql: sql.to_string(),
+            filter,
             columns,
             label_type,
             labels: HashMap::default(),
             rejected: 0,
             first_rejection: None,
+            filtered: 0,
         })
     }
 
@@ -63,18 +90,25 @@ impl Labeler {
         }
         match self.evaluate(&events) {
             Ok(labels) => {
-                for ((p, o, _), l) in events.iter().zip(labels) {
-                    self.labels.insert((*p, *o), l);
+                for ((p, o, cols), l) in events.into_iter().zip(labels) {
+                    match l {
+                        Some(l) => {
+                            self.labels.insert((p, o), (l, cols));
+                        }
+                        None => self.filtered += 1,
+                    }
                 }
             }
             Err(_) => {
                 // Find the rows that break the expression, one by one.
                 for e in events {
                     match self.evaluate(std::slice::from_ref(&e)) {
-                        Ok(mut l) => {
-                            self.labels
-                                .insert((e.0, e.1), l.pop().unwrap_or(Scalar::Null));
-                        }
+                        Ok(mut l) => match l.pop().flatten() {
+                            Some(l) => {
+                                self.labels.insert((e.0, e.1), (l, e.2));
+                            }
+                            None => self.filtered += 1,
+                        },
                         Err(why) => {
                             self.rejected += 1;
                             self.first_rejection
@@ -86,7 +120,11 @@ impl Labeler {
         }
     }
 
-    fn evaluate(&self, events: &[(i32, i64, Box<[Scalar]>)]) -> Result<Vec<Scalar>, String> {
+    /// Each event's label, or None where the filter leaves it out.
+    fn evaluate(
+        &self,
+        events: &[(i32, i64, Box<[Scalar]>)],
+    ) -> Result<Vec<Option<Scalar>>, String> {
         let series: Vec<Column> = self
             .columns
             .iter()
@@ -96,21 +134,43 @@ impl Labeler {
             })
             .collect();
         let df = DataFrame::new(series).map_err(|e| e.to_string())?;
-        let out = df
-            .lazy()
-            .select([self
-                .expr
+        let mut select = vec![
+            self.expr
                 .clone()
                 .strict_cast(self.label_type.dtype())
-                .alias("label")])
+                .alias("label"),
+        ];
+        if let Some(f) = &self.filter {
+            // A null condition leaves the event out, as SQL's WHERE does.
+            select.push(f.clone().fill_null(lit(false)).alias("keep"));
+        }
+        let out = df
+            .lazy()
+            .select(select)
             .collect()
             .map_err(|e| format!("`{}`: {e}", self.sql))?;
         let s = out.column("label").map_err(|e| e.to_string())?;
-        from_series(s.as_materialized_series(), &self.label_type).map_err(|e| e.to_string())
+        let labels =
+            from_series(s.as_materialized_series(), &self.label_type).map_err(|e| e.to_string())?;
+        let keep: Vec<bool> = match out.column("keep") {
+            Ok(k) => k
+                .bool()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|v| v.unwrap_or(false))
+                .collect(),
+            Err(_) => vec![true; labels.len()],
+        };
+        Ok(labels
+            .into_iter()
+            .zip(keep)
+            .map(|(l, k)| k.then_some(l))
+            .collect())
     }
 
-    /// The label of an event, taken out (None: its expression failed).
-    pub fn take(&mut self, partition: i32, offset: i64) -> Option<Scalar> {
+    /// The label of an event and its columns, taken out (None: its
+    /// expression failed, or the filter left it out).
+    pub fn take(&mut self, partition: i32, offset: i64) -> Option<Labeled> {
         self.labels.remove(&(partition, offset))
     }
 }
@@ -124,7 +184,7 @@ type WriterResult = Result<(u64, Vec<String>), String>;
 /// labels (None: the label expression failed: not written) and partition.
 struct Part {
     rows: ProbedRows,
-    labels: Vec<Option<Scalar>>,
+    labels: Vec<Option<Labeled>>,
     partition: i32,
 }
 
@@ -150,6 +210,9 @@ struct ChunkLayout {
     key_name: String,
     key_type: ColumnType,
     label_type: ColumnType,
+    /// The label event's own columns written: index in the record, output
+    /// name, type.
+    event_columns: Vec<(usize, String, ColumnType)>,
     /// Output column names and types of the features, view by view.
     features: Vec<(String, ColumnType)>,
 }
@@ -159,14 +222,35 @@ impl TrainingWriter {
         store: Store,
         key: (String, ColumnType),
         label_type: ColumnType,
+        event_columns: Vec<(usize, String, ColumnType)>,
         plans: &[ViewPlan],
     ) -> TrainingWriter {
+        let features = feature_columns(plans);
+        // An event column named like a column already there gets `event_`
+        // in front.
+        let taken: Vec<String> = [key.0.as_str(), "event_time", "partition", "offset", "label"]
+            .into_iter()
+            .map(str::to_string)
+            .chain(features.iter().map(|(n, _)| n.clone()))
+            .collect();
+        let event_columns = event_columns
+            .into_iter()
+            .map(|(i, name, t)| {
+                let name = if taken.contains(&name) {
+                    format!("event_{name}")
+                } else {
+                    name
+                };
+                (i, name, t)
+            })
+            .collect();
         let layout = Arc::new(ChunkLayout {
             store,
             key_name: key.0,
             key_type: key.1,
             label_type,
-            features: feature_columns(plans),
+            event_columns,
+            features,
         });
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Part>>(1);
         let l = layout.clone();
@@ -204,6 +288,7 @@ impl TrainingWriter {
             "offset".to_string(),
             "label".to_string(),
         ];
+        out.extend(l.event_columns.iter().map(|(_, n, _)| n.clone()));
         out.extend(l.features.iter().map(|(n, _)| n.clone()));
         out
     }
@@ -213,7 +298,7 @@ impl TrainingWriter {
         &mut self,
         partition: i32,
         rows: ProbedRows,
-        labels: Vec<Option<Scalar>>,
+        labels: Vec<Option<Labeled>>,
     ) -> Result<(), String> {
         if rows.is_empty() {
             return Ok(());
@@ -277,10 +362,24 @@ impl ChunkLayout {
             to_series(
                 "label",
                 &self.label_type,
-                labels.into_iter().map(Option::unwrap_or_default),
+                labels
+                    .iter()
+                    .map(|l| l.as_ref().map(|l| l.0.clone()).unwrap_or_default()),
             )
             .into_column(),
         ];
+        for (i, name, t) in &self.event_columns {
+            columns.push(
+                to_series(
+                    name,
+                    t,
+                    labels
+                        .iter()
+                        .map(|l| l.as_ref().map(|l| l.1[*i].clone()).unwrap_or_default()),
+                )
+                .into_column(),
+            );
+        }
         for (b, (name, _)) in rows.features.into_iter().zip(&self.features) {
             columns.push(b.finish(name).into_column());
         }

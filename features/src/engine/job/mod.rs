@@ -66,6 +66,10 @@ pub enum JobError {
     NotCoPartitioned { detail: String },
     #[error("{0}")]
     Output(String),
+    /// A command-line option does not fit the spec or its data (the user
+    /// must change it).
+    #[error("{0}")]
+    Options(String),
     /// History a backfill must read is in neither the archive nor the
     /// topic.
     #[error("{0}")]
