@@ -451,6 +451,13 @@ pub enum TopicsCommand {
     Produce(ProduceArgs),
     /// Print a topic's records as JSON lines.
     Consume(ConsumeArgs),
+    /// Print the latest value schema registered for a topic
+    /// (`<topic>-value`), with its id and version: the field names and
+    /// types a spec refers to.
+    Schema {
+        /// Topic name.
+        topic: String,
+    },
 }
 
 #[derive(Debug, Args)]

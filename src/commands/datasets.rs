@@ -161,5 +161,8 @@ pub fn generate_clickstream(global: &Global, args: &ClickstreamArgs) -> anyhow::
         "  ground truth: the click probability of every view in {} (Bayes-optimal logloss {bayes:.4})",
         truth_path.display()
     );
+    println!(
+        "  schemas: `eddy topics schema {events_topic}` and `eddy topics schema {items_topic}` (documented in datasets/README.md)"
+    );
     Ok(())
 }

@@ -30,7 +30,33 @@ pub fn run(global: &Global, cmd: TopicsCommand) -> anyhow::Result<()> {
         TopicsCommand::Consume(args) => {
             consume(&mut ctx, &args, Duration::from_secs(global.timeout.max(1)))
         }
+        TopicsCommand::Schema { topic } => schema(&mut ctx, &topic),
     }
+}
+
+/// `eddy topics schema T`: the registered value schema, pretty-printed.
+fn schema(ctx: &mut Context, topic: &str) -> anyhow::Result<()> {
+    ctx.backend.describe_topic(topic)?;
+    let registry = ctx.registry()?;
+    let subject = value_subject(topic);
+    let latest = registry.latest(&subject).map_err(|e| match e {
+        eddy_features::registry::RegistryError::SubjectNotFound(_) => CliError::fail(
+            ExitCode::Usage,
+            format!(
+                "topic `{topic}` has no registered value schema (`{subject}`): its records are not Avro through the registry"
+            ),
+        ),
+        other => anyhow::Error::new(other),
+    })?;
+    let pretty = serde_json::from_str::<Json>(&latest.schema)
+        .and_then(|j| serde_json::to_string_pretty(&j))
+        .unwrap_or(latest.schema.clone());
+    eprintln!(
+        "{subject} version {} (schema id {})",
+        latest.version, latest.id
+    );
+    println!("{pretty}");
+    Ok(())
 }
 
 fn create(ctx: &Context, args: &CreateArgs) -> anyhow::Result<()> {

@@ -66,6 +66,33 @@ fn avro_produce_then_consume_round_trips_json() {
     assert!(ok(describe, "").contains("30 records"));
 }
 
+/// No command printed a topic's schema: the field names a spec needs were
+/// learned by consuming a record.
+#[test]
+fn topics_schema_prints_the_registered_value_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    create(dir.path(), "events", &[]);
+    ok(produce_avro(dir.path()), &events(1));
+    let mut schema = eddy(dir.path());
+    schema.args(["topics", "schema", "events"]);
+    let out = run(schema, "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let registered: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(SCHEMA).unwrap()).unwrap();
+    assert_eq!(printed["fields"], registered["fields"]);
+    assert!(text(&out.stderr).contains("events-value version 1 (schema id 1)"));
+    // A topic of raw records has none, and says so; a missing topic is 3.
+    create(dir.path(), "raw", &[]);
+    let mut raw = eddy(dir.path());
+    raw.args(["topics", "schema", "raw"]);
+    let err = fails_with(raw, "", 2);
+    assert!(err.contains("has no registered value schema"), "{err}");
+    let mut missing = eddy(dir.path());
+    missing.args(["topics", "schema", "nope"]);
+    fails_with(missing, "", 3);
+}
+
 #[test]
 fn unknown_topic_exits_3() {
     let dir = tempfile::tempdir().unwrap();
