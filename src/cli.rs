@@ -278,8 +278,10 @@ pub struct BackfillArgs {
     #[arg(long, requires = "labels")]
     pub label_filter: Option<String>,
     /// With --labels: the label event's own columns to write beside its
-    /// features (`item_id,price`). Default none: a column of the label's
-    /// own event can leak the label, so each one is named.
+    /// features (`item_id,price`), and `TABLE.COLUMN` for a table the
+    /// source's views join (`items.category`, as of the event's time).
+    /// Default none: a column of the label's own event can leak the label,
+    /// so each one is named.
     #[arg(long, requires = "labels", value_delimiter = ',')]
     pub columns: Vec<String>,
     /// Where to write (object-store URL or directory): `features/<view>/`,

@@ -495,7 +495,7 @@ fn training_sets_could_not_hold_the_label_events_own_columns_or_select_them() {
             "--label-filter",
             "item < 10",
             "--columns",
-            "item,amount,user",
+            "item,amount,user,items.category",
             "--out",
             out_dir.to_str().unwrap(),
         ]),
@@ -520,7 +520,7 @@ fn training_sets_could_not_hold_the_label_events_own_columns_or_select_them() {
         .map(|c| c.to_string())
         .collect();
     assert_eq!(
-        names[..8],
+        names[..9],
         [
             "user",
             "event_time",
@@ -529,7 +529,8 @@ fn training_sets_could_not_hold_the_label_events_own_columns_or_select_them() {
             "label",
             "item",
             "amount",
-            "event_user"
+            "event_user",
+            "items_category"
         ],
         "{names:?}"
     );
@@ -538,9 +539,27 @@ fn training_sets_could_not_hold_the_label_events_own_columns_or_select_them() {
     let amount = df.column("amount").unwrap().f64().unwrap().clone();
     let label = df.column("label").unwrap().bool().unwrap().clone();
     assert!(df.height() > 500 && df.height() < 1500, "{}", df.height());
+    let category = df.column("items_category").unwrap().str().unwrap().clone();
+    let time = df
+        .column("event_time")
+        .unwrap()
+        .cast(&DataType::Int64)
+        .unwrap()
+        .i64()
+        .unwrap()
+        .clone();
     for i in 0..df.height() {
-        assert!(item.get(i).unwrap() < 10);
+        let it = item.get(i).unwrap();
+        assert!(it < 10);
         assert_eq!(label.get(i), Some(amount.get(i).unwrap() > 50.0));
+        // The item's category as of the event (joined as the views join
+        // it): item 3 is on sale from BASE + 1,000,000 on.
+        let want = if it == 3 && time.get(i).unwrap() >= BASE + 1_000_000 {
+            "sale".to_string()
+        } else {
+            format!("c{}", it % 4)
+        };
+        assert_eq!(category.get(i), Some(want.as_str()), "row {i}");
     }
     let err = fails_with(
         shop.cmd(&[

@@ -75,8 +75,10 @@ pub struct LabelOptions {
     /// Default: every label event.
     pub filter: Option<String>,
     /// The label event's own columns to write beside its features (what a
-    /// click model reads: the item, the price). Default none: a column of
-    /// the label's own event can leak the label, so each is named.
+    /// click model reads: the item, the price), and `TABLE.COLUMN` for a
+    /// table the source's views join, as of the event's time. Default
+    /// none: a column of the label's own event can leak the label, so each
+    /// is named.
     pub columns: Vec<String>,
 }
 
@@ -118,6 +120,53 @@ pub struct BackfillSummary {
     pub elapsed: Duration,
 }
 
+/// A table column written beside label events: (table index, the label
+/// source's join column, the column's index in the table row, its type).
+type JoinedColumn = (usize, usize, usize, crate::spec::ColumnType);
+
+/// Resolves `--columns TABLE.COLUMN`: the table, the label source's column
+/// its views join it on, and the column.
+fn joined_column(
+    spec: &crate::spec::PipelineSpec,
+    inputs: &Inputs,
+    source: &str,
+    columns: &crate::spec::validate::Columns,
+    table: &str,
+    column: &str,
+) -> Result<JoinedColumn, JobError> {
+    let bad = |why: String| JobError::Options(format!("--columns `{table}.{column}`: {why}"));
+    let t = spec
+        .tables
+        .keys()
+        .position(|n| n == table)
+        .ok_or_else(|| bad(format!("the spec has no table `{table}`")))?;
+    let join = inputs
+        .plans
+        .iter()
+        .filter(|p| p.source == source)
+        .flat_map(|p| &p.joins)
+        .find(|j| j.table == table)
+        .ok_or_else(|| {
+            bad(format!(
+                "no view of `{source}` joins `{table}`, so there is no join key to look it up by"
+            ))
+        })?;
+    let on = columns.get_index_of(&join.on).ok_or_else(|| {
+        bad(format!(
+            "the join column `{}` is not in `{source}`",
+            join.on
+        ))
+    })?;
+    let table_columns = &inputs.tables[t].decoder.columns;
+    let c = table_columns.get_index_of(column).ok_or_else(|| {
+        bad(format!(
+            "`{table}` has no column `{column}`; its columns are {:?}",
+            table_columns.keys().collect::<Vec<_>>()
+        ))
+    })?;
+    Ok((t, on, c, table_columns[c].clone()))
+}
+
 impl From<HistoryError> for JobError {
     fn from(e: HistoryError) -> JobError {
         match e {
@@ -140,7 +189,15 @@ pub struct Backfill {
     out: Store,
     /// Events before this time are not replayed.
     start: i64,
-    labels: Option<(usize, RecordDecoder, Labeler, TrainingWriter)>,
+    /// The label source, its decoder, the labeler, the writer, and the
+    /// table columns joined onto each label event.
+    labels: Option<(
+        usize,
+        RecordDecoder,
+        Labeler,
+        TrainingWriter,
+        Vec<JoinedColumn>,
+    )>,
     summary: BackfillSummary,
 }
 
@@ -246,10 +303,20 @@ impl Backfill {
                 let labeler = Labeler::new(&l.expr, l.filter.as_deref(), columns.clone())
                     .map_err(JobError::Options)?;
                 let mut event_columns = Vec::new();
+                let mut joined = Vec::new();
                 for name in &l.columns {
+                    // `TABLE.COLUMN`: a column of a table row, as of the
+                    // event's time, joined as the source's views join it.
+                    if let Some((table, column)) = name.split_once('.') {
+                        let j = joined_column(spec, &inputs, &l.source, &columns, table, column)?;
+                        let at = columns.len() + joined.len();
+                        event_columns.push((at, name.replace('.', "_"), j.3.clone()));
+                        joined.push(j);
+                        continue;
+                    }
                     let Some(i) = columns.get_index_of(name) else {
                         return Err(JobError::Options(format!(
-                            "--columns: `{name}` is not a column of `{}`; its columns are {:?}",
+                            "--columns: `{name}` is not a column of `{}` (its columns are {:?}), nor `TABLE.COLUMN` of a table its views join",
                             l.source,
                             columns.keys().collect::<Vec<_>>()
                         )));
@@ -270,7 +337,7 @@ impl Backfill {
                     event_columns,
                     &inputs.plans,
                 );
-                Some((s, decoder, labeler, writer))
+                Some((s, decoder, labeler, writer, joined))
             }
         };
         clear_previous(&out)?;
@@ -381,7 +448,7 @@ impl Backfill {
             }
             phases[1] += t0.elapsed();
             let t0 = Instant::now();
-            if let Some((_, _, labeler, _)) = &mut self.labels {
+            if let Some((_, _, labeler, _, _)) = &mut self.labels {
                 labeler.label(label_events);
             }
             phases[2] += t0.elapsed();
@@ -444,7 +511,7 @@ impl Backfill {
                 }
             }
         }
-        if let Some((_, _, labeler, writer)) = &mut self.labels {
+        if let Some((_, _, labeler, writer, _)) = &mut self.labels {
             writer.finish().map_err(JobError::Output)?;
             self.summary.training_rows = writer.written;
             self.summary.training_files = writer.files.clone();
@@ -502,12 +569,27 @@ impl Backfill {
                 sinks[v].push(partition, row);
             }
         }
-        if let Some((_, _, labeler, writer)) = &mut self.labels {
+        if let Some((_, _, labeler, writer, joined)) = &mut self.labels {
             let rows = probe.rows.take();
+            let tables = &self.inputs.table_state;
             let labels = rows
                 .offsets
                 .iter()
-                .map(|o| labeler.take(partition, *o))
+                .zip(&rows.ts)
+                .map(|(o, ts)| {
+                    let (label, cols) = labeler.take(partition, *o)?;
+                    if joined.is_empty() {
+                        return Some((label, cols));
+                    }
+                    let mut cols = cols.into_vec();
+                    for (table, on, column, _) in joined.iter() {
+                        let value = tables[*table]
+                            .lookup(&cols[*on], *ts)
+                            .map_or(Scalar::Null, |row| row[*column].clone());
+                        cols.push(value);
+                    }
+                    Some((label, cols.into_boxed_slice()))
+                })
                 .collect();
             writer
                 .push(partition, rows, labels)
