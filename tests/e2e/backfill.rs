@@ -485,20 +485,15 @@ fn training_sets_could_not_hold_the_label_events_own_columns_or_select_them() {
     shop.clicks(0, 2000);
     let out_dir = shop.dir.path().join("set");
     let out = ok(
-        shop.cmd(&[
-            "backfill",
-            shop.spec.to_str().unwrap(),
-            "--labels",
-            "clicks",
-            "--label-expr",
-            "amount > 50",
-            "--label-filter",
-            "item < 10",
-            "--columns",
-            "item,amount,user,items.category",
-            "--out",
-            out_dir.to_str().unwrap(),
-        ]),
+        shop.labels(
+            "set",
+            &[
+                "--label-filter",
+                "item < 10",
+                "--columns",
+                "item,amount,user,items.category",
+            ],
+        ),
         "",
     );
     assert!(
@@ -561,22 +556,7 @@ fn training_sets_could_not_hold_the_label_events_own_columns_or_select_them() {
         };
         assert_eq!(category.get(i), Some(want.as_str()), "row {i}");
     }
-    let err = fails_with(
-        shop.cmd(&[
-            "backfill",
-            shop.spec.to_str().unwrap(),
-            "--labels",
-            "clicks",
-            "--label-expr",
-            "amount > 50",
-            "--columns",
-            "price",
-            "--out",
-            out_dir.to_str().unwrap(),
-        ]),
-        "",
-        2,
-    );
+    let err = fails_with(shop.labels("set", &["--columns", "price"]), "", 2);
     assert!(
         err.contains("--columns: `price` is not a column of `clicks`"),
         "{err}"

@@ -69,6 +69,24 @@ impl Shop {
         ok(self.cmd(&args), lines);
     }
 
+    /// `eddy backfill --labels clicks --label-expr "amount > 50"` into
+    /// `out` (under the shop's directory), with `extra` options.
+    pub(crate) fn labels(&self, out: &str, extra: &[&str]) -> Command {
+        let out_dir = self.dir.path().join(out).display().to_string();
+        let mut c = self.cmd(&[
+            "backfill",
+            self.spec.to_str().unwrap(),
+            "--labels",
+            "clicks",
+            "--label-expr",
+            "amount > 50",
+            "--out",
+            &out_dir,
+        ]);
+        c.args(extra);
+        c
+    }
+
     pub(crate) fn clicks(&self, from: i64, to: i64) {
         self.produce("clicks", "user", &clicks_between(from, to));
     }
@@ -308,23 +326,7 @@ fn a_backfill_from_the_archive_reads_every_event_across_utc_midnight() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(days.len() >= 2, "{days:?}");
-    let backfill = |out: &str| {
-        let out_dir = shop.dir.path().join(out).display().to_string();
-        ok(
-            shop.cmd(&[
-                "backfill",
-                shop.spec.to_str().unwrap(),
-                "--labels",
-                "clicks",
-                "--label-expr",
-                "amount > 50",
-                "--out",
-                &out_dir,
-            ]),
-            "",
-        )
-    };
-    let out = backfill("from-archive");
+    let out = ok(shop.labels("from-archive", &[]), "");
     assert!(
         out.contains("8000 from the archive, 0 from topics"),
         "{out}"
@@ -548,19 +550,7 @@ fn eddy_learn_could_not_read_the_training_set_eddy_backfill_writes() {
     let shop = Shop::new(2, &[]);
     shop.clicks(0, 3000);
     let out_dir = shop.dir.path().join("set");
-    let out = ok(
-        shop.cmd(&[
-            "backfill",
-            shop.spec.to_str().unwrap(),
-            "--labels",
-            "clicks",
-            "--label-expr",
-            "amount > 50",
-            "--out",
-            out_dir.to_str().unwrap(),
-        ]),
-        "",
-    );
+    let out = ok(shop.labels("set", &[]), "");
     let rows: u64 = out
         .split("training set: ")
         .nth(1)

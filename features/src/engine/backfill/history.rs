@@ -73,13 +73,10 @@ impl Cursor {
         self.next >= self.end
     }
 
-    /// The lowest offset among the opened files' next records.
-    fn head(&self) -> Option<i64> {
-        self.open
-            .iter()
-            .filter_map(|q| q.front())
-            .map(|r| r.offset)
-            .min()
+    /// The opened file whose next record has the lowest offset (opened
+    /// queues are never empty: a drained one is dropped).
+    fn front(&self) -> Option<usize> {
+        (0..self.open.len()).min_by_key(|i| self.open[*i][0].offset)
     }
 
     /// Opens every archive file that may hold the next record in offset
@@ -87,7 +84,8 @@ impl Cursor {
     /// buffered one (or the next file, when nothing is buffered).
     fn fill(&mut self, store: &Store) -> Result<(), ArchiveError> {
         loop {
-            let due = match (self.head(), self.files.front()) {
+            let head = self.front().map(|i| self.open[i][0].offset);
+            let due = match (head, self.files.front()) {
                 (_, None) => return Ok(()),
                 (None, Some(_)) => true,
                 (Some(h), Some(f)) => f.first <= h,
@@ -111,13 +109,7 @@ impl Cursor {
     fn pop(&mut self, store: &Store) -> Result<Option<Record>, ArchiveError> {
         loop {
             self.fill(store)?;
-            let Some((i, _)) = self
-                .open
-                .iter()
-                .enumerate()
-                .filter_map(|(i, q)| q.front().map(|r| (i, r.offset)))
-                .min_by_key(|(_, o)| *o)
-            else {
+            let Some(i) = self.front() else {
                 return Ok(None);
             };
             let rec = self.open[i].pop_front().expect("non-empty");
@@ -139,11 +131,7 @@ impl Cursor {
 
     /// Timestamp of the next record, once [`Cursor::fill`] ran.
     fn next_ts(&self) -> Option<i64> {
-        self.open
-            .iter()
-            .filter_map(|q| q.front())
-            .min_by_key(|r| r.offset)
-            .map(|r| r.timestamp_ms)
+        self.front().map(|i| self.open[i][0].timestamp_ms)
     }
 }
 
