@@ -41,6 +41,13 @@ pub struct ModelSpec {
     /// event).
     #[serde(default)]
     pub delayed_label: Option<DelayedLabelSpec>,
+    /// A SQL condition over the source's events: only the events it holds
+    /// become examples (or, for recommenders, interactions), as SQL's
+    /// `WHERE` (a null condition leaves the event out). One topic often
+    /// carries several kinds of event, such as views and clicks. Default:
+    /// every event.
+    #[serde(default)]
+    pub filter: Option<String>,
     /// The item column (recommenders). Required for `mf`, `cooccurrence`
     /// and `popularity`; the user is the source's key.
     #[serde(default)]
@@ -91,8 +98,14 @@ pub struct ModelSpec {
 #[serde(deny_unknown_fields)]
 pub struct DelayedLabelSpec {
     /// The source whose events are the positive labels (clicks); it is
-    /// keyed and partitioned like the model's source. Required.
+    /// keyed and partitioned like the model's source. It may be the
+    /// model's own source when `filter` tells labels from examples.
+    /// Required.
     pub source: String,
+    /// A SQL condition over the label source's events: only the events it
+    /// holds are labels (`event_type = 'click'`). Default: every event.
+    #[serde(default)]
+    pub filter: Option<String>,
     /// The attribution window, in event time. Required.
     pub within: Millis,
     /// A column both sources have, such as the item id: a label resolves
@@ -110,6 +123,12 @@ pub struct DelayedLabelSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DelayedPlan {
     pub source: String,
+    /// Which of the label source's events are labels (SQL), if not all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// The label source's columns, in the order its events carry them.
+    #[serde(default)]
+    pub source_columns: Columns,
     pub within_ms: i64,
     /// The `on` column's index in the model's source and in the label
     /// source.
@@ -290,6 +309,9 @@ pub struct ModelPlan {
     pub label: Option<(String, ColumnType)>,
     /// The delayed label, if the label is not in the event.
     pub delayed: Option<DelayedPlan>,
+    /// Which of the source's events are examples (SQL), if not all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
     /// The item column's index and type (recommenders).
     pub item: Option<(usize, ColumnType)>,
     pub inputs: Vec<ModelInput>,
@@ -380,12 +402,12 @@ pub(crate) fn shape(loaded: &LoadedSpec, problem: &mut dyn FnMut(KeyPath, String
                         .into(),
                 );
             }
-            if d.source == m.source {
+            if d.source == m.source && d.filter.is_none() {
                 problem(
                     at.key("delayed_label").key("source"),
-                    "labels come from another source than the examples (impressions and clicks on two topics)".into(),
+                    "labels from the examples' own source need `delayed_label.filter` to tell them apart (like `event_type = 'click'`), or every example would label itself".into(),
                 );
-            } else if !spec.sources.contains_key(&d.source) {
+            } else if d.source != m.source && !spec.sources.contains_key(&d.source) {
                 let known: Vec<&String> = spec.sources.keys().collect();
                 problem(
                     at.key("delayed_label").key("source"),
@@ -413,6 +435,20 @@ pub(crate) fn shape(loaded: &LoadedSpec, problem: &mut dyn FnMut(KeyPath, String
                     at.key("item"),
                     "`item` applies to recommenders (`mf`, `cooccurrence`, `popularity`)".into(),
                 );
+            }
+        }
+        let filters = [
+            (m.filter.as_ref(), at.key("filter")),
+            (
+                m.delayed_label.as_ref().and_then(|d| d.filter.as_ref()),
+                at.key("delayed_label").key("filter"),
+            ),
+        ];
+        for (sql, key) in filters {
+            if let Some(sql) = sql
+                && let Err(e) = polars::sql::sql_expr(sql)
+            {
+                problem(key, format!("`{sql}` is not a SQL condition: {e}"));
             }
         }
         if let Some(sql) = &m.label
@@ -455,6 +491,27 @@ pub fn plan(
         };
         let unknown =
             |what: &str, known: Vec<&String>| format!("unknown {what}; the choices are {known:?}");
+        // A filter is a condition: it must give true or false.
+        let mut condition = |columns: &Columns, sql: &Option<String>, key: KeyPath| {
+            let sql = sql.as_ref()?;
+            match expression_type(columns, sql) {
+                Ok(ColumnType::Boolean) => {}
+                Ok(t) => problems.push(loaded.problem(
+                    &key,
+                    format!("`{sql}` gives {t:?}; a filter is a condition (true or false)"),
+                )),
+                Err(e) => problems.push(loaded.problem(&key, e)),
+            }
+            Some(sql.clone())
+        };
+        let filter = condition(columns, &m.filter, at.key("filter"));
+        let label_filter = m.delayed_label.as_ref().and_then(|d| {
+            condition(
+                source_columns.get(&d.source)?,
+                &d.filter,
+                at.key("delayed_label").key("filter"),
+            )
+        });
         let label = match &m.label {
             None => None,
             Some(sql) => match expression_type(columns, sql) {
@@ -539,6 +596,8 @@ pub fn plan(
                 };
                 Some(DelayedPlan {
                     source: d.source.clone(),
+                    filter: label_filter,
+                    source_columns: source_columns.get(&d.source).cloned().unwrap_or_default(),
                     within_ms: d.within.0,
                     on,
                     max_pending: d.max_pending.unwrap_or(1_000_000),
@@ -637,6 +696,7 @@ pub fn plan(
             source_columns: columns.clone(),
             label,
             delayed,
+            filter,
             item,
             inputs,
             crosses: m
@@ -693,7 +753,7 @@ models:
             "{p}"
         );
         assert!(
-            p.contains("key `models.m.delayed_label.source`: labels come from another source"),
+            p.contains("key `models.m.delayed_label.source`: labels from the examples' own source need `delayed_label.filter`"),
             "{p}"
         );
         assert!(
@@ -732,6 +792,69 @@ models:
                 "  f:\n    kind: ftrl\n    source: a\n    delayed_label: { source: b, within: 1m, on: item }\n"
             ),
             ""
+        );
+        // Views and clicks on one topic: the filters tell them apart.
+        assert_eq!(
+            problems(
+                "  f:\n    kind: ftrl\n    source: a\n    filter: \"kind = 'view'\"\n    delayed_label: { source: a, within: 1m, filter: \"kind = 'click'\" }\n"
+            ),
+            ""
+        );
+    }
+
+    /// Plans `models` against sources `a` and `b`, each with columns
+    /// `k` (long), `kind` (string) and `x` (double).
+    fn plan_problems(models: &str) -> String {
+        use crate::spec::validate::ColumnType;
+        let text = format!(
+            "name: t\nsources:\n  a: {{ topic: a, key: k, event_time: ts }}\n  b: {{ topic: b, key: k, event_time: ts }}\nfeatures:\n  v:\n    source: a\n    aggregations: [{{ name: n, op: count, windows: [lifetime] }}]\nmodels:\n{models}"
+        );
+        let loaded = crate::spec::parse(Path::new("m.yaml"), &text).expect("shape");
+        let columns: crate::spec::validate::Columns = [
+            ("k", ColumnType::Long),
+            ("kind", ColumnType::String),
+            ("x", ColumnType::Double),
+        ]
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
+        let sources = [("a", &columns), ("b", &columns)]
+            .into_iter()
+            .map(|(n, c)| (n.to_string(), c.clone()))
+            .collect();
+        match super::plan(&loaded, &sources, &[]) {
+            Ok(plans) => format!(
+                "{:?}",
+                plans
+                    .iter()
+                    .map(|p| (&p.filter, p.delayed.as_ref().map(|d| &d.filter)))
+                    .collect::<Vec<_>>()
+            ),
+            Err(problems) => problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    #[test]
+    fn a_filter_that_is_not_a_condition_names_its_key() {
+        let p = plan_problems(
+            "  f:\n    kind: ftrl\n    source: a\n    columns: [x]\n    filter: \"x + 1\"\n    delayed_label: { source: a, within: 1m, filter: \"nope = 1\" }\n",
+        );
+        assert!(
+            p.contains("key `models.f.filter`: `x + 1` gives Double; a filter is a condition"),
+            "{p}"
+        );
+        assert!(p.contains("key `models.f.delayed_label.filter`"), "{p}");
+        assert!(p.contains("nope"), "{p}");
+        let ok = plan_problems(
+            "  f:\n    kind: ftrl\n    source: a\n    columns: [x]\n    filter: \"kind = 'view'\"\n    delayed_label: { source: a, within: 1m, filter: \"kind = 'click'\" }\n",
+        );
+        assert_eq!(
+            ok,
+            r#"[(Some("kind = 'view'"), Some(Some("kind = 'click'")))]"#
         );
     }
 }

@@ -37,6 +37,7 @@ use eddy_features::engine::backfill::training::Labeler;
 use eddy_features::engine::job::Learners;
 use eddy_features::engine::task::ProbedRows;
 use eddy_features::engine::value::Scalar;
+use eddy_features::spec::validate::Columns;
 use eddy_features::spec::{ModelKind, ModelPlan};
 use eddy_features::store::Store;
 use eddy_features::topic::{Backend, Producer, ProducerRecord, TopicSpec, now_ms};
@@ -74,12 +75,27 @@ pub struct ModelState {
     /// Updates published: the version of a recommender (FTRL counts its
     /// own).
     pub syncs: u64,
-    /// Examples waiting for their delayed label.
+    /// Examples waiting for their delayed label, per partition.
     pub pending: Option<Pending>,
 }
 
-/// Examples held for a delayed label, by (key, `on` value).
-pub type Pending = LabelJoiner<(u64, u64), Vec<(u32, f32)>>;
+/// Examples held for a delayed label, per partition, by (key, `on` value).
+///
+/// One joiner per partition: each partition has its own event time, and
+/// one joiner for all would let a partition that runs ahead time out the
+/// examples of one that lags, before their labels are read.
+pub type Pending = BTreeMap<i32, Joiner>;
+
+/// One partition's held examples: hashed features and the prediction.
+pub type Joiner = LabelJoiner<(u64, u64), Vec<(u32, f32)>>;
+
+/// Examples waiting, labels that matched nothing, examples resolved early
+/// (`max_pending`), over every partition.
+pub fn pending_counts(p: &Pending) -> (usize, u64, u64) {
+    p.values().fold((0, 0, 0), |(n, u, e), j| {
+        (n + j.len(), u + j.unmatched, e + j.evicted)
+    })
+}
 
 impl ModelState {
     pub fn version(&self) -> u64 {
@@ -129,7 +145,7 @@ pub enum OnlineError {
 
 /// A hash of what a model's learned state depends on.
 pub fn fingerprint(plan: &ModelPlan) -> u32 {
-    let definition = serde_json::json!([
+    let mut definition = serde_json::json!([
         plan.kind,
         plan.source,
         plan.label,
@@ -138,6 +154,22 @@ pub fn fingerprint(plan: &ModelPlan) -> u32 {
         plan.crosses,
         plan.params,
     ]);
+    // Added after the first release: part of the hash only when set, so
+    // the models defined before keep their fingerprint. A delayed label's
+    // definition names its joiner's layout (one per partition), which an
+    // older snapshot does not have.
+    if let Some(d) = &plan.delayed {
+        definition
+            .as_array_mut()
+            .expect("an array")
+            .push(serde_json::json!({"delayed": d, "joiner": "per-partition"}));
+    }
+    if let Some(f) = &plan.filter {
+        definition
+            .as_array_mut()
+            .expect("an array")
+            .push(serde_json::json!({ "filter": f }));
+    }
     crate::hashing::murmur3(definition.to_string().as_bytes(), 0)
 }
 
@@ -146,6 +178,10 @@ struct Online {
     plan: ModelPlan,
     state: ModelState,
     labeler: Option<Labeler>,
+    /// The model's `filter`: which events of its source are examples.
+    examples: Option<Labeler>,
+    /// The delayed label's `filter`: which events of its source are labels.
+    labels: Option<Labeler>,
     inputs: Option<linear::Inputs>,
     publisher: Publisher,
     snapshots: ModelStore,
@@ -180,6 +216,15 @@ impl OnlineModels {
             let fingerprint = fingerprint(plan);
             let (state, resumed) = match snapshots.latest_bytes()? {
                 Some((bytes, _)) => {
+                    // The fingerprint comes first: a snapshot of another
+                    // definition may not even decode as this one's state.
+                    let saved = postcard::take_from_bytes::<u32>(&bytes).map(|(f, _)| f);
+                    if saved.is_ok_and(|f| f != fingerprint) {
+                        return Err(OnlineError::Changed {
+                            model: plan.name.clone(),
+                            url: snapshots.url(),
+                        });
+                    }
                     let state: ModelState = postcard::from_bytes(&bytes).map_err(|e| {
                         crate::lifecycle::LifecycleError::Model(crate::TrainingError::Snapshot(
                             format!("{}: {e}", snapshots.url()),
@@ -208,10 +253,7 @@ impl OnlineModels {
                         first_skip: None,
                         replayed: 0,
                         syncs: 0,
-                        pending: plan
-                            .delayed
-                            .as_ref()
-                            .map(|d| LabelJoiner::new(d.within_ms, d.max_pending)),
+                        pending: plan.delayed.as_ref().map(|_| BTreeMap::new()),
                     },
                     false,
                 ),
@@ -227,7 +269,23 @@ impl OnlineModels {
                 ),
                 None => None,
             };
+            let condition = |sql: Option<&String>, columns: &Columns| {
+                sql.map(|sql| {
+                    Labeler::new(sql, None, columns.clone()).map_err(|why| OnlineError::Label {
+                        model: plan.name.clone(),
+                        why: format!("filter {why}"),
+                    })
+                })
+                .transpose()
+            };
+            let examples = condition(plan.filter.as_ref(), &plan.source_columns)?;
+            let labels = match &plan.delayed {
+                Some(d) => condition(d.filter.as_ref(), &d.source_columns)?,
+                None => None,
+            };
             models.push(Online {
+                examples,
+                labels,
                 inputs: matches!(state.body, Body::Linear(_)).then(|| linear::Inputs::new(plan)),
                 plan: plan.clone(),
                 state,
@@ -280,10 +338,21 @@ impl Online {
         if fresh.is_empty() {
             return;
         }
+        // Which events are examples and which are labels: one source may
+        // carry both (views and clicks), told apart by the filters.
+        let of = |source: usize| -> Vec<usize> {
+            fresh
+                .iter()
+                .copied()
+                .filter(|i| rows.sources[*i] == source)
+                .collect()
+        };
+        let examples = self.held(partition, rows, &of(self.source), false);
         if self.state.pending.is_some() {
-            self.learn_delayed(partition, rows, &fresh);
+            let labels = self.held(partition, rows, &of(self.label_source), true);
+            self.learn_delayed(partition, rows, &fresh, &examples, &labels);
         } else {
-            self.learn_labeled(partition, rows, &fresh);
+            self.learn_labeled(partition, rows, &examples);
         }
         let last = fresh.iter().map(|i| rows.ts[*i]).max().unwrap_or(until);
         self.state.learned_until.insert(partition, last.max(until));
@@ -295,6 +364,53 @@ impl Online {
         let offset = self.state.offsets.entry(partition).or_default();
         *offset = (*offset).max(next);
         self.dirty = true;
+    }
+
+    /// The rows among `candidates` that the model's filter (or, for
+    /// `labels`, the delayed label's filter) holds. A filter that fails on
+    /// an event is counted, and the event left out.
+    fn held(
+        &mut self,
+        partition: i32,
+        rows: &ProbedRows,
+        candidates: &[usize],
+        labels: bool,
+    ) -> Vec<usize> {
+        let condition = if labels {
+            &mut self.labels
+        } else {
+            &mut self.examples
+        };
+        let Some(condition) = condition else {
+            return candidates.to_vec();
+        };
+        condition.label(
+            candidates
+                .iter()
+                .map(|i| (partition, rows.offsets[*i], rows.columns[*i].clone()))
+                .collect(),
+        );
+        let mut out = Vec::with_capacity(candidates.len());
+        for &i in candidates {
+            match condition.take(partition, rows.offsets[i]) {
+                Some((Scalar::Bool(true), _)) => out.push(i),
+                Some(_) => {}
+                None => {
+                    let (reason, which) = if labels {
+                        ("label_filter_error", "delayed label's filter")
+                    } else {
+                        ("filter_error", "filter")
+                    };
+                    self.state.skip(reason, || {
+                        format!(
+                            "partition {partition} offset {}: the {which} failed",
+                            rows.offsets[i]
+                        )
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Examples whose label is in the event.
@@ -363,20 +479,48 @@ impl Online {
     /// predicted and held; a label event within the window resolves it as
     /// a positive, the end of the window as a negative. Metrics score the
     /// prediction made when the example arrived, which is what was served.
-    fn learn_delayed(&mut self, partition: i32, rows: &ProbedRows, fresh: &[usize]) {
+    ///
+    /// `fresh` is every new row of either source, in release order;
+    /// `examples` and `labels` are the rows among them that are examples
+    /// and labels. A row that is both is a label first: it resolves an
+    /// earlier example, then waits for its own.
+    fn learn_delayed(
+        &mut self,
+        partition: i32,
+        rows: &ProbedRows,
+        fresh: &[usize],
+        examples: &[usize],
+        labels: &[usize],
+    ) {
         let Body::Linear(model) = &mut self.state.body else {
             return;
         };
-        let pending = self.state.pending.as_mut().expect("delayed");
+        let delayed = self.plan.delayed.as_ref().expect("delayed");
+        let pending = self
+            .state
+            .pending
+            .as_mut()
+            .expect("delayed")
+            .entry(partition)
+            .or_insert_with(|| LabelJoiner::new(delayed.within_ms, delayed.max_pending));
         let inputs = self.inputs.as_mut().expect("linear models hash inputs");
-        let on = self.plan.delayed.as_ref().and_then(|d| d.on);
+        let on = delayed.on;
         let mut resolved = Vec::new();
         let mut skips = Vec::new();
+        let (mut e, mut l) = (0, 0);
         for &i in fresh {
             let ts = rows.ts[i];
             resolved.extend(pending.advance(ts));
             let key = recommender::id_of(&rows.keys[i]).unwrap_or(0);
-            if rows.sources[i] == self.source {
+            if labels.get(l) == Some(&i) {
+                l += 1;
+                let matched = on.map_or(Some(0), |(_, c)| recommender::id_of(&rows.columns[i][c]));
+                if let Some(v) = matched {
+                    resolved.extend(pending.labeled(&(key, v), ts));
+                }
+            }
+            if examples.get(e) == Some(&i) {
+                e += 1;
                 let matched = on.map_or(Some(0), |(c, _)| recommender::id_of(&rows.columns[i][c]));
                 match (matched, model.predict(inputs, rows, i)) {
                     (Some(v), Ok((x, p))) => resolved.extend(pending.predicted((key, v), ts, x, p)),
@@ -388,11 +532,6 @@ impl Online {
                         };
                         skips.push((reason, i, why.to_string()));
                     }
-                }
-            } else {
-                let matched = on.map_or(Some(0), |(_, c)| recommender::id_of(&rows.columns[i][c]));
-                if let Some(v) = matched {
-                    resolved.extend(pending.labeled(&(key, v), ts));
                 }
             }
             for r in resolved.drain(..) {
@@ -458,9 +597,10 @@ impl Online {
             metrics.insert(k.to_string(), finite(v));
         }
         if let Some(p) = &s.pending {
-            metrics.insert("pending".into(), p.len().into());
-            metrics.insert("unmatched_labels".into(), p.unmatched.into());
-            metrics.insert("evicted".into(), p.evicted.into());
+            let (waiting, unmatched, evicted) = pending_counts(p);
+            metrics.insert("pending".into(), waiting.into());
+            metrics.insert("unmatched_labels".into(), unmatched.into());
+            metrics.insert("evicted".into(), evicted.into());
         }
         if let Body::Recommender(m) = &s.body {
             metrics.insert("k".into(), m.eval.k.into());
@@ -602,7 +742,10 @@ impl Learners for OnlineModels {
             "Examples waiting for a delayed label.",
             self.models
                 .iter()
-                .filter_map(|m| m.state.pending.as_ref().map(|p| (label(m), p.len() as f64)))
+                .filter_map(|m| {
+                    let p = m.state.pending.as_ref()?;
+                    Some((label(m), pending_counts(p).0 as f64))
+                })
                 .collect(),
         );
         family(
@@ -867,16 +1010,32 @@ models:
         r
     }
 
-    #[test]
-    fn delayed_labels_join_within_the_window_and_time_out_as_negatives() {
-        let loaded = eddy_features::spec::parse(std::path::Path::new("t.yaml"), DELAYED).unwrap();
-        let cols = |names: &[(&str, ColumnType)]| -> IndexMap<String, ColumnType> {
-            names
-                .iter()
-                .map(|(n, t)| (n.to_string(), t.clone()))
-                .collect()
-        };
-        let sources = IndexMap::from([
+    fn cols(names: &[(&str, ColumnType)]) -> IndexMap<String, ColumnType> {
+        names
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.clone()))
+            .collect()
+    }
+
+    /// The models of `spec`, open and bound to the job's `sources`.
+    fn delayed_models(
+        spec: &str,
+        sources: IndexMap<String, IndexMap<String, ColumnType>>,
+        store: &str,
+        log: &LocalLog,
+    ) -> OnlineModels {
+        let loaded = eddy_features::spec::parse(std::path::Path::new("t.yaml"), spec).unwrap();
+        let plans = eddy_features::spec::model::plan(&loaded, &sources, &[]).unwrap();
+        let store = Store::open(store).unwrap();
+        let mut m = OnlineModels::open(&plans, log, &store).unwrap();
+        let names: Vec<String> = sources.keys().cloned().collect();
+        assert_eq!(m.sources(), names);
+        m.bind(&names);
+        m
+    }
+
+    fn two_sources() -> IndexMap<String, IndexMap<String, ColumnType>> {
+        IndexMap::from([
             (
                 "impressions".to_string(),
                 cols(&[
@@ -894,31 +1053,134 @@ models:
                     ("ts", ColumnType::Long),
                 ]),
             ),
-        ]);
-        let plans = eddy_features::spec::model::plan(&loaded, &sources, &[]).unwrap();
-        assert_eq!(plans[0].delayed.as_ref().unwrap().on, Some((1, 1)));
+        ])
+    }
+
+    #[test]
+    fn delayed_labels_join_within_the_window_and_time_out_as_negatives() {
         let dir = tempfile::tempdir().unwrap();
         let log = LocalLog::open(LocalLogConfig::new(dir.path())).unwrap();
-        let store = Store::open("memory://online-delayed").unwrap();
-        let mut m = OnlineModels::open(&plans, &log, &store).unwrap();
-        assert_eq!(m.sources(), ["impressions", "clicks"]);
-        m.bind(&["impressions".to_string(), "clicks".to_string()]);
+        let mut m = delayed_models(DELAYED, two_sources(), "memory://online-delayed", &log);
         let n = 3000;
         m.learn(0, impressions_and_clicks(n)).unwrap();
         let (_, s) = m.states().next().unwrap();
-        let pending = s.pending.as_ref().unwrap();
+        let (waiting, unmatched, _) = pending_counts(s.pending.as_ref().unwrap());
         // Every impression is resolved but those of the last window.
-        assert_eq!(s.examples() + pending.len() as u64, n as u64);
-        assert!(pending.len() <= 11, "{}", pending.len());
+        assert_eq!(s.examples() + waiting as u64, n as u64);
+        assert!(waiting <= 11, "{waiting}");
         // Clicks after the window match nothing: their impressions were
         // negatives.
         let late = (0..n)
             .filter(|i| i % 7 == 0 && ((i * 37) % 100) as f64 / 50.0 - 1.0 > 0.0)
             .count() as u64;
-        assert_eq!(pending.unmatched, late);
+        assert_eq!(unmatched, late);
         // The model learned that x > 0 is clicked (but for the late ones).
         let Body::Linear(l) = &s.body else { panic!() };
         let r = l.classification.report();
         assert!(r.auc > 0.85, "{r:?}");
+    }
+
+    /// Partitions have their own event time. One joiner for all of them
+    /// let partition 1, a minute ahead, time out partition 0's impressions
+    /// before partition 0's clicks were read: positives learned as
+    /// negatives, and the clicks counted as unmatched.
+    #[test]
+    fn a_partition_running_ahead_timed_out_anothers_impressions_before_their_clicks() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LocalLog::open(LocalLogConfig::new(dir.path())).unwrap();
+        let mut m = delayed_models(DELAYED, two_sources(), "memory://online-ahead", &log);
+        let all = impressions_and_clicks(200);
+        let split = |from: usize, to: usize, shift: i64| {
+            let mut r = ProbedRows::default();
+            for i in from..to {
+                r.keys.push(all.keys[i].clone());
+                r.ts.push(all.ts[i] + shift);
+                r.offsets.push(all.offsets[i]);
+                r.sources.push(all.sources[i]);
+                r.columns.push(all.columns[i].clone());
+            }
+            r
+        };
+        let half = all.len() / 2;
+        // Partition 0 reads its first half; partition 1, far ahead in
+        // event time; then partition 0 the rest, clicks included.
+        m.learn(0, split(0, half, 0)).unwrap();
+        m.learn(1, split(0, all.len(), 60_000)).unwrap();
+        m.learn(0, split(half, all.len(), 0)).unwrap();
+        let (_, s) = m.states().next().unwrap();
+        let (_, unmatched, _) = pending_counts(s.pending.as_ref().unwrap());
+        let late = (0..200)
+            .filter(|i| i % 7 == 0 && ((i * 37) % 100) as f64 / 50.0 - 1.0 > 0.0)
+            .count() as u64;
+        // Each partition's late clicks, and nothing else.
+        assert_eq!(unmatched, 2 * late);
+    }
+
+    /// Views and clicks on one topic (one source): the model's `filter`
+    /// picks the examples, the delayed label's `filter` the labels.
+    #[test]
+    fn views_and_clicks_on_one_source_are_told_apart_by_the_filters() {
+        let spec = "name: t
+sources:
+  events: { topic: events, key: user, event_time: ts }
+features:
+  v:
+    source: events
+    aggregations: [{ name: n, op: count, windows: [lifetime] }]
+models:
+  ctr:
+    kind: ftrl
+    source: events
+    filter: \"kind = 'view'\"
+    delayed_label: { source: events, within: 100ms, on: item, filter: \"kind = 'click'\" }
+    features: []
+    columns: [item, x]
+    categorical: [item]
+";
+        let sources = IndexMap::from([(
+            "events".to_string(),
+            cols(&[
+                ("user", ColumnType::Long),
+                ("item", ColumnType::Long),
+                ("kind", ColumnType::String),
+                ("x", ColumnType::Double),
+                ("ts", ColumnType::Long),
+            ]),
+        )]);
+        let dir = tempfile::tempdir().unwrap();
+        let log = LocalLog::open(LocalLogConfig::new(dir.path())).unwrap();
+        let mut m = delayed_models(spec, sources, "memory://online-one-source", &log);
+        // The two-source stream, as one: a click carries its view's x.
+        let mut r = impressions_and_clicks(3000);
+        for (source, columns) in r.sources.iter_mut().zip(r.columns.iter_mut()) {
+            let c = columns.to_vec();
+            let kind = if *source == 0 { "view" } else { "click" };
+            let x = if *source == 0 {
+                c[2].clone()
+            } else {
+                Scalar::Double(0.5)
+            };
+            *columns = vec![
+                c[0].clone(),
+                c[1].clone(),
+                Scalar::Str(kind.into()),
+                x,
+                c[c.len() - 1].clone(),
+            ]
+            .into_boxed_slice();
+            *source = 0;
+        }
+        m.learn(0, r).unwrap();
+        let (_, s) = m.states().next().unwrap();
+        let (waiting, unmatched, _) = pending_counts(s.pending.as_ref().unwrap());
+        // Views only are examples: a click is not an example of its own.
+        assert_eq!(s.examples() + waiting as u64, 3000);
+        let late = (0..3000)
+            .filter(|i| i % 7 == 0 && ((i * 37) % 100) as f64 / 50.0 - 1.0 > 0.0)
+            .count() as u64;
+        assert_eq!(unmatched, late);
+        let Body::Linear(l) = &s.body else { panic!() };
+        assert!(l.classification.report().auc > 0.85);
+        assert!(s.skipped.is_empty(), "{:?}", s.skipped);
     }
 }
