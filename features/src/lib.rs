@@ -17,6 +17,7 @@
 
 pub mod avro;
 pub mod engine;
+pub mod hash;
 pub mod http;
 pub mod registry;
 pub mod spec;

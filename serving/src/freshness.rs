@@ -302,6 +302,7 @@ mod tests {
             source_columns: Default::default(),
             label: None,
             delayed: None,
+            filter: None,
             item: None,
             inputs: Vec::new(),
             crosses: Vec::new(),

@@ -10,6 +10,7 @@
 pub mod agg;
 pub mod archive;
 pub mod backfill;
+pub mod delayed;
 pub mod frame;
 pub mod job;
 pub mod keyed;

@@ -34,6 +34,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use eddy_features::engine::backfill::training::Labeler;
+use eddy_features::engine::delayed::{self, join_key};
 use eddy_features::engine::job::Learners;
 use eddy_features::engine::task::ProbedRows;
 use eddy_features::engine::value::Scalar;
@@ -509,21 +510,17 @@ impl Online {
         let mut skips = Vec::new();
         let (mut e, mut l) = (0, 0);
         for &i in fresh {
-            let ts = rows.ts[i];
-            resolved.extend(pending.advance(ts));
-            let key = recommender::id_of(&rows.keys[i]).unwrap_or(0);
+            let mut label = None;
             if labels.get(l) == Some(&i) {
                 l += 1;
-                let matched = on.map_or(Some(0), |(_, c)| recommender::id_of(&rows.columns[i][c]));
-                if let Some(v) = matched {
-                    resolved.extend(pending.labeled(&(key, v), ts));
-                }
+                label = join_key(&rows.keys[i], on.map(|(_, c)| &rows.columns[i][c]));
             }
+            let mut example = None;
             if examples.get(e) == Some(&i) {
                 e += 1;
-                let matched = on.map_or(Some(0), |(c, _)| recommender::id_of(&rows.columns[i][c]));
-                match (matched, model.predict(inputs, rows, i)) {
-                    (Some(v), Ok((x, p))) => resolved.extend(pending.predicted((key, v), ts, x, p)),
+                let key = join_key(&rows.keys[i], on.map(|(c, _)| &rows.columns[i][c]));
+                match (key, model.predict(inputs, rows, i)) {
+                    (Some(k), Ok((x, p))) => example = Some((k, x, p)),
                     (None, _) => skips.push(("null_id", i, "the `on` column is null".to_string())),
                     (_, Err(why)) => {
                         let reason = match why {
@@ -534,6 +531,7 @@ impl Online {
                     }
                 }
             }
+            delayed::feed(pending, rows.ts[i], label, example, &mut resolved);
             for r in resolved.drain(..) {
                 model.learn_resolved(&r.features, r.label, r.prediction);
             }

@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use eddy_features::engine::value::Scalar;
 use eddy_features::spec::{ModelKind, ModelPlan};
 
-use crate::hashing::murmur3;
 use crate::recommend::Recommender;
 use crate::recommend::cooccurrence::CoOccurrence;
 use crate::recommend::eval::Prequential;
@@ -59,19 +58,9 @@ pub struct RecommenderModel {
     pub names: HashMap<u64, String>,
 }
 
-/// The id of a key or item value; None for a null or a non-id.
-pub fn id_of(value: &Scalar) -> Option<u64> {
-    match value {
-        Scalar::Long(v) => Some(*v as u64),
-        Scalar::Str(s) => Some(string_id(s)),
-        _ => None,
-    }
-}
-
-/// A stable 64-bit id for a string (two MurmurHash3 seeds).
-pub fn string_id(s: &str) -> u64 {
-    (u64::from(murmur3(s.as_bytes(), 0x9747_b28c)) << 32) | u64::from(murmur3(s.as_bytes(), 1))
-}
+/// The id of a key or item value (None for a null or a non-id), shared
+/// with the delayed-label joiner.
+pub use eddy_features::engine::delayed::{id_of, string_id};
 
 impl RecommenderModel {
     pub fn new(plan: &ModelPlan) -> RecommenderModel {
