@@ -266,8 +266,16 @@ pub struct BackfillArgs {
     pub until: Option<String>,
     /// Build a training set: one row per event of this source, with every
     /// feature as of just before it.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "model")]
     pub labels: Option<String>,
+    /// Build the training set of this model of the spec: a row per example
+    /// (its source's events that its `filter` keeps) with its label (in
+    /// the event, or a delayed label resolved exactly as the live model
+    /// resolves it), its `columns` and `item`, and every feature as of
+    /// just before it. Examples whose label window had not ended where
+    /// history ends are left out, and counted.
+    #[arg(long)]
+    pub model: Option<String>,
     /// The label of each --labels event: a SQL expression over its columns,
     /// such as `rating >= 4`. Default `label` (a column named label).
     #[arg(long, requires = "labels", default_value = "label")]
@@ -277,12 +285,13 @@ pub struct BackfillArgs {
     /// `event_type = 'view'`). Default: every label event.
     #[arg(long, requires = "labels")]
     pub label_filter: Option<String>,
-    /// With --labels: the label event's own columns to write beside its
-    /// features (`item_id,price`), and `TABLE.COLUMN` for a table the
-    /// source's views join (`items.category`, as of the event's time).
-    /// Default none: a column of the label's own event can leak the label,
-    /// so each one is named.
-    #[arg(long, requires = "labels", value_delimiter = ',')]
+    /// With --labels or --model: the label event's own columns to write
+    /// beside its features (`item_id,price`), and `TABLE.COLUMN` for a
+    /// table the source's views join (`items.category`, as of the event's
+    /// time). Default: none with --labels (a column of the label's own
+    /// event can leak the label, so each one is named); the model's
+    /// `columns` and `item` with --model.
+    #[arg(long, value_delimiter = ',')]
     pub columns: Vec<String>,
     /// Where to write (object-store URL or directory): `features/<view>/`,
     /// `training/` and `manifest.json`. Files of an earlier backfill there

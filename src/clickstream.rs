@@ -2,7 +2,10 @@
 //!
 //! Users and items have latent taste vectors; the chance that a user
 //! clicks an item they view is a logistic function of the two vectors'
-//! agreement, the item's price and the user's price sensitivity. Because
+//! agreement, the user's own propensity to click, the item's appeal, the
+//! item's price and the user's price sensitivity. Propensity and appeal
+//! are what features of the user's past and the item's id can learn; the
+//! agreement of tastes needs a model of the pair. Because
 //! that probability is known for every view, a model's logloss can be set
 //! against the best possible (Bayes-optimal) one.
 //!
@@ -80,8 +83,18 @@ pub struct ItemVersion {
 /// Categories of the catalog.
 pub const CATEGORIES: u32 = 20;
 
+struct User {
+    taste: Vec<f64>,
+    /// How much prices put the user off.
+    sensitivity: f64,
+    /// How readily the user clicks anything (logit).
+    propensity: f64,
+}
+
 struct Item {
     taste: Vec<f64>,
+    /// How readily anyone clicks it (logit).
+    appeal: f64,
     category: u32,
     price: f64,
     arrives: i64,
@@ -91,7 +104,7 @@ struct Item {
 pub struct Clickstream {
     config: Config,
     rng: Rng,
-    users: Vec<(Vec<f64>, f64)>,
+    users: Vec<User>,
     items: Vec<Item>,
     next_event: u64,
     /// Every version of every item, in time order.
@@ -113,8 +126,12 @@ impl Clickstream {
         let users = (0..config.users)
             .map(|_| {
                 let taste = (0..d).map(|_| rng.normal() * scale * 1.5).collect();
-                // Price sensitivity: most users mind prices a little.
-                (taste, 0.2 + rng.uniform() * 0.8)
+                User {
+                    taste,
+                    // Most users mind prices a little.
+                    sensitivity: 0.2 + rng.uniform() * 0.8,
+                    propensity: rng.normal() * 0.6,
+                }
             })
             .collect();
         let half = config.items / 2;
@@ -122,6 +139,7 @@ impl Clickstream {
             .map(|i| {
                 let category = (rng.next_u64() % u64::from(CATEGORIES)) as u32;
                 let taste: Vec<f64> = (0..d).map(|_| rng.normal() * scale * 1.5).collect();
+                let appeal = rng.normal() * 0.6;
                 let arrives = if i < half {
                     config.start_ms
                 } else {
@@ -131,6 +149,7 @@ impl Clickstream {
                 };
                 Item {
                     taste,
+                    appeal,
                     category,
                     price: (5.0 + 95.0 * rng.uniform()).round(),
                     arrives,
@@ -231,13 +250,10 @@ impl Clickstream {
 
     /// The true click probability of `user` viewing `item` at `price`.
     pub fn p_click(&self, user: u64, item: u64, price: f64) -> f64 {
-        let (taste, sensitivity) = &self.users[user as usize];
-        let agree: f64 = taste
-            .iter()
-            .zip(&self.items[item as usize].taste)
-            .map(|(a, b)| a * b)
-            .sum();
-        sigmoid(-1.5 + 2.0 * agree - sensitivity * (price / 50.0 - 1.0))
+        let u = &self.users[user as usize];
+        let i = &self.items[item as usize];
+        let agree: f64 = u.taste.iter().zip(&i.taste).map(|(a, b)| a * b).sum();
+        sigmoid(-1.5 + u.propensity + i.appeal + 2.0 * agree - u.sensitivity * (price / 50.0 - 1.0))
     }
 }
 

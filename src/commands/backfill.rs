@@ -42,12 +42,23 @@ pub fn backfill(global: &Global, args: &BackfillArgs) -> anyhow::Result<()> {
             Some(u) => time_arg("--until", u)?,
             None => None,
         },
-        labels: args.labels.as_ref().map(|source| LabelOptions {
-            source: source.clone(),
-            expr: args.label_expr.clone(),
-            filter: args.label_filter.clone(),
-            columns: args.columns.clone(),
-        }),
+        labels: match (&args.labels, &args.model) {
+            (Some(source), _) => Some(LabelOptions {
+                source: source.clone(),
+                expr: args.label_expr.clone(),
+                filter: args.label_filter.clone(),
+                columns: args.columns.clone(),
+                model: None,
+            }),
+            (None, Some(model)) => Some(LabelOptions::of_model(model, args.columns.clone())),
+            (None, None) if !args.columns.is_empty() => {
+                return Err(CliError::fail(
+                    ExitCode::Usage,
+                    "--columns needs --labels SOURCE or --model NAME: they are columns of a training set",
+                ));
+            }
+            (None, None) => None,
+        },
         out: out_url(&args.out)?,
         batch: args.batch.max(1),
         queries: Vec::new(),
@@ -116,10 +127,34 @@ pub fn backfill(global: &Global, args: &BackfillArgs) -> anyhow::Result<()> {
         );
     }
     if s.labels_filtered > 0 {
+        match &args.model {
+            Some(m) => println!(
+                "{} events of the source are not examples of `{m}` (its `filter`)",
+                s.labels_filtered
+            ),
+            None => println!(
+                "{} label events left out by --label-filter",
+                s.labels_filtered
+            ),
+        }
+    }
+    if let Some(d) = &s.delayed {
         println!(
-            "{} label events left out by --label-filter",
-            s.labels_filtered
+            "delayed labels: {} label events matched no waiting example; {} examples resolved early as negatives (max_pending)",
+            d.unmatched, d.evicted
         );
+        if d.undetermined > 0 {
+            println!(
+                "warning: {} examples left out: their attribution window had not ended where history ends, so their label is not known yet",
+                d.undetermined
+            );
+        }
+        if d.null_on > 0 {
+            println!(
+                "warning: {} examples left out: their `on` column is null, so no label can match them",
+                d.null_on
+            );
+        }
     }
     if s.labels_rejected > 0 {
         println!(

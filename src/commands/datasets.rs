@@ -164,5 +164,14 @@ pub fn generate_clickstream(global: &Global, args: &ClickstreamArgs) -> anyhow::
     println!(
         "  schemas: `eddy topics schema {events_topic}` and `eddy topics schema {items_topic}` (documented in datasets/README.md)"
     );
+    if args.prefix == "clickstream" {
+        println!(
+            "  the tutorial spec for these topics: datasets/clickstream/pipeline.yaml (eddy validate, eddy run --until-end, eddy backfill --model click; notebooks/04_clickstream.ipynb walks through it)"
+        );
+    } else {
+        println!(
+            "  the tutorial spec datasets/clickstream/pipeline.yaml reads the topics of the default prefix `clickstream`; change its `topic:` keys to read `{events_topic}` and `{items_topic}`"
+        );
+    }
     Ok(())
 }

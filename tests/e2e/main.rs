@@ -8,6 +8,7 @@ mod support;
 mod backfill;
 mod cli_kafka;
 mod cli_local;
+mod clickstream;
 mod datasets;
 mod faults;
 mod interop_confluent;

@@ -23,6 +23,7 @@
 //! dead-lettered then; here they are counted in the summary.
 
 pub mod consistency;
+pub mod delayed_set;
 pub mod history;
 pub mod training;
 
@@ -42,8 +43,9 @@ use crate::spec::{LoadedSpec, Window};
 use crate::store::Store;
 use crate::topic::Backend;
 
+use delayed_set::DelayedSet;
 use history::{History, HistoryError};
-use training::{Labeler, TrainingWriter};
+use training::{Labeled, Labeler, TrainingWriter};
 
 /// What to replay and what to write.
 #[derive(Debug, Clone)]
@@ -80,6 +82,53 @@ pub struct LabelOptions {
     /// none: a column of the label's own event can leak the label, so each
     /// is named.
     pub columns: Vec<String>,
+    /// The training set of this model of the spec (`--model`): its
+    /// source, label (in the event, or delayed and resolved as the live
+    /// learner resolves it), filter and event columns replace `source`,
+    /// `expr` and `filter`; `columns` adds to the model's. Default: none.
+    pub model: Option<String>,
+}
+
+impl LabelOptions {
+    /// The training set of model `name`, with `columns` beside its own.
+    pub fn of_model(name: &str, columns: Vec<String>) -> LabelOptions {
+        LabelOptions {
+            source: String::new(),
+            expr: String::new(),
+            filter: None,
+            columns,
+            model: Some(name.to_string()),
+        }
+    }
+
+    /// Fills source, label and filter from the model the options name.
+    fn resolve_model(&mut self, loaded: &LoadedSpec) -> Result<(), JobError> {
+        let Some(name) = &self.model else {
+            return Ok(());
+        };
+        let spec = &loaded.spec;
+        let m = spec.models.get(name).ok_or_else(|| {
+            JobError::Options(format!(
+                "--model `{name}` is not a model of {}; its models are {:?}",
+                loaded.file.display(),
+                spec.models.keys().collect::<Vec<_>>()
+            ))
+        })?;
+        self.source = m.source.clone();
+        // A delayed label is resolved by the joiner: every example is a
+        // candidate row.
+        self.expr = m.label.clone().unwrap_or_else(|| "TRUE".to_string());
+        self.filter = m.filter.clone();
+        let mut columns = m.columns.clone();
+        columns.extend(m.item.clone());
+        for c in std::mem::take(&mut self.columns) {
+            if !columns.contains(&c) {
+                columns.push(c);
+            }
+        }
+        self.columns = columns;
+        Ok(())
+    }
 }
 
 /// What a backfill did.
@@ -106,8 +155,10 @@ pub struct BackfillSummary {
     pub training_columns: Vec<String>,
     /// Label events whose label expression failed, and the first reason.
     pub labels_rejected: u64,
-    /// Label events the `--label-filter` left out.
+    /// Label events the `--label-filter` (or the model's filter) left out.
     pub labels_filtered: u64,
+    /// With `--model` and a delayed label: what the labels came to.
+    pub delayed: Option<delayed_set::DelayedCounts>,
     pub first_label_rejection: Option<String>,
     /// History already gone and not archived, and holes in the archive,
     /// one line per partition.
@@ -180,6 +231,20 @@ impl From<HistoryError> for JobError {
 /// How long a backfill waits for records it knows exist before giving up.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What a training set is built with.
+struct LabelState {
+    /// The label source (the examples'), its decoder and labeler.
+    source: usize,
+    decoder: RecordDecoder,
+    labeler: Labeler,
+    writer: TrainingWriter,
+    /// Table columns joined onto each label event.
+    joined: Vec<JoinedColumn>,
+    /// A model's delayed label, its source's decoder (None: the examples'
+    /// own source), and what it holds.
+    delayed: Option<(DelayedSet, Option<RecordDecoder>)>,
+}
+
 /// A prepared backfill.
 pub struct Backfill {
     inputs: Inputs,
@@ -189,15 +254,7 @@ pub struct Backfill {
     out: Store,
     /// Events before this time are not replayed.
     start: i64,
-    /// The label source, its decoder, the labeler, the writer, and the
-    /// table columns joined onto each label event.
-    labels: Option<(
-        usize,
-        RecordDecoder,
-        Labeler,
-        TrainingWriter,
-        Vec<JoinedColumn>,
-    )>,
+    labels: Option<LabelState>,
     summary: BackfillSummary,
 }
 
@@ -225,6 +282,10 @@ impl Backfill {
         options: BackfillOptions,
     ) -> Result<Backfill, JobError> {
         let spec = &loaded.spec;
+        let mut options = options;
+        if let Some(l) = &mut options.labels {
+            l.resolve_model(loaded)?;
+        }
         let label_source = options.labels.as_ref().map(|l| l.source.as_str());
         if let Some(name) = label_source
             && !spec.sources.contains_key(name)
@@ -292,10 +353,25 @@ impl Backfill {
                     .position(|s| s.name == l.source)
                     .expect("opened with the label source");
                 let source_spec = &spec.sources[&l.source];
-                let schema = crate::engine::job::schema_lookup(&registry)(&source_spec.topic)
-                    .map_err(JobError::Output)?
-                    .ok_or_else(|| JobError::Output(format!("`{}` has no schema", l.source)))?;
-                let columns = crate::spec::validate::record_columns(&schema).unwrap_or_default();
+                // Labels read every column of the record, not only those
+                // the views use.
+                let full_decoder = |name: &str| -> Result<RecordDecoder, JobError> {
+                    let source = &spec.sources[name];
+                    let schema = crate::engine::job::schema_lookup(&registry)(&source.topic)
+                        .map_err(JobError::Output)?
+                        .ok_or_else(|| JobError::Output(format!("`{name}` has no schema")))?;
+                    let columns =
+                        crate::spec::validate::record_columns(&schema).unwrap_or_default();
+                    Ok(RecordDecoder::new(
+                        registry.clone(),
+                        schema,
+                        &columns,
+                        &source.key,
+                        Some((&source.event_time, source.event_time_unit)),
+                    ))
+                };
+                let decoder = full_decoder(&l.source)?;
+                let columns = decoder.columns.clone();
                 let key_type = columns
                     .get(&source_spec.key)
                     .cloned()
@@ -323,13 +399,6 @@ impl Backfill {
                     };
                     event_columns.push((i, name.clone(), columns[i].clone()));
                 }
-                let decoder = RecordDecoder::new(
-                    registry.clone(),
-                    schema,
-                    &columns,
-                    &source_spec.key,
-                    Some((&source_spec.event_time, source_spec.event_time_unit)),
-                );
                 let writer = TrainingWriter::new(
                     out.child("training"),
                     (source_spec.key.clone(), key_type),
@@ -337,7 +406,36 @@ impl Backfill {
                     event_columns,
                     &inputs.plans,
                 );
-                Some((s, decoder, labeler, writer, joined))
+                let delayed = match &l.model {
+                    Some(m) => {
+                        let plan = inputs.models.iter().find(|p| &p.name == m);
+                        match plan.and_then(|p| p.delayed.clone()) {
+                            Some(d) => {
+                                let ds = inputs
+                                    .sources
+                                    .iter()
+                                    .position(|x| x.name == d.source)
+                                    .expect("models' sources are opened");
+                                let decoder = match ds != s {
+                                    true => Some(full_decoder(&d.source)?),
+                                    false => None,
+                                };
+                                let set = DelayedSet::new(d, ds).map_err(JobError::Options)?;
+                                Some((set, decoder))
+                            }
+                            None => None,
+                        }
+                    }
+                    None => None,
+                };
+                Some(LabelState {
+                    source: s,
+                    decoder,
+                    labeler,
+                    writer,
+                    joined,
+                    delayed,
+                })
             }
         };
         clear_previous(&out)?;
@@ -373,8 +471,13 @@ impl Backfill {
             .keys()
             .map(|p| {
                 let mut probe = Probe::queries(self.options.queries.clone());
-                if let Some((s, ..)) = &self.labels {
-                    probe.sources = vec![*s];
+                if let Some(l) = &self.labels {
+                    probe.sources = vec![l.source];
+                    if let Some((d, _)) = &l.delayed
+                        && d.source != l.source
+                    {
+                        probe.sources.push(d.source);
+                    }
                     probe.from = self.options.from.unwrap_or(i64::MIN);
                 }
                 (*p, probe)
@@ -400,6 +503,7 @@ impl Backfill {
             let t0 = Instant::now();
             read += records.len() as u64;
             let mut label_events = Vec::new();
+            let mut delayed_events = Vec::new();
             for rec in &records {
                 let Some(s) = self
                     .inputs
@@ -434,12 +538,22 @@ impl Backfill {
                     task.skipped(s, rec.offset + 1);
                     continue;
                 }
-                if let Some((ls, decoder, ..)) = &self.labels
-                    && *ls == s
+                if let Some(l) = &self.labels
                     && row.ts <= cap
-                    && let Ok(d) = decoder.decode(rec)
                 {
-                    label_events.push((rec.partition, rec.offset, d.columns));
+                    if l.source == s
+                        && let Ok(d) = l.decoder.decode(rec)
+                    {
+                        if l.delayed.as_ref().is_some_and(|(d, _)| d.source == s) {
+                            delayed_events.push((rec.partition, rec.offset, d.columns.clone()));
+                        }
+                        label_events.push((rec.partition, rec.offset, d.columns));
+                    } else if let Some((d, Some(decoder))) = &l.delayed
+                        && d.source == s
+                        && let Ok(d) = decoder.decode(rec)
+                    {
+                        delayed_events.push((rec.partition, rec.offset, d.columns));
+                    }
                 }
                 match task.offer(row) {
                     Offer::Accepted => self.summary.events += 1,
@@ -448,8 +562,11 @@ impl Backfill {
             }
             phases[1] += t0.elapsed();
             let t0 = Instant::now();
-            if let Some((_, _, labeler, _, _)) = &mut self.labels {
-                labeler.label(label_events);
+            if let Some(l) = &mut self.labels {
+                l.labeler.label(label_events);
+                if let Some((d, _)) = &mut l.delayed {
+                    d.marks.label(delayed_events);
+                }
             }
             phases[2] += t0.elapsed();
             let t0 = Instant::now();
@@ -511,14 +628,21 @@ impl Backfill {
                 }
             }
         }
-        if let Some((_, _, labeler, writer, _)) = &mut self.labels {
-            writer.finish().map_err(JobError::Output)?;
-            self.summary.training_rows = writer.written;
-            self.summary.training_files = writer.files.clone();
-            self.summary.training_columns = writer.columns();
-            self.summary.labels_rejected = labeler.rejected;
-            self.summary.labels_filtered = labeler.filtered;
-            self.summary.first_label_rejection = labeler.first_rejection.clone();
+        if let Some(l) = &mut self.labels {
+            l.writer.finish().map_err(JobError::Output)?;
+            self.summary.training_rows = l.writer.written;
+            self.summary.training_files = l.writer.files.clone();
+            self.summary.training_columns = l.writer.columns();
+            self.summary.labels_rejected = l.labeler.rejected;
+            self.summary.labels_filtered = l.labeler.filtered;
+            self.summary.first_label_rejection = l.labeler.first_rejection.clone();
+            if let Some((d, _)) = &l.delayed {
+                self.summary.delayed = Some(d.counts());
+                self.summary.labels_rejected += d.marks.rejected;
+                if self.summary.first_label_rejection.is_none() {
+                    self.summary.first_label_rejection = d.marks.first_rejection.clone();
+                }
+            }
         }
         // A query no task holds state for reads the empty windows.
         let mut answers: Vec<Option<Vec<Scalar>>> = vec![None; self.options.queries.len()];
@@ -569,29 +693,48 @@ impl Backfill {
                 sinks[v].push(partition, row);
             }
         }
-        if let Some((_, _, labeler, writer, joined)) = &mut self.labels {
+        if let Some(l) = &mut self.labels {
             let rows = probe.rows.take();
             let tables = &self.inputs.table_state;
-            let labels = rows
-                .offsets
-                .iter()
-                .zip(&rows.ts)
-                .map(|(o, ts)| {
-                    let (label, cols) = labeler.take(partition, *o)?;
-                    if joined.is_empty() {
-                        return Some((label, cols));
-                    }
-                    let mut cols = cols.into_vec();
-                    for (table, on, column, _) in joined.iter() {
-                        let value = tables[*table]
-                            .lookup(&cols[*on], *ts)
-                            .map_or(Scalar::Null, |row| row[*column].clone());
-                        cols.push(value);
-                    }
-                    Some((label, cols.into_boxed_slice()))
-                })
-                .collect();
-            writer
+            let joined = &l.joined;
+            let labeler = &mut l.labeler;
+            // A label event's label and its own columns, with the table
+            // columns joined as of its time.
+            let mut labeled = |o: i64, ts: i64| -> Option<Labeled> {
+                let (label, cols) = labeler.take(partition, o)?;
+                if joined.is_empty() {
+                    return Some((label, cols));
+                }
+                let mut cols = cols.into_vec();
+                for (table, on, column, _) in joined.iter() {
+                    let value = tables[*table]
+                        .lookup(&cols[*on], ts)
+                        .map_or(Scalar::Null, |row| row[*column].clone());
+                    cols.push(value);
+                }
+                Some((label, cols.into_boxed_slice()))
+            };
+            let (rows, labels) = match &mut l.delayed {
+                None => {
+                    let labels = rows
+                        .offsets
+                        .iter()
+                        .zip(&rows.ts)
+                        .map(|(o, ts)| labeled(*o, *ts))
+                        .collect();
+                    (rows, labels)
+                }
+                Some((d, _)) => {
+                    // Examples are the label source's events its filter
+                    // keeps; their label comes later.
+                    let mut example = |i: usize| match labeled(rows.offsets[i], rows.ts[i]) {
+                        Some((Scalar::Bool(true), cols)) => Some(cols),
+                        _ => None,
+                    };
+                    d.feed(partition, &rows, &mut example, l.source)
+                }
+            };
+            l.writer
                 .push(partition, rows, labels)
                 .map_err(JobError::Output)?;
         }
@@ -605,7 +748,7 @@ impl Backfill {
         let manifest = serde_json::json!({
             "from": self.options.from,
             "until": self.options.until,
-            "labels": self.options.labels.as_ref().map(|l| serde_json::json!({"source": l.source, "expr": l.expr})),
+            "labels": self.options.labels.as_ref().map(|l| serde_json::json!({"source": l.source, "expr": l.expr, "filter": l.filter, "model": l.model})),
             "events": s.events,
             "late": s.late,
             "undecodable": s.undecodable,

@@ -1,0 +1,250 @@
+//! The clickstream tutorial (`datasets/clickstream/pipeline.yaml`) as a
+//! user follows it: generate the shop, validate, run, build the click
+//! model's training set, learn from it, serve.
+//!
+//! The generator knows every view's true click probability, so the test
+//! holds the learned model between two known bounds: better than the
+//! base rate, no better than Bayes-optimal.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::*;
+
+fn spec() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("datasets/clickstream/pipeline.yaml")
+        .display()
+        .to_string()
+}
+
+/// An eddy command run from `dir`, where the spec's relative Parquet
+/// paths (`./eddy-data/...`) land, on the local log in `dir/eddy-data`.
+fn eddy_in(dir: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = eddy(&dir.join("eddy-data"));
+    c.current_dir(dir).args(args);
+    c
+}
+
+/// The number before `what` in `text` ("43733 views").
+fn count(text: &str, what: &str) -> u64 {
+    let at = text
+        .find(what)
+        .unwrap_or_else(|| panic!("`{what}` in {text}"));
+    text[..at]
+        .split_whitespace()
+        .last()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count before `{what}` in {text}"))
+}
+
+/// The number after `what` in `text` ("logloss 0.5690").
+fn number_after(text: &str, what: &str) -> f64 {
+    let at = text
+        .find(what)
+        .unwrap_or_else(|| panic!("`{what}` in {text}"))
+        + what.len();
+    text[at..]
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .find(|s| !s.is_empty())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a number after `{what}` in {text}"))
+}
+
+/// The Bayes-optimal logloss over the training set's rows: each view's
+/// true click probability, from the generator's ground truth.
+fn bayes_logloss(training: &Path, truth: &Path) -> (f64, usize) {
+    use polars::prelude::*;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(training)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    let read = |p: &Path| {
+        ParquetReader::new(std::fs::File::open(p).unwrap())
+            .finish()
+            .unwrap()
+    };
+    let mut rows = read(&files[0]);
+    for f in &files[1..] {
+        rows.vstack_mut(&read(f)).unwrap();
+    }
+    let truth = read(truth);
+    let joined = rows
+        .lazy()
+        .join(
+            truth.lazy(),
+            [col("event_id")],
+            [col("event_id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .select([col("label"), col("p_click")])
+        .collect()
+        .unwrap();
+    let labels = joined.column("label").unwrap().bool().unwrap().clone();
+    let p = joined.column("p_click").unwrap().f64().unwrap().clone();
+    let mut sum = 0.0;
+    for (y, p) in labels.into_iter().zip(p.into_iter()) {
+        let (y, p) = (y.unwrap(), p.unwrap().clamp(1e-12, 1.0 - 1e-12));
+        sum -= if y { p.ln() } else { (1.0 - p).ln() };
+    }
+    (sum / joined.height() as f64, joined.height())
+}
+
+#[test]
+fn the_clickstream_tutorial_validates_runs_trains_above_the_base_rate_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spec = spec();
+    let generated = ok(
+        eddy_in(
+            d,
+            &[
+                "datasets",
+                "generate",
+                "clickstream",
+                "--users",
+                "1000",
+                "--items",
+                "300",
+                "--events",
+                "60000",
+                "--seed",
+                "11",
+            ],
+        ),
+        "",
+    );
+    let (views, clicks) = (count(&generated, " views,"), count(&generated, " clicks,"));
+    assert!(
+        generated.contains("datasets/clickstream/pipeline.yaml"),
+        "the generator says where the tutorial spec is: {generated}"
+    );
+    let valid = ok(eddy_in(d, &["validate", &spec]), "");
+    assert!(valid.contains("model click (ftrl on events"), "{valid}");
+
+    // Live: every view is an example of the click model.
+    let run = ok(eddy_in(d, &["run", &spec, "--until-end"]), "");
+    let learned_live = count(&run, "examples, logloss");
+    assert!(run.contains("model click (ftrl)"), "{run}");
+
+    // The training set of the click model: the same examples, each
+    // labeled by whether its click came within the minute.
+    let backfill = ok(
+        eddy_in(
+            d,
+            &[
+                "backfill",
+                &spec,
+                "--model",
+                "click",
+                "--columns",
+                "event_id",
+                "--out",
+                "click-training",
+            ],
+        ),
+        "",
+    );
+    let rows = count(&backfill, "rows ×");
+    let waiting = if backfill.contains("attribution window had not ended") {
+        count(&backfill, "examples left out: their attribution")
+    } else {
+        0
+    };
+    assert_eq!(
+        rows + waiting,
+        views,
+        "every view is a row or still waiting: {backfill}"
+    );
+    assert_eq!(
+        rows, learned_live,
+        "live learned the rows the backfill wrote: {run}\n{backfill}"
+    );
+    assert!(
+        backfill.contains("delayed labels: 0 label events matched no waiting example"),
+        "every click follows its view within the minute: {backfill}"
+    );
+
+    let training = d.join("click-training/training");
+    let learn = ok(
+        eddy_in(
+            d,
+            &[
+                "learn",
+                "--input",
+                training.to_str().unwrap(),
+                "--label",
+                "label",
+                "--numeric",
+                "log",
+                "--categorical",
+                "user_id,item_id",
+                "--cross",
+                "user_id,item_id",
+                "--ignore",
+                "event_time,partition,offset,event_id,top_categories_1w,recent_items_1d",
+            ],
+        ),
+        "",
+    );
+    let model = number_after(&learn, "progressive logloss");
+    let base = number_after(&learn, "base rate: logloss");
+    let (bayes, joined) = bayes_logloss(&training, &d.join("eddy-data/clickstream-truth.parquet"));
+    assert_eq!(
+        joined as u64, rows,
+        "every row is a view with a true probability"
+    );
+    // Positives are the clicks (of views whose label is known).
+    let positive_rate = clicks as f64 / views as f64;
+    let expected_base =
+        -(positive_rate * positive_rate.ln() + (1.0 - positive_rate) * (1.0 - positive_rate).ln());
+    assert!(
+        (base - expected_base).abs() < 0.01,
+        "{base} vs {expected_base}"
+    );
+    eprintln!(
+        "click model: logloss {model:.4}, base rate {base:.4}, Bayes-optimal {bayes:.4}, gap {:.4}",
+        model - bayes
+    );
+    assert!(model < base, "the click model beats the base rate: {learn}");
+    assert!(
+        model > bayes,
+        "and no model beats Bayes-optimal: {model} vs {bayes}"
+    );
+    assert!(!learn.contains("worse than the base rate"), "{learn}");
+
+    // Serving: every event asks for recommendations, ranked by the click
+    // model.
+    let served = ok(
+        eddy_in(
+            d,
+            &[
+                "serve",
+                &spec,
+                "--http",
+                "127.0.0.1:0",
+                "--from-earliest",
+                "--until-end",
+            ],
+        ),
+        "",
+    );
+    let triggers = count(&served, "triggers and");
+    assert_eq!(count(&served, "recommendations,"), triggers, "{served}");
+    let recs = ok(
+        eddy_in(
+            d,
+            &[
+                "topics",
+                "consume",
+                "--topic",
+                "clickstream.recommendations",
+                "--max",
+                "5",
+            ],
+        ),
+        "",
+    );
+    assert!(recs.contains("\"items\""), "{recs}");
+}
