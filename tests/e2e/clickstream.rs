@@ -84,7 +84,7 @@ fn bayes_logloss(training: &Path, truth: &Path) -> (f64, usize) {
     let labels = joined.column("label").unwrap().bool().unwrap().clone();
     let p = joined.column("p_click").unwrap().f64().unwrap().clone();
     let mut sum = 0.0;
-    for (y, p) in labels.into_iter().zip(p.into_iter()) {
+    for (y, p) in labels.into_iter().zip(&p) {
         let (y, p) = (y.unwrap(), p.unwrap().clamp(1e-12, 1.0 - 1e-12));
         sum -= if y { p.ln() } else { (1.0 - p).ln() };
     }
