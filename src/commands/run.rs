@@ -93,15 +93,33 @@ pub fn validate(global: &Global, args: &ValidateArgs) -> anyhow::Result<()> {
         } else {
             format!("{} inputs", m.inputs.len())
         };
+        let mut said = String::new();
+        if let Some(f) = &m.filter {
+            said.push_str(&format!(", examples where `{f}`"));
+        }
+        if let Some((sql, _)) = &m.label {
+            said.push_str(&format!(", label `{sql}`"));
+        }
+        if let Some(d) = &m.delayed {
+            let on = d
+                .on
+                .and_then(|(_, c)| d.source_columns.get_index(c))
+                .map_or(String::new(), |(name, _)| format!(" on the same {name}"));
+            let filter = d
+                .filter
+                .as_ref()
+                .map_or(String::new(), |f| format!(" where `{f}`"));
+            said.push_str(&format!(
+                ", labeled by an event of {}{filter}{on} within {} ms",
+                d.source, d.within_ms
+            ));
+        }
         println!(
-            "  model {} ({} on {} → {}): {what}{}",
+            "  model {} ({} on {} → {}): {what}{said}",
             m.name,
             m.kind.name(),
             m.source,
             m.topic,
-            m.label
-                .as_ref()
-                .map_or(String::new(), |(sql, _)| format!(", label `{sql}`"))
         );
     }
     Ok(())
