@@ -101,10 +101,9 @@ pub fn validate(global: &Global, args: &ValidateArgs) -> anyhow::Result<()> {
             said.push_str(&format!(", label `{sql}`"));
         }
         if let Some(d) = &m.delayed {
-            let on = d
-                .on
-                .and_then(|(_, c)| d.source_columns.get_index(c))
-                .map_or(String::new(), |(name, _)| format!(" on the same {name}"));
+            let on =
+                d.on.and_then(|(_, c)| d.source_columns.get_index(c))
+                    .map_or(String::new(), |(name, _)| format!(" on the same {name}"));
             let filter = d
                 .filter
                 .as_ref()

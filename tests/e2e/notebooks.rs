@@ -1,5 +1,5 @@
-//! The notebooks execute, headless, against a fresh quickstart: a cell
-//! error fails the test.
+//! The notebooks execute, headless, against a fresh quickstart (the
+//! clickstream one generates its own shop): a cell error fails the test.
 
 use crate::support::*;
 
@@ -21,7 +21,12 @@ fn the_notebooks_execute_after_a_quickstart() {
     // without outputs).
     let executed = std::path::Path::new(repo).join("target/notebooks");
     // One process per notebook, each under the test watchdog.
-    for book in ["01_feature_tables", "02_training_sets", "03_freshness_lift"] {
+    for book in [
+        "01_feature_tables",
+        "02_training_sets",
+        "03_freshness_lift",
+        "04_clickstream",
+    ] {
         let mut run = std::process::Command::new(&py);
         run.arg(format!("{repo}/notebooks/run_all.py"))
             .arg(format!("{repo}/notebooks/{book}.ipynb"))
