@@ -101,6 +101,10 @@ struct Ranker {
     item_column: usize,
     /// The trigger source's columns line up with the ranker's source.
     same_source: bool,
+    /// Inputs that describe the item (a column of the item table too, by
+    /// name): (the ranker source's column, the table's column). A
+    /// candidate's value comes from its own row, not from the trigger.
+    item_columns: Vec<(usize, usize)>,
 }
 
 /// The serving state that outlives requests.
@@ -151,12 +155,26 @@ impl Engine {
         let ranker = spec.ranker.as_ref().and_then(|r| {
             let plan = models.iter().find(|m| &m.name == r)?;
             let item_column = plan.source_columns.get_index_of(item_name.as_deref()?)?;
+            let item_columns = match &rules {
+                Some(table) => plan
+                    .inputs
+                    .iter()
+                    .filter_map(|input| match input.from {
+                        InputFrom::Column(c) if c != item_column => {
+                            Some((c, table.column(&input.name)?))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
             Some(Ranker {
                 name: plan.name.clone(),
                 inputs: Inputs::new(plan),
                 hasher: eddy_training::online::linear::hasher(plan),
                 item_column,
                 same_source: trigger.is_some_and(|(s, _)| s == plan.source),
+                item_columns,
             })
         });
         let trigger_item = trigger
@@ -300,8 +318,15 @@ impl Engine {
                         ),
                         _ => Scalar::Long(*item as i64),
                     };
+                    let row = self.rules.as_ref().and_then(|t| t.row(*item));
                     let x = r.inputs.hash_with(&r.hasher, |input| match input.from {
                         InputFrom::Column(c) if c == r.item_column => item_value.clone(),
+                        InputFrom::Column(c)
+                            if let Some(&(_, tc)) =
+                                r.item_columns.iter().find(|(rc, _)| *rc == c) =>
+                        {
+                            row.map_or(Scalar::Null, |row| row[tc].clone())
+                        }
                         InputFrom::Column(c) if r.same_source => req
                             .event
                             .as_ref()
@@ -394,7 +419,7 @@ impl Engine {
         if self.exclude_seen {
             left_out.push("items the user has already engaged with");
         }
-        if self.rules.is_some() {
+        if self.rules.as_ref().is_some_and(|r| r.has_rules()) {
             left_out.push("items the rules reject");
         }
         let leaving = if left_out.is_empty() {

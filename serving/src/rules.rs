@@ -1,10 +1,13 @@
-//! Business rules: SQL conditions over the item table.
+//! The item table: business rules over it, and the candidates' own
+//! columns for the ranker.
 //!
 //! The item table is a compacted topic (the spec's `item_table`). Serving
-//! follows it; whenever rows change, the rules are evaluated with polars
-//! over the changed rows, and the set of allowed items is updated. A
-//! request then costs one set lookup per candidate, however complex the
-//! rules are.
+//! follows it and keeps each item's latest row. Whenever rows change, the
+//! rules are evaluated with polars over the changed rows, and the set of
+//! allowed items is updated. A request then costs one set lookup per
+//! candidate, however complex the rules are. The ranker reads a
+//! candidate's row for the inputs that describe the item (its price),
+//! which the triggering event has only for the item it was about.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -20,7 +23,7 @@ use eddy_features::spec::validate::{ColumnType, record_columns};
 use eddy_features::topic::Record;
 use eddy_training::online::recommender::id_of;
 
-/// The rules and the items they allow.
+/// The item table's latest rows, the rules and the items they allow.
 pub struct ItemRules {
     pub topic: String,
     decoder: RecordDecoder,
@@ -31,6 +34,8 @@ pub struct ItemRules {
     /// row was deleted).
     changed: HashMap<u64, Option<Box<[Scalar]>>>,
     allowed: HashSet<u64, foldhash::fast::RandomState>,
+    /// Every item's latest row.
+    rows: HashMap<u64, Box<[Scalar]>, foldhash::fast::RandomState>,
     /// Table records that could not be decoded, and rule evaluations
     /// that failed (the rows stay disallowed).
     pub rejected: u64,
@@ -64,6 +69,7 @@ impl ItemRules {
             exprs,
             changed: HashMap::new(),
             allowed: HashSet::default(),
+            rows: HashMap::default(),
             rejected: 0,
         })
     }
@@ -101,8 +107,14 @@ impl ItemRules {
         let rows: Vec<(u64, Box<[Scalar]>)> = changed
             .iter()
             .filter_map(|(id, row)| {
-                if row.is_none() {
-                    self.allowed.remove(id);
+                match row {
+                    None => {
+                        self.allowed.remove(id);
+                        self.rows.remove(id);
+                    }
+                    Some(r) => {
+                        self.rows.insert(*id, r.clone());
+                    }
                 }
                 row.clone().map(|r| (*id, r))
             })
@@ -161,9 +173,25 @@ impl ItemRules {
         )
     }
 
-    /// The item has a row and every rule is true for it.
+    /// The item has a row and every rule is true for it; without rules,
+    /// every item is allowed, with a row or not.
     pub fn allows(&self, item: u64) -> bool {
-        self.allowed.contains(&item)
+        self.sql.is_empty() || self.allowed.contains(&item)
+    }
+
+    /// Whether there are rules to apply.
+    pub fn has_rules(&self) -> bool {
+        !self.sql.is_empty()
+    }
+
+    /// The index of the table's column `name`.
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.get_index_of(name)
+    }
+
+    /// The item's latest row, if the table has one.
+    pub fn row(&self, item: u64) -> Option<&[Scalar]> {
+        self.rows.get(&item).map(|r| &r[..])
     }
 
     pub fn allowed(&self) -> usize {

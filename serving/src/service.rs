@@ -259,9 +259,10 @@ impl Service {
                 m.source_columns.get(key).cloned()
             })
             .unwrap_or(ColumnType::String);
-        // Business rules over the item table.
+        // The item table: business rules over it, and the candidates'
+        // columns for the ranker.
         let rules = match &serving.item_table {
-            Some(t) if !serving.rules.is_empty() => {
+            Some(t) => {
                 let table = &spec.tables[t];
                 let schema = schema_of(&table.topic)?;
                 Some(

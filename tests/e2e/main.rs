@@ -19,4 +19,5 @@ mod notebooks;
 mod pipeline;
 mod quickstart;
 mod serving;
+mod serving_items;
 mod storage;

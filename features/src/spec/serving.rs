@@ -46,8 +46,11 @@ pub struct ServingSpec {
     /// 1000.
     #[serde(default)]
     pub history: Option<usize>,
-    /// The table of items that `rules` read (keyed by item id). Default:
-    /// none; required with `rules`.
+    /// The table of items (keyed by item id) that `rules` read, and that
+    /// the ranker reads a candidate's own columns from: a ranker input
+    /// that is also a column of this table (a price) is the candidate's
+    /// value, not the triggering event's. Default: none; required with
+    /// `rules`.
     #[serde(default)]
     pub item_table: Option<String>,
     /// Business rules: SQL conditions over the item table's columns. An

@@ -1,0 +1,153 @@
+//! The ranker reads what describes a candidate from the item table.
+
+use crate::support::*;
+
+const EVENT_SCHEMA: &str = r#"{"type": "record", "name": "Viewed", "fields": [
+  {"name": "user_id", "type": "long"},
+  {"name": "item_id", "type": "long"},
+  {"name": "price", "type": "double"},
+  {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}"#;
+
+const ITEM_SCHEMA: &str = r#"{"type": "record", "name": "Item", "fields": [
+  {"name": "item_id", "type": "long"},
+  {"name": "price", "type": "double"}]}"#;
+
+const SPEC: &str = "name: priced
+sources:
+  events: { topic: events, key: user_id, event_time: ts, idle_timeout: 0s }
+tables:
+  items: { topic: items, key: item_id }
+features:
+  user:
+    source: events
+    aggregations: [{ name: n, op: count, windows: [lifetime] }]
+models:
+  cheap:
+    kind: ftrl
+    source: events
+    label: \"price < 50\"
+    features: []
+    # The item id as a number: it says nothing of the price, so only the
+    # price can tell cheap from expensive.
+    columns: [item_id, price]
+    params: { bits: 14 }
+  popular:
+    kind: popularity
+    source: events
+    item: item_id
+serving:
+  trigger: events
+  candidates: [popular]
+  candidates_per_model: 20
+  ranker: cheap
+  k: 5
+  exclude_seen: false
+  item_table: items
+  topic: recs
+";
+
+/// Even items cost 10, odd ones 90.
+fn price(item: u64) -> f64 {
+    if item.is_multiple_of(2) { 10.0 } else { 90.0 }
+}
+
+/// Regression: the ranker scored every candidate with the triggering
+/// event's columns, so each candidate got the price of the item the user
+/// was viewing, not its own, and a model that had learned "cheap is
+/// liked" ranked every candidate alike. With `item_table`, an input the
+/// table also has is the candidate's own value.
+#[test]
+fn the_ranker_scored_every_candidate_with_the_viewed_items_price() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("eddy-data");
+    let cmd = |args: &[&str]| {
+        let mut c = eddy(&data);
+        c.current_dir(d).args(args);
+        c
+    };
+    let write = |name: &str, text: &str| {
+        let path = d.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let (events_avsc, items_avsc) = (
+        write("event.avsc", EVENT_SCHEMA),
+        write("item.avsc", ITEM_SCHEMA),
+    );
+    let spec = write("priced.yaml", SPEC);
+    ok(
+        cmd(&["topics", "create", "events", "--partitions", "2"]),
+        "",
+    );
+    ok(cmd(&["topics", "create", "items", "--compact"]), "");
+    let items: String = (0..20)
+        .map(|i| format!("{{\"item_id\": {i}, \"price\": {}}}\n", price(i)))
+        .collect();
+    ok(
+        cmd(&[
+            "topics",
+            "produce",
+            "--topic",
+            "items",
+            "--key-field",
+            "item_id",
+            "--schema",
+            &items_avsc,
+        ]),
+        &items,
+    );
+    // Every user views every item in turn, at its price.
+    let t0 = 1_700_000_000_000i64;
+    let events: String = (0..800u64)
+        .map(|n| {
+            let (user, item) = (n % 10, (n / 10 + n) % 20);
+            format!(
+                "{{\"user_id\": {user}, \"item_id\": {item}, \"price\": {}, \"ts\": {}}}\n",
+                price(item),
+                t0 + n as i64 * 1000
+            )
+        })
+        .collect();
+    ok(
+        cmd(&[
+            "topics",
+            "produce",
+            "--topic",
+            "events",
+            "--key-field",
+            "user_id",
+            "--schema",
+            &events_avsc,
+        ]),
+        &events,
+    );
+    ok(cmd(&["run", &spec, "--until-end"]), "");
+    ok(
+        cmd(&[
+            "serve",
+            &spec,
+            "--http",
+            "127.0.0.1:0",
+            "--from-earliest",
+            "--until-end",
+        ]),
+        "",
+    );
+    let recs = json_lines(&ok(cmd(&["topics", "consume", "--topic", "recs"]), ""));
+    assert_eq!(recs.len(), 800);
+    // Triggered by an expensive item or a cheap one, the top five are
+    // the cheap items: the model learned that cheap is liked.
+    for r in recs.iter().skip(100) {
+        let items = r["items"].as_array().unwrap();
+        assert_eq!(items.len(), 5, "{r}");
+        for i in items {
+            let id: u64 = i["item"].as_str().unwrap().parse().unwrap();
+            assert_eq!(
+                price(id),
+                10.0,
+                "an expensive candidate ranked in the top five: {r}"
+            );
+        }
+    }
+}
