@@ -3,9 +3,11 @@
 //! Users and items have latent taste vectors; the chance that a user
 //! clicks an item they view is a logistic function of the two vectors'
 //! agreement, the user's own propensity to click, the item's appeal, the
-//! item's price and the user's price sensitivity. Propensity and appeal
-//! are what features of the user's past and the item's id can learn; the
-//! agreement of tastes needs a model of the pair. Because
+//! item's price and the user's price sensitivity. Items of a category have
+//! alike tastes. Propensity and appeal are what features of the user's
+//! past and the item's id can learn, and what the user clicked in each
+//! category says part of the agreement; the rest needs a model of the
+//! pair. Because
 //! that probability is known for every view, a model's logloss can be set
 //! against the best possible (Bayes-optimal) one.
 //!
@@ -135,10 +137,19 @@ impl Clickstream {
             })
             .collect();
         let half = config.items / 2;
+        // Items of a category are alike: an item's taste is its category's
+        // plus its own, so what a user clicked in a category says something
+        // of the category's other items.
+        let centroids: Vec<Vec<f64>> = (0..CATEGORIES)
+            .map(|_| (0..d).map(|_| rng.normal() * scale * 1.2).collect())
+            .collect();
         let items = (0..config.items)
             .map(|i| {
                 let category = (rng.next_u64() % u64::from(CATEGORIES)) as u32;
-                let taste: Vec<f64> = (0..d).map(|_| rng.normal() * scale * 1.5).collect();
+                let taste: Vec<f64> = centroids[category as usize]
+                    .iter()
+                    .map(|c| c + rng.normal() * scale * 0.9)
+                    .collect();
                 let appeal = rng.normal() * 0.6;
                 let arrives = if i < half {
                     config.start_ms

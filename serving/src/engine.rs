@@ -155,18 +155,25 @@ impl Engine {
         let ranker = spec.ranker.as_ref().and_then(|r| {
             let plan = models.iter().find(|m| &m.name == r)?;
             let item_column = plan.source_columns.get_index_of(item_name.as_deref()?)?;
-            let item_columns = match &rules {
-                Some(table) => plan
+            // An event column the item table also has, or a column the
+            // models join from the item table, is the candidate's own.
+            let item_columns = match (&rules, &spec.item_table) {
+                (Some(table), Some(table_name)) => plan
                     .inputs
                     .iter()
                     .filter_map(|input| match input.from {
-                        InputFrom::Column(c) if c != item_column => {
-                            Some((c, table.column(&input.name)?))
-                        }
+                        InputFrom::Column(c) if c == item_column => None,
+                        InputFrom::Column(c) => match c.checked_sub(plan.source_columns.len()) {
+                            None => Some((c, table.column(&input.name)?)),
+                            Some(j) => {
+                                let join = plan.joined.get(j).filter(|j| &j.table == table_name)?;
+                                Some((c, table.column(&join.column)?))
+                            }
+                        },
                         _ => None,
                     })
                     .collect(),
-                None => Vec::new(),
+                _ => Vec::new(),
             };
             Some(Ranker {
                 name: plan.name.clone(),

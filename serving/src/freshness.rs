@@ -303,6 +303,7 @@ mod tests {
             label: None,
             delayed: None,
             filter: None,
+            joined: Vec::new(),
             item: None,
             inputs: Vec::new(),
             crosses: Vec::new(),

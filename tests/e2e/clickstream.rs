@@ -124,7 +124,13 @@ fn the_clickstream_tutorial_validates_runs_trains_above_the_base_rate_and_serves
     assert!(valid.contains("model click (ftrl on events"), "{valid}");
 
     // Live: every view is an example of the click model.
-    let run = ok(eddy_in(d, &["run", &spec, "--until-end"]), "");
+    let run = ok(
+        eddy_in(
+            d,
+            &["run", &spec, "--until-end", "--metrics-addr", "127.0.0.1:0"],
+        ),
+        "",
+    );
     let learned_live = count(&run, "examples, logloss");
     assert!(run.contains("model click (ftrl)"), "{run}");
 
@@ -182,6 +188,8 @@ fn the_clickstream_tutorial_validates_runs_trains_above_the_base_rate_and_serves
                 "user_id,item_id",
                 "--cross",
                 "user_id,item_id",
+                "--cross",
+                "items_category,clicked_categories_lifetime",
                 "--ignore",
                 "event_time,partition,offset,event_id,top_categories_1w,recent_items_1d",
             ],
@@ -247,4 +255,148 @@ fn the_clickstream_tutorial_validates_runs_trains_above_the_base_rate_and_serves
         "",
     );
     assert!(recs.contains("\"items\""), "{recs}");
+}
+
+/// A model with a column joined from a table (`items.category`, as of the
+/// event's time) learns live exactly what `eddy learn` learns from its
+/// training set (`eddy backfill --model`): the same rows, the same
+/// joined values, hashed the same way. One partition, so the live learner
+/// sees the events in the order the training set holds them.
+#[test]
+fn a_model_column_joined_from_a_table_is_the_same_live_and_in_its_training_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(
+        eddy_in(
+            d,
+            &[
+                "datasets",
+                "generate",
+                "clickstream",
+                "--users",
+                "300",
+                "--items",
+                "100",
+                "--events",
+                "20000",
+                "--seed",
+                "5",
+                "--partitions",
+                "1",
+            ],
+        ),
+        "",
+    );
+    // The tutorial's sources, tables and views, and one model whose label
+    // is in the event.
+    let tutorial = std::fs::read_to_string(spec()).unwrap();
+    let head = &tutorial[..tutorial.find("\nmodels:").unwrap()];
+    let text = format!(
+        "{head}
+models:
+  cheap:
+    kind: ftrl
+    source: events
+    filter: \"event_type = 'view'\"
+    label: \"price < 40\"
+    columns: [item_id, items.category]
+    categorical: [item_id]
+    crosses: [[items.category, clicked_categories_lifetime]]
+"
+    )
+    .replace("name: clickstream", "name: joined");
+    let spec = d.join("joined.yaml");
+    std::fs::write(&spec, text).unwrap();
+    let spec = spec.to_str().unwrap();
+    ok(
+        eddy_in(
+            d,
+            &["run", spec, "--until-end", "--metrics-addr", "127.0.0.1:0"],
+        ),
+        "",
+    );
+    let metrics = json_lines(&ok(
+        eddy_in(d, &["topics", "consume", "--topic", "models.metrics"]),
+        "",
+    ));
+    let live = metrics
+        .iter()
+        .rfind(|r| r["model"] == "cheap")
+        .expect("the model's metrics")
+        .clone();
+    ok(
+        eddy_in(
+            d,
+            &[
+                "backfill",
+                spec,
+                "--model",
+                "cheap",
+                "--out",
+                "training-set",
+            ],
+        ),
+        "",
+    );
+    let training = d.join("training-set/training");
+    let report: serde_json::Value = serde_json::from_str(&ok(
+        eddy_in(
+            d,
+            &[
+                "learn",
+                "--input",
+                training.to_str().unwrap(),
+                "--label",
+                "label",
+                "--categorical",
+                "item_id",
+                "--cross",
+                "items_category,clicked_categories_lifetime",
+                "--ignore",
+                "user_id,event_time,partition,offset",
+                "--numeric",
+                "log",
+                "--json",
+            ],
+        ),
+        "",
+    ))
+    .unwrap();
+    assert_eq!(report["examples"], live["examples"], "{report}\n{live}");
+    for metric in ["logloss", "auc", "accuracy"] {
+        let (a, b) = (
+            live["metrics"][metric].as_f64().unwrap(),
+            report[metric].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() < 1e-9,
+            "{metric}: live {a} vs offline {b}\nlive: {live}\noffline: {report}"
+        );
+    }
+    // The joined column is there on every row (every item shown has a
+    // catalog row by then), so the equality above covers it.
+    use polars::prelude::*;
+    let rows = LazyFrame::scan_parquet(
+        PlPath::new(&format!("{}/*.parquet", training.display())),
+        Default::default(),
+    )
+    .unwrap()
+    .select([
+        len().alias("rows"),
+        col("items_category").null_count().alias("nulls"),
+        col("items_category").n_unique().alias("categories"),
+    ])
+    .collect()
+    .unwrap();
+    let get = |c: &str| {
+        rows.column(c)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .try_extract::<u64>()
+            .unwrap()
+    };
+    assert_eq!(get("rows"), live["examples"].as_u64().unwrap());
+    assert_eq!(get("nulls"), 0, "{rows}");
+    assert!(get("categories") > 10, "{rows}");
 }

@@ -122,7 +122,10 @@ fn the_ranker_scored_every_candidate_with_the_viewed_items_price() {
         ]),
         &events,
     );
-    ok(cmd(&["run", &spec, "--until-end"]), "");
+    ok(
+        cmd(&["run", &spec, "--until-end", "--metrics-addr", "127.0.0.1:0"]),
+        "",
+    );
     ok(
         cmd(&[
             "serve",

@@ -56,9 +56,11 @@ pub struct ModelSpec {
     /// event's key as of just before the event. Default: every view.
     #[serde(default)]
     pub features: Option<Vec<String>>,
-    /// Raw event columns that are inputs too (`ftrl`, `linear`). Strings
-    /// and booleans are categories; numbers are numbers unless listed in
-    /// `categorical`. Default: none.
+    /// Raw event columns that are inputs too (`ftrl`, `linear`), and
+    /// `TABLE.COLUMN` for a column a view of the source joins from a
+    /// table (`items.category`: the row valid at the event's time, looked
+    /// up by the view's join key). Strings and booleans are categories;
+    /// numbers are numbers unless listed in `categorical`. Default: none.
     #[serde(default)]
     pub columns: Vec<String>,
     /// Numeric inputs (event columns or features) to treat as categories,
@@ -134,6 +136,86 @@ pub struct DelayedPlan {
     /// source.
     pub on: Option<(usize, usize)>,
     pub max_pending: usize,
+}
+
+/// A table column joined onto a source's events for its models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelJoin {
+    pub table: String,
+    /// The source's column the table is looked up by (the views' join
+    /// key), by index.
+    pub on: usize,
+    pub column: String,
+    pub column_type: ColumnType,
+}
+
+impl ModelJoin {
+    /// How a model names it: `TABLE.COLUMN`.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.table, self.column)
+    }
+}
+
+/// The name of an input: a joined `TABLE.COLUMN` is `TABLE_COLUMN`, the
+/// name `eddy backfill` gives its column in a training set, so `eddy
+/// learn` hashes it exactly as the live model does.
+fn input_name(column: &str) -> String {
+    column.replace('.', "_")
+}
+
+/// The table columns the models of each source name, in a fixed order,
+/// resolved through the views that join them. Problems go to `problems`.
+fn joined_columns(
+    loaded: &LoadedSpec,
+    source_columns: &IndexMap<String, Columns>,
+    views: &[ViewPlan],
+    problems: &mut Vec<SpecProblem>,
+) -> IndexMap<String, Vec<ModelJoin>> {
+    let mut out: IndexMap<String, Vec<ModelJoin>> = IndexMap::new();
+    for (name, m) in &loaded.spec.models {
+        let Some(columns) = source_columns.get(&m.source) else {
+            continue;
+        };
+        for (i, col) in m.columns.iter().enumerate() {
+            let Some((table, column)) = col.split_once('.') else {
+                continue;
+            };
+            let at = KeyPath::default()
+                .key("models")
+                .key(name)
+                .key("columns")
+                .index(i);
+            let found = views
+                .iter()
+                .filter(|v| v.source == m.source)
+                .flat_map(|v| &v.joins)
+                .filter(|j| j.table == table)
+                .find_map(|j| {
+                    let (_, t) = j.select.iter().find(|(c, _)| c == column)?;
+                    Some((columns.get_index_of(&j.on)?, t.clone()))
+                });
+            let Some((on, column_type)) = found else {
+                problems.push(loaded.problem(
+                    &at,
+                    format!(
+                        "`{col}`: no view of `{}` joins `{table}` selecting `{column}`; a model reads a table column through a view's join (add `{column}` to its `select`)",
+                        m.source
+                    ),
+                ));
+                continue;
+            };
+            let list = out.entry(m.source.clone()).or_default();
+            if !list.iter().any(|j| j.table == table && j.column == column) {
+                list.push(ModelJoin {
+                    table: table.to_string(),
+                    on,
+                    column: column.to_string(),
+                    column_type,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// The learner of a model.
@@ -312,6 +394,13 @@ pub struct ModelPlan {
     /// Which of the source's events are examples (SQL), if not all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
+    /// Table columns joined onto every event of the source, as of its
+    /// time, for the models of the source that name them: the same list,
+    /// in the same order, in every model of the source. An input
+    /// `Column(c)` with `c` past the source's columns is
+    /// `joined[c - source_columns.len()]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub joined: Vec<ModelJoin>,
     /// The item column's index and type (recommenders).
     pub item: Option<(usize, ColumnType)>,
     pub inputs: Vec<ModelInput>,
@@ -484,7 +573,9 @@ pub fn plan(
     let mut problems = Vec::new();
     let mut plans = Vec::new();
     let features = super::validate::feature_columns(views);
+    let joined = joined_columns(loaded, source_columns, views, &mut problems);
     for (name, m) in &spec.models {
+        let source_joins = joined.get(&m.source).cloned().unwrap_or_default();
         let at = KeyPath::default().key("models").key(name);
         let Some(columns) = source_columns.get(&m.source) else {
             continue;
@@ -641,6 +732,19 @@ pub fn plan(
                 }
             }
             for (i, col) in m.columns.iter().enumerate() {
+                if let Some(j) = source_joins.iter().position(|j| &j.name() == col) {
+                    inputs.push(ModelInput {
+                        name: input_name(col),
+                        from: InputFrom::Column(columns.len() + j),
+                        column_type: source_joins[j].column_type.clone(),
+                        categorical: false,
+                    });
+                    continue;
+                }
+                if col.contains('.') {
+                    // Reported by `joined_columns`.
+                    continue;
+                }
                 match columns.get_index_of(col) {
                     Some(_) if inputs.iter().any(|x| &x.name == col) => {
                         problems.push(loaded.problem(
@@ -662,7 +766,7 @@ pub fn plan(
             }
             let names: Vec<String> = inputs.iter().map(|x| x.name.clone()).collect();
             for (i, c) in m.categorical.iter().enumerate() {
-                match inputs.iter().position(|x| &x.name == c) {
+                match inputs.iter().position(|x| x.name == input_name(c)) {
                     Some(x) => inputs[x].categorical = true,
                     None => problems.push(loaded.problem(
                         &at.key("categorical").index(i),
@@ -672,7 +776,7 @@ pub fn plan(
             }
             for (i, pair) in m.crosses.iter().enumerate() {
                 for (j, c) in pair.iter().enumerate() {
-                    if !names.contains(c) {
+                    if !names.contains(&input_name(c)) {
                         problems.push(loaded.problem(
                             &at.key("crosses").index(i).index(j),
                             unknown(&format!("input `{c}`"), names.iter().collect()),
@@ -697,12 +801,13 @@ pub fn plan(
             label,
             delayed,
             filter,
+            joined: source_joins,
             item,
             inputs,
             crosses: m
                 .crosses
                 .iter()
-                .map(|[a, b]| (a.clone(), b.clone()))
+                .map(|[a, b]| (input_name(a), input_name(b)))
                 .collect(),
             params: m.params.clone(),
             topic: m.topic.clone().unwrap_or_else(|| "models".to_string()),
@@ -849,6 +954,13 @@ models:
         );
         assert!(p.contains("key `models.f.delayed_label.filter`"), "{p}");
         assert!(p.contains("nope"), "{p}");
+        let p = plan_problems(
+            "  f:\n    kind: ftrl\n    source: a\n    label: \"x > 1\"\n    columns: [items.category]\n",
+        );
+        assert!(
+            p.contains("key `models.f.columns[0]`: `items.category`: no view of `a` joins `items` selecting `category`"),
+            "{p}"
+        );
         let ok = plan_problems(
             "  f:\n    kind: ftrl\n    source: a\n    columns: [x]\n    filter: \"kind = 'view'\"\n    delayed_label: { source: a, within: 1m, filter: \"kind = 'click'\" }\n",
         );

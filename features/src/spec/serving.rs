@@ -209,6 +209,22 @@ pub(crate) fn shape(loaded: &LoadedSpec, problem: &mut dyn FnMut(KeyPath, String
             }
         }
     }
+    // The ranker reads a candidate's joined columns from the item table:
+    // serving follows no other table.
+    if let Some(m) = s.ranker.as_ref().and_then(|r| spec.models.get(r)) {
+        for col in &m.columns {
+            if let Some((table, _)) = col.split_once('.')
+                && s.item_table.as_deref() != Some(table)
+            {
+                problem(
+                    at.key("ranker"),
+                    format!(
+                        "the ranker reads `{col}`, a column of table `{table}`: serving reads a candidate's table columns from `item_table`, so set `item_table: {table}`"
+                    ),
+                );
+            }
+        }
+    }
     if !s.rules.is_empty() && s.item_table.is_none() {
         problem(
             at.key("rules"),

@@ -27,6 +27,8 @@ pub(crate) struct Source {
 
 /// A reference table of the spec.
 pub(crate) struct Table {
+    /// Its name in the spec.
+    pub name: String,
     pub topic: String,
     pub decoder: RecordDecoder,
 }
@@ -153,6 +155,7 @@ impl Inputs {
             let columns = crate::spec::validate::record_columns(&schema).unwrap_or_default();
             table_columns.push((name.clone(), columns.keys().cloned().collect::<Vec<_>>()));
             tables.push(Table {
+                name: name.clone(),
                 topic: t.topic.clone(),
                 decoder: RecordDecoder::new(
                     registry.clone(),

@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use crate::avro::AvroCodec;
 use crate::engine::archive::ArchiveSink;
 use crate::engine::table::TableState;
-use crate::engine::task::{Offer, Output, Probe, Task, TaskConfig};
+use crate::engine::task::{Offer, Output, Probe, ProbedRows, Task, TaskConfig};
+use crate::engine::value::Scalar;
 use crate::registry::{RegistryError, SchemaRegistry};
 use crate::spec::validate::ViewPlan;
 use crate::spec::{LoadedSpec, ModelPlan, SpecError};
@@ -216,6 +217,33 @@ struct Learning {
     sources: Vec<usize>,
     /// One probe per task.
     probes: BTreeMap<i32, Probe>,
+    /// Per source (index): the table columns its models read, as (table,
+    /// the source's join column, the table's column), appended to each
+    /// event's columns as of its time.
+    joins: Vec<Vec<(usize, usize, usize)>>,
+}
+
+/// Appends to each event's columns the table columns its source's models
+/// read, each from the table row valid at the event's time (null without
+/// one), as `eddy backfill --columns TABLE.COLUMN` writes them.
+fn join_model_columns(
+    rows: &mut ProbedRows,
+    joins: &[Vec<(usize, usize, usize)>],
+    tables: &[TableState],
+) {
+    for i in 0..rows.len() {
+        let Some(joins) = joins.get(rows.sources[i]).filter(|j| !j.is_empty()) else {
+            continue;
+        };
+        let mut columns = std::mem::take(&mut rows.columns[i]).into_vec();
+        for &(table, on, column) in joins {
+            let value = tables[table]
+                .lookup(&columns[on], rows.ts[i])
+                .map_or(Scalar::Null, |row| row[column].clone());
+            columns.push(value);
+        }
+        rows.columns[i] = columns.into_boxed_slice();
+    }
 }
 
 impl Learning {
@@ -430,10 +458,33 @@ impl Job {
             }
         }
         *self.metrics.models.lock().expect("poisoned") = learners.render_metrics(&self.name);
+        let mut joins = vec![Vec::new(); self.sources.len()];
+        for m in &self.models {
+            let Some(s) = self.sources.iter().position(|s| s.name == m.source) else {
+                continue;
+            };
+            joins[s] = m
+                .joined
+                .iter()
+                .map(|j| {
+                    let t = self.tables.iter().position(|t| t.name == j.table);
+                    let c = t.and_then(|t| self.tables[t].decoder.columns.get_index_of(&j.column));
+                    match (t, c) {
+                        (Some(t), Some(c)) => Ok((t, j.on, c)),
+                        _ => Err(JobError::Output(format!(
+                            "model `{}` reads `{}`, which the job's tables do not have",
+                            m.name,
+                            j.name()
+                        ))),
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+        }
         self.learning = Some(Learning {
             learners,
             sources,
             probes: BTreeMap::new(),
+            joins,
         });
         Ok(())
     }
@@ -556,9 +607,10 @@ impl Job {
                 newly_finished |= at_end;
                 let examples = probe.map(|probe| probe.rows.take());
                 self.write(p, out)?;
-                if let (Some(rows), Some(l)) = (examples, &mut self.learning)
+                if let (Some(mut rows), Some(l)) = (examples, &mut self.learning)
                     && !rows.is_empty()
                 {
+                    join_model_columns(&mut rows, &l.joins, &self.table_state);
                     l.learners.learn(p, rows).map_err(JobError::Output)?;
                 }
             }
