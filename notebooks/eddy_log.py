@@ -10,7 +10,7 @@ Values are bytes as written. Confluent-framed Avro values start with b"\\x00"
 and a 4-byte schema id; decode them with fastavro and the schema from
 `eddy registry serve` (GET /schemas/ids/{id}).
 
-Segment format (see features/src/topic/local/segment.rs): the magic
+Segment format (see features/platform/src/topic/local/segment.rs): the magic
 b"EDDYLOG1", then records of
     u32 body_len | u32 crc32(body) | body
     body = i64 offset | i64 timestamp_ms | i32 key_len (-1 null) | key

@@ -1,25 +1,19 @@
-//! The eddy data plane: how records get into and out of topics, and how they
-//! are typed.
+//! The eddy feature engine: pipeline specs and the streaming operators that
+//! run them, live and over history.
 //!
-//! Everything in eddy is a stream, and every table is a topic. This crate holds
-//! the pieces that every later stage (feature views, learners, serving,
-//! backfills) goes through:
+//! - [`spec`]: the pipeline spec, parsed strictly and located (file, line,
+//!   key), and planned against the registry's schemas.
+//! - [`engine`]: feature views over event streams, joined as of event time
+//!   with tables, aggregated over exact windows; jobs, checkpoints,
+//!   backfills and training sets.
 //!
-//! - [`topic`]: one topic API ([`topic::Backend`], [`topic::Producer`],
-//!   [`topic::Consumer`]) with two backends, an embedded local log
-//!   ([`topic::local`]) and Kafka through librdkafka ([`topic::kafka`]). Code
-//!   above the API does not know which one it runs on.
-//! - [`avro`]: the Confluent wire format (magic byte, schema id, Avro body),
-//!   schema resolution for evolving consumers, and JSON <-> Avro conversion.
-//! - [`registry`]: a Confluent-compatible schema registry: an HTTP client for
-//!   any compatible registry, and a built-in one that keeps its state in a
-//!   compacted `_schemas` topic and serves the Confluent REST API.
+//! It stands on `eddy-platform` (topics, Avro, the registry, object
+//! storage), whose modules it re-exports.
 
-pub mod avro;
 pub mod engine;
-pub mod hash;
-pub mod http;
-pub mod registry;
 pub mod spec;
-pub mod store;
-pub mod topic;
+
+// The platform lives in its own crate (`eddy-platform`); its modules are
+// re-exported under their old paths, so `eddy_features::topic` and
+// `crate::topic` still name them.
+pub use eddy_platform::{avro, hash, http, registry, store, topic};
