@@ -363,16 +363,7 @@ models:
     ))
     .unwrap();
     assert_eq!(report["examples"], live["examples"], "{report}\n{live}");
-    for metric in ["logloss", "auc", "accuracy"] {
-        let (a, b) = (
-            live["metrics"][metric].as_f64().unwrap(),
-            report[metric].as_f64().unwrap(),
-        );
-        assert!(
-            (a - b).abs() < 1e-9,
-            "{metric}: live {a} vs offline {b}\nlive: {live}\noffline: {report}"
-        );
-    }
+    assert_live_equals_offline(&live, &report);
     // The joined column is there on every row (every item shown has a
     // catalog row by then), so the equality above covers it.
     use polars::prelude::*;

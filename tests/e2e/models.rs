@@ -257,16 +257,7 @@ fn a_model_trained_live_across_a_restart_equals_eddy_learn_over_the_backfill_tra
     ))
     .unwrap();
     assert_eq!(report["examples"], ratings.len() as u64, "{report}");
-    for metric in ["logloss", "auc", "accuracy"] {
-        let (a, b) = (
-            live["metrics"][metric].as_f64().unwrap(),
-            report[metric].as_f64().unwrap(),
-        );
-        assert!(
-            (a - b).abs() < 1e-9,
-            "{metric}: live {a} vs offline {b}\nlive: {live}\noffline: {report}"
-        );
-    }
+    assert_live_equals_offline(&live, &report);
 
     // The models topic: a replica that reads it from the start holds the
     // model that was saved last, weight for weight.

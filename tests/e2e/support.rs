@@ -232,3 +232,18 @@ impl LiveRun {
         text(&out.stdout)
     }
 }
+
+/// A model's live progressive metrics (its last `models.metrics` record)
+/// equal `eddy learn --json`'s over its training set, to 1e-9.
+pub fn assert_live_equals_offline(live: &Json, offline: &Json) {
+    for metric in ["logloss", "auc", "accuracy"] {
+        let (a, b) = (
+            live["metrics"][metric].as_f64().unwrap(),
+            offline[metric].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() < 1e-9,
+            "{metric}: live {a} vs offline {b}\nlive: {live}\noffline: {offline}"
+        );
+    }
+}
