@@ -17,6 +17,7 @@ pub mod learners;
 pub mod metrics;
 pub mod output;
 mod read;
+pub mod sinks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::avro::AvroCodec;
-use crate::engine::archive::ArchiveSink;
 use crate::engine::table::TableState;
 use crate::engine::task::{Offer, Output, Probe, ProbedRows, Task, TaskConfig};
 use crate::engine::value::Scalar;
@@ -33,9 +33,7 @@ use crate::spec::validate::ViewPlan;
 use crate::spec::{LoadedSpec, ModelPlan, SpecError};
 use crate::store::{Store, StoreError};
 use crate::topic::dead_letter::DeadLetterTopics;
-use crate::topic::{
-    Backend, Consumer, Producer, ProducerRecord, Record, StartOffset, TopicError, TopicSpec,
-};
+use crate::topic::{Backend, Consumer, Producer, Record, StartOffset, TopicError, TopicSpec};
 
 pub use checkpoint::CheckpointError;
 use checkpoint::Checkpointer;
@@ -43,8 +41,8 @@ pub use inputs::schema_lookup;
 use inputs::{Inputs, Source, Table, apply_table_record, bootstrap_tables, decode_event};
 pub use learners::Learners;
 pub use metrics::JobMetrics;
-use output::{ParquetSink, RowEncoder};
 pub use read::{FeatureReader, ReadError};
+pub use sinks::Sink;
 
 /// Why a job could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -163,12 +161,6 @@ pub struct RunSummary {
     pub elapsed: Duration,
 }
 
-struct ViewOutput {
-    topic: String,
-    encoder: RowEncoder,
-    parquet: Option<ParquetSink>,
-}
-
 /// A pipeline ready to run.
 pub struct Job {
     name: String,
@@ -180,7 +172,10 @@ pub struct Job {
     consumer: Box<dyn Consumer>,
     /// Shared with the rebalance listener, which flushes it before tasks go.
     producer: Arc<Mutex<Box<dyn Producer>>>,
-    outputs: Vec<ViewOutput>,
+    /// Every output: feature topics, Parquet, the archive, the read API.
+    sinks: Vec<Box<dyn Sink>>,
+    /// How many views the spec has.
+    views: usize,
     dead_letters: DeadLetterTopics,
     tasks: BTreeMap<i32, Task>,
     /// Per task: the next checkpoint number.
@@ -199,11 +194,9 @@ pub struct Job {
     /// Per (source, partition): when a record last arrived.
     last_seen: HashMap<(usize, i32), Instant, foldhash::fast::RandomState>,
     pub metrics: Arc<JobMetrics>,
+    /// A handle on the read API (a sink keeps it current).
     reader: FeatureReader,
     restored: usize,
-    parquet_files: Vec<String>,
-    /// The spec's `archive:`, if any.
-    archive: Option<ArchiveSink>,
     /// The spec's models, resolved.
     models: Vec<ModelPlan>,
     /// The models' learners, once given.
@@ -315,24 +308,22 @@ impl Job {
             ..
         } = inputs;
         // Outputs.
-        let codec = AvroCodec::new(registry.clone());
-        let mut outputs = Vec::new();
         for plan in &plans {
             backend.ensure_topic(
                 &TopicSpec::new(plan.output_topic.clone())
                     .partitions(partitions.max(1) as i32)
                     .compacted(),
             )?;
-            let parquet = match &plan.parquet {
-                Some(url) => Some(ParquetSink::new(Store::open(url)?, Arc::new(plan.clone()))),
-                None => None,
-            };
-            outputs.push(ViewOutput {
-                topic: plan.output_topic.clone(),
-                encoder: RowEncoder::register(&codec, plan)?,
-                parquet,
-            });
         }
+        let producer: Arc<Mutex<Box<dyn Producer>>> = Arc::new(Mutex::new(backend.producer()?));
+        let reader = FeatureReader::new(&plans);
+        let sinks = sinks::open(
+            spec,
+            &plans,
+            &AvroCodec::new(registry.clone()),
+            producer.clone(),
+            reader.clone(),
+        )?;
         // Tasks, restored from their checkpoints: all of them here, or those
         // the consumer group assigns.
         let checkpointer = Arc::new(Checkpointer::new(
@@ -349,7 +340,6 @@ impl Job {
         let mut tasks = BTreeMap::new();
         let mut seqs = BTreeMap::new();
         let mut restored = 0;
-        let producer: Arc<Mutex<Box<dyn Producer>>> = Arc::new(Mutex::new(backend.producer()?));
         let mut consumer = backend.consumer(options.group.as_deref())?;
         let mut group_changes = None;
         if options.group.is_some() {
@@ -392,7 +382,6 @@ impl Job {
             }
         }
         let metrics = Arc::new(JobMetrics::new());
-        let reader = FeatureReader::new(&plans);
         let mut job = Job {
             name: spec.name.clone(),
             backend: backend.clone(),
@@ -402,7 +391,8 @@ impl Job {
             table_consumer: None,
             consumer,
             producer,
-            outputs,
+            sinks,
+            views: plans.len(),
             dead_letters: DeadLetterTopics::default(),
             tasks,
             seqs,
@@ -416,21 +406,14 @@ impl Job {
             metrics,
             reader,
             restored,
-            parquet_files: Vec::new(),
-            archive: match &spec.archive {
-                Some(a) => Some(ArchiveSink::new(
-                    Store::open(&a.url)?,
-                    spec.archived_topics(),
-                )),
-                None => None,
-            },
             models,
             learning: None,
         };
         job.reopen_tasks_with_new_records();
         job.bootstrap_tables()?;
-        for task in job.tasks.values() {
-            job.seed_reader(task);
+        let restored_tasks: Vec<i32> = job.tasks.keys().copied().collect();
+        for p in restored_tasks {
+            job.restored_rows(p);
         }
         Ok(job)
     }
@@ -634,7 +617,7 @@ impl Job {
             }
         }
         self.checkpoint()?;
-        Ok(RunSummary {
+        let mut summary = RunSummary {
             // Records that did not decode are not events: they are counted
             // apart and dead-lettered.
             events: self.metrics.events_in.load(Ordering::Relaxed)
@@ -645,10 +628,14 @@ impl Job {
             rows: self.metrics.rows_out.load(Ordering::Relaxed),
             restored_tasks: self.restored,
             checkpoint_fallbacks: self.checkpointer.fallbacks(),
-            parquet_files: self.parquet_files.clone(),
-            archived: self.archive.as_ref().map_or(0, |a| a.archived),
+            parquet_files: Vec::new(),
+            archived: 0,
             elapsed: started.elapsed(),
-        })
+        };
+        for sink in &self.sinks {
+            sink.report(&mut summary);
+        }
+        Ok(summary)
     }
 
     /// Takes the tasks the consumer group gave and drops those it took.
@@ -679,21 +666,16 @@ impl Job {
                     let mut task = *task;
                     // A bounded run finished it; a live run goes on from there.
                     task.finished &= self.options.until_end;
-                    self.seed_reader(&task);
-                    self.tasks.insert(task.partition, task);
+                    let p = task.partition;
+                    self.tasks.insert(p, task);
+                    self.restored_rows(p);
                     self.reopen_tasks_with_new_records();
                 }
                 group::TaskChange::Lost(p) => {
                     self.tasks.remove(&p);
-                    self.reader.forget_task(p);
                     self.seqs.remove(&p);
-                    if let Some(archive) = &mut self.archive {
-                        archive.discard(p);
-                    }
-                    for o in &mut self.outputs {
-                        if let Some(pq) = &mut o.parquet {
-                            pq.discard(p);
-                        }
+                    for sink in &mut self.sinks {
+                        sink.discard(p);
                     }
                 }
                 group::TaskChange::Failed(why) => return Err(JobError::Output(why)),
@@ -750,8 +732,8 @@ impl Job {
         let Some(task) = self.tasks.get_mut(&rec.partition) else {
             return Ok(());
         };
-        if let Some(archive) = &mut self.archive {
-            archive.push(rec);
+        for sink in &mut self.sinks {
+            sink.record(rec);
         }
         match decode_event(&self.sources[s], s, rec) {
             Ok(row) => {
@@ -825,44 +807,26 @@ impl Job {
             };
             self.dead_letter(&rec, &rejected.reason)?;
         }
-        let n = out.rows.len() as u64;
-        let mut producer = self.producer.lock().expect("poisoned");
-        let mut latest = Vec::with_capacity(out.rows.len());
-        for (v, row) in out.rows {
-            let o = &mut self.outputs[v];
-            let value = o.encoder.encode(&row);
-            producer.send(
-                ProducerRecord::new(
-                    o.topic.clone(),
-                    Some(row.key.key_text().into_bytes()),
-                    Some(value),
-                )
-                .at(row.as_of),
-            )?;
-            match &mut o.parquet {
-                Some(pq) => {
-                    latest.push((v, row.clone()));
-                    pq.push(partition, row);
-                }
-                None => latest.push((v, row)),
-            }
+        let watermark = self.tasks.get(&partition).map(Task::watermark);
+        for sink in &mut self.sinks {
+            sink.rows(partition, &out.rows, watermark)?;
         }
-        self.reader.update(partition, latest);
-        drop(producer);
-        self.metrics.rows_out.fetch_add(n, Ordering::Relaxed);
-        if let Some(task) = self.tasks.get(&partition) {
-            self.reader.set_watermark(partition, task.watermark());
-        }
+        self.metrics
+            .rows_out
+            .fetch_add(out.rows.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Gives the read API a restored task's rows: without them it would
-    /// answer "no row" for every key until the key's next change.
-    fn seed_reader(&self, task: &Task) {
+    /// Gives the sinks a restored or gained task's rows: without them the
+    /// read API would answer "no row" for every key until its next change.
+    fn restored_rows(&mut self, partition: i32) {
+        let Some(task) = self.tasks.get(&partition) else {
+            return;
+        };
         let rows = task.current_rows();
-        if !rows.is_empty() {
-            self.reader.update(task.partition, rows);
-            self.reader.set_watermark(task.partition, task.watermark());
+        let watermark = task.watermark();
+        for sink in &mut self.sinks {
+            sink.restored(partition, &rows, watermark);
         }
     }
 
@@ -883,22 +847,13 @@ impl Job {
         let mut min_wm = i64::MAX;
         for (p, task) in &self.tasks {
             let seq = self.seqs[p];
-            for o in &mut self.outputs {
-                if let Some(pq) = &mut o.parquet
-                    && let Some(name) = pq.flush(*p, seq).map_err(JobError::Output)?
-                {
-                    self.parquet_files.push(name);
-                }
-            }
-            if let Some(archive) = &mut self.archive {
-                archive
-                    .flush(*p)
-                    .map_err(|e| JobError::Output(e.to_string()))?;
+            for sink in &mut self.sinks {
+                sink.flush(*p, seq)?;
             }
             self.checkpointer.write(seq, task.snapshot())?;
             self.seqs.insert(*p, seq + 1);
             self.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
-            for v in 0..self.outputs.len() {
+            for v in 0..self.views {
                 state_bytes += task.view(v).size_bytes();
                 keys += task.view(v).len();
             }

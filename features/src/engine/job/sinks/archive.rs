@@ -1,0 +1,45 @@
+//! The archive: every source record the job reads, raw (undecodable ones
+//! too), copied to Parquet on object storage at each checkpoint, so a
+//! backfill can read history that topics no longer retain. Written before
+//! the checkpoint records the offsets: archived records are never ahead
+//! of them.
+
+use crate::engine::archive::ArchiveSink;
+use crate::store::Store;
+use crate::topic::Record;
+
+use super::{JobError, RunSummary, Sink};
+
+/// The spec's `archive:`.
+pub struct Archive {
+    files: ArchiveSink,
+}
+
+impl Archive {
+    pub fn new(store: Store, topics: Vec<String>) -> Archive {
+        Archive {
+            files: ArchiveSink::new(store, topics),
+        }
+    }
+}
+
+impl Sink for Archive {
+    fn record(&mut self, rec: &Record) {
+        self.files.push(rec);
+    }
+
+    fn flush(&mut self, partition: i32, _seq: u64) -> Result<(), JobError> {
+        self.files
+            .flush(partition)
+            .map(|_| ())
+            .map_err(|e| JobError::Output(e.to_string()))
+    }
+
+    fn discard(&mut self, partition: i32) {
+        self.files.discard(partition);
+    }
+
+    fn report(&self, summary: &mut RunSummary) {
+        summary.archived += self.files.archived;
+    }
+}
