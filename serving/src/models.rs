@@ -157,7 +157,8 @@ impl ModelSet {
                     Ok(m) => {
                         *matrix = match &m {
                             RecModel::Mf(mf) => Some(mf.item_matrix()),
-                            _ => None,
+                            // Only MF scores the catalog by embeddings.
+                            RecModel::CoOccurrence(_) | RecModel::Popularity(_) => None,
                         };
                         *model = Some((version, m));
                         self.swaps += 1;

@@ -246,7 +246,9 @@ impl OnlineModels {
                             ModelKind::Ftrl | ModelKind::Linear => {
                                 Body::Linear(LinearModel::new(plan))
                             }
-                            _ => Body::Recommender(RecommenderModel::new(plan)),
+                            ModelKind::Mf | ModelKind::Cooccurrence | ModelKind::Popularity => {
+                                Body::Recommender(RecommenderModel::new(plan))
+                            }
                         },
                         learned_until: BTreeMap::new(),
                         offsets: BTreeMap::new(),

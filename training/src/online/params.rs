@@ -29,7 +29,9 @@ pub fn ftrl(plan: &ModelPlan) -> FtrlConfig {
         l2: p.l2.unwrap_or(d.l2),
         loss: match plan.kind {
             ModelKind::Linear => Loss::Squared,
-            _ => Loss::Logistic,
+            ModelKind::Ftrl => Loss::Logistic,
+            // Recommenders have no FTRL; the loss is never used.
+            ModelKind::Mf | ModelKind::Cooccurrence | ModelKind::Popularity => Loss::Logistic,
         },
     }
 }

@@ -70,7 +70,14 @@ impl RecommenderModel {
             ModelKind::Cooccurrence => {
                 Model::CoOccurrence(CoOccurrence::new(super::params::cooccurrence(p)))
             }
-            _ => Model::Popularity(Popularity::new(super::params::popularity_half_life(p))),
+            ModelKind::Popularity => {
+                Model::Popularity(Popularity::new(super::params::popularity_half_life(p)))
+            }
+            // The caller dispatches on the kind: a linear model never
+            // gets here.
+            ModelKind::Ftrl | ModelKind::Linear => {
+                unreachable!("a `{}` model is not a recommender", plan.kind.name())
+            }
         };
         RecommenderModel {
             model,
@@ -102,7 +109,8 @@ impl RecommenderModel {
     pub fn not_admitted(&self) -> u64 {
         match &self.model {
             Model::Mf(m) => m.not_admitted,
-            _ => 0,
+            // Co-occurrence and popularity admit every id.
+            Model::CoOccurrence(_) | Model::Popularity(_) => 0,
         }
     }
 
