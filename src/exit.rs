@@ -6,6 +6,9 @@ use eddy_features::engine::job::{CheckpointError, JobError};
 use eddy_features::registry::RegistryError;
 use eddy_features::store::StoreError;
 use eddy_features::topic::{Blame, TopicError};
+use eddy_serving::ServeError;
+use eddy_training::lifecycle::LifecycleError;
+use eddy_training::online::OnlineError;
 
 /// The exit codes, documented in the README and in `eddy --help`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,10 +92,29 @@ fn registry_code(e: &RegistryError) -> ExitCode {
     }
 }
 
+/// The code of an error known only by who must act.
+fn blame_code(blame: Blame) -> ExitCode {
+    match blame {
+        Blame::User => ExitCode::Usage,
+        Blame::Environment => ExitCode::Unreachable,
+        Blame::Internal => ExitCode::Internal,
+    }
+}
+
 /// A job error's code, where the job knows it (`transparent` variants do
 /// not show their inner error in the chain, so they are unwrapped here).
 fn job_code(e: &JobError) -> Option<ExitCode> {
     Some(match e {
+        JobError::Learners(l) => {
+            let inner = l.source.as_ref();
+            if let Some(t) = inner.downcast_ref::<TopicError>() {
+                topic_code(t)
+            } else if let Some(s) = inner.downcast_ref::<StoreError>() {
+                store_code(s)
+            } else {
+                blame_code(l.blame())
+            }
+        }
         JobError::Topic(t) => topic_code(t),
         JobError::Registry(r) => registry_code(r),
         JobError::Avro(a) => avro_code(a),
@@ -100,7 +122,9 @@ fn job_code(e: &JobError) -> Option<ExitCode> {
         JobError::Checkpoint(CheckpointError::Corrupt { .. }) => ExitCode::DataLost,
         JobError::Store(e) | JobError::Checkpoint(CheckpointError::Store(e)) => store_code(e),
         JobError::Checkpoint(CheckpointError::SpecChanged { .. }) => ExitCode::Usage,
-        JobError::Spec(_) | JobError::Options(_) => ExitCode::Usage,
+        JobError::Spec(_) | JobError::Options(_) | JobError::NotCoPartitioned { .. } => {
+            ExitCode::Usage
+        }
         _ => return None,
     })
 }
@@ -148,8 +172,44 @@ pub fn code_for(e: &anyhow::Error) -> ExitCode {
         if let Some(a) = cause.downcast_ref::<AvroError>() {
             return avro_code(a);
         }
+        if let Some(e) = cause.downcast_ref::<ServeError>() {
+            return serve_code(e);
+        }
+        if let Some(e) = cause.downcast_ref::<OnlineError>() {
+            return online_code(e);
+        }
+        if let Some(e) = cause.downcast_ref::<LifecycleError>() {
+            return lifecycle_code(e);
+        }
     }
     ExitCode::Internal
+}
+
+/// Serving: its `transparent` variants are unwrapped, as the job's are.
+fn serve_code(e: &ServeError) -> ExitCode {
+    match e {
+        ServeError::Topic(t) => topic_code(t),
+        ServeError::Registry(r) => registry_code(r),
+        ServeError::Avro(a) => avro_code(a),
+        other => blame_code(other.blame()),
+    }
+}
+
+fn online_code(e: &OnlineError) -> ExitCode {
+    match e {
+        OnlineError::Lifecycle(l) => lifecycle_code(l),
+        OnlineError::Topic(t) => topic_code(t),
+        other => blame_code(other.blame()),
+    }
+}
+
+fn lifecycle_code(e: &LifecycleError) -> ExitCode {
+    match e {
+        LifecycleError::Topic(t) => topic_code(t),
+        LifecycleError::Store(s) => store_code(s),
+        // A model snapshot that does not read: reported as unexpected.
+        LifecycleError::Model(_) => ExitCode::Internal,
+    }
 }
 
 /// The error and its causes on one line.

@@ -20,7 +20,7 @@
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use eddy_features::engine::job::FeatureReader;
-use eddy_features::engine::job::learners::Learners;
+use eddy_features::engine::job::learners::{LearnerError, Learners};
 use eddy_features::engine::task::ProbedRows;
 use eddy_features::topic::{Producer, ProducerRecord, Record, TopicError, now_ms};
 
@@ -63,11 +63,11 @@ impl Learners for Tapped {
         self.inner.bind(job_sources)
     }
 
-    fn learn(&mut self, partition: i32, rows: ProbedRows) -> Result<(), String> {
+    fn learn(&mut self, partition: i32, rows: ProbedRows) -> Result<(), LearnerError> {
         self.inner.learn(partition, rows)
     }
 
-    fn checkpoint(&mut self, producer: &mut dyn Producer) -> Result<(), String> {
+    fn checkpoint(&mut self, producer: &mut dyn Producer) -> Result<(), LearnerError> {
         let mut tee = Tee {
             inner: producer,
             sent: Vec::new(),

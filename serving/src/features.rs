@@ -60,6 +60,13 @@ pub struct FeatureTableError {
     pub why: String,
 }
 
+impl FeatureTableError {
+    /// Who must act: a feature topic's schema does not fit its view.
+    pub fn blame(&self) -> eddy_features::topic::Blame {
+        eddy_features::topic::Blame::User
+    }
+}
+
 impl FeatureTables {
     /// Tables of `plans` (every view of the spec, in spec order, so a
     /// model's feature index reads the same feature it learned from).

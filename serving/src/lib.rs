@@ -56,4 +56,23 @@ pub enum ServeError {
     NoServing,
     #[error("{0}")]
     Setup(String),
+    /// Something outside eddy failed while starting: the registry could
+    /// not be asked, a thread could not start.
+    #[error("{0}")]
+    Environment(String),
+}
+
+impl ServeError {
+    /// Who must act, kept from the error that caused it.
+    pub fn blame(&self) -> eddy_features::topic::Blame {
+        match self {
+            ServeError::Spec(e) => e.blame(),
+            ServeError::Topic(e) => e.blame(),
+            ServeError::Registry(e) => e.blame(),
+            ServeError::Avro(e) => e.blame(),
+            ServeError::Features(e) => e.blame(),
+            ServeError::NoServing | ServeError::Setup(_) => eddy_features::topic::Blame::User,
+            ServeError::Environment(_) => eddy_features::topic::Blame::Environment,
+        }
+    }
 }

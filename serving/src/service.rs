@@ -215,11 +215,13 @@ impl Service {
         let (views, models) = eddy_features::spec::validate_with_models(loaded, &lookup)
             .map_err(|p| ServeError::Spec(SpecError::Invalid(p)))?;
         let schema_of = |topic: &str| -> Result<apache_avro::Schema, ServeError> {
-            lookup(topic).map_err(ServeError::Setup)?.ok_or_else(|| {
-                ServeError::Setup(format!(
-                    "topic `{topic}` has no registered value schema: produce to it first"
-                ))
-            })
+            lookup(topic)
+                .map_err(ServeError::Environment)?
+                .ok_or_else(|| {
+                    ServeError::Setup(format!(
+                        "topic `{topic}` has no registered value schema: produce to it first"
+                    ))
+                })
         };
         // Triggers.
         let mut trigger = None;
@@ -434,7 +436,7 @@ impl Service {
                     }
                 }
             })
-            .map_err(|e| ServeError::Setup(e.to_string()))?;
+            .map_err(|e| ServeError::Environment(e.to_string()))?;
         self.loaded_models = Some(rx);
         Ok(())
     }

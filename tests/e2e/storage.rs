@@ -229,4 +229,32 @@ fn storage_errors_say_what_to_do_and_exit_2_or_4() {
     );
     let err = validate("http://127.0.0.1:1", &good, true, 4);
     assert!(err.contains("The endpoint does not answer"), "{err}");
+
+    // Regression: inside `eddy run`, a Parquet output that could not be
+    // written reached the exit code as a bare string, so a bucket that does
+    // not exist exited 1 ("a bug"). It keeps its type now: exit 2, saying
+    // what to do.
+    let path = dir.path().join("bad-parquet.yaml");
+    std::fs::write(
+        &path,
+        click_spec("badpq", "clicks", "items", "features").replace(
+            "output: { topic: features }",
+            "output: { topic: features, parquet: \"s3://no-such-bucket-for-eddy/x\" }",
+        ),
+    )
+    .unwrap();
+    // Events that make rows (the first click is filtered out).
+    let mut c = eddy(&dir.path().join("eddy-data"));
+    c.args(["topics", "produce", "--topic", "clicks", "--schema"])
+        .arg(dir.path().join("click.avsc"));
+    ok(c, &clicks_between(1, 40));
+    let mut c = eddy_s3(dir.path(), &endpoint);
+    c.arg("run")
+        .arg(&path)
+        .args(["--until-end", "--metrics-addr", "127.0.0.1:0"]);
+    let err = fails_with(c, "", 2);
+    assert!(
+        err.contains("The bucket does not exist") || err.contains("not allowed"),
+        "{err}"
+    );
 }

@@ -58,6 +58,17 @@ pub enum TrainingError {
     Fit(String),
 }
 
+impl TrainingError {
+    /// Who must act.
+    pub fn blame(&self) -> eddy_features::topic::Blame {
+        match self {
+            // Written by another version, or damaged on disk.
+            TrainingError::Snapshot(_) => eddy_features::topic::Blame::Environment,
+            TrainingError::Fit(_) => eddy_features::topic::Blame::User,
+        }
+    }
+}
+
 /// One hashed example: feature indices and values.
 pub type Features = [(u32, f32)];
 

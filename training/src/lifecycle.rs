@@ -196,6 +196,17 @@ pub enum LifecycleError {
     Model(#[from] TrainingError),
 }
 
+impl LifecycleError {
+    /// Who must act.
+    pub fn blame(&self) -> eddy_features::topic::Blame {
+        match self {
+            LifecycleError::Topic(e) => e.blame(),
+            LifecycleError::Store(e) => e.blame(),
+            LifecycleError::Model(e) => e.blame(),
+        }
+    }
+}
+
 /// Publishes a learner's updates.
 pub struct Publisher {
     pub name: String,

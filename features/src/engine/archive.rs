@@ -41,6 +41,28 @@ pub enum ArchiveError {
     Write(String),
 }
 
+impl From<ArchiveError> for crate::engine::job::JobError {
+    fn from(e: ArchiveError) -> Self {
+        match e {
+            // Storage keeps its type, so its exit code follows who must act.
+            ArchiveError::Store(s) => crate::engine::job::JobError::Store(s),
+            other => crate::engine::job::JobError::Output(other.to_string()),
+        }
+    }
+}
+
+impl ArchiveError {
+    /// Who must act.
+    pub fn blame(&self) -> crate::topic::Blame {
+        match self {
+            ArchiveError::Store(e) => e.blame(),
+            // A file that is not an archive file: someone put it there.
+            ArchiveError::Corrupt { .. } => crate::topic::Blame::User,
+            ArchiveError::Write(_) => crate::topic::Blame::Internal,
+        }
+    }
+}
+
 /// Buffers records read by a job and writes them at checkpoints.
 pub struct ArchiveSink {
     store: Store,

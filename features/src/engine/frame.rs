@@ -21,6 +21,13 @@ pub struct ExprError {
     pub message: String,
 }
 
+impl ExprError {
+    /// Who must act: the expression is the spec's.
+    pub fn blame(&self) -> crate::topic::Blame {
+        crate::topic::Blame::User
+    }
+}
+
 /// Builds a polars column from one column of rows.
 pub fn to_series(name: &str, ty: &ColumnType, values: impl Iterator<Item = Scalar>) -> Series {
     let name: PlSmallStr = name.into();

@@ -379,6 +379,14 @@ pub enum SpecError {
     Invalid(Vec<SpecProblem>),
 }
 
+impl SpecError {
+    /// Who must act: the spec is the user's (a file that cannot be read
+    /// too: a path or a permission).
+    pub fn blame(&self) -> crate::topic::Blame {
+        crate::topic::Blame::User
+    }
+}
+
 /// A parsed spec with its text, so later checks can locate keys.
 #[derive(Debug, Clone)]
 pub struct LoadedSpec {

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use eddy_features::engine::backfill::training::Labeler;
 use eddy_features::engine::delayed::{self, join_key};
 use eddy_features::engine::job::Learners;
+use eddy_features::engine::job::learners::LearnerError;
 use eddy_features::engine::task::ProbedRows;
 use eddy_features::engine::value::Scalar;
 use eddy_features::spec::validate::Columns;
@@ -142,6 +143,19 @@ pub enum OnlineError {
     Changed { model: String, url: String },
     #[error("model `{model}`: {why}")]
     Label { model: String, why: String },
+}
+
+impl OnlineError {
+    /// Who must act.
+    pub fn blame(&self) -> eddy_features::topic::Blame {
+        match self {
+            OnlineError::Lifecycle(e) => e.blame(),
+            OnlineError::Topic(e) => e.blame(),
+            OnlineError::Changed { .. } | OnlineError::Label { .. } => {
+                eddy_features::topic::Blame::User
+            }
+        }
+    }
 }
 
 /// A hash of what a model's learned state depends on.
@@ -545,7 +559,7 @@ impl Online {
         }
     }
 
-    fn checkpoint(&mut self, producer: &mut dyn Producer) -> Result<(), String> {
+    fn checkpoint(&mut self, producer: &mut dyn Producer) -> Result<(), LearnerError> {
         if !self.dirty {
             return Ok(());
         }
@@ -560,7 +574,11 @@ impl Online {
                     .sync_snapshot(self.state.syncs + 1, bytes, producer)
             }
         }
-        .map_err(|e| format!("model `{name}`: publishing to `{}`: {e}", self.plan.topic))?;
+        .map_err(|e| LearnerError {
+            context: format!("model `{name}`: publishing to `{}`", self.plan.topic),
+            blame: e.blame(),
+            source: Box::new(e),
+        })?;
         self.state.syncs += 1;
         let offsets: Offsets = self
             .state
@@ -571,7 +589,11 @@ impl Online {
         let bytes = postcard::to_stdvec(&self.state).expect("model state serializes");
         self.snapshots
             .save_bytes(self.state.version(), bytes, &offsets)
-            .map_err(|e| format!("model `{name}`: saving a snapshot: {e}"))?;
+            .map_err(|e| LearnerError {
+                context: format!("model `{name}`: saving a snapshot"),
+                blame: e.blame(),
+                source: Box::new(e),
+            })?;
         let record = self.metrics_record();
         producer
             .send(ProducerRecord::new(
@@ -579,11 +601,10 @@ impl Online {
                 Some(name.as_bytes().to_vec()),
                 Some(record.to_string().into_bytes()),
             ))
-            .map_err(|e| {
-                format!(
-                    "model `{name}`: metrics to `{}`: {e}",
-                    self.plan.metrics_topic
-                )
+            .map_err(|e| LearnerError {
+                context: format!("model `{name}`: metrics to `{}`", self.plan.metrics_topic),
+                blame: e.blame(),
+                source: Box::new(e),
             })?;
         self.dirty = false;
         Ok(())
@@ -689,18 +710,22 @@ impl Learners for OnlineModels {
         }
     }
 
-    fn learn(&mut self, partition: i32, rows: ProbedRows) -> Result<(), String> {
+    fn learn(&mut self, partition: i32, rows: ProbedRows) -> Result<(), LearnerError> {
         for m in &mut self.models {
             m.learn(partition, &rows);
         }
         Ok(())
     }
 
-    fn checkpoint(&mut self, producer: &mut dyn Producer) -> Result<(), String> {
+    fn checkpoint(&mut self, producer: &mut dyn Producer) -> Result<(), LearnerError> {
         for m in &mut self.models {
             m.checkpoint(producer)?;
         }
-        producer.flush().map_err(|e| e.to_string())
+        producer.flush().map_err(|e| LearnerError {
+            context: "flushing the models' updates".into(),
+            blame: e.blame(),
+            source: Box::new(e),
+        })
     }
 
     fn render_metrics(&self, pipeline: &str) -> String {

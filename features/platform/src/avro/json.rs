@@ -32,6 +32,13 @@ pub struct JsonError {
     pub reason: String,
 }
 
+impl JsonError {
+    /// Who must act: the JSON is the user's input.
+    pub fn blame(&self) -> crate::topic::Blame {
+        crate::topic::Blame::User
+    }
+}
+
 /// Named types of a schema, by full name, to follow `Schema::Ref`.
 pub(crate) type Names = HashMap<Name, Schema>;
 

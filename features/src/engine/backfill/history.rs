@@ -41,6 +41,18 @@ pub enum HistoryError {
     },
 }
 
+impl HistoryError {
+    /// Who must act.
+    pub fn blame(&self) -> crate::topic::Blame {
+        match self {
+            HistoryError::Archive(e) => e.blame(),
+            HistoryError::Topic(e) => e.blame(),
+            // Retention deleted what the archive never got.
+            HistoryError::Gap { .. } => crate::topic::Blame::Environment,
+        }
+    }
+}
+
 /// One partition of one source.
 struct Cursor {
     topic: String,

@@ -619,7 +619,7 @@ impl Backfill {
             let probe = probes.get_mut(&p).expect("one per task");
             self.take(p, out, probe, Some(&mut sinks))?;
             for (v, sink) in sinks.iter_mut().enumerate() {
-                if let Some(name) = sink.flush(p, 0).map_err(JobError::Output)? {
+                if let Some(name) = sink.flush(p, 0)? {
                     self.summary.feature_files.push(format!(
                         "{}/features/{}/{name}",
                         self.out.url(),

@@ -61,6 +61,19 @@ pub enum CheckpointError {
     Encode { name: String, why: String },
 }
 
+impl CheckpointError {
+    /// Who must act.
+    pub fn blame(&self) -> crate::topic::Blame {
+        match self {
+            CheckpointError::Store(e) => e.blame(),
+            CheckpointError::SpecChanged { .. } => crate::topic::Blame::User,
+            // Damaged files: the disk or whoever touched them.
+            CheckpointError::Corrupt { .. } => crate::topic::Blame::Environment,
+            CheckpointError::Encode { .. } => crate::topic::Blame::Internal,
+        }
+    }
+}
+
 /// Writes and reads the checkpoints of one job.
 pub struct Checkpointer {
     store: Store,

@@ -11,7 +11,29 @@
 //! a restart resumes from.
 
 use crate::engine::task::ProbedRows;
-use crate::topic::Producer;
+use crate::topic::{Blame, Producer};
+
+/// Learners failed: what they were doing, who must act, and the error
+/// underneath (a topic or storage error keeps its type, so the exit code
+/// follows from it).
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {source}")]
+pub struct LearnerError {
+    /// What failed, naming the model (`model `like`: saving a snapshot`).
+    pub context: String,
+    /// Who must act.
+    pub blame: Blame,
+    /// The error underneath.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl LearnerError {
+    /// Who must act.
+    pub fn blame(&self) -> Blame {
+        self.blame
+    }
+}
 
 /// Models trained inside a job.
 pub trait Learners: Send {
@@ -25,12 +47,12 @@ pub trait Learners: Send {
     /// Learns from one task's probed events: each event's key, time,
     /// offset, source, own columns and every feature as of just before it,
     /// in the order the task released them.
-    fn learn(&mut self, partition: i32, rows: ProbedRows) -> Result<(), String>;
+    fn learn(&mut self, partition: i32, rows: ProbedRows) -> Result<(), LearnerError>;
 
     /// Publishes updates and saves snapshots with the offsets learned up
     /// to. Called at every checkpoint, after outputs are flushed and before
     /// the tasks' checkpoints are written.
-    fn checkpoint(&mut self, producer: &mut dyn Producer) -> Result<(), String>;
+    fn checkpoint(&mut self, producer: &mut dyn Producer) -> Result<(), LearnerError>;
 
     /// The models' metrics in the Prometheus text format.
     fn render_metrics(&self, pipeline: &str) -> String;

@@ -55,6 +55,8 @@ pub enum JobError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Learners(#[from] learners::LearnerError),
     #[error("registry: {0}")]
     Registry(#[from] RegistryError),
     #[error("{0}")]
@@ -86,6 +88,27 @@ pub enum JobError {
         why: &'static str,
         url: String,
     },
+}
+
+impl JobError {
+    /// Who must act, kept from the error that caused it.
+    pub fn blame(&self) -> crate::topic::Blame {
+        match self {
+            JobError::Spec(e) => e.blame(),
+            JobError::Topic(e) => e.blame(),
+            JobError::Store(e) => e.blame(),
+            JobError::Checkpoint(e) => e.blame(),
+            JobError::Registry(e) => e.blame(),
+            JobError::Avro(e) => e.blame(),
+            JobError::NotCoPartitioned { .. } | JobError::Options(_) => crate::topic::Blame::User,
+            // Data that must be read is gone: the topics or the archive.
+            JobError::HistoryGap(_) | JobError::PositionLost { .. } => {
+                crate::topic::Blame::Environment
+            }
+            JobError::Learners(e) => e.blame(),
+            JobError::Output(_) => crate::topic::Blame::Internal,
+        }
+    }
 }
 
 /// Checks a restored task's source positions against the offsets the
@@ -594,7 +617,7 @@ impl Job {
                     && !rows.is_empty()
                 {
                     join_model_columns(&mut rows, &l.joins, &self.table_state);
-                    l.learners.learn(p, rows).map_err(JobError::Output)?;
+                    l.learners.learn(p, rows)?;
                 }
             }
             progress(read);
@@ -836,9 +859,7 @@ impl Job {
         self.producer.lock().expect("poisoned").flush()?;
         if let Some(l) = &mut self.learning {
             let mut producer = self.producer.lock().expect("poisoned");
-            l.learners
-                .checkpoint(producer.as_mut())
-                .map_err(JobError::Output)?;
+            l.learners.checkpoint(producer.as_mut())?;
             *self.metrics.models.lock().expect("poisoned") = l.learners.render_metrics(&self.name);
         }
         self.dead_letters.flush()?;

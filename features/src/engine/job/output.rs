@@ -213,7 +213,8 @@ impl ParquetSink {
     /// function of the checkpoint sequence, so a job that crashed after
     /// writing a part and before its checkpoint rewrites that same part on
     /// restart instead of adding a duplicate.
-    pub fn flush(&mut self, task: i32, seq: u64) -> Result<Option<String>, String> {
+    pub fn flush(&mut self, task: i32, seq: u64) -> Result<Option<String>, super::JobError> {
+        let internal = |e: polars::error::PolarsError| super::JobError::Output(e.to_string());
         let rows = self.rows.remove(&task).unwrap_or_default();
         if rows.is_empty() {
             return Ok(None);
@@ -230,7 +231,7 @@ impl ParquetSink {
                 rows.iter().map(|r| r.as_of).collect::<Vec<i64>>(),
             )
             .cast(&DataType::Datetime(TimeUnit::Milliseconds, None))
-            .map_err(|e| e.to_string())?
+            .map_err(internal)?
             .into_column(),
         ];
         for (i, f) in self.plan.features.iter().enumerate() {
@@ -239,13 +240,15 @@ impl ParquetSink {
                 to_series(&f.column, &t, rows.iter().map(|r| r.values[i].clone())).into_column(),
             );
         }
-        let mut df = DataFrame::new(columns).map_err(|e| e.to_string())?;
+        let mut df = DataFrame::new(columns).map_err(internal)?;
         let mut buf = Vec::new();
         ParquetWriter::new(&mut buf)
             .finish(&mut df)
-            .map_err(|e| e.to_string())?;
+            .map_err(internal)?;
         let name = format!("part-{task:05}-{seq:012}.parquet");
-        self.store.put(&name, buf).map_err(|e| e.to_string())?;
+        // A storage failure keeps its type: who must act decides the exit
+        // code.
+        self.store.put(&name, buf)?;
         Ok(Some(name))
     }
 }

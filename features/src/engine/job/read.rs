@@ -30,6 +30,13 @@ pub enum ReadError {
     },
 }
 
+impl ReadError {
+    /// Who must act: the caller asked for what the view cannot answer.
+    pub fn blame(&self) -> crate::topic::Blame {
+        crate::topic::Blame::User
+    }
+}
+
 /// A feature row as read: names and values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Features {

@@ -29,10 +29,8 @@ impl Sink for Archive {
     }
 
     fn flush(&mut self, partition: i32, _seq: u64) -> Result<(), JobError> {
-        self.files
-            .flush(partition)
-            .map(|_| ())
-            .map_err(|e| JobError::Output(e.to_string()))
+        self.files.flush(partition)?;
+        Ok(())
     }
 
     fn discard(&mut self, partition: i32) {

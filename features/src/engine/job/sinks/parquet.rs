@@ -46,7 +46,7 @@ impl Sink for ParquetFiles {
     }
 
     fn flush(&mut self, partition: i32, seq: u64) -> Result<(), JobError> {
-        if let Some(name) = self.files.flush(partition, seq).map_err(JobError::Output)? {
+        if let Some(name) = self.files.flush(partition, seq)? {
             self.written.push(name);
         }
         Ok(())
