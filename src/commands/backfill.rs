@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use eddy_features::engine::backfill::{Backfill, BackfillOptions, LabelOptions, consistency};
 use eddy_features::engine::job::JobError;
 
-use super::run::{load, spec_failure};
+use super::common::{load, spec_failure};
 use crate::cli::{BackfillArgs, ConsistencyArgs, Global};
 use crate::context::Context;
 use crate::exit::{CliError, ExitCode};

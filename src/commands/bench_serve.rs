@@ -150,7 +150,7 @@ pub fn serve_bench(global: &Global, args: &BenchServeArgs) -> anyhow::Result<()>
             group: None,
         },
     )?;
-    super::run::attach_models(&mut job, backend.as_ref())?;
+    super::common::attach_models(&mut job, backend.as_ref())?;
     let trained = Instant::now();
     job.run(&AtomicBool::new(false), &mut |_| {})?;
     eprintln!(

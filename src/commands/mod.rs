@@ -6,6 +6,7 @@ mod bench_backfill;
 mod bench_pipeline;
 mod bench_recommend;
 mod bench_serve;
+mod common;
 mod datasets;
 mod learn;
 mod live_tail;

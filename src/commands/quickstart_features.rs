@@ -63,7 +63,7 @@ pub fn run(
         group: None,
     };
     let mut job = Job::open(&loaded, ctx.backend.clone(), registry, options)?;
-    super::run::attach_models(&mut job, ctx.backend.as_ref())?;
+    super::common::attach_models(&mut job, ctx.backend.as_ref())?;
     let reader: FeatureReader = job.reader();
     let bar = progress::bar(job.records_to_read(), "features");
     let summary = job.run(&AtomicBool::new(false), &mut |n| bar.set_position(n))?;

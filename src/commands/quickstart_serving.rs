@@ -116,7 +116,7 @@ pub fn run(
     )?;
     // The models trained above go on learning; say so once, not "resumes"
     // per model (which read as if a fresh directory had old models).
-    let continued = super::run::attach_models_with(&mut job, ctx.backend.as_ref(), |l| l)?;
+    let continued = super::common::attach_models_with(&mut job, ctx.backend.as_ref(), |l| l)?;
     if !continued.is_empty() {
         eprintln!(
             "the live pipeline continues the {} models trained above",

@@ -27,7 +27,7 @@ use eddy_serving::service::{ServeOptions, ServeSummary, Service};
 use crate::cli::RunArgs;
 use crate::context::Context;
 
-use super::serve::serve_failure;
+use super::common::serve_failure;
 
 /// Serving running beside the job.
 pub(crate) struct Serving {
@@ -69,7 +69,7 @@ pub(crate) fn start(
 ) -> anyhow::Result<Serving> {
     let reader = job.reader();
     let mut colocated = None;
-    let notes = super::run::attach_models_with(job, ctx.backend.as_ref(), |learners| {
+    let notes = super::common::attach_models_with(job, ctx.backend.as_ref(), |learners| {
         let (tapped, c) = colocate(learners, reader);
         colocated = Some(c);
         tapped

@@ -15,15 +15,7 @@ use crate::cli::{EvaluateArgs, Global, ServeArgs};
 use crate::context::Context;
 use crate::exit::{CliError, ExitCode};
 
-use super::run::{load, spec_failure, stop_on_signals};
-
-pub(crate) fn serve_failure(e: ServeError) -> anyhow::Error {
-    match e {
-        ServeError::Spec(s) => spec_failure(s),
-        ServeError::NoServing => CliError::fail(ExitCode::Usage, e.to_string()),
-        other => anyhow::Error::new(other).context("starting the serving component"),
-    }
-}
+use super::common::{load, serve_failure, spec_failure, stop_on_signals};
 
 /// `eddy serve SPEC`.
 pub fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {

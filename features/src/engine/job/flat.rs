@@ -6,7 +6,7 @@
 //! array. The `apache_avro` path ([`super::output::RowEncoder::encode_reference`])
 //! stays as the reference a property test compares this one with.
 
-use super::output::OutType;
+use super::out_type::OutType;
 use crate::engine::value::Scalar;
 use crate::spec::ColumnType;
 
@@ -84,104 +84,5 @@ pub fn record(
     long(out, as_of);
     for (v, t) in values.iter().zip(types) {
         value(out, v, t);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use proptest::prelude::*;
-
-    use super::super::output::RowEncoder;
-    use crate::avro::AvroCodec;
-    use crate::engine::value::Scalar;
-    use crate::engine::view::FeatureRow;
-    use crate::registry::store::SchemaStore;
-    use crate::spec::validate::ViewPlan;
-    use crate::topic::local::{LocalLog, LocalLogConfig};
-
-    /// A view with every output type: long and string keys, plain, nullable
-    /// and array features of each scalar type.
-    fn plan(string_key: bool) -> ViewPlan {
-        let spec = "name: f
-sources:
-  s: { topic: s, key: k, event_time: ts }
-features:
-  v:
-    source: s
-    aggregations:
-      - { name: n, op: count, windows: [lifetime] }
-      - { name: total, op: sum, column: x, windows: [lifetime] }
-      - { name: avg, op: mean, column: x, windows: [lifetime] }
-      - { name: lo, op: min, column: i, windows: [lifetime] }
-      - { name: last_s, op: last, column: s, windows: [lifetime] }
-      - { name: last_b, op: last, column: b, windows: [lifetime] }
-      - { name: ks, op: last_k, column: s, k: 3, windows: [lifetime] }
-      - { name: kx, op: first_k, column: x, k: 3, windows: [lifetime] }
-      - { name: tops, op: top_k, column: tags, k: 2, windows: [lifetime] }
-";
-        let key = if string_key { "string" } else { "long" };
-        let schema = apache_avro::Schema::parse_str(&format!(
-            r#"{{"type":"record","name":"S","fields":[{{"name":"k","type":"{key}"}},{{"name":"ts","type":"long"}},
-            {{"name":"x","type":"double"}},{{"name":"i","type":"long"}},{{"name":"s","type":"string"}},
-            {{"name":"b","type":"boolean"}},{{"name":"tags","type":{{"type":"array","items":"string"}}}}]}}"#
-        ))
-        .unwrap();
-        let loaded = crate::spec::parse(std::path::Path::new("f.yaml"), spec).unwrap();
-        crate::spec::validate(&loaded, &|_| Ok(Some(schema.clone())))
-            .unwrap()
-            .remove(0)
-    }
-
-    fn scalar(kind: u8, n: i64, text: &str) -> Scalar {
-        match kind {
-            0 => Scalar::Null,
-            1 => Scalar::Long(n),
-            2 => Scalar::Double(n as f64 * 0.25),
-            3 => Scalar::from(text),
-            _ => Scalar::Bool(n % 2 == 0),
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
-
-        /// The direct encoder writes exactly the bytes apache_avro writes.
-        #[test]
-        fn the_fast_feature_encoder_writes_what_apache_avro_writes(
-            string_key in any::<bool>(),
-            key in any::<i64>(),
-            as_of in any::<i64>(),
-            nums in prop::collection::vec(any::<i64>(), 9),
-            nulls in prop::collection::vec(any::<bool>(), 9),
-            texts in prop::collection::vec("[a-zé]{0,12}", 4),
-            lens in prop::collection::vec(0usize..4, 3),
-        ) {
-            let dir = tempfile::tempdir().unwrap();
-            let log = LocalLog::open(LocalLogConfig::new(dir.path())).unwrap();
-            let registry = Arc::new(SchemaStore::open(Arc::new(log), "_schemas").unwrap());
-            let plan = plan(string_key);
-            let enc = RowEncoder::register(&AvroCodec::new(registry), &plan).unwrap();
-            let maybe = |i: usize, v: Scalar| if nulls[i] { Scalar::Null } else { v };
-            let list = |n: usize, kind: u8| Scalar::List((0..n).map(|j| scalar(kind, nums[j] ^ j as i64, &texts[j % 4])).collect());
-            let values = vec![
-                Scalar::Long(nums[0]),
-                scalar(2, nums[1], ""),
-                maybe(2, scalar(2, nums[2], "")),
-                maybe(3, Scalar::Long(nums[3])),
-                maybe(4, Scalar::from(texts[0].as_str())),
-                maybe(5, scalar(4, nums[5], "")),
-                list(lens[0], 3),
-                list(lens[1], 2),
-                list(lens[2], 3),
-            ];
-            let row = FeatureRow {
-                key: if string_key { Scalar::from(texts[1].as_str()) } else { Scalar::Long(key) },
-                as_of,
-                values,
-            };
-            prop_assert_eq!(enc.encode(&row), enc.encode_reference(&row).unwrap());
-        }
     }
 }

@@ -15,6 +15,7 @@ mod group;
 pub(crate) mod inputs;
 pub mod learners;
 pub mod metrics;
+pub mod out_type;
 pub mod output;
 mod read;
 pub mod sinks;

@@ -5,95 +5,16 @@ use std::sync::Arc;
 
 use apache_avro::types::Value;
 use polars::prelude::*;
-use serde_json::json;
 
 use crate::avro::{AvroCodec, Encoder};
 use crate::engine::frame::to_series;
 use crate::engine::value::Scalar;
 use crate::engine::view::FeatureRow;
-use crate::spec::validate::{FeaturePlan, ViewPlan};
-use crate::spec::{ColumnType, Op};
+use crate::spec::ColumnType;
+use crate::spec::validate::ViewPlan;
 use crate::store::Store;
 
-/// The type of a feature column in the output.
-#[derive(Debug, Clone, PartialEq)]
-pub enum OutType {
-    /// Never null.
-    Plain(ColumnType),
-    Nullable(ColumnType),
-    /// An array, never null.
-    Array(ColumnType),
-}
-
-impl OutType {
-    pub fn of(f: &FeaturePlan) -> OutType {
-        let input = f.input_type.clone().unwrap_or(ColumnType::Long);
-        let element = match &input {
-            ColumnType::List(inner) => (**inner).clone(),
-            other => other.clone(),
-        };
-        match f.op {
-            Op::Count | Op::CountDistinct | Op::ApproxCountDistinct => {
-                OutType::Plain(ColumnType::Long)
-            }
-            Op::Sum if input == ColumnType::Long => OutType::Plain(ColumnType::Long),
-            Op::Sum | Op::DecayedSum => OutType::Plain(ColumnType::Double),
-            Op::Mean | Op::Variance | Op::Stddev | Op::ApproxPercentile => {
-                OutType::Nullable(ColumnType::Double)
-            }
-            Op::Min | Op::Max | Op::First | Op::Last => OutType::Nullable(input),
-            Op::FirstK | Op::LastK => OutType::Array(input),
-            Op::TopK => OutType::Array(element),
-        }
-    }
-
-    fn avro(&self) -> serde_json::Value {
-        match self {
-            OutType::Plain(t) => avro_type(t),
-            OutType::Nullable(t) => json!(["null", avro_type(t)]),
-            OutType::Array(t) => json!({"type": "array", "items": avro_type(t)}),
-        }
-    }
-
-    /// The column type of the Parquet column.
-    pub fn column_type(&self) -> ColumnType {
-        match self {
-            OutType::Plain(t) | OutType::Nullable(t) => t.clone(),
-            OutType::Array(t) => ColumnType::List(Box::new(t.clone())),
-        }
-    }
-}
-
-fn avro_type(t: &ColumnType) -> serde_json::Value {
-    match t {
-        ColumnType::Long => json!("long"),
-        ColumnType::Double => json!("double"),
-        ColumnType::String => json!("string"),
-        ColumnType::Boolean => json!("boolean"),
-        ColumnType::List(inner) => json!({"type": "array", "items": avro_type(inner)}),
-    }
-}
-
-/// The Avro schema of a view's feature records: the key, `as_of` and every
-/// feature.
-pub fn feature_schema(plan: &ViewPlan) -> String {
-    let mut fields = vec![
-        json!({"name": plan.key, "type": avro_type(&plan.key_type), "doc": "The entity key."}),
-        json!({"name": "as_of", "type": {"type": "long", "logicalType": "timestamp-millis"},
-               "doc": "Event time the features are valid for (the task's watermark)."}),
-    ];
-    for f in &plan.features {
-        let mut field = json!({"name": f.column, "type": OutType::of(f).avro(),
-            "doc": format!("{} over {}", f.op.name(), serde_json::to_value(f.window).unwrap_or_default())});
-        if let OutType::Nullable(_) = OutType::of(f) {
-            field["default"] = serde_json::Value::Null;
-        }
-        fields.push(field);
-    }
-    json!({"type": "record", "name": plan.name, "namespace": "eddy.features",
-           "doc": format!("Feature view `{}`, one upsert per key.", plan.name), "fields": fields})
-    .to_string()
-}
+pub use super::out_type::{OutType, feature_schema};
 
 fn plain(v: &Scalar, t: &ColumnType) -> Value {
     match (v, t) {
@@ -250,5 +171,106 @@ impl ParquetSink {
         // code.
         self.store.put(&name, buf)?;
         Ok(Some(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fast encoder (`flat`) against apache_avro's, over every output
+    //! type.
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::RowEncoder;
+    use crate::avro::AvroCodec;
+    use crate::engine::value::Scalar;
+    use crate::engine::view::FeatureRow;
+    use crate::registry::store::SchemaStore;
+    use crate::spec::validate::ViewPlan;
+    use crate::topic::local::{LocalLog, LocalLogConfig};
+
+    /// A view with every output type: long and string keys, plain, nullable
+    /// and array features of each scalar type.
+    fn plan(string_key: bool) -> ViewPlan {
+        let spec = "name: f
+sources:
+  s: { topic: s, key: k, event_time: ts }
+features:
+  v:
+    source: s
+    aggregations:
+      - { name: n, op: count, windows: [lifetime] }
+      - { name: total, op: sum, column: x, windows: [lifetime] }
+      - { name: avg, op: mean, column: x, windows: [lifetime] }
+      - { name: lo, op: min, column: i, windows: [lifetime] }
+      - { name: last_s, op: last, column: s, windows: [lifetime] }
+      - { name: last_b, op: last, column: b, windows: [lifetime] }
+      - { name: ks, op: last_k, column: s, k: 3, windows: [lifetime] }
+      - { name: kx, op: first_k, column: x, k: 3, windows: [lifetime] }
+      - { name: tops, op: top_k, column: tags, k: 2, windows: [lifetime] }
+";
+        let key = if string_key { "string" } else { "long" };
+        let schema = apache_avro::Schema::parse_str(&format!(
+            r#"{{"type":"record","name":"S","fields":[{{"name":"k","type":"{key}"}},{{"name":"ts","type":"long"}},
+            {{"name":"x","type":"double"}},{{"name":"i","type":"long"}},{{"name":"s","type":"string"}},
+            {{"name":"b","type":"boolean"}},{{"name":"tags","type":{{"type":"array","items":"string"}}}}]}}"#
+        ))
+        .unwrap();
+        let loaded = crate::spec::parse(std::path::Path::new("f.yaml"), spec).unwrap();
+        crate::spec::validate(&loaded, &|_| Ok(Some(schema.clone())))
+            .unwrap()
+            .remove(0)
+    }
+
+    fn scalar(kind: u8, n: i64, text: &str) -> Scalar {
+        match kind {
+            0 => Scalar::Null,
+            1 => Scalar::Long(n),
+            2 => Scalar::Double(n as f64 * 0.25),
+            3 => Scalar::from(text),
+            _ => Scalar::Bool(n % 2 == 0),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+        /// The direct encoder writes exactly the bytes apache_avro writes.
+        #[test]
+        fn the_fast_feature_encoder_writes_what_apache_avro_writes(
+            string_key in any::<bool>(),
+            key in any::<i64>(),
+            as_of in any::<i64>(),
+            nums in prop::collection::vec(any::<i64>(), 9),
+            nulls in prop::collection::vec(any::<bool>(), 9),
+            texts in prop::collection::vec("[a-zé]{0,12}", 4),
+            lens in prop::collection::vec(0usize..4, 3),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let log = LocalLog::open(LocalLogConfig::new(dir.path())).unwrap();
+            let registry = Arc::new(SchemaStore::open(Arc::new(log), "_schemas").unwrap());
+            let plan = plan(string_key);
+            let enc = RowEncoder::register(&AvroCodec::new(registry), &plan).unwrap();
+            let maybe = |i: usize, v: Scalar| if nulls[i] { Scalar::Null } else { v };
+            let list = |n: usize, kind: u8| Scalar::List((0..n).map(|j| scalar(kind, nums[j] ^ j as i64, &texts[j % 4])).collect());
+            let values = vec![
+                Scalar::Long(nums[0]),
+                scalar(2, nums[1], ""),
+                maybe(2, scalar(2, nums[2], "")),
+                maybe(3, Scalar::Long(nums[3])),
+                maybe(4, Scalar::from(texts[0].as_str())),
+                maybe(5, scalar(4, nums[5], "")),
+                list(lens[0], 3),
+                list(lens[1], 2),
+                list(lens[2], 3),
+            ];
+            let row = FeatureRow {
+                key: if string_key { Scalar::from(texts[1].as_str()) } else { Scalar::Long(key) },
+                as_of,
+                values,
+            };
+            prop_assert_eq!(enc.encode(&row), enc.encode_reference(&row).unwrap());
+        }
     }
 }

@@ -9,13 +9,13 @@
 //! records before `o`. tansu 0.6 answers with the first batch whose *base*
 //! offset is at least `o`: the rest of the batch holding `o` is silently
 //! skipped (and it can send a batch more than once). So this consumer:
-//! - fetches from up to [`REWIND`] records before the offset it wants and
+//! - fetches from up to [`super::REWIND`] records before the offset it wants and
 //!   drops every record below it (which also drops repeated batches);
 //! - checks the first record it gets: if that is already past the wanted
 //!   offset while something before it may exist, the rewind was too short
 //!   (a huge batch) and it restarts the partition from the beginning.
 //!
-//! On Apache Kafka this costs at most [`REWIND`] records read and dropped per
+//! On Apache Kafka this costs at most [`super::REWIND`] records read and dropped per
 //! explicit start or seek; starting from the beginning, from "latest", or
 //! continuing a partition costs nothing.
 
@@ -30,11 +30,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::cluster::Cluster;
 use super::group::{Change, GroupContext};
-use super::{config_err, kafka_err};
+use super::{config_err, kafka_err, rewound};
 use crate::topic::{Consumer, Header, RebalanceListener, Record, StartOffset, TopicError};
-
-/// How far before a wanted offset a fetch starts (see the module docs).
-pub(crate) const REWIND: i64 = 10_000;
 
 /// Where a partition is.
 #[derive(Debug, Clone, Copy)]
@@ -198,11 +195,7 @@ impl KafkaConsumer {
         next: i64,
         boundary: bool,
     ) -> Result<(), TopicError> {
-        let fetch_from = if boundary {
-            next
-        } else {
-            (next - REWIND).max(0)
-        };
+        let fetch_from = if boundary { next } else { rewound(next) };
         let verified = boundary || fetch_from == 0;
         self.fetch_from(topic, partition, fetch_from, Position { next, verified })
     }

@@ -3,7 +3,7 @@
 //!
 //! librdkafka calls [`GroupContext::rebalance`] from inside `poll`. On an
 //! assignment the listener says where each partition starts; the offsets
-//! are written into the assignment itself, rewound by [`REWIND`] like every
+//! are written into the assignment itself, rewound by [`super::REWIND`] like every
 //! other start of this consumer (tansu's mid-batch fetch, see `consumer`),
 //! and the positions to drop up to are handed to the consumer through
 //! `changes`. On a revocation the listener runs before the partitions go.
@@ -14,7 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, RebalanceP
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::consumer::REWIND;
+use super::rewound;
 use crate::topic::{RebalanceListener, StartOffset};
 
 /// A partition change for the consumer to apply to its positions.
@@ -76,7 +76,7 @@ impl ConsumerContext for GroupContext {
                         StartOffset::At(o) => o.max(0),
                         _ => 0,
                     };
-                    let fetch = if next == 0 { 0 } else { (next - REWIND).max(0) };
+                    let fetch = rewound(next);
                     let offset = if fetch == 0 {
                         Offset::Beginning
                     } else {

@@ -45,6 +45,18 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use self::cluster::Cluster;
+
+/// How far before a wanted offset a fetch starts: tansu 0.6 answers a
+/// fetch from the middle of a batch with the next batch, skipping the rest
+/// of the one holding the offset, so the consumer (and the group's
+/// assignment) reads from up to this many records earlier and drops what
+/// comes before the offset it wants (see `consumer`).
+pub(crate) const REWIND: i64 = 10_000;
+
+/// Where a fetch for `next` starts: [`REWIND`] records earlier, or 0.
+pub(crate) fn rewound(next: i64) -> i64 {
+    (next - REWIND).max(0)
+}
 use super::{
     Backend, CleanupPolicy, Consumer, PartitionInfo, Producer, TopicDescription, TopicError,
     TopicSpec,

@@ -1,0 +1,110 @@
+//! What several commands share: loading a spec, turning spec and serving
+//! failures into exit codes, stopping on signals, and training the spec's
+//! models inside a job. Kept apart so that `run`, `serve` and
+//! `run_serving` do not import each other.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use eddy_features::engine::job::{Job, Learners};
+use eddy_features::spec::{self, SpecError};
+use eddy_serving::ServeError;
+use eddy_training::online::OnlineModels;
+
+use crate::exit::{CliError, ExitCode};
+
+/// Loads and checks a spec's shape; a problem exits 2.
+pub(crate) fn load(path: &std::path::Path) -> anyhow::Result<spec::LoadedSpec> {
+    spec::load(path).map_err(spec_failure)
+}
+
+pub(crate) fn spec_failure(e: SpecError) -> anyhow::Error {
+    match e {
+        SpecError::Read { .. } => CliError::fail(ExitCode::Usage, e.to_string()),
+        SpecError::Invalid(problems) => {
+            let n = problems.len();
+            let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            CliError::fail(
+                ExitCode::Usage,
+                format!(
+                    "{}\n{n} problem{} in the spec",
+                    list.join("\n"),
+                    if n == 1 { "" } else { "s" }
+                ),
+            )
+        }
+    }
+}
+
+/// A serving failure: spec problems exit 2, as everywhere.
+pub(crate) fn serve_failure(e: ServeError) -> anyhow::Error {
+    match e {
+        ServeError::Spec(s) => spec_failure(s),
+        ServeError::NoServing => CliError::fail(ExitCode::Usage, e.to_string()),
+        other => anyhow::Error::new(other).context("starting the serving component"),
+    }
+}
+
+/// Sets `stop` on Ctrl-C or SIGTERM.
+pub(crate) fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            });
+            eprintln!("stopping: checkpointing...");
+            stop.store(true, Ordering::Relaxed);
+        })?;
+    Ok(())
+}
+
+/// Trains the spec's models inside `job`, each resumed from its latest
+/// snapshot under the job's checkpoints (`<checkpoints>/models/<model>`).
+pub(crate) fn attach_models(
+    job: &mut Job,
+    backend: &dyn eddy_features::topic::Backend,
+) -> anyhow::Result<()> {
+    for line in attach_models_with(job, backend, |learners| learners)? {
+        eprintln!("{line}");
+    }
+    Ok(())
+}
+
+/// [`attach_models`], with the learners passed through `wrap` first (the
+/// co-located service taps what they publish). Returns what to tell the
+/// user: which models resumed from a snapshot.
+pub(crate) fn attach_models_with(
+    job: &mut Job,
+    backend: &dyn eddy_features::topic::Backend,
+    wrap: impl FnOnce(Box<dyn Learners>) -> Box<dyn Learners>,
+) -> anyhow::Result<Vec<String>> {
+    if job.models().is_empty() {
+        return Ok(Vec::new());
+    }
+    let store = eddy_features::store::Store::open(job.checkpoint_url())?.child("models");
+    let models = OnlineModels::open(job.models(), backend, &store).context("opening the models")?;
+    let notes = models
+        .resumed()
+        .into_iter()
+        .map(|name| {
+            format!(
+                "model `{name}` resumes from its latest snapshot in {}",
+                store.url()
+            )
+        })
+        .collect();
+    job.set_learners(wrap(Box::new(models)))?;
+    Ok(notes)
+}
