@@ -476,3 +476,143 @@ fn models_ranker<'m>(
         Served::Recommender { .. } => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eddy_features::engine::job::FeatureReader;
+    use eddy_training::online::recommender::Model;
+    use eddy_training::recommend::Recommender as _;
+    use eddy_training::recommend::popularity::Popularity;
+
+    /// Events (user, item); one popularity recommender as the only
+    /// candidate, no ranker.
+    const SPEC: &str = "name: t
+sources:
+  events: { topic: events, key: user_id, event_time: ts }
+features:
+  v:
+    source: events
+    aggregations: [{ name: n, op: count, windows: [lifetime] }]
+models:
+  popular:
+    kind: popularity
+    source: events
+    item: item_id
+serving:
+  trigger: events
+  candidates: [popular]
+  k: 3
+";
+
+    fn columns() -> eddy_features::spec::Columns {
+        [
+            ("user_id", ColumnType::Long),
+            ("item_id", ColumnType::Long),
+            ("ts", ColumnType::Long),
+        ]
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect()
+    }
+
+    /// An engine over SPEC (with `extra` serving keys), and the models
+    /// with popularity trained on `views` (item, times viewed).
+    fn engine(extra: &str, views: &[(u64, usize)]) -> (Engine, ModelSet, FeatureTables) {
+        let text = format!("{SPEC}{extra}");
+        let loaded = eddy_features::spec::parse(std::path::Path::new("t.yaml"), &text).unwrap();
+        let sources = [("events".to_string(), columns())].into_iter().collect();
+        let plans = eddy_features::spec::model::plan(&loaded, &sources, &[]).unwrap();
+        let serving = loaded.spec.serving.clone().unwrap();
+        let cols = columns();
+        let engine = Engine::new(&serving, &plans, Some(("events", &cols)), None);
+        let mut pop = Popularity::new(30 * 86_400_000);
+        for &(item, n) in views {
+            for i in 0..n {
+                pop.learn(1000 + i as u64, item, 1_000);
+            }
+        }
+        let refs: Vec<&ModelPlan> = plans.iter().collect();
+        let mut models = ModelSet::new(&refs);
+        if let Some(Served::Recommender { model, .. }) = models.models.get_mut("popular") {
+            *model = Some((1, Model::Popularity(pop)));
+        }
+        let features = FeatureTables::in_process(FeatureReader::new(&[]), &[]);
+        (engine, models, features)
+    }
+
+    fn request(user: i64, k: usize) -> Request {
+        Request {
+            id: "r".into(),
+            user: Scalar::Long(user),
+            k,
+            ts: 2_000,
+            event: None,
+        }
+    }
+
+    fn items(r: &Recommendation) -> Vec<&str> {
+        r.items.iter().map(|i| i.item.as_str()).collect()
+    }
+
+    #[test]
+    fn candidates_come_ranked_by_their_recommender_and_k_is_kept() {
+        let (mut e, models, features) = engine("", &[(7, 5), (3, 9), (4, 1), (8, 2)]);
+        let r = e.recommend(&request(1, 3), &models, &features);
+        assert_eq!(items(&r), ["3", "7", "8"]);
+        assert!(r.items.iter().all(|i| i.source == "popular"));
+        assert_eq!(r.fewer_because, None);
+        assert_eq!(r.model_version, "popular@1");
+    }
+
+    #[test]
+    fn items_the_user_engaged_with_are_left_out_and_fewer_than_k_says_why() {
+        let (mut e, models, features) = engine("", &[(7, 5), (3, 9)]);
+        // The user viewed item 3: it is never recommended to them.
+        e.observe(
+            &Scalar::Long(1),
+            &[Scalar::Long(1), Scalar::Long(3), Scalar::Long(1_500)],
+        );
+        let r = e.recommend(&request(1, 3), &models, &features);
+        assert_eq!(items(&r), ["7"]);
+        let why = r.fewer_because.expect("fewer than k");
+        assert!(why.contains("engaged with"), "{why}");
+        // Another user still gets it.
+        let r = e.recommend(&request(2, 3), &models, &features);
+        assert_eq!(items(&r), ["3", "7"]);
+    }
+
+    #[test]
+    fn with_exclude_seen_off_what_the_user_viewed_may_come_back() {
+        let (mut e, models, features) = engine("  exclude_seen: false\n", &[(7, 5), (3, 9)]);
+        e.observe(
+            &Scalar::Long(1),
+            &[Scalar::Long(1), Scalar::Long(3), Scalar::Long(1_500)],
+        );
+        let r = e.recommend(&request(1, 3), &models, &features);
+        assert_eq!(items(&r), ["3", "7"]);
+    }
+
+    /// Without a ranker, ties keep the recommender's order, which is by
+    /// item id (popularity: the higher id first); with one, the ranker's
+    /// sort breaks them by the lower id.
+    #[test]
+    fn ties_break_by_item_id_so_answers_are_deterministic() {
+        let (mut e, models, features) = engine("", &[(9, 2), (2, 2), (5, 2), (1, 1)]);
+        let first = e.recommend(&request(1, 3), &models, &features);
+        assert_eq!(items(&first), ["9", "5", "2"]);
+        let again = e.recommend(&request(1, 3), &models, &features);
+        assert_eq!(first, again);
+    }
+
+    #[test]
+    fn with_no_candidate_model_loaded_the_answer_is_empty_and_says_why() {
+        let (mut e, mut models, features) = engine("", &[(7, 5)]);
+        if let Some(Served::Recommender { model, .. }) = models.models.get_mut("popular") {
+            *model = None;
+        }
+        let r = e.recommend(&request(1, 3), &models, &features);
+        assert!(r.items.is_empty());
+        assert!(r.fewer_because.is_some());
+    }
+}
