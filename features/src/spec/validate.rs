@@ -771,3 +771,147 @@ type Schema_ = polars::prelude::Schema;
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    //! Planning views against the registry's schemas: what a plan holds,
+    //! and each kind of problem named by file, line and key.
+
+    use std::path::Path;
+
+    use super::*;
+
+    const EVENT: &str = r#"{"type": "record", "name": "E", "fields": [
+      {"name": "user", "type": "long"},
+      {"name": "item", "type": "long"},
+      {"name": "price", "type": ["null", "double"]},
+      {"name": "kind", "type": "string"},
+      {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}"#;
+
+    const ITEM: &str = r#"{"type": "record", "name": "I", "fields": [
+      {"name": "item", "type": "long"},
+      {"name": "category", "type": "string"}]}"#;
+
+    /// Plans `views` (the `features:` section) over source `events` and
+    /// table `items`.
+    fn plan(views: &str) -> Result<Vec<ViewPlan>, String> {
+        let text = format!(
+            "name: t
+sources:
+  events: {{ topic: events, key: user, event_time: ts }}
+tables:
+  items: {{ topic: items, key: item }}
+features:
+{views}"
+        );
+        let loaded = crate::spec::parse(Path::new("v.yaml"), &text).map_err(|e| e.to_string())?;
+        let lookup = |topic: &str| -> Result<Option<Schema>, String> {
+            Ok(match topic {
+                "events" => Some(Schema::parse_str(EVENT).unwrap()),
+                "items" => Some(Schema::parse_str(ITEM).unwrap()),
+                _ => None,
+            })
+        };
+        validate(&loaded, &lookup).map_err(|problems| {
+            problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    }
+
+    #[test]
+    fn a_view_plan_holds_its_joins_derived_columns_and_typed_features() {
+        let plans = plan(
+            "  shopper:
+    source: events
+    join: [{ table: items, on: item, select: [category] }]
+    derive: { spent: \"price * 2\", viewed: \"kind = 'view'\" }
+    filter: \"price >= 0\"
+    aggregations:
+      - { name: n, op: count, windows: [1h, lifetime] }
+      - { name: spend, op: sum, column: spent, windows: [1d] }
+      - { name: cats, op: top_k, column: category, k: 2, windows: [lifetime] }
+",
+        )
+        .unwrap();
+        let p = &plans[0];
+        assert_eq!(p.name, "shopper");
+        assert_eq!(p.key, "user");
+        assert_eq!(p.key_type, ColumnType::Long);
+        assert_eq!(
+            p.joins[0].select,
+            [("category".to_string(), ColumnType::String)]
+        );
+        assert_eq!(p.columns["spent"], ColumnType::Double);
+        assert_eq!(p.columns["viewed"], ColumnType::Boolean);
+        let names: Vec<&str> = p.features.iter().map(|f| f.column.as_str()).collect();
+        assert_eq!(names, ["n_1h", "n_lifetime", "spend_1d", "cats_lifetime"]);
+        assert_eq!(p.features[2].input_type, Some(ColumnType::Double));
+        assert_eq!(p.features[3].k, 2);
+        assert_eq!(p.output_topic, "features.shopper");
+    }
+
+    #[test]
+    fn an_unknown_column_names_its_key_and_the_columns_there_are() {
+        let e = plan(
+            "  v:
+    source: events
+    aggregations: [{ name: s, op: sum, column: nope, windows: [1h] }]
+",
+        )
+        .unwrap_err();
+        assert!(e.contains("v.yaml:"), "{e}");
+        assert!(e.contains("features.v.aggregations[0].column"), "{e}");
+        assert!(e.contains("nope"), "{e}");
+        assert!(e.contains("price"), "the columns there are: {e}");
+    }
+
+    #[test]
+    fn an_operator_that_does_not_fit_its_column_type_is_refused() {
+        let e = plan(
+            "  v:
+    source: events
+    aggregations: [{ name: s, op: sum, column: kind, windows: [1h] }]
+",
+        )
+        .unwrap_err();
+        assert!(e.contains("features.v.aggregations[0]"), "{e}");
+    }
+
+    #[test]
+    fn a_join_of_an_unknown_table_or_column_is_refused() {
+        let e = plan(
+            "  v:
+    source: events
+    join: [{ table: nope, on: item, select: [category] }]
+    aggregations: [{ name: n, op: count, windows: [1h] }]
+",
+        )
+        .unwrap_err();
+        assert!(e.contains("features.v.join[0]"), "{e}");
+        let e = plan(
+            "  v:
+    source: events
+    join: [{ table: items, on: item, select: [colour] }]
+    aggregations: [{ name: n, op: count, windows: [1h] }]
+",
+        )
+        .unwrap_err();
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn a_derived_column_that_is_not_sql_names_its_key() {
+        let e = plan(
+            "  v:
+    source: events
+    derive: { x: \"price +\" }
+    aggregations: [{ name: n, op: count, windows: [1h] }]
+",
+        )
+        .unwrap_err();
+        assert!(e.contains("features.v.derive.x"), "{e}");
+    }
+}
