@@ -20,6 +20,8 @@
 //! - [`http`]: the HTTP servers' connection loop (header timeouts).
 //! - [`hash`]: MurmurHash3, shared by the learners and the label joiner.
 
+#![warn(missing_docs)]
+
 pub mod avro;
 pub mod hash;
 pub mod http;

@@ -20,14 +20,24 @@ pub enum StoreError {
     #[error(
         "`{url}` is not a storage URL: {why}. Use a directory, file://DIR, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, az://CONTAINER/PREFIX or memory://"
     )]
-    BadUrl { url: String, why: String },
-    #[error("object storage `{url}`: {source}. {}", hint(source).0)]
-    Io {
+    /// A URL eddy cannot use.
+    BadUrl {
+        /// The URL as given.
         url: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    #[error("object storage `{url}`: {source}. {}", hint(source).0)]
+    /// Storage answered with an error, or did not answer.
+    Io {
+        /// The location.
+        url: String,
+        /// The object store's error.
         #[source]
         source: object_store::Error,
     },
     #[error("cannot start the object-store runtime: {0}")]
+    /// The runtime that drives the async object store could not start.
     Runtime(std::io::Error),
 }
 
@@ -110,8 +120,11 @@ impl std::fmt::Debug for Store {
 /// What a URL names, before anything is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
+    /// A directory on this machine (a bare path or `file://`).
     Local(PathBuf),
+    /// `memory://`: in this process, for tests.
     Memory,
+    /// `s3://`, `gs://` or `az://`.
     Remote(url::Url),
 }
 
