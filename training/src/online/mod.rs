@@ -27,11 +27,10 @@
 pub mod linear;
 pub mod params;
 pub mod recommender;
+mod report;
+mod state;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-
-use serde::{Deserialize, Serialize};
 
 use eddy_features::engine::backfill::training::Labeler;
 use eddy_features::engine::delayed::{self, join_key};
@@ -42,93 +41,13 @@ use eddy_features::engine::value::Scalar;
 use eddy_features::spec::validate::Columns;
 use eddy_features::spec::{ModelKind, ModelPlan};
 use eddy_features::store::Store;
-use eddy_features::topic::{Backend, Producer, ProducerRecord, TopicSpec, now_ms};
+use eddy_features::topic::{Backend, Producer, ProducerRecord, TopicSpec};
 
 use crate::joiner::LabelJoiner;
 use crate::lifecycle::{ModelStore, Offsets, Publisher};
 pub use linear::LinearModel;
 pub use recommender::RecommenderModel;
-
-/// A model's learner.
-// One per model per job: the size difference costs nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Body {
-    Linear(LinearModel),
-    Recommender(RecommenderModel),
-}
-
-/// Everything a model saves, so a restart continues where it stopped.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelState {
-    /// The model definition it was trained with (see [`fingerprint`]).
-    pub fingerprint: u32,
-    pub body: Body,
-    /// Per partition: every example at or before this event time is learned.
-    pub learned_until: BTreeMap<i32, i64>,
-    /// Per partition: the offset after the last example learned.
-    pub offsets: BTreeMap<i32, i64>,
-    /// Examples not learned, by reason.
-    pub skipped: BTreeMap<String, u64>,
-    /// The first skipped example and why, to show the user.
-    pub first_skip: Option<String>,
-    /// Examples seen again after a restart and skipped (already learned).
-    pub replayed: u64,
-    /// Updates published: the version of a recommender (FTRL counts its
-    /// own).
-    pub syncs: u64,
-    /// Examples waiting for their delayed label, per partition.
-    pub pending: Option<Pending>,
-}
-
-/// Examples held for a delayed label, per partition, by (key, `on` value).
-///
-/// One joiner per partition: each partition has its own event time, and
-/// one joiner for all would let a partition that runs ahead time out the
-/// examples of one that lags, before their labels are read.
-pub type Pending = BTreeMap<i32, Joiner>;
-
-/// One partition's held examples: hashed features and the prediction.
-pub type Joiner = LabelJoiner<(u64, u64), Vec<(u32, f32)>>;
-
-/// Examples waiting, labels that matched nothing, examples resolved early
-/// (`max_pending`), over every partition.
-pub fn pending_counts(p: &Pending) -> (usize, u64, u64) {
-    p.values().fold((0, 0, 0), |(n, u, e), j| {
-        (n + j.len(), u + j.unmatched, e + j.evicted)
-    })
-}
-
-impl ModelState {
-    pub fn version(&self) -> u64 {
-        match &self.body {
-            Body::Linear(m) => m.ftrl.version,
-            Body::Recommender(_) => self.syncs,
-        }
-    }
-
-    pub fn examples(&self) -> u64 {
-        match &self.body {
-            Body::Linear(m) => m.examples(),
-            Body::Recommender(m) => m.learned,
-        }
-    }
-
-    /// (metric, value) pairs of the progressive validation.
-    pub fn metrics(&self) -> Vec<(&'static str, f64)> {
-        match &self.body {
-            Body::Linear(m) => m.metrics(),
-            Body::Recommender(m) => m.metrics(),
-        }
-    }
-
-    fn skip(&mut self, reason: &str, detail: impl FnOnce() -> String) {
-        *self.skipped.entry(reason.to_string()).or_default() += 1;
-        if self.first_skip.is_none() {
-            self.first_skip = Some(detail());
-        }
-    }
-}
+pub use state::{Body, Joiner, ModelState, Pending, fingerprint, pending_counts};
 
 /// Why the models could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -156,36 +75,6 @@ impl OnlineError {
             }
         }
     }
-}
-
-/// A hash of what a model's learned state depends on.
-pub fn fingerprint(plan: &ModelPlan) -> u32 {
-    let mut definition = serde_json::json!([
-        plan.kind,
-        plan.source,
-        plan.label,
-        plan.item,
-        plan.inputs,
-        plan.crosses,
-        plan.params,
-    ]);
-    // Added after the first release: part of the hash only when set, so
-    // the models defined before keep their fingerprint. A delayed label's
-    // definition names its joiner's layout (one per partition), which an
-    // older snapshot does not have.
-    if let Some(d) = &plan.delayed {
-        definition
-            .as_array_mut()
-            .expect("an array")
-            .push(serde_json::json!({"delayed": d, "joiner": "per-partition"}));
-    }
-    if let Some(f) = &plan.filter {
-        definition
-            .as_array_mut()
-            .expect("an array")
-            .push(serde_json::json!({ "filter": f }));
-    }
-    crate::hashing::murmur3(definition.to_string().as_bytes(), 0)
 }
 
 /// One model in a job.
@@ -609,78 +498,6 @@ impl Online {
         self.dirty = false;
         Ok(())
     }
-
-    /// The metrics record: what a dashboard or notebook reads.
-    fn metrics_record(&self) -> serde_json::Value {
-        let s = &self.state;
-        let mut metrics = serde_json::Map::new();
-        for (k, v) in s.metrics() {
-            metrics.insert(k.to_string(), finite(v));
-        }
-        if let Some(p) = &s.pending {
-            let (waiting, unmatched, evicted) = pending_counts(p);
-            metrics.insert("pending".into(), waiting.into());
-            metrics.insert("unmatched_labels".into(), unmatched.into());
-            metrics.insert("evicted".into(), evicted.into());
-        }
-        if let Body::Recommender(m) = &s.body {
-            metrics.insert("k".into(), m.eval.k.into());
-            metrics.insert("evaluated".into(), m.eval.report().evaluated.into());
-            metrics.insert("not_admitted".into(), m.not_admitted().into());
-        }
-        serde_json::json!({
-            "model": self.plan.name,
-            "kind": self.plan.kind.name(),
-            "version": s.version(),
-            "examples": s.examples(),
-            "skipped": s.skipped,
-            "replayed": s.replayed,
-            "metrics": metrics,
-            "event_time": s.learned_until.values().max(),
-            "emitted_at": now_ms(),
-        })
-    }
-
-    fn summary(&self) -> String {
-        let s = &self.state;
-        let metrics: Vec<String> = s
-            .metrics()
-            .into_iter()
-            .map(|(k, v)| match &s.body {
-                Body::Recommender(m) if k == "hit_rate" => format!("HR@{} {v:.4}", m.eval.k),
-                Body::Recommender(m) if k == "ndcg" => format!("NDCG@{} {v:.4}", m.eval.k),
-                _ => format!("{k} {v:.4}"),
-            })
-            .collect();
-        let skipped: u64 = s.skipped.values().sum();
-        let mut line = format!(
-            "{} ({}): {} examples, {}; version {}",
-            self.plan.name,
-            self.plan.kind.name(),
-            s.examples(),
-            metrics.join(", "),
-            s.version()
-        );
-        if skipped > 0 {
-            let _ = write!(
-                line,
-                "; {skipped} skipped (first: {})",
-                s.first_skip.as_deref().unwrap_or("?")
-            );
-        }
-        if s.replayed > 0 {
-            let _ = write!(
-                line,
-                "; {} replayed after a restart, not relearned",
-                s.replayed
-            );
-        }
-        line
-    }
-}
-
-fn finite(v: f64) -> serde_json::Value {
-    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into)
 }
 
 impl Learners for OnlineModels {
@@ -729,89 +546,7 @@ impl Learners for OnlineModels {
     }
 
     fn render_metrics(&self, pipeline: &str) -> String {
-        let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in rows {
-                let _ = writeln!(out, "{name}{{pipeline=\"{pipeline}\",{labels}}} {v}");
-            }
-        };
-        let label =
-            |m: &Online| format!("model=\"{}\",kind=\"{}\"", m.plan.name, m.plan.kind.name());
-        family(
-            "eddy_model_examples_total",
-            "counter",
-            "Examples learned (each predicted first: progressive validation).",
-            self.models
-                .iter()
-                .map(|m| (label(m), m.state.examples() as f64))
-                .collect(),
-        );
-        family(
-            "eddy_model_skipped_total",
-            "counter",
-            "Examples not learned, by reason (null or failing label, NaN or infinite input, null id).",
-            self.models
-                .iter()
-                .flat_map(|m| {
-                    m.state
-                        .skipped
-                        .iter()
-                        .map(move |(r, n)| (format!("{},reason=\"{r}\"", label(m)), *n as f64))
-                })
-                .collect(),
-        );
-        family(
-            "eddy_model_pending_examples",
-            "gauge",
-            "Examples waiting for a delayed label.",
-            self.models
-                .iter()
-                .filter_map(|m| {
-                    let p = m.state.pending.as_ref()?;
-                    Some((label(m), pending_counts(p).0 as f64))
-                })
-                .collect(),
-        );
-        family(
-            "eddy_model_version",
-            "gauge",
-            "Version of the model last published.",
-            self.models
-                .iter()
-                .map(|m| (label(m), m.state.version() as f64))
-                .collect(),
-        );
-        let mut names: Vec<&'static str> = Vec::new();
-        for m in &self.models {
-            for (k, _) in m.state.metrics() {
-                if !names.contains(&k) {
-                    names.push(k);
-                }
-            }
-        }
-        for metric in names {
-            family(
-                &format!("eddy_model_{metric}"),
-                "gauge",
-                &format!("Progressive {metric} (each example scored before it is learned)."),
-                self.models
-                    .iter()
-                    .flat_map(|m| {
-                        let k = match &m.state.body {
-                            Body::Recommender(r) => format!(",k=\"{}\"", r.eval.k),
-                            Body::Linear(_) => String::new(),
-                        };
-                        m.state
-                            .metrics()
-                            .into_iter()
-                            .filter(move |(n, _)| *n == metric)
-                            .map(move |(_, v)| (format!("{}{k}", label(m)), v))
-                    })
-                    .collect(),
-            );
-        }
-        out
+        report::prometheus(&self.models, pipeline)
     }
 
     fn summary(&self) -> Vec<String> {
