@@ -832,12 +832,14 @@ impl Job {
             self.dead_letter(&rec, &rejected.reason)?;
         }
         let watermark = self.tasks.get(&partition).map(Task::watermark);
-        for sink in &mut self.sinks {
-            sink.rows(partition, &out.rows, watermark)?;
+        let n = out.rows.len() as u64;
+        if let Some((last, others)) = self.sinks.split_last_mut() {
+            for sink in others {
+                sink.rows(partition, &out.rows, watermark)?;
+            }
+            last.take_rows(partition, out.rows, watermark)?;
         }
-        self.metrics
-            .rows_out
-            .fetch_add(out.rows.len() as u64, Ordering::Relaxed);
+        self.metrics.rows_out.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
 

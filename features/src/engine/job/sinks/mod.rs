@@ -46,6 +46,18 @@ pub trait Sink: Send {
         Ok(())
     }
 
+    /// As [`Sink::rows`], with the rows to keep: the job hands them to its
+    /// last sink (the read API), which keeps them without a copy. Default:
+    /// [`Sink::rows`].
+    fn take_rows(
+        &mut self,
+        partition: i32,
+        rows: Vec<(usize, FeatureRow)>,
+        watermark: Option<i64>,
+    ) -> Result<(), JobError> {
+        self.rows(partition, &rows, watermark)
+    }
+
     /// A task restored from a checkpoint, or gained from another process:
     /// its current rows. Default: ignored (they were written before).
     fn restored(&mut self, _partition: i32, _rows: &[(usize, FeatureRow)], _watermark: i64) {}
@@ -65,7 +77,8 @@ pub trait Sink: Send {
 }
 
 /// The sinks of a job, in the order they see rows: the registration point
-/// of every output.
+/// of every output. The read API comes last: it keeps the rows, and the
+/// last sink gets them without a copy.
 pub(super) fn open(
     spec: &PipelineSpec,
     plans: &[ViewPlan],

@@ -30,6 +30,19 @@ impl Sink for ReadApi {
         Ok(())
     }
 
+    fn take_rows(
+        &mut self,
+        partition: i32,
+        rows: Vec<(usize, FeatureRow)>,
+        watermark: Option<i64>,
+    ) -> Result<(), JobError> {
+        self.reader.update(partition, rows);
+        if let Some(w) = watermark {
+            self.reader.set_watermark(partition, w);
+        }
+        Ok(())
+    }
+
     fn restored(&mut self, partition: i32, rows: &[(usize, FeatureRow)], watermark: i64) {
         if !rows.is_empty() {
             self.reader.update(partition, rows.iter().cloned());
