@@ -9,14 +9,17 @@
 
 pub mod checkpoint;
 pub mod decode;
+mod error;
 mod flat;
 mod flat_decode;
 mod group;
 pub(crate) mod inputs;
 pub mod learners;
+mod learning;
 pub mod metrics;
 pub mod out_type;
 pub mod output;
+mod positions;
 mod read;
 pub mod sinks;
 
@@ -27,127 +30,25 @@ use std::time::{Duration, Instant};
 
 use crate::avro::AvroCodec;
 use crate::engine::table::TableState;
-use crate::engine::task::{Offer, Output, Probe, ProbedRows, Task, TaskConfig};
-use crate::engine::value::Scalar;
-use crate::registry::{RegistryError, SchemaRegistry};
+use crate::engine::task::{Offer, Output, Task, TaskConfig};
+use crate::registry::SchemaRegistry;
 use crate::spec::validate::ViewPlan;
-use crate::spec::{LoadedSpec, ModelPlan, SpecError};
-use crate::store::{Store, StoreError};
+use crate::spec::{LoadedSpec, ModelPlan};
+use crate::store::Store;
 use crate::topic::dead_letter::DeadLetterTopics;
-use crate::topic::{Backend, Consumer, Producer, Record, StartOffset, TopicError, TopicSpec};
+use crate::topic::{Backend, Consumer, Producer, Record, StartOffset, TopicSpec};
 
 pub use checkpoint::CheckpointError;
 use checkpoint::Checkpointer;
+pub use error::JobError;
 pub use inputs::schema_lookup;
 use inputs::{Inputs, Source, Table, apply_table_record, bootstrap_tables, decode_event};
 pub use learners::Learners;
+use learning::{Learning, join_model_columns};
 pub use metrics::JobMetrics;
+pub(crate) use positions::check_positions;
 pub use read::{FeatureReader, ReadError};
 pub use sinks::Sink;
-
-/// Why a job could not start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error(transparent)]
-    Spec(#[from] SpecError),
-    #[error(transparent)]
-    Topic(#[from] TopicError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    #[error(transparent)]
-    Learners(#[from] learners::LearnerError),
-    #[error("registry: {0}")]
-    Registry(#[from] RegistryError),
-    #[error("{0}")]
-    Avro(#[from] crate::avro::AvroError),
-    #[error(
-        "sources are not co-partitioned: {detail}. Views are computed per partition, so every source needs the same partition count (and the same key partitioning)"
-    )]
-    NotCoPartitioned { detail: String },
-    #[error("{0}")]
-    Output(String),
-    /// A command-line option does not fit the spec or its data (the user
-    /// must change it).
-    #[error("{0}")]
-    Options(String),
-    /// History a backfill must read is in neither the archive nor the
-    /// topic.
-    #[error("{0}")]
-    HistoryGap(String),
-    /// A checkpoint's position is outside what the source holds now.
-    #[error(
-        "task {partition} resumes `{topic}` partition {partition} at offset {at}, but the topic now holds offsets {low}..{high}: {why}. eddy stops rather than skip records or wait for offsets that may never come. If the topic was recreated or emptied on purpose, delete the pipeline's checkpoints ({url}) and rebuild (with an archive, `eddy backfill` restores the history)"
-    )]
-    PositionLost {
-        topic: String,
-        partition: i32,
-        at: i64,
-        low: i64,
-        high: i64,
-        why: &'static str,
-        url: String,
-    },
-}
-
-impl JobError {
-    /// Who must act, kept from the error that caused it.
-    pub fn blame(&self) -> crate::topic::Blame {
-        match self {
-            JobError::Spec(e) => e.blame(),
-            JobError::Topic(e) => e.blame(),
-            JobError::Store(e) => e.blame(),
-            JobError::Checkpoint(e) => e.blame(),
-            JobError::Registry(e) => e.blame(),
-            JobError::Avro(e) => e.blame(),
-            JobError::NotCoPartitioned { .. } | JobError::Options(_) => crate::topic::Blame::User,
-            // Data that must be read is gone: the topics or the archive.
-            JobError::HistoryGap(_) | JobError::PositionLost { .. } => {
-                crate::topic::Blame::Environment
-            }
-            JobError::Learners(e) => e.blame(),
-            JobError::Output(_) => crate::topic::Blame::Internal,
-        }
-    }
-}
-
-/// Checks a restored task's source positions against the offsets the
-/// sources hold: a position past the end means the topic was recreated or
-/// emptied (records after it would be skipped, or the run would wait for
-/// offsets that never come); one below the start means retention deleted
-/// records the task never read.
-pub(crate) fn check_positions(
-    task: &Task,
-    topics: &[String],
-    bounds: &HashMap<(usize, i32), (i64, i64)>,
-    url: &str,
-) -> Result<(), JobError> {
-    for (s, topic) in topics.iter().enumerate() {
-        let (Some(at), Some(&(low, high))) =
-            (task.inputs[s].next_offset, bounds.get(&(s, task.partition)))
-        else {
-            continue;
-        };
-        let why = if at > high {
-            "the checkpoint is past the end of the topic (it was recreated, or emptied)"
-        } else if at < low {
-            "records between them were deleted (retention) before the task read them"
-        } else {
-            continue;
-        };
-        return Err(JobError::PositionLost {
-            topic: topic.clone(),
-            partition: task.partition,
-            at,
-            low,
-            high,
-            why,
-            url: url.to_string(),
-        });
-    }
-    Ok(())
-}
 
 /// How a job runs.
 #[derive(Debug, Clone)]
@@ -225,54 +126,6 @@ pub struct Job {
     models: Vec<ModelPlan>,
     /// The models' learners, once given.
     learning: Option<Learning>,
-}
-
-/// Learners and what feeds them.
-struct Learning {
-    learners: Box<dyn Learners>,
-    /// The sources (indices) whose events are examples.
-    sources: Vec<usize>,
-    /// One probe per task.
-    probes: BTreeMap<i32, Probe>,
-    /// Per source (index): the table columns its models read, as (table,
-    /// the source's join column, the table's column), appended to each
-    /// event's columns as of its time.
-    joins: Vec<Vec<(usize, usize, usize)>>,
-}
-
-/// Appends to each event's columns the table columns its source's models
-/// read, each from the table row valid at the event's time (null without
-/// one), as `eddy backfill --columns TABLE.COLUMN` writes them.
-fn join_model_columns(
-    rows: &mut ProbedRows,
-    joins: &[Vec<(usize, usize, usize)>],
-    tables: &[TableState],
-) {
-    for i in 0..rows.len() {
-        let Some(joins) = joins.get(rows.sources[i]).filter(|j| !j.is_empty()) else {
-            continue;
-        };
-        let mut columns = std::mem::take(&mut rows.columns[i]).into_vec();
-        for &(table, on, column) in joins {
-            let value = tables[table]
-                .lookup(&columns[on], rows.ts[i])
-                .map_or(Scalar::Null, |row| row[column].clone());
-            columns.push(value);
-        }
-        rows.columns[i] = columns.into_boxed_slice();
-    }
-}
-
-impl Learning {
-    fn probe(&mut self, partition: i32) -> &mut Probe {
-        let sources = &self.sources;
-        self.probes.entry(partition).or_insert_with(|| {
-            let mut probe = Probe::events(usize::MAX, i64::MIN);
-            probe.sources = sources.clone();
-            probe.keep_columns = true;
-            probe
-        })
-    }
 }
 
 /// A hash of what a checkpoint's state depends on: the views' inputs,
@@ -445,55 +298,6 @@ impl Job {
     /// The spec's models, resolved against sources and views.
     pub fn models(&self) -> &[ModelPlan] {
         &self.models
-    }
-
-    /// Trains `learners` from now on: every event of their sources is
-    /// probed (every view read for its key as of just before it) and
-    /// handed over in release order.
-    pub fn set_learners(&mut self, mut learners: Box<dyn Learners>) -> Result<(), JobError> {
-        let names: Vec<String> = self.sources.iter().map(|s| s.name.clone()).collect();
-        learners.bind(&names);
-        let mut sources = Vec::new();
-        for name in learners.sources() {
-            match self.sources.iter().position(|s| s.name == name) {
-                Some(i) => sources.push(i),
-                None => {
-                    return Err(JobError::Output(format!(
-                        "a model learns from source `{name}`, which this job does not read"
-                    )));
-                }
-            }
-        }
-        *self.metrics.models.lock().expect("poisoned") = learners.render_metrics(&self.name);
-        let mut joins = vec![Vec::new(); self.sources.len()];
-        for m in &self.models {
-            let Some(s) = self.sources.iter().position(|s| s.name == m.source) else {
-                continue;
-            };
-            joins[s] = m
-                .joined
-                .iter()
-                .map(|j| {
-                    let t = self.tables.iter().position(|t| t.name == j.table);
-                    let c = t.and_then(|t| self.tables[t].decoder.columns.get_index_of(&j.column));
-                    match (t, c) {
-                        (Some(t), Some(c)) => Ok((t, j.on, c)),
-                        _ => Err(JobError::Output(format!(
-                            "model `{}` reads `{}`, which the job's tables do not have",
-                            m.name,
-                            j.name()
-                        ))),
-                    }
-                })
-                .collect::<Result<_, _>>()?;
-        }
-        self.learning = Some(Learning {
-            learners,
-            sources,
-            probes: BTreeMap::new(),
-            joins,
-        });
-        Ok(())
     }
 
     /// One line per model for a run's summary (none without models).
