@@ -304,6 +304,26 @@ fn a_damaged_newest_checkpoint_falls_back_to_the_previous_one() {
         // The run wrote a good checkpoint in place of the damaged one; the
         // next kind of damage hits that.
     }
+    // A live run says so on /metrics too, where an operator watches.
+    let newest = shop.checkpoints(0).pop().unwrap();
+    flip_bit(&newest, 40);
+    let ckpt = shop.ckpt().display().to_string();
+    let live = LiveRun::start(shop.cmd(&[
+        "run",
+        shop.spec.to_str().unwrap(),
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--checkpoint-url",
+        &ckpt,
+    ]));
+    let (status, body) = crate::pipeline::http_get(&live.addr, "/metrics");
+    live.stop();
+    assert_eq!(status, 200);
+    assert_eq!(
+        crate::pipeline::metric(&body, "eddy_checkpoint_fallbacks_total"),
+        1.0,
+        "{body}"
+    );
 }
 
 /// Regression: archive files are split by event day, and a backfill from

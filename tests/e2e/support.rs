@@ -177,21 +177,29 @@ pub struct LiveRun {
 }
 
 impl LiveRun {
-    /// Starts `eddy run` (with `--metrics-addr 127.0.0.1:0`) and reads
-    /// the metrics address from its first stderr line.
+    /// Starts `eddy run` (with `--metrics-addr 127.0.0.1:0`) or `eddy
+    /// serve` and reads the first address its start line announces (the
+    /// metrics', or serving's HTTP API); warnings, such as a checkpoint
+    /// fallback, may come before that line.
     pub fn start(mut live: Command) -> LiveRun {
         live.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = live.spawn().unwrap();
         watchdog(child.id());
         let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut first = String::new();
-        std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
-        let addr = first
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .unwrap_or_else(|| panic!("no metrics address in {first}"))
-            .to_string();
+        let mut seen = String::new();
+        let addr = loop {
+            let mut line = String::new();
+            if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
+                panic!("no metrics address in {seen}");
+            }
+            if let Some(addr) = line
+                .split_once("http://")
+                .and_then(|(_, r)| r.split('/').next())
+            {
+                break addr.to_string();
+            }
+            seen.push_str(&line);
+        };
         LiveRun {
             child,
             stderr,

@@ -15,6 +15,8 @@ pub struct JobMetrics {
     pub dead_lettered: AtomicU64,
     pub rows_out: AtomicU64,
     pub checkpoints: AtomicU64,
+    /// Damaged checkpoints passed over for an older one.
+    pub checkpoint_fallbacks: AtomicU64,
     /// Lowest task watermark, epoch ms (i64::MIN before the first).
     pub watermark_ms: AtomicI64,
     pub state_bytes: AtomicU64,
@@ -74,6 +76,11 @@ impl JobMetrics {
             "eddy_checkpoints_total",
             "Task checkpoints written.",
             self.checkpoints.load(Ordering::Relaxed),
+        );
+        counter(
+            "eddy_checkpoint_fallbacks_total",
+            "Damaged checkpoints passed over for the previous one (the run replays from there).",
+            self.checkpoint_fallbacks.load(Ordering::Relaxed),
         );
         let wm = self.watermark_ms.load(Ordering::Relaxed);
         let now = std::time::SystemTime::now()

@@ -259,6 +259,9 @@ impl Job {
             }
         }
         let metrics = Arc::new(JobMetrics::new());
+        metrics
+            .checkpoint_fallbacks
+            .store(checkpointer.fallbacks().len() as u64, Ordering::Relaxed);
         let mut job = Job {
             name: spec.name.clone(),
             backend: backend.clone(),
@@ -691,6 +694,11 @@ impl Job {
             .state_bytes
             .store(state_bytes as u64, Ordering::Relaxed);
         self.metrics.keys.store(keys as u64, Ordering::Relaxed);
+        // Tasks gained from the group may have fallen back since.
+        self.metrics.checkpoint_fallbacks.store(
+            self.checkpointer.fallbacks().len() as u64,
+            Ordering::Relaxed,
+        );
         self.metrics.watermark_ms.store(
             if min_wm == i64::MAX { i64::MIN } else { min_wm },
             Ordering::Relaxed,
