@@ -530,7 +530,14 @@ fn a_broker_killed_for_5s_mid_run_no_longer_ends_the_pipeline() {
     broker.up();
     load(&broker, dir.path(), 1000, 2000);
     live.wait_for(2000.0);
+    // The operator sees it on /metrics, not only in the log.
+    let (_, body) = crate::pipeline::http_get(&live.addr, "/metrics");
+    let outages = crate::pipeline::metric(&body, "eddy_broker_outages_total");
     let out = live.stop();
+    assert!(
+        outages >= 1.0,
+        "eddy_broker_outages_total {outages}: {body}"
+    );
     assert!(out.contains("2000 events"), "{out}");
     // The fixture's three late clicks, and nothing else.
     assert!(

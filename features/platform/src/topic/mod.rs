@@ -399,6 +399,12 @@ pub trait Consumer: Send {
     fn commit(&mut self, offsets: &[(String, i32, i64)]) -> Result<(), TopicError>;
     /// The group's committed offset for a partition, if any.
     fn committed(&mut self, topic: &str, partition: i32) -> Result<Option<i64>, TopicError>;
+    /// Broker outages this consumer has waited through (or waits through
+    /// now) since it was created. Default 0: a backend without brokers has
+    /// none.
+    fn outages(&self) -> u64 {
+        0
+    }
     /// Joins this consumer's group and lets the group assign the partitions
     /// of `topics`, telling `listener` of every change. Backends that cannot
     /// share partitions between processes (the local log) refuse.

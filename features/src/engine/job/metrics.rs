@@ -17,6 +17,8 @@ pub struct JobMetrics {
     pub checkpoints: AtomicU64,
     /// Damaged checkpoints passed over for an older one.
     pub checkpoint_fallbacks: AtomicU64,
+    /// Broker outages the source consumer waited through.
+    pub broker_outages: AtomicU64,
     /// Lowest task watermark, epoch ms (i64::MIN before the first).
     pub watermark_ms: AtomicI64,
     pub state_bytes: AtomicU64,
@@ -76,6 +78,11 @@ impl JobMetrics {
             "eddy_checkpoints_total",
             "Task checkpoints written.",
             self.checkpoints.load(Ordering::Relaxed),
+        );
+        counter(
+            "eddy_broker_outages_total",
+            "Times the brokers stopped answering and the job waited for them (librdkafka reconnects), up to --broker-outage-timeout.",
+            self.broker_outages.load(Ordering::Relaxed),
         );
         counter(
             "eddy_checkpoint_fallbacks_total",

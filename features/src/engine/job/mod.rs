@@ -402,6 +402,9 @@ impl Job {
                 }
             }
             self.update_idleness(now);
+            self.metrics
+                .broker_outages
+                .store(self.consumer.outages(), Ordering::Relaxed);
             let mut newly_finished = false;
             let partitions: Vec<i32> = self.tasks.keys().copied().collect();
             for p in partitions {

@@ -52,6 +52,8 @@ pub(crate) struct KafkaConsumer {
     /// Since when the brokers fail to answer, and how many errors, while
     /// librdkafka reconnects (see [`KafkaConsumer::outage`]).
     outage: Option<Outage>,
+    /// Outages begun since the consumer was created.
+    outages: u64,
 }
 
 /// A broker outage in progress.
@@ -115,6 +117,7 @@ impl KafkaConsumer {
             subscribed: false,
             positions: BTreeMap::new(),
             outage: None,
+            outages: 0,
         })
     }
 
@@ -123,6 +126,9 @@ impl KafkaConsumer {
     /// been gone for longer than the configured outage timeout.
     fn outage(&mut self, e: KafkaError) -> Result<(), TopicError> {
         let now = Instant::now();
+        if self.outage.is_none() {
+            self.outages += 1;
+        }
         let outage = self.outage.get_or_insert_with(|| {
             tracing::warn!(error = %e, brokers = %self.cluster.config.brokers,
                 "kafka: brokers not answering; librdkafka reconnects, eddy waits (up to {:?})",
@@ -450,6 +456,10 @@ impl Consumer for KafkaConsumer {
         self.consumer
             .commit(&tpl, CommitMode::Sync)
             .map_err(kafka_err)
+    }
+
+    fn outages(&self) -> u64 {
+        self.outages
     }
 
     fn committed(&mut self, topic: &str, partition: i32) -> Result<Option<i64>, TopicError> {
