@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,11 @@ use crate::metrics::ServeMetrics;
 use crate::models::ModelSet;
 use crate::record::{RecommendationEncoder, lineage, request_fields};
 use crate::rules::ItemRules;
+
+mod follow;
+mod loader;
+
+use loader::ModelFeed;
 
 /// How often state topics (models, features, the item table) are read.
 const FOLLOW_EVERY: Duration = Duration::from_millis(5);
@@ -138,41 +143,6 @@ pub struct Service {
 impl Drop for Service {
     fn drop(&mut self) {
         self.loader_stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Where the model loader's updates come from.
-enum ModelFeed {
-    Topics(Box<dyn Consumer>),
-    /// What the learner published at a checkpoint: every record, of which
-    /// only those for `topics` (the models topics) are model updates; the
-    /// rest are its metrics.
-    Learner {
-        rx: Receiver<Vec<Record>>,
-        topics: Vec<String>,
-    },
-}
-
-enum ModelFeedError {
-    Read(eddy_features::topic::TopicError),
-    Closed,
-}
-
-impl ModelFeed {
-    /// The next updates, or none after a short wait.
-    fn next(&mut self) -> Result<Vec<Record>, ModelFeedError> {
-        let wait = Duration::from_millis(50);
-        match self {
-            ModelFeed::Topics(consumer) => consumer.poll(1000, wait).map_err(ModelFeedError::Read),
-            ModelFeed::Learner { rx, topics } => match rx.recv_timeout(wait) {
-                Ok(mut records) => {
-                    records.retain(|r| topics.contains(&r.topic));
-                    Ok(records)
-                }
-                Err(RecvTimeoutError::Timeout) => Ok(Vec::new()),
-                Err(RecvTimeoutError::Disconnected) => Err(ModelFeedError::Closed),
-            },
-        }
     }
 }
 
@@ -385,182 +355,6 @@ impl Service {
             service.read_history()?;
         }
         Ok(service)
-    }
-
-    /// Hands model updates to a thread of their own. Decoding a snapshot
-    /// (megabytes for a recommender, with its item matrix to build) would
-    /// otherwise hold up the requests behind it; the loader decodes into a
-    /// staging copy and sends finished models, which the serving loop
-    /// swaps in between batches. The updates come from the models topics,
-    /// from where the catch-up stopped, or, co-located, from the learner
-    /// (which publishes nothing between the catch-up and the job's start).
-    fn start_loader(&mut self, mut feed: ModelFeed) -> Result<(), ServeError> {
-        let mut staging = self.state.lock().expect("poisoned").models.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stop = self.loader_stop.clone();
-        let metrics = self.metrics.clone();
-        std::thread::Builder::new()
-            .name("serve-models".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let records = match feed.next() {
-                        Ok(r) => r,
-                        Err(ModelFeedError::Read(e)) => {
-                            tracing::warn!(error = %e, "reading the models topic");
-                            std::thread::sleep(Duration::from_millis(500));
-                            continue;
-                        }
-                        // The learner is gone (the job ended): nothing
-                        // more will come.
-                        Err(ModelFeedError::Closed) => break,
-                    };
-                    if records.is_empty() {
-                        continue;
-                    }
-                    let before: Vec<(String, Option<u64>)> = staging
-                        .models
-                        .iter()
-                        .map(|(n, m)| (n.clone(), m.version()))
-                        .collect();
-                    staging.apply_counted(&records, &metrics);
-                    let changed: Vec<(String, crate::models::Served)> = before
-                        .into_iter()
-                        .filter(|(n, v)| staging.models[n].version() != *v)
-                        .map(|(n, _)| {
-                            let m = staging.models[&n].clone();
-                            (n, m)
-                        })
-                        .collect();
-                    if !changed.is_empty() && tx.send(changed).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| ServeError::Environment(e.to_string()))?;
-        self.loaded_models = Some(rx);
-        Ok(())
-    }
-
-    /// Swaps in the models the loader has finished; the old ones are
-    /// dropped on another thread.
-    fn swap_in_models(&self) {
-        let Some(rx) = &self.loaded_models else {
-            return;
-        };
-        let mut old = Vec::new();
-        while let Ok(batch) = rx.try_recv() {
-            let mut state = self.state.lock().expect("poisoned");
-            for (name, served) in batch {
-                if let Some(previous) = state.models.models.insert(name, served) {
-                    old.push(previous);
-                }
-            }
-        }
-        if !old.is_empty() {
-            std::thread::spawn(move || drop(old));
-        }
-    }
-
-    /// Reads the trigger topic up to where answering starts, to learn what
-    /// each user has engaged with (so `exclude_seen` holds from the first
-    /// answer), without answering.
-    fn read_history(&mut self) -> Result<(), ServeError> {
-        let Some((topic, decoder)) = &self.trigger else {
-            return Ok(());
-        };
-        let records = eddy_features::topic::read_to_end(
-            self.backend.as_ref(),
-            topic,
-            Duration::from_secs(120),
-        )?;
-        let mut state = self.state.lock().expect("poisoned");
-        for r in &records {
-            if let Ok(row) = decoder.decode(r) {
-                state.latest_ts = state.latest_ts.max(row.ts.unwrap_or(r.timestamp_ms));
-                state.engine.observe(&row.key, &row.columns);
-            }
-        }
-        tracing::info!(
-            records = records.len(),
-            users = state.engine.users(),
-            "history read"
-        );
-        Ok(())
-    }
-
-    /// Reads the followed topics and the models topics to the end they
-    /// have now.
-    fn catch_up(
-        &mut self,
-        topics: &[String],
-        model_topics: &[String],
-        models: &mut dyn Consumer,
-    ) -> Result<(), ServeError> {
-        let mut ends: HashMap<(String, i32), i64> = HashMap::new();
-        for t in topics.iter().chain(model_topics) {
-            for p in self.backend.describe_topic(t)?.partitions {
-                if p.high > p.low {
-                    ends.insert((t.clone(), p.id), p.high);
-                }
-            }
-        }
-        let mut reached = |records: &[Record]| {
-            for r in records {
-                let key = (r.topic.clone(), r.partition);
-                if ends.get(&key).is_some_and(|e| r.offset + 1 >= *e) {
-                    ends.remove(&key);
-                }
-            }
-            ends.is_empty()
-        };
-        let mut done = reached(&[]);
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !done && Instant::now() < deadline {
-            let updates = models.poll(1000, Duration::from_millis(20))?;
-            done = reached(&updates);
-            self.state
-                .lock()
-                .expect("poisoned")
-                .models
-                .apply_counted(&updates, &self.metrics);
-            let records = self.follower.poll(10_000, Duration::from_millis(20))?;
-            done = reached(&records) || done;
-            self.apply_state(&records);
-        }
-        self.update_ready();
-        Ok(())
-    }
-
-    /// Applies feature-topic and item-table records.
-    fn apply_state(&mut self, records: &[Record]) {
-        if records.is_empty() {
-            return;
-        }
-        let mut state = self.state.lock().expect("poisoned");
-        for r in records {
-            state.features.apply(r);
-            if let Some(rules) = &mut state.engine.rules
-                && rules.topic == r.topic
-            {
-                rules.apply(r);
-            }
-        }
-        if let Some(rules) = &mut state.engine.rules {
-            rules.flush();
-        }
-        // Rows serving could not use are counted where operators look.
-        self.metrics
-            .feature_rows_undecodable
-            .store(state.features.undecodable, Ordering::Relaxed);
-        let rejected = state.engine.rules.as_ref().map_or(0, |r| r.rejected);
-        self.metrics
-            .item_rows_rejected
-            .store(rejected, Ordering::Relaxed);
-    }
-
-    fn update_ready(&self) {
-        let loaded = self.state.lock().expect("poisoned").models.all_loaded();
-        self.metrics.ready.store(loaded, Ordering::Relaxed);
     }
 
     /// Serves until `stop` is set, or in a bounded run until the triggers
