@@ -406,55 +406,25 @@ impl Task {
         any.then_some(min)
     }
 
-    /// Moves the watermark as far as the inputs allow and processes what it
-    /// passes.
-    pub fn advance(&mut self, tables: &[TableState]) -> Output {
-        match self.allowed() {
-            Some(w) if w > self.watermark => self.advance_to(w, tables),
-            _ => Output::default(),
-        }
-    }
-
-    /// End of a bounded input: releases everything, moves the watermark to
-    /// the latest event time seen and emits every key as of it.
-    pub fn finish(&mut self, tables: &[TableState]) -> Output {
-        self.finished = true;
-        let last = self.inputs.iter().filter_map(|i| i.max_ts).max();
-        let w = last.map_or(self.watermark, |l| l.max(self.watermark));
-        if w == i64::MIN {
-            return Output::default();
-        }
-        for view in &mut self.views {
-            view.touch_all();
-        }
-        self.advance_to(w, tables)
-    }
-
-    /// Releases events up to `w` and emits every changed key as of `w`.
-    pub fn advance_to(&mut self, w: i64, tables: &[TableState]) -> Output {
-        self.advance_probed(w, tables, None)
-    }
-
-    /// Like [`Task::advance`], but never past `cap` (a backfill's
-    /// `--until`), and answering `probe`.
-    pub fn advance_capped(
+    /// Moves the watermark as far as the inputs allow, but never past `cap`
+    /// (a backfill's `--until`; `i64::MAX` for none), processes what it
+    /// passes, and answers `probe` on the way.
+    pub fn advance(
         &mut self,
         cap: i64,
         tables: &[TableState],
         probe: Option<&mut Probe>,
     ) -> Output {
         match self.allowed() {
-            Some(w) if w.min(cap) > self.watermark => {
-                self.advance_probed(w.min(cap), tables, probe)
-            }
+            Some(w) if w.min(cap) > self.watermark => self.release_to(w.min(cap), tables, probe),
             _ => Output::default(),
         }
     }
 
-    /// The end of a backfill: releases everything up to `until` (default:
-    /// the latest event time seen), emits every key as of it, and forgets
-    /// the events after it.
-    pub fn finish_probed(
+    /// The end of a bounded input: releases everything up to `until`
+    /// (default: the latest event time seen), emits every key as of it,
+    /// answers `probe`, and forgets the events after it.
+    pub fn finish(
         &mut self,
         until: Option<i64>,
         tables: &[TableState],
@@ -472,8 +442,9 @@ impl Task {
         for view in &mut self.views {
             view.touch_all();
         }
+        // A backfill's quiet task builds rows for its final table.
         let quiet = std::mem::replace(&mut self.quiet, false);
-        let out = self.advance_probed(w, tables, probe);
+        let out = self.release_to(w, tables, probe);
         self.quiet = quiet;
         self.pending.clear();
         out
@@ -493,7 +464,7 @@ impl Task {
     /// anything at or after its time can be in its features. Joins and SQL
     /// still run once per batch, before the walk, since they do not depend
     /// on view state.
-    pub fn advance_probed(
+    pub(crate) fn release_to(
         &mut self,
         w: i64,
         tables: &[TableState],

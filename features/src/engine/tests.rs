@@ -364,9 +364,9 @@ fn run_scenario(events: &[(Ev, i64)], batches: &[usize]) {
         cursor = end;
         let last = cursor >= arrival.len();
         let out = if last {
-            task.finish(&tables)
+            task.finish(None, &tables, None)
         } else {
-            task.advance(&tables)
+            task.advance(i64::MAX, &tables, None)
         };
         assert!(out.rejected.is_empty());
         let t = task.watermark();
@@ -434,12 +434,12 @@ fn an_event_at_or_below_the_watermark_is_late_and_not_counted() {
         )
     };
     assert_eq!(task.offer(row(1_000, 0)), Offer::Accepted);
-    task.advance(&[]);
+    task.advance(i64::MAX, &[], None);
     assert_eq!(task.watermark(), 1_000 - 40 - 1);
     // Exactly at the lateness bound: still on time.
     assert_eq!(task.offer(row(960, 1)), Offer::Accepted);
     assert_eq!(task.offer(row(959, 2)), Offer::Late { watermark: 959 });
-    task.finish(&[]);
+    task.finish(None, &[], None);
     assert_eq!(
         task.view(0).values(&Scalar::Long(1), 1_000)[0],
         Scalar::Long(2)
@@ -460,14 +460,14 @@ fn windows_expire_as_time_passes_without_new_events() {
     };
     task.offer(row(1, 100, 0));
     task.offer(row(2, 120, 1));
-    let out = task.advance(&[]);
+    let out = task.advance(i64::MAX, &[], None);
     assert!(
         out.rows.is_empty(),
         "nothing is released before the watermark passes it"
     );
     // Only user 2 gets events; user 1's 100 ms window must still expire.
     task.offer(row(2, 300, 2));
-    let out = task.advance(&[]);
+    let out = task.advance(i64::MAX, &[], None);
     let cnt_100ms = features
         .iter()
         .position(|f| f.column == "cnt_100ms")
@@ -499,14 +499,14 @@ fn a_checkpointed_task_continues_exactly_like_one_never_stopped() {
     for (i, (k, ts)) in sorted.iter().take(150).enumerate() {
         a.offer(row(*k, *ts, i as i64));
     }
-    a.advance(&[]);
+    a.advance(i64::MAX, &[], None);
     let bytes = postcard::to_allocvec(&a.snapshot()).unwrap();
     let mut b = Task::restore(cfg, postcard::from_bytes(&bytes).unwrap());
     for (i, (k, ts)) in sorted.iter().enumerate().skip(150) {
         a.offer(row(*k, *ts, i as i64));
         b.offer(row(*k, *ts, i as i64));
     }
-    let (oa, ob) = (a.finish(&[]), b.finish(&[]));
+    let (oa, ob) = (a.finish(None, &[], None), b.finish(None, &[], None));
     assert_eq!(oa.rows, ob.rows);
     for k in 0..3 {
         assert_eq!(
@@ -590,14 +590,14 @@ fn joins_read_the_version_valid_at_event_time_and_missing_rows_give_null_or_drop
         task.offer(join_row(1, 150, 1)); // reads "old"
         task.offer(join_row(2, 160, 2)); // no such item
         task.offer(join_row(1, 250, 3)); // reads "new"
-        task.finish(&tables);
+        task.finish(None, &tables, None);
         let values = task.view(0).values(&Scalar::Long(7), 250);
         assert_eq!(values[0], Scalar::Long(count), "missing: {missing}");
         assert_eq!(values[1], Scalar::from("new"));
         // The event at 150 saw the version valid then.
         let mut early = join_task(missing);
         early.offer(join_row(1, 150, 0));
-        early.finish(&tables);
+        early.finish(None, &tables, None);
         assert_eq!(
             early.view(0).values(&Scalar::Long(7), 150)[1],
             Scalar::from("old")
@@ -640,7 +640,7 @@ features:
             .into(),
         });
     }
-    let out = task.finish(&[]);
+    let out = task.finish(None, &[], None);
     assert_eq!(out.rejected.len(), 1, "{:?}", out.rejected);
     assert_eq!(out.rejected[0].row.offset, 1);
     assert!(
@@ -678,10 +678,10 @@ fn a_probed_event_sees_only_strictly_earlier_events_not_one_at_its_own_time() {
         for (i, e) in events.iter().enumerate() {
             task.offer(e.clone());
             if i + 1 == cut {
-                task.advance_capped(i64::MAX, &[], Some(&mut probe));
+                task.advance(i64::MAX, &[], Some(&mut probe));
             }
         }
-        task.finish_probed(None, &[], Some(&mut probe));
+        task.finish(None, &[], Some(&mut probe));
         let rows = &probe.rows;
         let seen: Vec<(i64, i64, Scalar, Scalar)> = (0..rows.len())
             .map(|i| {
@@ -728,10 +728,10 @@ fn a_backfill_until_a_time_counts_nothing_after_it_and_probes_from_its_start() {
             [Scalar::Double(1.0), Scalar::Null, Scalar::Null],
         );
         task.offer(r);
-        task.advance_capped(650, &[], Some(&mut probe));
+        task.advance(650, &[], Some(&mut probe));
     }
     assert!(task.watermark() <= 650);
-    let out = task.finish_probed(Some(650), &[], Some(&mut probe));
+    let out = task.finish(Some(650), &[], Some(&mut probe));
     let probed: Vec<i64> = probe.rows.ts.clone();
     assert_eq!(probed, vec![500, 600], "labels in [from, until] only");
     let (_, last) = out.rows.last().expect("the final table");
@@ -777,7 +777,7 @@ fn training_row_counted_an_event_the_live_window_had_evicted() {
             for r in &rows {
                 task.offer(r.clone());
             }
-            task.finish_probed(None, &[], Some(&mut probe));
+            task.finish(None, &[], Some(&mut probe));
             let probed = &probe.rows;
             prop_assert_eq!(probed.ts.len(), rows.len());
             for i in 0..probed.ts.len() {
@@ -788,7 +788,7 @@ fn training_row_counted_an_event_the_live_window_had_evicted() {
                 for r in rows.iter().filter(|r| r.ts < t) {
                     live.offer(r.clone());
                 }
-                live.advance_to(t, &[]);
+                live.release_to(t, &[], None);
                 let expected = live.view(0).values(&key, t);
                 let got: Vec<Scalar> = probed.features.iter().map(|c| c.get(i)).collect();
                 prop_assert_eq!(got, expected, "label at {} (offset {})", t, offset);

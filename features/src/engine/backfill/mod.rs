@@ -363,7 +363,7 @@ impl Backfill {
             }
             let tables = &self.inputs.table_state;
             let outs = on_every_task(&mut self.tasks, &mut probes, |task, probe| {
-                task.advance_capped(cap, tables, Some(probe))
+                task.advance(cap, tables, Some(probe))
             });
             phases[3] += t0.elapsed();
             let t0 = Instant::now();
@@ -397,7 +397,7 @@ impl Backfill {
         let tables = &self.inputs.table_state;
         let until = self.options.until;
         let outs = on_every_task(&mut self.tasks, &mut probes, |task, probe| {
-            task.finish_probed(until, tables, Some(probe))
+            task.finish(until, tables, Some(probe))
         });
         for (p, out) in outs {
             let probe = probes.get_mut(&p).expect("one per task");

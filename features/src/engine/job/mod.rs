@@ -415,11 +415,11 @@ impl Job {
                 }
                 let tables = &self.table_state;
                 let mut probe = self.learning.as_mut().map(|l| l.probe(p));
-                let out = match (at_end, &mut probe) {
-                    (true, Some(probe)) => task.finish_probed(None, tables, Some(probe)),
-                    (true, None) => task.finish(tables),
-                    (false, Some(probe)) => task.advance_capped(i64::MAX, tables, Some(probe)),
-                    (false, None) => task.advance(tables),
+                let probe_now = probe.as_deref_mut();
+                let out = if at_end {
+                    task.finish(None, tables, probe_now)
+                } else {
+                    task.advance(i64::MAX, tables, probe_now)
                 };
                 newly_finished |= at_end;
                 let examples = probe.map(|probe| probe.rows.take());
