@@ -53,8 +53,11 @@ pub fn check_k(k: usize) -> Result<usize, String> {
 /// What to recommend for.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The request id, or `<topic>/<partition>/<offset>` of the trigger.
     pub id: String,
+    /// The user to recommend for.
     pub user: Scalar,
+    /// How many items to answer with (1 to [`MAX_K`]).
     pub k: usize,
     /// Event time: the trigger's, or for a request the latest event time
     /// serving has seen.
@@ -66,7 +69,9 @@ pub struct Request {
 /// A ranked item.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ranked {
+    /// The item id, as text.
     pub item: String,
+    /// The ranker's probability, or the recommender's score without one.
     pub score: f64,
     /// The recommender that proposed it, or `explore`.
     pub source: String,
@@ -75,12 +80,17 @@ pub struct Ranked {
 /// The answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recommendation {
+    /// The request's id (see [`Request::id`]).
     pub request_id: String,
+    /// The user, as text.
     pub user_id: String,
+    /// The items, best first.
     pub items: Vec<Ranked>,
+    /// The versions of the models used, `name@version,...`.
     pub model_version: String,
     /// The time the user's features were valid for, if any were read.
     pub features_as_of: Option<i64>,
+    /// The trigger's event time (a request's: the latest seen).
     pub trigger_event_time: i64,
     /// Every feature and model used was as of the trigger: nothing at or
     /// after a trigger event's time (for a request, after the latest event
@@ -111,6 +121,7 @@ struct Ranker {
 pub struct Engine {
     candidates: Vec<String>,
     per_model: usize,
+    /// The `k` of a request that does not say.
     pub default_k: usize,
     exclude_seen: bool,
     history_len: usize,
@@ -124,6 +135,7 @@ pub struct Engine {
     shown: FastMap<u64, Vec<u64>>,
     /// Text of string item ids.
     names: FastMap<u64, String>,
+    /// The item table: rules and candidates' own columns.
     pub rules: Option<ItemRules>,
     explorer: Explorer,
 }

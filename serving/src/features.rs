@@ -56,7 +56,9 @@ pub struct FeatureTables {
 #[derive(Debug, thiserror::Error)]
 #[error("feature topic `{topic}`: {why}")]
 pub struct FeatureTableError {
+    /// The feature topic.
     pub topic: String,
+    /// What does not fit.
     pub why: String,
 }
 
@@ -231,6 +233,7 @@ impl FeatureTables {
         }
     }
 
+    /// Whether no view has a row yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

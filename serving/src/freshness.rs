@@ -27,6 +27,7 @@ use eddy_training::online::recommender::RecommenderModel;
 /// How the replay scores.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
+    /// The k of HR@k and NDCG@k.
     pub k: usize,
     /// Upcoming items of the user that count as hits.
     pub next: usize,
@@ -39,14 +40,21 @@ pub struct Options {
 /// HR@k and NDCG@k of one recommender, both ways.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Lift {
+    /// The recommender's name in the spec.
     pub model: String,
+    /// Interactions scored.
     pub evaluated: u64,
+    /// HR@k of the copy updated on every event.
     pub streaming_hit_rate: f64,
+    /// HR@k of the copy rebuilt once per period.
     pub daily_hit_rate: f64,
+    /// NDCG@k of the copy updated on every event.
     pub streaming_ndcg: f64,
+    /// NDCG@k of the copy rebuilt once per period.
     pub daily_ndcg: f64,
     /// streaming / daily HR@k.
     pub hit_rate_lift: f64,
+    /// streaming / daily NDCG@k.
     pub ndcg_lift: f64,
     /// HR@k per calendar year (UTC) of the scored interactions: quality
     /// over time.
@@ -56,9 +64,13 @@ pub struct Lift {
 /// HR@k of one year's interactions, both ways.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct YearScore {
+    /// The calendar year (UTC).
     pub year: i32,
+    /// Interactions of that year scored.
     pub evaluated: u64,
+    /// HR@k of the streaming copy that year.
     pub streaming_hit_rate: f64,
+    /// HR@k of the daily copy that year.
     pub daily_hit_rate: f64,
 }
 

@@ -26,6 +26,8 @@
 //!   history and compares recommenders updated on every event with the
 //!   same recommenders rebuilt once a day.
 
+#![warn(missing_docs)]
+
 pub mod colocated;
 pub mod engine;
 pub mod features;
@@ -41,20 +43,27 @@ pub mod service;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
+    /// A spec problem.
     Spec(#[from] eddy_features::spec::SpecError),
     #[error(transparent)]
+    /// A topic could not be read or written.
     Topic(#[from] eddy_features::topic::TopicError),
     #[error("registry: {0}")]
+    /// The schema registry failed.
     Registry(#[from] eddy_features::registry::RegistryError),
     #[error("{0}")]
+    /// A record could not be encoded or decoded.
     Avro(#[from] eddy_features::avro::AvroError),
     #[error(transparent)]
+    /// A feature topic does not fit its view.
     Features(#[from] features::FeatureTableError),
     #[error(
         "the spec has no `serving:` section: add one naming the trigger source or requests topic and the candidate models (README, \"Serving\")"
     )]
+    /// The spec has no `serving:` section.
     NoServing,
     #[error("{0}")]
+    /// A setting cannot work (an address, a rule, a missing schema).
     Setup(String),
     /// Something outside eddy failed while starting: the registry could
     /// not be asked, a thread could not start.

@@ -13,9 +13,13 @@ const BUCKETS: [f64; 14] = [
 /// Counters and gauges of a running service.
 #[derive(Debug, Default)]
 pub struct ServeMetrics {
+    /// Trigger events answered.
     pub triggers: AtomicU64,
+    /// Requests from the requests topic answered.
     pub requests: AtomicU64,
+    /// Requests over HTTP answered.
     pub http_requests: AtomicU64,
+    /// Recommendations emitted.
     pub recommendations: AtomicU64,
     /// Recommendations with no item (no model knew anything to offer).
     pub empty: AtomicU64,
@@ -27,7 +31,9 @@ pub struct ServeMetrics {
     /// Item-table rows the business rules could not read or evaluate (the
     /// item is not allowed).
     pub item_rows_rejected: AtomicU64,
+    /// Records sent to a dead-letter topic.
     pub dead_lettered: AtomicU64,
+    /// Model versions swapped in.
     pub model_swaps: AtomicU64,
     /// Model updates that could not be decoded (another eddy version, or
     /// not a model update at all).
@@ -40,6 +46,7 @@ pub struct ServeMetrics {
 }
 
 impl ServeMetrics {
+    /// Counts one answer's latency, in seconds.
     pub fn observe_latency(&self, seconds: f64) {
         let mut l = self.latency.lock().expect("poisoned");
         let b = BUCKETS
@@ -57,6 +64,7 @@ impl ServeMetrics {
         (n, if n == 0 { f64::NAN } else { sum / n as f64 })
     }
 
+    /// The metrics in the Prometheus text format.
     pub fn render(&self, pipeline: &str) -> String {
         let mut out = String::new();
         let l = format!("pipeline=\"{pipeline}\"");

@@ -28,7 +28,9 @@ pub enum Served {
     Linear(Replica),
     /// A candidate recommender, once a snapshot has arrived.
     Recommender {
+        /// The model's name in the spec.
         name: String,
+        /// The version served and the model, once a snapshot has arrived.
         model: Option<(u64, RecModel)>,
         /// MF's items as one matrix, built when a snapshot arrives.
         matrix: Option<ItemMatrix>,
@@ -38,6 +40,7 @@ pub enum Served {
 }
 
 impl Served {
+    /// The version served, if any.
     pub fn version(&self) -> Option<u64> {
         match self {
             Served::Linear(r) => r.version(),
@@ -49,6 +52,7 @@ impl Served {
 /// Every model serving uses, by name.
 #[derive(Clone)]
 pub struct ModelSet {
+    /// By model name.
     pub models: BTreeMap<String, Served>,
     /// Updates that could not be decoded (another eddy version?).
     pub undecodable: u64,

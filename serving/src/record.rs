@@ -123,8 +123,11 @@ pub fn lineage(r: &Recommendation, trigger: &str) -> Vec<Header> {
 /// An explicit request, decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestFields {
+    /// The request's id.
     pub request_id: String,
+    /// The user, as text.
     pub user_id: String,
+    /// How many items, if the request says.
     pub k: Option<usize>,
 }
 

@@ -25,6 +25,7 @@ use eddy_training::online::recommender::id_of;
 
 /// The item table's latest rows, the rules and the items they allow.
 pub struct ItemRules {
+    /// The item table's topic.
     pub topic: String,
     decoder: RecordDecoder,
     columns: Columns,
@@ -194,6 +195,7 @@ impl ItemRules {
         self.rows.get(&item).map(|r| &r[..])
     }
 
+    /// How many items the rules allow now.
     pub fn allowed(&self) -> usize {
         self.allowed.len()
     }

@@ -68,11 +68,15 @@ pub struct ServeOptions {
 
 /// What the loop and the HTTP server share.
 pub struct State {
+    /// Candidates, ranking and each user's history.
     pub engine: Engine,
+    /// The models served.
     pub models: ModelSet,
+    /// The features served.
     pub features: FeatureTables,
     /// The latest event time seen: a request's time.
     pub latest_ts: i64,
+    /// The spec's views, in spec order.
     pub views: Vec<ViewPlan>,
     /// The type of user ids (the trigger source's key).
     pub user_type: ColumnType,
@@ -93,12 +97,17 @@ impl State {
 /// What a run did.
 #[derive(Debug, Clone, Default)]
 pub struct ServeSummary {
+    /// Trigger events answered.
     pub triggers: u64,
+    /// Requests from the requests topic answered (HTTP ones are counted in the metrics).
     pub requests: u64,
+    /// Recommendations emitted.
     pub recommendations: u64,
     /// Recommendations not as of their trigger (`as_of_trigger: false`).
     pub ahead_of_trigger: u64,
+    /// Records sent to a dead-letter topic.
     pub dead_lettered: u64,
+    /// How long the run took.
     pub elapsed: Duration,
 }
 
@@ -117,8 +126,11 @@ impl ServeSummary {
 
 /// A running serving component.
 pub struct Service {
+    /// What the loop and the HTTP server share.
     pub state: Arc<Mutex<State>>,
+    /// The metrics `/metrics` serves.
     pub metrics: Arc<ServeMetrics>,
+    /// The pipeline's name.
     pub name: String,
     backend: Arc<dyn Backend>,
     consumer: Box<dyn Consumer>,
