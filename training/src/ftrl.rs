@@ -62,6 +62,7 @@ impl Default for FtrlConfig {
 /// The model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ftrl {
+    /// The hyper-parameters it was made with.
     pub config: FtrlConfig,
     /// Per slot: z, √n, w. Stored sparse: only slots a feature ever
     /// touched, so a snapshot is proportional to the features seen, not to
@@ -130,11 +131,13 @@ pub struct FtrlDelta {
 /// mistake cannot make the logloss infinite.
 pub const CLIP: f64 = 1e-15;
 
+/// The logistic function, 1 / (1 + e^-x).
 pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x.clamp(-35.0, 35.0)).exp())
 }
 
 impl Ftrl {
+    /// A model with every weight at zero.
     pub fn new(config: FtrlConfig) -> Ftrl {
         let size = 1usize << config.bits.clamp(1, 30);
         Ftrl {

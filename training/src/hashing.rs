@@ -59,6 +59,7 @@ pub struct Builder<'h> {
 }
 
 impl FeatureHasher {
+    /// A hasher into 2^`bits` slots, crossing each named pair of namespaces.
     pub fn new(bits: u32, crosses: Vec<(String, String)>) -> FeatureHasher {
         FeatureHasher {
             bits: bits.clamp(1, 30),

@@ -25,6 +25,8 @@
 //! - [`recommend`]: popularity with decay and streaming matrix
 //!   factorization, with prequential HR@k and NDCG@k.
 
+#![warn(missing_docs)]
+
 pub mod batch;
 pub mod ftrl;
 pub mod hashing;
@@ -42,7 +44,14 @@ pub use metrics::Progressive;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Rejected {
     #[error("feature `{feature}` is {value}: a NaN or infinite value would poison the weights")]
-    NotFinite { feature: String, value: f64 },
+    /// An input is NaN or infinite.
+    NotFinite {
+        /// The input's name.
+        feature: String,
+        /// Its value.
+        value: f64,
+    },
+    /// The label is not a finite number.
     #[error("the label is {0}: a label must be a finite number (0/1 for a classifier)")]
     BadLabel(f64),
 }
@@ -53,7 +62,9 @@ pub enum TrainingError {
     #[error(
         "model snapshot is unreadable ({0}): it was written by another version of eddy, or is damaged"
     )]
+    /// A model snapshot does not decode.
     Snapshot(String),
+    /// The batch model could not be fitted.
     #[error("fitting the batch model failed: {0}")]
     Fit(String),
 }

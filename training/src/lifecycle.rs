@@ -34,25 +34,36 @@ use crate::ftrl::{Ftrl, FtrlDelta};
 /// What goes on the models topic.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ModelUpdate {
+    /// A full model: every non-zero weight (FTRL), or the whole recommender.
     Snapshot {
+        /// The version it is.
         version: u64,
+        /// The model, postcard-encoded.
         model: Vec<u8>,
     },
+    /// The weights an FTRL model changed since the previous version.
     Delta(FtrlDelta),
     /// One piece of a snapshot too large for one record (Kafka refuses
     /// records above `message.max.bytes`, 1 MB by default), keyed
     /// `<model>/snapshot/<index>`. Pieces come first, then the manifest.
     Chunk {
+        /// The snapshot's version.
         version: u64,
+        /// Which piece, from 0.
         index: u32,
+        /// The piece's bytes.
         bytes: Vec<u8>,
     },
     /// The manifest of a chunked snapshot, keyed `<model>/snapshot`: the
     /// snapshot is the `chunks` pieces of `version`, in order.
     Chunked {
+        /// The snapshot's version.
         version: u64,
+        /// How many pieces.
         chunks: u32,
+        /// The snapshot's length in bytes.
         len: u64,
+        /// CRC-32 of the whole snapshot.
         crc: u32,
     },
 }
@@ -189,10 +200,13 @@ impl Assembler {
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
     #[error(transparent)]
+    /// The models topic could not be written or read.
     Topic(#[from] TopicError),
     #[error(transparent)]
+    /// Object storage failed.
     Store(#[from] StoreError),
     #[error(transparent)]
+    /// A model could not be decoded.
     Model(#[from] TrainingError),
 }
 
@@ -209,6 +223,7 @@ impl LifecycleError {
 
 /// Publishes a learner's updates.
 pub struct Publisher {
+    /// The model's name.
     pub name: String,
     topic: String,
     snapshot_every: u64,
@@ -218,6 +233,7 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// Publishes model `name` to `topic`, with a full snapshot every `snapshot_every` syncs.
     pub fn new(name: &str, topic: &str, snapshot_every: u64) -> Publisher {
         Publisher {
             name: name.to_string(),
@@ -301,7 +317,9 @@ impl Publisher {
 /// What a replica did with a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
+    /// A snapshot of this version replaced the model.
     Snapshot(u64),
+    /// A delta brought the model to this version.
     Delta(u64),
     /// Older than what the replica holds.
     Stale,
@@ -315,11 +333,13 @@ pub enum Applied {
 #[derive(Clone)]
 pub struct Replica {
     name: String,
+    /// The model, once a snapshot has arrived.
     pub model: Option<Ftrl>,
     assembler: Assembler,
 }
 
 impl Replica {
+    /// An empty replica of model `name`.
     pub fn new(name: &str) -> Replica {
         Replica {
             name: name.to_string(),

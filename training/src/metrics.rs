@@ -30,9 +30,13 @@ const BINS: usize = 1 << 16;
 /// A summary of [`Progressive`].
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
+    /// Examples scored.
     pub examples: u64,
+    /// Mean log loss.
     pub logloss: f64,
+    /// Share of examples on the right side of 0.5.
     pub accuracy: f64,
+    /// Area under the ROC curve (from fixed histograms).
     pub auc: f64,
     /// Root mean squared error of the probability (the Brier score's root).
     pub rmse: f64,
@@ -82,6 +86,7 @@ impl Progressive {
         wins / (positives as f64 * negatives as f64)
     }
 
+    /// The metrics so far.
     pub fn report(&self) -> Report {
         let n = self.count.max(1) as f64;
         Report {
@@ -108,6 +113,7 @@ impl Progressive {
 /// Running metrics of a regressor (ratings).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Regression {
+    /// Examples scored.
     pub count: u64,
     squared: f64,
     absolute: f64,
@@ -116,12 +122,16 @@ pub struct Regression {
 /// A summary of [`Regression`].
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RegressionReport {
+    /// Examples scored.
     pub examples: u64,
+    /// Root mean squared error.
     pub rmse: f64,
+    /// Mean absolute error.
     pub mae: f64,
 }
 
 impl Regression {
+    /// Scores one prediction against its target.
     pub fn add(&mut self, prediction: f64, y: f64) {
         let e = prediction - y;
         self.squared += e * e;
@@ -129,6 +139,7 @@ impl Regression {
         self.count += 1;
     }
 
+    /// The metrics so far.
     pub fn report(&self) -> RegressionReport {
         let n = self.count.max(1) as f64;
         RegressionReport {

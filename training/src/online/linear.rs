@@ -24,9 +24,12 @@ use crate::{Learner, Rejected};
 /// The learner and its progressive metrics.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LinearModel {
+    /// The weights.
     pub ftrl: Ftrl,
     hasher: FeatureHasher,
+    /// Progressive logloss, accuracy and AUC (`ftrl`).
     pub classification: Progressive,
+    /// Progressive RMSE and MAE (`linear`).
     pub regression: Regression,
 }
 
@@ -39,6 +42,7 @@ pub struct Inputs {
 }
 
 impl Inputs {
+    /// The inputs of `plan`, with their namespaces' hashes.
     pub fn new(plan: &ModelPlan) -> Inputs {
         Inputs {
             inputs: plan
@@ -153,6 +157,7 @@ pub fn hasher(plan: &ModelPlan) -> FeatureHasher {
 }
 
 impl LinearModel {
+    /// A model for `plan`, with every weight at zero.
     pub fn new(plan: &ModelPlan) -> LinearModel {
         let config = super::params::ftrl(plan);
         LinearModel {

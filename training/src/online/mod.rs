@@ -53,15 +53,29 @@ pub use state::{Body, Joiner, ModelState, Pending, fingerprint, pending_counts};
 #[derive(Debug, thiserror::Error)]
 pub enum OnlineError {
     #[error(transparent)]
+    /// Snapshots could not be read or published.
     Lifecycle(#[from] crate::lifecycle::LifecycleError),
     #[error(transparent)]
+    /// A models topic could not be created.
     Topic(#[from] eddy_features::topic::TopicError),
     #[error(
         "model `{model}`: its latest snapshot ({url}) was trained with another definition (kind, label, inputs, crosses or params changed). Restore the old definition, or delete that directory to train the model from scratch"
     )]
-    Changed { model: String, url: String },
+    /// The latest snapshot was trained with another definition.
+    Changed {
+        /// The model.
+        model: String,
+        /// Where its latest snapshot is.
+        url: String,
+    },
     #[error("model `{model}`: {why}")]
-    Label { model: String, why: String },
+    /// A label or filter expression does not fit the source.
+    Label {
+        /// The model.
+        model: String,
+        /// What is wrong with its label or filter.
+        why: String,
+    },
 }
 
 impl OnlineError {

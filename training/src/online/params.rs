@@ -18,6 +18,7 @@ pub const POPULARITY_HALF_LIFE_MS: i64 = 30 * 86_400_000;
 /// The k of progressive HR@k and NDCG@k when `k` is not set.
 pub const DEFAULT_K: usize = 10;
 
+/// FTRL's settings from a model's params, defaults filled in.
 pub fn ftrl(plan: &ModelPlan) -> FtrlConfig {
     let p = &plan.params;
     let d = FtrlConfig::default();
@@ -36,6 +37,7 @@ pub fn ftrl(plan: &ModelPlan) -> FtrlConfig {
     }
 }
 
+/// MF's settings from a model's params, defaults filled in.
 pub fn mf(p: &ModelParams) -> MfConfig {
     let d = MfConfig::default();
     MfConfig {
@@ -48,6 +50,7 @@ pub fn mf(p: &ModelParams) -> MfConfig {
     }
 }
 
+/// Co-occurrence's settings from a model's params, defaults filled in.
 pub fn cooccurrence(p: &ModelParams) -> CoOccurrenceConfig {
     let d = CoOccurrenceConfig::default();
     CoOccurrenceConfig {
@@ -58,10 +61,12 @@ pub fn cooccurrence(p: &ModelParams) -> CoOccurrenceConfig {
     }
 }
 
+/// Popularity's half-life (ms) from a model's params.
 pub fn popularity_half_life(p: &ModelParams) -> i64 {
     p.half_life.map_or(POPULARITY_HALF_LIFE_MS, |h| h.0)
 }
 
+/// The k of a recommender's progressive HR@k and NDCG@k.
 pub fn k(p: &ModelParams) -> usize {
     p.k.unwrap_or(DEFAULT_K).max(1)
 }

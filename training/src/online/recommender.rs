@@ -24,12 +24,16 @@ use crate::recommend::popularity::Popularity;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Model {
+    /// Streaming matrix factorization (BPR).
     Mf(StreamingMf),
+    /// Item-to-item co-occurrence.
     CoOccurrence(CoOccurrence),
+    /// Decayed popularity.
     Popularity(Popularity),
 }
 
 impl Model {
+    /// The recommender, to learn and recommend.
     pub fn as_recommender(&mut self) -> &mut dyn Recommender {
         match self {
             Model::Mf(m) => m,
@@ -38,6 +42,7 @@ impl Model {
         }
     }
 
+    /// The recommender, to recommend.
     pub fn recommender(&self) -> &dyn Recommender {
         match self {
             Model::Mf(m) => m,
@@ -50,7 +55,9 @@ impl Model {
 /// The recommender, its evaluation and the text of string ids.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RecommenderModel {
+    /// The learner.
     pub model: Model,
+    /// Its prequential HR@k and NDCG@k.
     pub eval: Prequential,
     /// Interactions learned.
     pub learned: u64,
@@ -63,6 +70,7 @@ pub struct RecommenderModel {
 pub use eddy_features::engine::delayed::{id_of, string_id};
 
 impl RecommenderModel {
+    /// A fresh recommender of `plan`'s kind and params.
     pub fn new(plan: &ModelPlan) -> RecommenderModel {
         let p = &plan.params;
         let model = match plan.kind {
@@ -114,6 +122,7 @@ impl RecommenderModel {
         }
     }
 
+    /// (metric, value) pairs: HR@k and NDCG@k.
     pub fn metrics(&self) -> Vec<(&'static str, f64)> {
         let r = self.eval.report();
         vec![("hit_rate", r.hit_rate), ("ndcg", r.ndcg)]

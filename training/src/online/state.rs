@@ -17,7 +17,9 @@ use crate::joiner::LabelJoiner;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Body {
+    /// FTRL, for `ftrl` and `linear`.
     Linear(LinearModel),
+    /// A recommender, for `mf`, `cooccurrence` and `popularity`.
     Recommender(RecommenderModel),
 }
 
@@ -26,6 +28,7 @@ pub enum Body {
 pub struct ModelState {
     /// The model definition it was trained with (see [`fingerprint`]).
     pub fingerprint: u32,
+    /// The learner.
     pub body: Body,
     /// Per partition: every example at or before this event time is learned.
     pub learned_until: BTreeMap<i32, i64>,
@@ -63,6 +66,7 @@ pub fn pending_counts(p: &Pending) -> (usize, u64, u64) {
 }
 
 impl ModelState {
+    /// The version of the model last published.
     pub fn version(&self) -> u64 {
         match &self.body {
             Body::Linear(m) => m.ftrl.version,
@@ -70,6 +74,7 @@ impl ModelState {
         }
     }
 
+    /// Examples learned.
     pub fn examples(&self) -> u64 {
         match &self.body {
             Body::Linear(m) => m.examples(),

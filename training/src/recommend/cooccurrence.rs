@@ -42,6 +42,7 @@ impl Default for CoOccurrenceConfig {
 /// The model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CoOccurrence {
+    /// Its settings.
     pub config: CoOccurrenceConfig,
     recent: HashMap<u64, VecDeque<(u64, i64)>>,
     /// item → neighbor → log₂ of its weight at time 0.
@@ -49,6 +50,7 @@ pub struct CoOccurrence {
 }
 
 impl CoOccurrence {
+    /// An empty model.
     pub fn new(config: CoOccurrenceConfig) -> CoOccurrence {
         CoOccurrence {
             config,

@@ -24,14 +24,18 @@ use super::Rng;
 /// One admitted id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
+    /// The embedding.
     pub vector: Vec<f32>,
+    /// The id's bias.
     pub bias: f32,
+    /// Event time of the id's last interaction (ms).
     pub last_seen: i64,
 }
 
 /// Rows by id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EmbeddingTable {
+    /// Embedding size.
     pub dim: usize,
     min_count: u32,
     ttl_ms: i64,
@@ -43,6 +47,7 @@ pub struct EmbeddingTable {
 }
 
 impl EmbeddingTable {
+    /// An empty table: ids get a row after `min_count` sightings and lose it after `ttl_ms` unseen.
     pub fn new(dim: usize, min_count: u32, ttl_ms: i64) -> EmbeddingTable {
         EmbeddingTable {
             dim,
@@ -86,10 +91,12 @@ impl EmbeddingTable {
         true
     }
 
+    /// The row of an admitted id.
     pub fn get(&self, id: u64) -> Option<&Row> {
         self.rows.get(&id)
     }
 
+    /// The row of an admitted id, to update.
     pub fn get_mut(&mut self, id: u64) -> Option<&mut Row> {
         self.rows.get_mut(&id)
     }
@@ -111,14 +118,17 @@ impl EmbeddingTable {
         self.pending.retain(|_, (_, last)| *last >= cutoff);
     }
 
+    /// Admitted ids.
     pub fn len(&self) -> usize {
         self.rows.len()
     }
 
+    /// Whether no id is admitted.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
 
+    /// Every admitted id and its row.
     pub fn ids(&self) -> impl Iterator<Item = (&u64, &Row)> {
         self.rows.iter()
     }

@@ -12,6 +12,7 @@ use super::Recommender;
 /// Running HR@k and NDCG@k.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Prequential {
+    /// The k of HR@k and NDCG@k.
     pub k: usize,
     /// Items each user has interacted with: never recommended again.
     seen: HashMap<u64, HashSet<u64>>,
@@ -23,12 +24,16 @@ pub struct Prequential {
 /// HR@k and NDCG@k over the evaluated interactions.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RankReport {
+    /// Interactions scored.
     pub evaluated: u64,
+    /// HR@k: the share of interactions whose item was in the top k.
     pub hit_rate: f64,
+    /// NDCG@k.
     pub ndcg: f64,
 }
 
 impl Prequential {
+    /// An evaluation at `k`.
     pub fn new(k: usize) -> Prequential {
         Prequential {
             k,
@@ -70,6 +75,7 @@ impl Prequential {
         }
     }
 
+    /// The metrics so far.
     pub fn report(&self) -> RankReport {
         let n = self.evaluated.max(1) as f64;
         RankReport {

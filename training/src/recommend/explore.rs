@@ -24,16 +24,20 @@ use super::Rng;
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Exploration {
     #[default]
+    /// No exploration.
     Off,
+    /// Each slot goes, with probability `epsilon`, to a random cold item.
     EpsilonGreedy {
         /// Probability that a slot goes to a random cold item.
         epsilon: f64,
     },
+    /// The last `slots` go to cold items sampled by their Beta posterior.
     Thompson {
         /// Slots at the end of the list given to sampled cold items.
         slots: usize,
         /// Beta prior (clicks, non-clicks). Default a weak (1, 10).
         prior_clicks: f64,
+        /// Beta prior's non-clicks.
         prior_misses: f64,
     },
 }
@@ -41,6 +45,7 @@ pub enum Exploration {
 /// Impressions and clicks of items, for exploration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Explorer {
+    /// How to explore.
     pub mode: Exploration,
     /// Items with fewer impressions than this are cold. Default 100.
     pub cold_below: u64,
@@ -75,6 +80,7 @@ fn beta(rng: &mut Rng, a: f64, b: f64) -> f64 {
 }
 
 impl Explorer {
+    /// An explorer that has seen nothing.
     pub fn new(mode: Exploration) -> Explorer {
         Explorer {
             mode,

@@ -51,8 +51,11 @@ impl Default for MfConfig {
 /// The model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StreamingMf {
+    /// Its settings.
     pub config: MfConfig,
+    /// User embeddings.
     pub users: EmbeddingTable,
+    /// Item embeddings.
     pub items: EmbeddingTable,
     /// Admitted item ids, for negative sampling (may hold expired ids,
     /// skipped when drawn).
@@ -97,6 +100,7 @@ fn dot_wide(a: &[f32], b: &[f32]) -> f32 {
 }
 
 impl StreamingMf {
+    /// An empty model.
     pub fn new(config: MfConfig) -> StreamingMf {
         StreamingMf {
             users: EmbeddingTable::new(config.dim, config.min_count, config.ttl_ms),
@@ -257,10 +261,12 @@ impl ItemMatrix {
         )
     }
 
+    /// Items in the matrix.
     pub fn len(&self) -> usize {
         self.ids.len()
     }
 
+    /// Whether the matrix holds no item.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }

@@ -54,6 +54,7 @@ pub(crate) fn log2_add(a: f64, b: f64) -> f64 {
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// The next number of the stream (SplitMix64).
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

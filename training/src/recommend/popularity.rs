@@ -31,6 +31,7 @@ fn ordered(x: f64) -> i64 {
 }
 
 impl Popularity {
+    /// An empty model whose counts halve every `half_life_ms` of event time.
     pub fn new(half_life_ms: i64) -> Popularity {
         Popularity {
             half_life_ms: half_life_ms.max(1) as f64,
@@ -46,6 +47,7 @@ impl Popularity {
             .map_or(0.0, |l| (l - ts as f64 / self.half_life_ms).exp2())
     }
 
+    /// Items counted.
     pub fn items(&self) -> usize {
         self.log_score.len()
     }
