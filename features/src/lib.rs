@@ -10,6 +10,8 @@
 //! It stands on `eddy-platform` (topics, Avro, the registry, object
 //! storage), whose modules it re-exports.
 
+#![warn(missing_docs)]
+
 pub mod engine;
 pub mod spec;
 

@@ -32,12 +32,20 @@ use crate::topic::{Header, Record};
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     #[error(transparent)]
+    /// Object storage failed.
     Store(#[from] StoreError),
     #[error(
         "archive file `{file}` is not readable: {message}. Move it aside if it is not an eddy archive file"
     )]
-    Corrupt { file: String, message: String },
+    /// A file that is not an archive file.
+    Corrupt {
+        /// The file.
+        file: String,
+        /// What is wrong with it.
+        message: String,
+    },
     #[error("writing the archive: {0}")]
+    /// Records could not be encoded.
     Write(String),
 }
 
@@ -133,6 +141,7 @@ impl ArchiveSink {
 /// One archive file of a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveFile {
+    /// The source partition.
     pub partition: i32,
     /// Offset of its first record.
     pub first: i64,

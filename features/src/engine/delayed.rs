@@ -77,7 +77,9 @@ pub fn feed<F>(
 /// A prediction with its outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved<F> {
+    /// What was held with the prediction.
     pub features: F,
+    /// The prediction made when the example arrived.
     pub prediction: f64,
     /// Event time of the prediction.
     pub ts: i64,
@@ -105,6 +107,7 @@ pub struct LabelJoiner<K, F> {
 }
 
 impl<K: Hash + Eq + Clone, F> LabelJoiner<K, F> {
+    /// A joiner whose labels count within `window_ms`, holding at most `max_pending` examples.
     pub fn new(window_ms: i64, max_pending: usize) -> LabelJoiner<K, F> {
         LabelJoiner {
             window_ms,
@@ -117,10 +120,12 @@ impl<K: Hash + Eq + Clone, F> LabelJoiner<K, F> {
         }
     }
 
+    /// Examples waiting.
     pub fn len(&self) -> usize {
         self.pending.len()
     }
 
+    /// Whether no example waits.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }

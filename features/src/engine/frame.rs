@@ -17,7 +17,9 @@ use crate::spec::ColumnType;
 #[derive(Debug, thiserror::Error)]
 #[error("evaluating `{expression}`: {message}")]
 pub struct ExprError {
+    /// The SQL.
     pub expression: String,
+    /// What polars said.
     pub message: String,
 }
 
@@ -120,13 +122,18 @@ pub fn from_series(s: &Series, ty: &ColumnType) -> Result<Vec<Scalar>, PolarsErr
 /// convert afterwards for the common numeric types).
 #[derive(Debug)]
 pub enum ColumnBuilder {
+    /// Longs, with nulls.
     Long(Vec<Option<i64>>),
+    /// Doubles, with nulls.
     Double(Vec<Option<f64>>),
+    /// Booleans, with nulls.
     Boolean(Vec<Option<bool>>),
+    /// Any other type, as values.
     Other(ColumnType, Vec<Scalar>),
 }
 
 impl ColumnBuilder {
+    /// An empty column of type `t`, with room for `rows`.
     pub fn new(t: &ColumnType, rows: usize) -> ColumnBuilder {
         match t {
             ColumnType::Long => ColumnBuilder::Long(Vec::with_capacity(rows)),
@@ -152,6 +159,7 @@ impl ColumnBuilder {
         }
     }
 
+    /// The column, named `name`.
     pub fn finish(self, name: &str) -> Series {
         match self {
             ColumnBuilder::Long(b) => Series::new(name.into(), b),
@@ -173,6 +181,7 @@ impl ColumnBuilder {
         }
     }
 
+    /// Whether it holds no value.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -233,6 +242,7 @@ impl Expressions {
         })
     }
 
+    /// Whether the view has no join, derive or filter.
     pub fn is_empty(&self) -> bool {
         self.derive.is_empty() && self.filter.is_none()
     }

@@ -37,6 +37,7 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The layout of `features`.
     pub fn new(features: &[FeaturePlan]) -> Layout {
         let mut windows: Vec<Window> = Vec::new();
         let mut members: Vec<Vec<(usize, usize)>> = Vec::new();
@@ -74,8 +75,11 @@ impl Layout {
 /// A retained event: its per-key sequence number, time and inputs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
+    /// Its number, in arrival order.
     pub seq: u64,
+    /// Its event time.
     pub ts: i64,
+    /// The operators' inputs.
     pub inputs: Box<[Scalar]>,
 }
 
@@ -124,6 +128,7 @@ impl WindowValues for Slice<'_> {
 }
 
 impl KeyState {
+    /// A key with nothing counted.
     pub fn new(layout: &Layout) -> KeyState {
         KeyState {
             next_seq: 0,

@@ -27,6 +27,7 @@ pub struct TableState {
 }
 
 impl TableState {
+    /// An empty table; `versioned` keeps every version for as-of joins.
     pub fn new(versioned: bool) -> TableState {
         TableState {
             versioned,

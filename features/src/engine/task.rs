@@ -30,9 +30,13 @@ use crate::spec::validate::ViewPlan;
 /// A decoded source event.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Row {
+    /// Event time.
     pub ts: i64,
+    /// The source (index).
     pub source: usize,
+    /// The record's offset.
     pub offset: i64,
+    /// The record's key.
     pub key: Scalar,
     /// The source record's columns, in the plan's `source_columns` order.
     pub columns: Box<[Scalar]>,
@@ -40,8 +44,11 @@ pub struct Row {
 
 /// How a view reads its rows.
 pub struct ViewRuntime {
+    /// The view.
     pub plan: ViewPlan,
+    /// Its source (index).
     pub source: usize,
+    /// Its operators' layout.
     pub layout: Arc<Layout>,
     expressions: Expressions,
     /// For each join: table index, the `on` column, and the table-row
@@ -58,6 +65,7 @@ pub struct ViewRuntime {
 pub struct TaskConfig {
     /// Per source: allowed lateness in ms.
     pub lateness: Vec<i64>,
+    /// Every view, in spec order.
     pub views: Vec<ViewRuntime>,
 }
 
@@ -146,9 +154,11 @@ pub struct InputState {
 /// The answer to [`Task::offer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offer {
+    /// Counted when the watermark passes it.
     Accepted,
     /// At or below the watermark; the event is not counted.
     Late {
+        /// The task's watermark.
         watermark: i64,
     },
 }
@@ -156,7 +166,9 @@ pub enum Offer {
 /// A row that could not be processed, with why.
 #[derive(Debug, Clone)]
 pub struct Rejected {
+    /// The event.
     pub row: Row,
+    /// Why.
     pub reason: String,
 }
 
@@ -165,6 +177,7 @@ pub struct Rejected {
 pub struct Output {
     /// (view index, row).
     pub rows: Vec<(usize, FeatureRow)>,
+    /// Events a join or an expression rejected.
     pub rejected: Vec<Rejected>,
 }
 
@@ -197,9 +210,13 @@ pub struct Probe {
 /// A point read: view `view`'s values for `key` as of `t`.
 #[derive(Debug, Clone)]
 pub struct Query {
+    /// The query's id, to find its answer.
     pub id: usize,
+    /// The time to read as of.
     pub t: i64,
+    /// The view (index).
     pub view: usize,
+    /// The key.
     pub key: Scalar,
 }
 
@@ -233,8 +250,11 @@ impl Probe {
 /// typed as they fill, so a training set needs no row of values per event.
 #[derive(Debug, Default)]
 pub struct ProbedRows {
+    /// Each event's key.
     pub keys: Vec<Scalar>,
+    /// Each event's time.
     pub ts: Vec<i64>,
+    /// Each event's offset.
     pub offsets: Vec<i64>,
     /// The source of each event (index).
     pub sources: Vec<usize>,
@@ -246,10 +266,12 @@ pub struct ProbedRows {
 }
 
 impl ProbedRows {
+    /// Events held.
     pub fn len(&self) -> usize {
         self.ts.len()
     }
 
+    /// Whether no event is held.
     pub fn is_empty(&self) -> bool {
         self.ts.is_empty()
     }
@@ -295,7 +317,9 @@ impl ProbedRows {
 /// One task.
 pub struct Task {
     cfg: Arc<TaskConfig>,
+    /// The partition number (of every source).
     pub partition: i32,
+    /// Per source: where reading is, and its event times.
     pub inputs: Vec<InputState>,
     /// Waiting events, in arrival order; sorted when released. Arrival is
     /// nearly in time order, which pattern-defeating quicksort sorts in
@@ -313,15 +337,22 @@ pub struct Task {
 /// What a checkpoint keeps of a task.
 #[derive(Serialize, Deserialize)]
 pub struct TaskSnapshot {
+    /// The partition number.
     pub partition: i32,
+    /// Per source: where reading is.
     pub inputs: Vec<InputState>,
+    /// Events not yet released.
     pub pending: Vec<Row>,
+    /// The watermark.
     pub watermark: i64,
+    /// Every view's state.
     pub views: Vec<ViewSnapshot>,
+    /// A bounded run finished the task.
     pub finished: bool,
 }
 
 impl Task {
+    /// A task with nothing read.
     pub fn new(cfg: Arc<TaskConfig>, partition: i32) -> Task {
         let views = cfg
             .views
@@ -345,6 +376,7 @@ impl Task {
         self.watermark
     }
 
+    /// View `index`'s state.
     pub fn view(&self, index: usize) -> &ViewState {
         &self.views[index]
     }
@@ -558,6 +590,7 @@ impl Task {
         out
     }
 
+    /// What a checkpoint keeps.
     pub fn snapshot(&self) -> TaskSnapshot {
         TaskSnapshot {
             partition: self.partition,
@@ -569,6 +602,7 @@ impl Task {
         }
     }
 
+    /// The task a checkpoint kept.
     pub fn restore(cfg: Arc<TaskConfig>, snap: TaskSnapshot) -> Task {
         let views = cfg
             .views

@@ -17,15 +17,22 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub enum Scalar {
     #[default]
+    /// No value.
     Null,
+    /// A boolean.
     Bool(bool),
+    /// A 64-bit integer (timestamps too).
     Long(i64),
+    /// A 64-bit float.
     Double(f64),
+    /// Text.
     Str(Arc<str>),
+    /// A list (Avro arrays, `top_k` and `last_k` features).
     List(Arc<[Scalar]>),
 }
 
 impl Scalar {
+    /// Whether it is [`Scalar::Null`].
     pub fn is_null(&self) -> bool {
         matches!(self, Scalar::Null)
     }

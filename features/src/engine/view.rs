@@ -26,6 +26,7 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// One emitted row of a feature table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureRow {
+    /// The key.
     pub key: Scalar,
     /// The time the values are valid for: the task's watermark.
     pub as_of: i64,
@@ -66,6 +67,7 @@ pub struct ViewSnapshot {
 }
 
 impl ViewState {
+    /// A view with no key.
     pub fn new(layout: Arc<Layout>) -> ViewState {
         ViewState {
             layout,
@@ -241,10 +243,12 @@ impl ViewState {
         self.index.contains_key(key)
     }
 
+    /// Keys held.
     pub fn len(&self) -> usize {
         self.index.len()
     }
 
+    /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
@@ -258,6 +262,7 @@ impl ViewState {
             .sum()
     }
 
+    /// What a checkpoint keeps.
     pub fn snapshot(&self) -> ViewSnapshot {
         assert!(self.dirty.is_empty(), "snapshot between emits only");
         ViewSnapshot {
@@ -265,6 +270,7 @@ impl ViewState {
         }
     }
 
+    /// The view a checkpoint kept.
     pub fn restore(layout: Arc<Layout>, snapshot: ViewSnapshot) -> ViewState {
         let mut view = ViewState::new(layout);
         for (i, slot) in snapshot.entries.into_iter().enumerate() {

@@ -11,7 +11,9 @@
 /// One step of a key path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seg {
+    /// A mapping key.
     Key(String),
+    /// A list index.
     Index(usize),
 }
 
@@ -20,12 +22,14 @@ pub enum Seg {
 pub struct KeyPath(pub Vec<Seg>);
 
 impl KeyPath {
+    /// This path, then key `k`.
     pub fn key(&self, k: &str) -> KeyPath {
         let mut p = self.clone();
         p.0.push(Seg::Key(k.to_string()));
         p
     }
 
+    /// This path, then index `i`.
     pub fn index(&self, i: usize) -> KeyPath {
         let mut p = self.clone();
         p.0.push(Seg::Index(i));

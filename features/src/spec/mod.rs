@@ -172,7 +172,9 @@ pub struct JoinSpec {
 #[serde(rename_all = "lowercase")]
 pub enum Missing {
     #[default]
+    /// The table's columns are null.
     Null,
+    /// The event does not count in the view.
     Drop,
 }
 
@@ -205,18 +207,27 @@ pub struct AggregationSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
+    /// Events counted.
     Count,
+    /// The sum.
     Sum,
+    /// The mean.
     Mean,
+    /// The smallest value.
     Min,
+    /// The largest value.
     Max,
     /// Sample variance (n - 1 in the denominator, as polars' default).
     Variance,
     /// Sample standard deviation.
     Stddev,
+    /// The earliest value.
     First,
+    /// The latest value.
     Last,
+    /// The k earliest values.
     FirstK,
+    /// The k latest values, latest last.
     LastK,
     /// The k most frequent values, most frequent first, ties by value.
     TopK,
@@ -371,11 +382,15 @@ impl std::fmt::Display for SpecProblem {
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("cannot read spec {}: {source}", path.display())]
+    /// The spec file could not be read.
     Read {
+        /// The file.
         path: PathBuf,
+        /// The error.
         source: std::io::Error,
     },
     #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    /// Every problem found, with file, line and key.
     Invalid(Vec<SpecProblem>),
 }
 
@@ -390,8 +405,11 @@ impl SpecError {
 /// A parsed spec with its text, so later checks can locate keys.
 #[derive(Debug, Clone)]
 pub struct LoadedSpec {
+    /// The spec.
     pub spec: PipelineSpec,
+    /// The file it came from.
     pub file: PathBuf,
+    /// Its text, to locate keys by line.
     pub text: String,
 }
 

@@ -92,10 +92,14 @@ pub struct ExplorationSpec {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
+/// How exploration picks cold items.
 pub enum ExplorationMode {
     #[default]
+    /// No exploration.
     Off,
+    /// Each slot, with probability `epsilon`, goes to a random cold item.
     EpsilonGreedy,
+    /// The last slots go to cold items sampled by their click posterior.
     Thompson,
 }
 
@@ -104,11 +108,14 @@ pub enum ExplorationMode {
 #[serde(rename_all = "snake_case")]
 pub enum NotReady {
     #[default]
+    /// Answer with what has loaded (popularity, say).
     Fallback,
+    /// Wait until every model has loaded.
     Hold,
 }
 
 impl ServingSpec {
+    /// The recommendations topic.
     pub fn topic(&self) -> String {
         self.topic
             .clone()

@@ -19,9 +19,13 @@ use super::{AggregationSpec, KeyPath, LoadedSpec, Missing, Op, SpecProblem, Time
 /// The type of a column a view can use.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ColumnType {
+    /// 64-bit integer.
     Long,
+    /// 64-bit float.
     Double,
+    /// Text.
     String,
+    /// True or false.
     Boolean,
     /// An array of a scalar type; `top_k` and the distinct counts count its
     /// elements.
@@ -29,6 +33,7 @@ pub enum ColumnType {
 }
 
 impl ColumnType {
+    /// Long or double.
     pub fn is_numeric(&self) -> bool {
         matches!(self, ColumnType::Long | ColumnType::Double)
     }
@@ -101,8 +106,11 @@ pub type Columns = IndexMap<String, ColumnType>;
 /// How the engine reads event time from a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum TimeScale {
+    /// Milliseconds.
     Millis,
+    /// Microseconds.
     Micros,
+    /// Seconds.
     Seconds,
 }
 
@@ -111,43 +119,61 @@ pub enum TimeScale {
 pub struct FeaturePlan {
     /// `<name>_<window suffix>`.
     pub column: String,
+    /// The operator.
     pub op: Op,
+    /// The window.
     pub window: Window,
     /// The input column, if any.
     pub input: Option<String>,
+    /// The input column's type.
     pub input_type: Option<ColumnType>,
+    /// The k of `first_k`, `last_k`, `top_k`.
     pub k: usize,
+    /// The quantile of `approx_percentile`.
     pub quantile: f64,
+    /// The half-life of `decayed_sum`, ms.
     pub half_life_ms: i64,
 }
 
 /// A resolved join.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct JoinPlan {
+    /// The table.
     pub table: String,
+    /// The event's column looked up in it.
     pub on: String,
     /// (table column, type) pairs added to the event.
     pub select: Vec<(String, ColumnType)>,
+    /// What an event without a match gets.
     pub missing: Missing,
 }
 
 /// Everything the engine needs to run one view.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ViewPlan {
+    /// The view's name.
     pub name: String,
+    /// Its source.
     pub source: String,
+    /// The source's key column.
     pub key: String,
+    /// Its type.
     pub key_type: ColumnType,
     /// The source record's columns.
     pub source_columns: Columns,
+    /// Joins, in order.
     pub joins: Vec<JoinPlan>,
     /// (name, SQL) in order.
     pub derive: Vec<(String, String)>,
+    /// The filter (SQL), if any.
     pub filter: Option<String>,
     /// Every column after joins and derives.
     pub columns: Columns,
+    /// The features, in order.
     pub features: Vec<FeaturePlan>,
+    /// The feature topic.
     pub output_topic: String,
+    /// The Parquet URL, if any.
     pub parquet: Option<String>,
 }
 
@@ -385,6 +411,7 @@ fn shape_aggregation(
 /// The registered value schema of a topic, looked up by the caller.
 pub type SchemaLookup<'a> = dyn Fn(&str) -> Result<Option<Schema>, String> + 'a;
 
+/// The columns of an Avro record schema; None for anything else.
 pub fn record_columns(schema: &Schema) -> Option<Columns> {
     let Schema::Record(record) = schema else {
         return None;

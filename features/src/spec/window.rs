@@ -21,7 +21,12 @@ pub enum Window {
     /// `hopping 1d every 1h`: the oldest still-open window of `size` that
     /// starts on a multiple of `hop`: events in `[a, t]` with `a` the least
     /// multiple of `hop` greater than `t - size`.
-    Hopping { size: Millis, hop: Millis },
+    Hopping {
+        /// How long each window is.
+        size: Millis,
+        /// How far apart windows start.
+        hop: Millis,
+    },
     /// `session 30m`: the current session, a run of events with gaps below
     /// `gap`. It closes (and reads as empty) once `t - last >= gap`.
     Session(Millis),

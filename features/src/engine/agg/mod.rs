@@ -46,14 +46,23 @@ pub trait WindowValues {
 /// The state of one feature for one key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Agg {
+    /// `count`.
     Count(Count),
+    /// `sum`.
     Sum(Sum),
+    /// `mean`, `variance`, `stddev`.
     Moments(Moments),
+    /// `decayed_sum`.
     Decayed(Decayed),
+    /// `min`, `max`.
     Extreme(Extreme),
+    /// `first`, `last`, `first_k`, `last_k`.
     Positional(Positional),
+    /// `count_distinct`, `top_k`.
     Freq(Freq),
+    /// `approx_count_distinct` (HyperLogLog).
     Hll(Hll),
+    /// `approx_percentile` (t-digest).
     Digest(Digest),
 }
 

@@ -15,18 +15,21 @@ pub struct Count {
 }
 
 impl Count {
+    /// Counts a value in.
     pub fn add(&mut self, v: &Scalar) {
         if !v.is_null() {
             self.n += 1;
         }
     }
 
+    /// Takes a value out: it left the window.
     pub fn remove(&mut self, v: &Scalar) {
         if !v.is_null() {
             self.n -= 1;
         }
     }
 
+    /// The aggregate over the values counted in.
     pub fn value(&self) -> Scalar {
         Scalar::Long(self.n)
     }
@@ -66,6 +69,7 @@ pub struct Sum {
 }
 
 impl Sum {
+    /// A sum; `integer` keeps it exact in 64-bit integers.
     pub fn new(integer: bool) -> Sum {
         Sum {
             integer,
@@ -75,6 +79,7 @@ impl Sum {
         }
     }
 
+    /// Counts a value in.
     pub fn add(&mut self, v: &Scalar) {
         match v {
             Scalar::Long(x) => self.int += *x as i128,
@@ -84,6 +89,7 @@ impl Sum {
         self.n += 1;
     }
 
+    /// Takes a value out: it left the window.
     pub fn remove(&mut self, v: &Scalar) {
         match v {
             Scalar::Long(x) => self.int -= *x as i128,
@@ -96,10 +102,12 @@ impl Sum {
         }
     }
 
+    /// Forgets every value (a tumbling or hopping window starts over).
     pub fn reset(&mut self) {
         *self = Sum::new(self.integer);
     }
 
+    /// The aggregate over the values counted in.
     pub fn value(&self) -> Scalar {
         if self.integer {
             Scalar::Long(self.int.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
@@ -176,6 +184,7 @@ pub struct Moments {
 }
 
 impl Moments {
+    /// Moments for `stat`; `evicts` when values can leave the window.
     pub fn new(stat: Stat, evicts: bool) -> Moments {
         Moments {
             stat,
@@ -188,6 +197,7 @@ impl Moments {
         }
     }
 
+    /// Counts a value in.
     pub fn add(&mut self, v: &Scalar) {
         let Some(x) = v.as_f64() else { return };
         self.n += 1;
@@ -198,6 +208,7 @@ impl Moments {
         self.back_agg = Welford::merge(self.back_agg, Welford::of(x));
     }
 
+    /// Takes a value out: it left the window.
     pub fn remove(&mut self, v: &Scalar) {
         let Some(x) = v.as_f64() else { return };
         if self.n <= 1 {
@@ -217,10 +228,12 @@ impl Moments {
         self.front.pop();
     }
 
+    /// Forgets every value (a tumbling or hopping window starts over).
     pub fn reset(&mut self) {
         *self = Moments::new(self.stat, self.evicts);
     }
 
+    /// The aggregate over the values counted in.
     pub fn value(&self) -> Scalar {
         let all = Welford::merge(
             self.front.last().copied().unwrap_or_default(),
@@ -235,6 +248,7 @@ impl Moments {
         out.map_or(Scalar::Null, Scalar::Double)
     }
 
+    /// Bytes of state held, for the state metrics.
     pub fn size_bytes(&self) -> usize {
         self.front.len() * 24 + self.back.len() * 8
     }
@@ -251,6 +265,7 @@ pub struct Decayed {
 }
 
 impl Decayed {
+    /// A sum whose terms halve every `half_life_ms` of event time.
     pub fn new(half_life_ms: i64) -> Decayed {
         Decayed {
             half_life: half_life_ms as f64,
@@ -264,6 +279,7 @@ impl Decayed {
         (-((to - from) as f64) / self.half_life).exp2()
     }
 
+    /// Counts a value in, at event time `ts`.
     pub fn add(&mut self, ts: i64, v: &Scalar) {
         let Some(x) = v.as_f64() else { return };
         if self.n == 0 {
@@ -278,6 +294,7 @@ impl Decayed {
         self.n += 1;
     }
 
+    /// Takes out the value added at `ts`: it left the window.
     pub fn remove(&mut self, ts: i64, v: &Scalar) {
         let Some(x) = v.as_f64() else { return };
         self.n -= 1;
@@ -288,10 +305,12 @@ impl Decayed {
         }
     }
 
+    /// Forgets every value (a tumbling or hopping window starts over).
     pub fn reset(&mut self) {
         *self = Decayed::new(self.half_life as i64);
     }
 
+    /// The decayed sum as of `as_of`.
     pub fn value(&self, as_of: i64) -> Scalar {
         if self.n == 0 {
             return Scalar::Double(0.0);

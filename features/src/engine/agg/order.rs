@@ -21,6 +21,7 @@ pub struct Extreme {
 }
 
 impl Extreme {
+    /// A minimum, or a maximum with `max`; `evicts` when values can leave the window.
     pub fn new(max: bool, evicts: bool) -> Extreme {
         Extreme {
             max,
@@ -34,6 +35,7 @@ impl Extreme {
         if self.max { a >= b } else { a <= b }
     }
 
+    /// Counts in value `v`, added as number `seq`.
     pub fn add(&mut self, seq: u64, v: &Scalar) {
         if v.is_null() {
             return;
@@ -60,20 +62,24 @@ impl Extreme {
         self.deque.push_back((seq, v.clone()));
     }
 
+    /// Takes out the value added as `seq`: it left the window.
     pub fn remove(&mut self, seq: u64) {
         if self.deque.front().is_some_and(|(s, _)| *s == seq) {
             self.deque.pop_front();
         }
     }
 
+    /// Forgets every value (a tumbling or hopping window starts over).
     pub fn reset(&mut self) {
         self.deque.clear();
     }
 
+    /// The aggregate over the values counted in.
     pub fn value(&self) -> Scalar {
         self.deque.front().map_or(Scalar::Null, |(_, v)| v.clone())
     }
 
+    /// Bytes of state held, for the state metrics.
     pub fn size_bytes(&self) -> usize {
         self.deque.iter().map(|(_, v)| 8 + v.size_bytes()).sum()
     }
@@ -92,6 +98,7 @@ pub struct Positional {
 }
 
 impl Positional {
+    /// The first (or, without `first`, last) value, or `k` of them; `from_window` reads them from the window's retained values.
     pub fn new(first: bool, k: Option<usize>, from_window: bool) -> Positional {
         Positional {
             first,
@@ -105,6 +112,7 @@ impl Positional {
         self.k.unwrap_or(1)
     }
 
+    /// Counts a value in.
     pub fn add(&mut self, v: &Scalar) {
         if self.from_window || v.is_null() {
             return;
@@ -121,10 +129,12 @@ impl Positional {
         }
     }
 
+    /// Forgets every value (a tumbling or hopping window starts over).
     pub fn reset(&mut self) {
         self.items.clear();
     }
 
+    /// The value or values, read from `window` if kept there.
     pub fn value(&self, window: &dyn WindowValues) -> Scalar {
         let items: Vec<Scalar> = if self.from_window {
             let cap = self.capacity();
@@ -151,6 +161,7 @@ impl Positional {
         }
     }
 
+    /// Bytes of state held, for the state metrics.
     pub fn size_bytes(&self) -> usize {
         self.items.iter().map(Scalar::size_bytes).sum()
     }
@@ -170,6 +181,7 @@ pub struct Freq {
 }
 
 impl Freq {
+    /// Counts of each value: distinct values, or with `top` the most frequent.
     pub fn new(top: Option<usize>) -> Freq {
         Freq {
             top,
@@ -219,19 +231,23 @@ impl Freq {
         }
     }
 
+    /// Counts a value in.
     pub fn add(&mut self, v: &Scalar) {
         v.for_each_item(|item| self.bump(item, true));
     }
 
+    /// Takes a value out: it left the window.
     pub fn remove(&mut self, v: &Scalar) {
         v.for_each_item(|item| self.bump(item, false));
     }
 
+    /// Forgets every value (a tumbling or hopping window starts over).
     pub fn reset(&mut self) {
         self.counts.clear();
         self.ranked.clear();
     }
 
+    /// The aggregate over the values counted in.
     pub fn value(&self) -> Scalar {
         match self.top {
             None => Scalar::Long(self.counts.len() as i64),
@@ -239,6 +255,7 @@ impl Freq {
         }
     }
 
+    /// Bytes of state held, for the state metrics.
     pub fn size_bytes(&self) -> usize {
         let per = if self.top.is_some() { 2 } else { 1 };
         self.counts

@@ -101,19 +101,23 @@ impl Hll {
         }
     }
 
+    /// Counts a value in, at event time `ts`.
     pub fn add(&mut self, ts: i64, v: &Scalar) {
         let sketch = self.panes.at(ts);
         v.for_each_item(|item| sketch.update(item));
     }
 
+    /// Takes out what was added at `ts`: it left the window.
     pub fn remove(&mut self, ts: i64) {
         self.panes.evict(ts);
     }
 
+    /// Forgets every value (a tumbling or hopping window starts over).
     pub fn reset(&mut self) {
         self.panes.panes.clear();
     }
 
+    /// The aggregate over the values counted in.
     pub fn value(&self) -> Scalar {
         let estimate = match self.panes.panes.len() {
             0 => 0.0,
@@ -129,6 +133,7 @@ impl Hll {
         Scalar::Long(estimate.round() as i64)
     }
 
+    /// Bytes of state held, for the state metrics.
     pub fn size_bytes(&self) -> usize {
         self.panes
             .panes
@@ -186,6 +191,7 @@ impl Digest {
         }
     }
 
+    /// Counts a value in, at event time `ts`.
     pub fn add(&mut self, ts: i64, v: &Scalar) {
         if let Some(x) = v.as_f64()
             && x.is_finite()
@@ -194,14 +200,17 @@ impl Digest {
         }
     }
 
+    /// Takes out what was added at `ts`: it left the window.
     pub fn remove(&mut self, ts: i64) {
         self.panes.evict(ts);
     }
 
+    /// Forgets every value (a tumbling or hopping window starts over).
     pub fn reset(&mut self) {
         self.panes.panes.clear();
     }
 
+    /// The aggregate over the values counted in.
     pub fn value(&self) -> Scalar {
         let mut merged = TDigestMut::empty();
         for (_, d) in &self.panes.panes {
@@ -213,6 +222,7 @@ impl Digest {
         }
     }
 
+    /// Bytes of state held, for the state metrics.
     pub fn size_bytes(&self) -> usize {
         self.panes
             .panes

@@ -32,8 +32,11 @@ use crate::topic::Backend;
 /// How one feature compared.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FeatureCheck {
+    /// The feature column.
     pub feature: String,
+    /// Sampled rows where live and replay differ.
     pub mismatches: u64,
+    /// `mismatches` over the rows sampled.
     pub mismatch_rate: f64,
     /// Largest |live - replay| over numeric values (0 when all equal).
     pub max_abs_diff: f64,
@@ -44,11 +47,15 @@ pub struct FeatureCheck {
 /// The report of `eddy consistency`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ConsistencyReport {
+    /// The view checked.
     pub view: String,
+    /// Its live feature topic.
     pub topic: String,
     /// Rows on the feature topic, and how many were checked.
     pub topic_rows: usize,
+    /// Rows sampled.
     pub sampled: usize,
+    /// Per feature, what differed.
     pub features: Vec<FeatureCheck>,
 }
 

@@ -61,6 +61,7 @@ pub struct DelayedCounts {
 }
 
 impl DelayedSet {
+    /// Delayed labels as `plan` says; `source` is the label source's index.
     pub fn new(plan: DelayedPlan, source: usize) -> Result<DelayedSet, String> {
         let marks = Labeler::new(
             plan.filter.as_deref().unwrap_or("TRUE"),

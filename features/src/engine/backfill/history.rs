@@ -27,16 +27,23 @@ use crate::topic::{Backend, Consumer, Record, StartOffset, TopicError};
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     #[error(transparent)]
+    /// An archive file could not be read.
     Archive(#[from] ArchiveError),
     #[error(transparent)]
+    /// A topic could not be read.
     Topic(#[from] TopicError),
     #[error(
         "history has a gap in `{topic}` partition {partition}: the archive ends before offset {archived_to} but the topic now starts at offset {low}, so offsets {archived_to}..{low} are in neither. Restore the missing archive files, or pass a later --from if that range is not needed"
     )]
+    /// Offsets in neither the archive nor the topic.
     Gap {
+        /// The topic.
         topic: String,
+        /// The partition.
         partition: i32,
+        /// The offset the archive ends before.
         archived_to: i64,
+        /// The topic's first offset.
         low: i64,
     },
 }
@@ -227,6 +234,7 @@ impl History {
             .sum()
     }
 
+    /// Whether there is nothing to read.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -71,6 +71,7 @@ pub struct BackfillOptions {
 pub struct BackfillSummary {
     /// Records read, from the archive and from topics.
     pub from_archive: u64,
+    /// Records read from topics.
     pub from_topics: u64,
     /// Events replayed through the views.
     pub events: u64,
@@ -78,15 +79,21 @@ pub struct BackfillSummary {
     /// that do not decode, rows an expression rejects, and events before
     /// the replay's start.
     pub late: u64,
+    /// Records that did not decode.
     pub undecodable: u64,
+    /// Rows an expression rejected.
     pub rejected: u64,
+    /// Events before the replay's start, skipped.
     pub skipped_before_start: u64,
     /// Feature-table rows written, and their files.
     pub feature_rows: u64,
+    /// The feature tables' files.
     pub feature_files: Vec<String>,
     /// Training rows written, and their files.
     pub training_rows: u64,
+    /// The training set's files.
     pub training_files: Vec<String>,
+    /// The training set's columns, in order.
     pub training_columns: Vec<String>,
     /// Label events whose label expression failed, and the first reason.
     pub labels_rejected: u64,
@@ -94,15 +101,18 @@ pub struct BackfillSummary {
     pub labels_filtered: u64,
     /// With `--model` and a delayed label: what the labels came to.
     pub delayed: Option<delayed_set::DelayedCounts>,
+    /// The first label event rejected, and why.
     pub first_label_rejection: Option<String>,
     /// History already gone and not archived, and holes in the archive,
     /// one line per partition.
     pub lost: Vec<String>,
     /// Records the archive held twice, dropped (lossless).
     pub archive_duplicates: u64,
+    /// The first record not counted, and why.
     pub first_problem: Option<String>,
     /// Per query id: the view's values for the key as of the query's time.
     pub answers: Vec<Vec<Scalar>>,
+    /// How long the replay took.
     pub elapsed: Duration,
 }
 

@@ -28,12 +28,14 @@ pub struct Labeler {
     /// Which label events become rows (`--label-filter`).
     filter: Option<Expr>,
     columns: Columns,
+    /// The type of the label column.
     pub label_type: ColumnType,
     /// Per (partition, offset): the label and the event's columns, until
     /// its row is written.
     labels: HashMap<(i32, i64), Labeled, foldhash::fast::RandomState>,
     /// Label events whose expression failed, and the first reason.
     pub rejected: u64,
+    /// The first label event rejected, and why.
     pub first_rejection: Option<String>,
     /// Label events the filter left out.
     pub filtered: u64,
@@ -201,6 +203,7 @@ pub struct TrainingWriter {
     writer: Option<std::thread::JoinHandle<WriterResult>>,
     /// Rows written, and the files (set by [`TrainingWriter::finish`]).
     pub written: u64,
+    /// The files written.
     pub files: Vec<String>,
 }
 
@@ -218,6 +221,7 @@ struct ChunkLayout {
 }
 
 impl TrainingWriter {
+    /// A writer into `store`: the key, the label's type, the event's own columns and every feature of `plans`.
     pub fn new(
         store: Store,
         key: (String, ColumnType),

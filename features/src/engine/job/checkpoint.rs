@@ -29,12 +29,15 @@ const MAGIC: &[u8; 8] = b"EDDYCKP3";
 /// another task's directory.
 #[derive(Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// The encoding's version (3).
     pub format: u32,
     /// A hash of the planned views: state of another spec cannot be reused.
     pub fingerprint: u32,
     /// The pipeline's name.
     pub pipeline: String,
+    /// The checkpoint's number for its task.
     pub seq: u64,
+    /// The task's state.
     pub task: TaskSnapshot,
 }
 
@@ -42,23 +45,39 @@ pub struct Checkpoint {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error(transparent)]
+    /// Object storage failed.
     Store(#[from] StoreError),
     #[error(
         "checkpoint {name} in {url} was written for a different spec (the views changed). \
          Delete that directory to start over, or give the changed pipeline a new `name`"
     )]
-    SpecChanged { url: String, name: String },
+    /// The checkpoint was written for other views.
+    SpecChanged {
+        /// Where the checkpoints are.
+        url: String,
+        /// The checkpoint.
+        name: String,
+    },
     #[error(
         "no usable checkpoint for task {partition} in {url}: {damaged}. eddy does not start the task over by itself (its state would be lost): restore a checkpoint, or delete the task's directory to rebuild it from the sources"
     )]
+    /// Every checkpoint of a task is damaged.
     Corrupt {
+        /// Where the checkpoints are.
         url: String,
+        /// The task.
         partition: i32,
         /// Each checkpoint tried, and what is wrong with it.
         damaged: String,
     },
     #[error("encoding checkpoint {name}: {why}")]
-    Encode { name: String, why: String },
+    /// A checkpoint could not be encoded.
+    Encode {
+        /// The checkpoint.
+        name: String,
+        /// Why it could not be encoded.
+        why: String,
+    },
 }
 
 impl CheckpointError {
@@ -85,6 +104,7 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
+    /// Checkpoints of pipeline `pipeline` under `store`, for views with `fingerprint`.
     pub fn new(store: Store, pipeline: &str, fingerprint: u32) -> Checkpointer {
         Checkpointer {
             store,
@@ -94,6 +114,7 @@ impl Checkpointer {
         }
     }
 
+    /// Where the checkpoints are.
     pub fn url(&self) -> &str {
         self.store.url()
     }

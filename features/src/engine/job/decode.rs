@@ -58,6 +58,7 @@ pub struct RecordDecoder {
     fast: RwLock<HashMap<u32, Option<Arc<FlatLayout>>>>,
     /// Positions in the reader schema of the wanted columns.
     positions: Vec<usize>,
+    /// The columns a record decodes into, in order.
     pub columns: Columns,
     key: usize,
     time: Option<(usize, TimeScale)>,
@@ -65,8 +66,11 @@ pub struct RecordDecoder {
 
 /// A decoded record.
 pub struct DecodedRow {
+    /// The record's key.
     pub key: Scalar,
+    /// Its event time, if the decoder reads one.
     pub ts: Option<i64>,
+    /// Its columns, in the decoder's order.
     pub columns: Box<[Scalar]>,
 }
 

@@ -11,24 +11,36 @@ use super::{CheckpointError, learners};
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error(transparent)]
+    /// A spec problem.
     Spec(#[from] SpecError),
     #[error(transparent)]
+    /// A topic could not be read or written.
     Topic(#[from] TopicError),
     #[error(transparent)]
+    /// Object storage failed.
     Store(#[from] StoreError),
     #[error(transparent)]
+    /// A checkpoint could not be read or written.
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
+    /// The models failed.
     Learners(#[from] learners::LearnerError),
     #[error("registry: {0}")]
+    /// The schema registry failed.
     Registry(#[from] RegistryError),
     #[error("{0}")]
+    /// A record could not be encoded or decoded.
     Avro(#[from] crate::avro::AvroError),
     #[error(
         "sources are not co-partitioned: {detail}. Views are computed per partition, so every source needs the same partition count (and the same key partitioning)"
     )]
-    NotCoPartitioned { detail: String },
+    /// Sources differ in partitions.
+    NotCoPartitioned {
+        /// Which sources differ, and how.
+        detail: String,
+    },
     #[error("{0}")]
+    /// Anything else that failed (a bug, or an unclassified failure).
     Output(String),
     /// A command-line option does not fit the spec or its data (the user
     /// must change it).
@@ -43,12 +55,19 @@ pub enum JobError {
         "task {partition} resumes `{topic}` partition {partition} at offset {at}, but the topic now holds offsets {low}..{high}: {why}. eddy stops rather than skip records or wait for offsets that may never come. If the topic was recreated or emptied on purpose, delete the pipeline's checkpoints ({url}) and rebuild (with an archive, `eddy backfill` restores the history)"
     )]
     PositionLost {
+        /// The source topic.
         topic: String,
+        /// The task (and partition).
         partition: i32,
+        /// The offset the task resumes at.
         at: i64,
+        /// The topic's first offset.
         low: i64,
+        /// The topic's end offset.
         high: i64,
+        /// What that means.
         why: &'static str,
+        /// Where the checkpoints are.
         url: String,
     },
 }

@@ -11,9 +11,13 @@ pub struct JobMetrics {
     pub events_in: AtomicU64,
     /// Source records that did not decode (dead-lettered).
     pub undecodable: AtomicU64,
+    /// Late events.
     pub late: AtomicU64,
+    /// Records sent to dead-letter topics.
     pub dead_lettered: AtomicU64,
+    /// Feature rows emitted.
     pub rows_out: AtomicU64,
+    /// Task checkpoints written.
     pub checkpoints: AtomicU64,
     /// Damaged checkpoints passed over for an older one.
     pub checkpoint_fallbacks: AtomicU64,
@@ -21,7 +25,9 @@ pub struct JobMetrics {
     pub broker_outages: AtomicU64,
     /// Lowest task watermark, epoch ms (i64::MIN before the first).
     pub watermark_ms: AtomicI64,
+    /// Bytes of view state.
     pub state_bytes: AtomicU64,
+    /// Keys held.
     pub keys: AtomicU64,
     /// Tables bootstrapped and the job processing.
     pub ready: AtomicBool,
@@ -33,6 +39,7 @@ pub struct JobMetrics {
 }
 
 impl JobMetrics {
+    /// Every count at zero; no watermark yet.
     pub fn new() -> JobMetrics {
         let m = JobMetrics::default();
         m.watermark_ms.store(i64::MIN, Ordering::Relaxed);

@@ -74,15 +74,21 @@ pub struct RunSummary {
     pub events: u64,
     /// Source records that did not decode (dead-lettered, not events).
     pub undecodable: u64,
+    /// Late events.
     pub late: u64,
+    /// Records sent to dead-letter topics.
     pub dead_lettered: u64,
+    /// Feature rows emitted.
     pub rows: u64,
+    /// Tasks restored from a checkpoint.
     pub restored_tasks: usize,
     /// Damaged checkpoints passed over for an older one, one line each.
     pub checkpoint_fallbacks: Vec<String>,
+    /// Parquet files written.
     pub parquet_files: Vec<String>,
     /// Source records copied to the archive.
     pub archived: u64,
+    /// How long the run took.
     pub elapsed: Duration,
 }
 
@@ -118,6 +124,7 @@ pub struct Job {
     ends: HashMap<(usize, i32), i64>,
     /// Per (source, partition): when a record last arrived.
     last_seen: HashMap<(usize, i32), Instant, foldhash::fast::RandomState>,
+    /// The job's counters, for `/metrics`.
     pub metrics: Arc<JobMetrics>,
     /// A handle on the read API (a sink keeps it current).
     reader: FeatureReader,

@@ -13,12 +13,14 @@ use crate::spec::{ColumnType, Op};
 pub enum OutType {
     /// Never null.
     Plain(ColumnType),
+    /// May be null.
     Nullable(ColumnType),
     /// An array, never null.
     Array(ColumnType),
 }
 
 impl OutType {
+    /// The output type of feature `f`.
     pub fn of(f: &FeaturePlan) -> OutType {
         let input = f.input_type.clone().unwrap_or(ColumnType::Long);
         let element = match &input {

@@ -112,6 +112,7 @@ pub struct ParquetSink {
 }
 
 impl ParquetSink {
+    /// Part files of `plan`'s rows under `store`.
     pub fn new(store: Store, plan: Arc<ViewPlan>) -> ParquetSink {
         ParquetSink {
             store,
@@ -126,6 +127,7 @@ impl ParquetSink {
         self.rows.remove(&task);
     }
 
+    /// Buffers a row of `task`.
     pub fn push(&mut self, task: i32, row: FeatureRow) {
         self.rows.entry(task).or_default().push(row);
     }

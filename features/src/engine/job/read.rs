@@ -18,14 +18,20 @@ use crate::spec::validate::ViewPlan;
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ReadError {
     #[error("unknown feature view `{0}`")]
+    /// The spec has no such view.
     UnknownView(String),
     #[error(
         "view `{view}` holds key `{key}` as of {as_of}; it cannot answer for the earlier time {asked} (replay history with a backfill instead)"
     )]
+    /// The view's row is newer than the time asked.
     TooEarly {
+        /// The view.
         view: String,
+        /// The key.
         key: String,
+        /// The time the view's row is valid for.
         as_of: i64,
+        /// The time asked.
         asked: i64,
     },
 }
@@ -63,6 +69,7 @@ pub struct FeatureReader {
 }
 
 impl FeatureReader {
+    /// An empty reader of `plans`.
     pub fn new(plans: &[ViewPlan]) -> FeatureReader {
         FeatureReader {
             views: Arc::new(

@@ -129,6 +129,7 @@ pub struct DelayedLabelSpec {
 /// A resolved delayed label.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DelayedPlan {
+    /// The label source.
     pub source: String,
     /// Which of the label source's events are labels (SQL), if not all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,21 +137,26 @@ pub struct DelayedPlan {
     /// The label source's columns, in the order its events carry them.
     #[serde(default)]
     pub source_columns: Columns,
+    /// The attribution window, ms of event time.
     pub within_ms: i64,
     /// The `on` column's index in the model's source and in the label
     /// source.
     pub on: Option<(usize, usize)>,
+    /// Examples held at most per partition.
     pub max_pending: usize,
 }
 
 /// A table column joined onto a source's events for its models.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelJoin {
+    /// The table.
     pub table: String,
     /// The source's column the table is looked up by (the views' join
     /// key), by index.
     pub on: usize,
+    /// The table's column.
     pub column: String,
+    /// Its type.
     pub column_type: ColumnType,
 }
 
@@ -165,14 +171,20 @@ impl ModelJoin {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
+    /// Logistic regression by FTRL-Proximal.
     Ftrl,
+    /// FTRL on squared loss.
     Linear,
+    /// Streaming matrix factorization (BPR).
     Mf,
+    /// Item-to-item co-occurrence.
     Cooccurrence,
+    /// Decayed popularity.
     Popularity,
 }
 
 impl ModelKind {
+    /// The kind as the spec writes it.
     pub fn name(&self) -> &'static str {
         match self {
             ModelKind::Ftrl => "ftrl",
@@ -292,6 +304,7 @@ pub enum Numeric {
 }
 
 impl Numeric {
+    /// `x` transformed.
     pub fn apply(&self, x: f64) -> f64 {
         match self {
             Numeric::Log => x.signum() * x.abs().ln_1p(),
@@ -315,7 +328,9 @@ pub enum InputFrom {
 pub struct ModelInput {
     /// The namespace: the column's or feature's name.
     pub name: String,
+    /// Where the value comes from.
     pub from: InputFrom,
+    /// Its type.
     pub column_type: ColumnType,
     /// Hash the value as a category even if it is a number.
     pub categorical: bool,
@@ -324,9 +339,13 @@ pub struct ModelInput {
 /// A validated model, resolved against the sources and views.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelPlan {
+    /// The model's name.
     pub name: String,
+    /// What learns.
     pub kind: ModelKind,
+    /// The examples' source.
     pub source: String,
+    /// That source's topic.
     pub source_topic: String,
     /// The source's columns, in the order events carry them.
     pub source_columns: Columns,
@@ -346,11 +365,17 @@ pub struct ModelPlan {
     pub joined: Vec<ModelJoin>,
     /// The item column's index and type (recommenders).
     pub item: Option<(usize, ColumnType)>,
+    /// The inputs of a linear model.
     pub inputs: Vec<ModelInput>,
+    /// Crossed pairs of inputs, by name.
     pub crosses: Vec<(String, String)>,
+    /// Hyper-parameters as the spec gives them.
     pub params: ModelParams,
+    /// The models topic.
     pub topic: String,
+    /// Syncs between full snapshots.
     pub snapshot_every: u64,
+    /// The metrics topic.
     pub metrics_topic: String,
 }
 

@@ -16,6 +16,7 @@ pub struct Archive {
 }
 
 impl Archive {
+    /// An archive of `topics` under `store`.
     pub fn new(store: Store, topics: Vec<String>) -> Archive {
         Archive {
             files: ArchiveSink::new(store, topics),

@@ -21,6 +21,7 @@ pub struct ParquetFiles {
 }
 
 impl ParquetFiles {
+    /// View `view`'s Parquet under `store`.
     pub fn new(view: usize, store: Store, plan: &ViewPlan) -> ParquetFiles {
         ParquetFiles {
             view,

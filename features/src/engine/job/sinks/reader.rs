@@ -11,6 +11,7 @@ pub struct ReadApi {
 }
 
 impl ReadApi {
+    /// Keeps `reader` current.
     pub fn new(reader: FeatureReader) -> ReadApi {
         ReadApi { reader }
     }
