@@ -22,6 +22,8 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use eddy_features::engine::job::FeatureReader;
 use eddy_features::engine::job::learners::{LearnerError, Learners};
 use eddy_features::engine::task::ProbedRows;
+use eddy_features::spec::ModelPlan;
+use eddy_features::spec::validate::ViewPlan;
 use eddy_features::topic::{Producer, ProducerRecord, Record, TopicError, now_ms};
 
 /// What a co-located service reads instead of topics.
@@ -30,6 +32,9 @@ pub struct Colocated {
     pub reader: FeatureReader,
     /// Model updates, as published by the learner at each checkpoint.
     pub models: Receiver<Vec<Record>>,
+    /// The job's plans of the views and the models: serving in the same
+    /// process uses them rather than plan the spec a second time.
+    pub plans: (Vec<ViewPlan>, Vec<ModelPlan>),
 }
 
 /// Wraps `learners` so that what they publish also reaches serving, and
@@ -37,6 +42,7 @@ pub struct Colocated {
 pub fn colocate(
     learners: Box<dyn Learners>,
     reader: FeatureReader,
+    plans: (Vec<ViewPlan>, Vec<ModelPlan>),
 ) -> (Box<dyn Learners>, Colocated) {
     let (tx, rx) = channel();
     (
@@ -44,7 +50,11 @@ pub fn colocate(
             inner: learners,
             tx,
         }),
-        Colocated { reader, models: rx },
+        Colocated {
+            reader,
+            models: rx,
+            plans,
+        },
     )
 }
 

@@ -68,9 +68,10 @@ pub(crate) fn start(
     job_stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Serving> {
     let reader = job.reader();
+    let plans = (job.views().to_vec(), job.models().to_vec());
     let mut colocated = None;
     let notes = super::common::attach_models_with(job, ctx.backend.as_ref(), |learners| {
-        let (tapped, c) = colocate(learners, reader);
+        let (tapped, c) = colocate(learners, reader, plans);
         colocated = Some(c);
         tapped
     })?;

@@ -194,8 +194,12 @@ impl Service {
         let spec = &loaded.spec;
         let serving = spec.serving.clone().ok_or(ServeError::NoServing)?;
         let lookup = schema_lookup(&registry);
-        let (views, models) = eddy_features::spec::validate_with_models(loaded, &lookup)
-            .map_err(|p| ServeError::Spec(SpecError::Invalid(p)))?;
+        // Co-located, the job has planned the spec already.
+        let (views, models) = match &colocated {
+            Some(c) => c.plans.clone(),
+            None => eddy_features::spec::validate_with_models(loaded, &lookup)
+                .map_err(|p| ServeError::Spec(SpecError::Invalid(p)))?,
+        };
         let schema_of = |topic: &str| -> Result<apache_avro::Schema, ServeError> {
             lookup(topic)
                 .map_err(ServeError::Environment)?

@@ -105,8 +105,8 @@ pub struct Job {
     producer: Arc<Mutex<Box<dyn Producer>>>,
     /// Every output: feature topics, Parquet, the archive, the read API.
     sinks: Vec<Box<dyn Sink>>,
-    /// How many views the spec has.
-    views: usize,
+    /// The spec's views, planned.
+    views: Vec<ViewPlan>,
     dead_letters: DeadLetterTopics,
     tasks: BTreeMap<i32, Task>,
     /// Per task: the next checkpoint number.
@@ -279,7 +279,7 @@ impl Job {
             consumer,
             producer,
             sinks,
-            views: plans.len(),
+            views: plans.clone(),
             dead_letters: DeadLetterTopics::default(),
             tasks,
             seqs,
@@ -303,6 +303,11 @@ impl Job {
             job.restored_rows(p);
         }
         Ok(job)
+    }
+
+    /// The spec's views, planned against the registry's schemas.
+    pub fn views(&self) -> &[ViewPlan] {
+        &self.views
     }
 
     /// The spec's models, resolved against sources and views.
@@ -694,7 +699,7 @@ impl Job {
             self.checkpointer.write(seq, task.snapshot())?;
             self.seqs.insert(*p, seq + 1);
             self.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
-            for v in 0..self.views {
+            for v in 0..self.views.len() {
                 state_bytes += task.view(v).size_bytes();
                 keys += task.view(v).len();
             }
