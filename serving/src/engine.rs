@@ -337,7 +337,11 @@ impl Engine {
                         ),
                         _ => Scalar::Long(*item as i64),
                     };
-                    let row = self.rules.as_ref().and_then(|t| t.row(*item));
+                    // Only a ranker with item columns needs the candidate's row.
+                    let row = match r.item_columns.is_empty() {
+                        true => None,
+                        false => self.rules.as_ref().and_then(|t| t.row(*item)),
+                    };
                     let x = r.inputs.hash_with(&r.hasher, |input| match input.from {
                         InputFrom::Column(c) if c == r.item_column => item_value.clone(),
                         InputFrom::Column(c)

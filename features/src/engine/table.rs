@@ -26,6 +26,26 @@ pub struct TableState {
     rows: HashMap<Scalar, Versions, foldhash::fast::RandomState>,
 }
 
+/// `columns` with, for each join `(table, key column, table column)`, the
+/// table's column from the row valid at `ts` for the event's key column
+/// (null without a row). The models inside a job and the training sets of
+/// a backfill both join table columns onto events this way.
+pub fn append_joined(
+    tables: &[TableState],
+    joins: impl IntoIterator<Item = (usize, usize, usize)>,
+    columns: Box<[Scalar]>,
+    ts: i64,
+) -> Box<[Scalar]> {
+    let mut columns = columns.into_vec();
+    for (table, on, column) in joins {
+        let value = tables[table]
+            .lookup(&columns[on], ts)
+            .map_or(Scalar::Null, |row| row[column].clone());
+        columns.push(value);
+    }
+    columns.into_boxed_slice()
+}
+
 impl TableState {
     /// An empty table; `versioned` keeps every version for as-of joins.
     pub fn new(versioned: bool) -> TableState {

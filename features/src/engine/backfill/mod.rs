@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use crate::engine::job::JobError;
 use crate::engine::job::inputs::{Inputs, bootstrap_tables, decode_event};
 use crate::engine::job::output::ParquetSink;
+use crate::engine::table::append_joined;
 use crate::engine::task::{Offer, Output, Probe, Query, Task};
 use crate::engine::value::Scalar;
 use crate::registry::SchemaRegistry;
@@ -499,14 +500,8 @@ impl Backfill {
                 if joined.is_empty() {
                     return Some((label, cols));
                 }
-                let mut cols = cols.into_vec();
-                for (table, on, column, _) in joined.iter() {
-                    let value = tables[*table]
-                        .lookup(&cols[*on], ts)
-                        .map_or(Scalar::Null, |row| row[*column].clone());
-                    cols.push(value);
-                }
-                Some((label, cols.into_boxed_slice()))
+                let joins = joined.iter().map(|(t, on, c, _)| (*t, *on, *c));
+                Some((label, append_joined(tables, joins, cols, ts)))
             };
             let (rows, labels) = match &mut l.delayed {
                 None => {

@@ -4,9 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::engine::table::TableState;
+use crate::engine::table::{TableState, append_joined};
 use crate::engine::task::{Probe, ProbedRows};
-use crate::engine::value::Scalar;
 
 use super::{Job, JobError, Learners};
 
@@ -35,14 +34,8 @@ pub(super) fn join_model_columns(
         let Some(joins) = joins.get(rows.sources[i]).filter(|j| !j.is_empty()) else {
             continue;
         };
-        let mut columns = std::mem::take(&mut rows.columns[i]).into_vec();
-        for &(table, on, column) in joins {
-            let value = tables[table]
-                .lookup(&columns[on], rows.ts[i])
-                .map_or(Scalar::Null, |row| row[column].clone());
-            columns.push(value);
-        }
-        rows.columns[i] = columns.into_boxed_slice();
+        let columns = std::mem::take(&mut rows.columns[i]);
+        rows.columns[i] = append_joined(tables, joins.iter().copied(), columns, rows.ts[i]);
     }
 }
 

@@ -24,11 +24,7 @@ impl Sink for ReadApi {
         rows: &[(usize, FeatureRow)],
         watermark: Option<i64>,
     ) -> Result<(), JobError> {
-        self.reader.update(partition, rows.iter().cloned());
-        if let Some(w) = watermark {
-            self.reader.set_watermark(partition, w);
-        }
-        Ok(())
+        self.take_rows(partition, rows.to_vec(), watermark)
     }
 
     fn take_rows(
