@@ -22,9 +22,9 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use eddy_features::engine::job::FeatureReader;
 use eddy_features::engine::job::learners::{LearnerError, Learners};
 use eddy_features::engine::task::ProbedRows;
-use eddy_features::spec::ModelPlan;
 use eddy_features::spec::validate::ViewPlan;
 use eddy_features::topic::{Producer, ProducerRecord, Record, TopicError, now_ms};
+use eddy_training::plan::ModelPlan;
 
 /// What a co-located service reads instead of topics.
 pub struct Colocated {

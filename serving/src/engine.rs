@@ -21,14 +21,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 
 use eddy_features::engine::value::Scalar;
-use eddy_features::spec::ModelPlan;
-use eddy_features::spec::model::InputFrom;
 use eddy_features::spec::serving::{ExplorationMode, ServingSpec};
 use eddy_features::spec::validate::ColumnType;
 use eddy_training::Learner;
 use eddy_training::hashing::{FeatureHasher, murmur3};
 use eddy_training::online::linear::Inputs;
 use eddy_training::online::recommender::{Model as RecModel, id_of};
+use eddy_training::plan::{InputFrom, ModelPlan};
 use eddy_training::recommend::explore::{Exploration, Explorer};
 
 use crate::features::FeatureTables;
@@ -178,8 +177,11 @@ impl Engine {
                         InputFrom::Column(c) => match c.checked_sub(plan.source_columns.len()) {
                             None => Some((c, table.column(&input.name)?)),
                             Some(j) => {
-                                let join = plan.joined.get(j).filter(|j| &j.table == table_name)?;
-                                Some((c, table.column(&join.column)?))
+                                let join = plan
+                                    .joined
+                                    .get(j)
+                                    .filter(|j| &j.column.table == table_name)?;
+                                Some((c, table.column(&join.column.column)?))
                             }
                         },
                         _ => None,
@@ -538,7 +540,7 @@ serving:
         let text = format!("{SPEC}{extra}");
         let loaded = eddy_features::spec::parse(std::path::Path::new("t.yaml"), &text).unwrap();
         let sources = [("events".to_string(), columns())].into_iter().collect();
-        let plans = eddy_features::spec::model::plan(&loaded, &sources, &[]).unwrap();
+        let plans = eddy_training::plan::plan(&loaded, &sources, &[]).unwrap();
         let serving = loaded.spec.serving.clone().unwrap();
         let cols = columns();
         let engine = Engine::new(&serving, &plans, Some(("events", &cols)), None);

@@ -21,8 +21,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use eddy_features::spec::ModelPlan;
 use eddy_training::online::recommender::RecommenderModel;
+use eddy_training::plan::ModelPlan;
 
 /// How the replay scores.
 #[derive(Debug, Clone, Copy)]
@@ -302,13 +302,12 @@ pub fn interactions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eddy_features::spec::ModelKind;
-    use eddy_features::spec::model::ModelParams;
+    use eddy_training::plan::params::PopularityParams;
+    use eddy_training::plan::{ModelKind, Params};
 
     fn plan(name: &str, kind: ModelKind) -> ModelPlan {
         ModelPlan {
             name: name.into(),
-            kind,
             source: "s".into(),
             source_topic: "s".into(),
             source_columns: Default::default(),
@@ -319,7 +318,7 @@ mod tests {
             item: None,
             inputs: Vec::new(),
             crosses: Vec::new(),
-            params: ModelParams::default(),
+            params: Params::defaults(kind),
             topic: "models".into(),
             snapshot_every: 10,
             metrics_topic: "m".into(),
@@ -344,7 +343,10 @@ mod tests {
         }
         events.sort_by_key(|e| e.2);
         let mut pop = plan("popular", ModelKind::Popularity);
-        pop.params.half_life = Some(eddy_features::spec::Millis(3_600_000));
+        pop.params = Params::Popularity(PopularityParams {
+            half_life: Some(eddy_features::spec::Millis(3_600_000)),
+            k: None,
+        });
         let lifts = evaluate(
             &[&pop],
             &events,

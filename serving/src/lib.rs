@@ -35,6 +35,7 @@ pub mod freshness;
 pub mod http;
 pub mod metrics;
 pub mod models;
+pub mod plan;
 pub mod record;
 pub mod rules;
 pub mod service;

@@ -11,10 +11,10 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use eddy_features::spec::ModelPlan;
 use eddy_features::topic::Record;
 use eddy_training::lifecycle::{Applied, Assembler, ModelUpdate, Replica};
 use eddy_training::online::recommender::Model as RecModel;
+use eddy_training::plan::ModelPlan;
 use eddy_training::recommend::mf::ItemMatrix;
 
 use crate::metrics::ServeMetrics;
@@ -72,7 +72,7 @@ impl ModelSet {
             models: plans
                 .iter()
                 .map(|p| {
-                    let served = if p.kind.is_recommender() {
+                    let served = if p.kind().is_recommender() {
                         Served::Recommender {
                             name: p.name.clone(),
                             model: None,

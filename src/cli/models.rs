@@ -90,11 +90,11 @@ pub enum NumericArg {
     Log,
 }
 
-impl From<NumericArg> for eddy_features::spec::model::Numeric {
+impl From<NumericArg> for eddy_training::hashing::Numeric {
     fn from(n: NumericArg) -> Self {
         match n {
-            NumericArg::Raw => eddy_features::spec::model::Numeric::Raw,
-            NumericArg::Log => eddy_features::spec::model::Numeric::Log,
+            NumericArg::Raw => eddy_training::hashing::Numeric::Raw,
+            NumericArg::Log => eddy_training::hashing::Numeric::Log,
         }
     }
 }

@@ -49,8 +49,20 @@ pub fn backfill(global: &Global, args: &BackfillArgs) -> anyhow::Result<()> {
                 filter: args.label_filter.clone(),
                 columns: args.columns.clone(),
                 model: None,
+                delayed: None,
             }),
-            (None, Some(model)) => Some(LabelOptions::of_model(model, args.columns.clone())),
+            (None, Some(model)) => {
+                // The learners plan models: the training set resolves a
+                // delayed label as the live learner's plan does.
+                let lookup = eddy_features::engine::job::schema_lookup(&registry);
+                let (_, models) = eddy_training::plan::validate_with_models(&loaded, &lookup)
+                    .map_err(|p| spec_failure(eddy_features::spec::SpecError::Invalid(p)))?;
+                let delayed = models
+                    .iter()
+                    .find(|m| &m.name == model)
+                    .and_then(|m| m.delayed.clone());
+                Some(LabelOptions::of_model(model, args.columns.clone(), delayed))
+            }
             (None, None) if !args.columns.is_empty() => {
                 return Err(CliError::fail(
                     ExitCode::Usage,

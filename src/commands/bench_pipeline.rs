@@ -13,7 +13,6 @@ use apache_avro::types::Value;
 use eddy_features::avro::AvroCodec;
 use eddy_features::engine::job::{Job, JobOptions};
 use eddy_features::registry::value_subject;
-use eddy_features::spec;
 use eddy_features::topic::{ProducerRecord, TopicSpec};
 
 use crate::cli::{BenchPipelineArgs, Global};
@@ -151,7 +150,7 @@ pub fn pipeline(global: &Global, args: &BenchPipelineArgs) -> anyhow::Result<()>
     let stamp = topics.stamp;
     let w = &args.window;
     let text = pipeline_spec(&topics, w);
-    let loaded = spec::parse(std::path::Path::new("bench.yaml"), &text)?;
+    let loaded = super::common::parse("bench.yaml", &text)?;
     let ckpt = std::env::temp_dir().join(format!("eddy-bench-{stamp}"));
     let options = JobOptions {
         until_end: true,

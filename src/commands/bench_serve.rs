@@ -17,7 +17,6 @@ use eddy_features::avro::AvroCodec;
 use eddy_features::engine::job::{Job, JobOptions};
 use eddy_features::engine::value::Scalar;
 use eddy_features::registry::value_subject;
-use eddy_features::spec;
 use eddy_features::topic::{Backend, ProducerRecord, TopicSpec};
 use eddy_serving::engine::Request;
 use eddy_serving::service::{ServeOptions, Service};
@@ -137,7 +136,7 @@ pub fn serve_bench(global: &Global, args: &BenchServeArgs) -> anyhow::Result<()>
     bar.finish_and_clear();
     // The pipeline trains and publishes the models.
     let text = bench_spec(stamp, &events, args.k);
-    let loaded = spec::parse(std::path::Path::new("bench-serve.yaml"), &text)?;
+    let loaded = super::common::parse("bench-serve.yaml", &text)?;
     let ckpt = std::env::temp_dir().join(format!("eddy-bench-serve-{stamp}"));
     let mut job = Job::open(
         &loaded,
@@ -150,7 +149,7 @@ pub fn serve_bench(global: &Global, args: &BenchServeArgs) -> anyhow::Result<()>
             group: None,
         },
     )?;
-    super::common::attach_models(&mut job, backend.as_ref())?;
+    super::common::attach_models(&mut job, &loaded, backend.as_ref())?;
     let trained = Instant::now();
     job.run(&AtomicBool::new(false), &mut |_| {})?;
     eprintln!(

@@ -11,12 +11,32 @@ use eddy_features::engine::job::{Job, Learners};
 use eddy_features::spec::{self, SpecError};
 use eddy_serving::ServeError;
 use eddy_training::online::OnlineModels;
+use eddy_training::plan::ModelPlan;
 
 use crate::exit::{CliError, ExitCode};
 
-/// Loads and checks a spec's shape; a problem exits 2.
+/// The shape checks of the sections other crates run: the spec's
+/// document is `eddy-features`'s, but `models:` is checked by the crate
+/// whose learners run them and `serving:` by the serving crate. One line
+/// per section crate.
+pub(crate) const SECTION_CHECKS: &[spec::SectionCheck] =
+    &[eddy_training::plan::shape, eddy_serving::plan::shape];
+
+/// Loads and checks a spec's shape, every section's; a problem exits 2.
 pub(crate) fn load(path: &std::path::Path) -> anyhow::Result<spec::LoadedSpec> {
-    spec::load(path).map_err(spec_failure)
+    spec::load_with(path, SECTION_CHECKS).map_err(spec_failure)
+}
+
+/// Parses a built-in spec's text, every section checked.
+pub(crate) fn parse(file: &str, text: &str) -> Result<spec::LoadedSpec, SpecError> {
+    spec::parse_with(std::path::Path::new(file), text, SECTION_CHECKS)
+}
+
+/// The spec's models, planned against the columns of the sources `job`
+/// reads and its views; a problem exits 2.
+pub(crate) fn plan_models(job: &Job, loaded: &spec::LoadedSpec) -> anyhow::Result<Vec<ModelPlan>> {
+    eddy_training::plan::plan(loaded, &job.source_columns(), job.views())
+        .map_err(|p| spec_failure(SpecError::Invalid(p)))
 }
 
 pub(crate) fn spec_failure(e: SpecError) -> anyhow::Error {
@@ -74,9 +94,11 @@ pub(crate) fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
 /// snapshot under the job's checkpoints (`<checkpoints>/models/<model>`).
 pub(crate) fn attach_models(
     job: &mut Job,
+    loaded: &spec::LoadedSpec,
     backend: &dyn eddy_features::topic::Backend,
 ) -> anyhow::Result<()> {
-    for line in attach_models_with(job, backend, |learners| learners)? {
+    let models = plan_models(job, loaded)?;
+    for line in attach_models_with(job, &models, backend, |learners| learners)? {
         eprintln!("{line}");
     }
     Ok(())
@@ -87,14 +109,15 @@ pub(crate) fn attach_models(
 /// user: which models resumed from a snapshot.
 pub(crate) fn attach_models_with(
     job: &mut Job,
+    models: &[ModelPlan],
     backend: &dyn eddy_features::topic::Backend,
     wrap: impl FnOnce(Box<dyn Learners>) -> Box<dyn Learners>,
 ) -> anyhow::Result<Vec<String>> {
-    if job.models().is_empty() {
+    if models.is_empty() {
         return Ok(Vec::new());
     }
     let store = eddy_features::store::Store::open(job.checkpoint_url())?.child("models");
-    let models = OnlineModels::open(job.models(), backend, &store).context("opening the models")?;
+    let models = OnlineModels::open(models, backend, &store).context("opening the models")?;
     let notes = models
         .resumed()
         .into_iter()

@@ -8,7 +8,7 @@
 //! numeric features. A row with a NaN or infinite number, or an unusable
 //! label, is skipped and counted: it must not poison the model.
 
-use eddy_features::spec::model::Numeric;
+use eddy_training::hashing::Numeric;
 use std::path::Path;
 use std::time::Instant;
 

@@ -2,7 +2,6 @@
 //! (`datasets/movielens/pipeline.yaml`) over the topics just loaded, to the
 //! end of the events, exactly as `eddy run --until-end` would.
 
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -39,7 +38,7 @@ pub fn run(
     registry: std::sync::Arc<dyn SchemaRegistry>,
     sample_user: &str,
 ) -> anyhow::Result<FeatureSummary> {
-    let mut loaded = spec::parse(Path::new(PIPELINE_PATH), PIPELINE)?;
+    let mut loaded = super::common::parse(PIPELINE_PATH, PIPELINE)?;
     // The spec writes Parquet under ./eddy-data; keep it with the data
     // wherever --data-dir points.
     let mut parquet = None;
@@ -63,7 +62,7 @@ pub fn run(
         group: None,
     };
     let mut job = Job::open(&loaded, ctx.backend.clone(), registry, options)?;
-    super::common::attach_models(&mut job, ctx.backend.as_ref())?;
+    super::common::attach_models(&mut job, &loaded, ctx.backend.as_ref())?;
     let reader: FeatureReader = job.reader();
     let bar = progress::bar(job.records_to_read(), "features");
     let summary = job.run(&AtomicBool::new(false), &mut |n| bar.set_position(n))?;

@@ -53,7 +53,7 @@ pub fn run(
 ) -> anyhow::Result<ServingSummary> {
     let (loaded, checkpoint_url) = (&pipeline.loaded, pipeline.checkpoint_url.as_str());
     let lookup = schema_lookup(&registry);
-    let (_, models) = eddy_features::spec::validate_with_models(loaded, &lookup)
+    let (_, models) = eddy_training::plan::validate_with_models(loaded, &lookup)
         .map_err(|p| anyhow::anyhow!(eddy_features::spec::SpecError::Invalid(p)))?;
     let serving = loaded
         .spec
@@ -116,7 +116,9 @@ pub fn run(
     )?;
     // The models trained above go on learning; say so once, not "resumes"
     // per model (which read as if a fresh directory had old models).
-    let continued = super::common::attach_models_with(&mut job, ctx.backend.as_ref(), |l| l)?;
+    let models = super::common::plan_models(&job, loaded)?;
+    let continued =
+        super::common::attach_models_with(&mut job, &models, ctx.backend.as_ref(), |l| l)?;
     if !continued.is_empty() {
         eprintln!(
             "the live pipeline continues the {} models trained above",

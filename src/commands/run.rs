@@ -13,15 +13,16 @@ use crate::context::Context;
 use crate::exit::{CliError, ExitCode};
 use crate::progress;
 
-use super::common::{attach_models_with, load, spec_failure, stop_on_signals};
+use super::common::{attach_models_with, load, plan_models, spec_failure, stop_on_signals};
 
 /// `eddy validate SPEC`: every problem, with file, line and key.
 pub fn validate(global: &Global, args: &ValidateArgs) -> anyhow::Result<()> {
     let loaded = load(&args.spec)?;
     let mut ctx = Context::open(global)?;
     let registry = ctx.registry()?;
-    let (plans, models) = spec::validate_with_models(&loaded, &schema_lookup(&registry))
-        .map_err(|p| spec_failure(SpecError::Invalid(p)))?;
+    let (plans, models) =
+        eddy_training::plan::validate_with_models(&loaded, &schema_lookup(&registry))
+            .map_err(|p| spec_failure(SpecError::Invalid(p)))?;
     // Every storage location the spec names must be reachable and
     // writable now, rather than at the first checkpoint of a long run.
     let mut urls: Vec<(&str, String)> = Vec::new();
@@ -62,7 +63,7 @@ pub fn validate(global: &Global, args: &ValidateArgs) -> anyhow::Result<()> {
         );
     }
     for m in &models {
-        let what = if m.kind.is_recommender() {
+        let what = if m.kind().is_recommender() {
             format!(
                 "item {}",
                 m.source_columns
@@ -95,7 +96,7 @@ pub fn validate(global: &Global, args: &ValidateArgs) -> anyhow::Result<()> {
         println!(
             "  model {} ({} on {} → {}): {what}{said}",
             m.name,
-            m.kind.name(),
+            m.kind().name(),
             m.source,
             m.topic,
         );
@@ -183,7 +184,8 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
             other => anyhow::Error::new(other).context("starting the pipeline"),
         },
     )?;
-    if !job.models().is_empty() && options_group.is_some() {
+    let models = plan_models(&job, &loaded)?;
+    if !models.is_empty() && options_group.is_some() {
         return Err(CliError::fail(
             ExitCode::Usage,
             "the spec has models, which train in one process: run it with --standalone (a consumer group would give each process its own partial model)".to_string(),
@@ -222,7 +224,7 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
             job.checkpoint_url(),
         );
         (
-            attach_models_with(&mut job, ctx.backend.as_ref(), |l| l)?,
+            attach_models_with(&mut job, &models, ctx.backend.as_ref(), |l| l)?,
             None,
         )
     };

@@ -68,13 +68,15 @@ pub(crate) fn start(
     job_stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Serving> {
     let reader = job.reader();
-    let plans = (job.views().to_vec(), job.models().to_vec());
+    let models = super::common::plan_models(job, loaded)?;
+    let plans = (job.views().to_vec(), models.clone());
     let mut colocated = None;
-    let notes = super::common::attach_models_with(job, ctx.backend.as_ref(), |learners| {
-        let (tapped, c) = colocate(learners, reader, plans);
-        colocated = Some(c);
-        tapped
-    })?;
+    let notes =
+        super::common::attach_models_with(job, &models, ctx.backend.as_ref(), |learners| {
+            let (tapped, c) = colocate(learners, reader, plans);
+            colocated = Some(c);
+            tapped
+        })?;
     let colocated = colocated.ok_or_else(|| {
         anyhow::anyhow!("the spec's serving section needs models: add them under `models:`")
     })?;

@@ -78,7 +78,7 @@ pub fn evaluate(global: &Global, args: &EvaluateArgs) -> anyhow::Result<()> {
     let mut ctx = Context::open(global)?;
     let registry = ctx.registry()?;
     let lookup = schema_lookup(&registry);
-    let (_, models) = eddy_features::spec::validate_with_models(&loaded, &lookup)
+    let (_, models) = eddy_training::plan::validate_with_models(&loaded, &lookup)
         .map_err(|p| spec_failure(SpecError::Invalid(p)))?;
     let plans: Vec<_> = serving
         .candidates

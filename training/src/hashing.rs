@@ -15,6 +15,27 @@
 
 use serde::{Deserialize, Serialize};
 
+/// How numeric inputs of a linear model are transformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Numeric {
+    /// sign(x)·ln(1 + |x|).
+    #[default]
+    Log,
+    /// As they are.
+    Raw,
+}
+
+impl Numeric {
+    /// `x` transformed.
+    pub fn apply(&self, x: f64) -> f64 {
+        match self {
+            Numeric::Log => x.signum() * x.abs().ln_1p(),
+            Numeric::Raw => x,
+        }
+    }
+}
+
 /// A feature's value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value<'a> {
@@ -42,7 +63,7 @@ pub struct Slot {
     name: u32,
 }
 
-pub use eddy_features::hash::murmur3;
+pub use eddy_platform::hash::murmur3;
 
 /// Mixes two indices into the index of their cross.
 fn cross(a: u32, b: u32) -> u32 {

@@ -19,9 +19,11 @@
 //! - [`lifecycle`]: versioned snapshots on object storage, and sparse
 //!   deltas plus periodic snapshots on a compacted models topic, which
 //!   serving replicas follow.
-//! - [`online`]: the spec's `models:`, trained inside `eddy run` from
-//!   point-in-time probed events, published and snapshotted at every
-//!   checkpoint.
+//! - [`plan`] (feature `online`): the spec's `models:` checked and
+//!   planned, and the registry of kinds and their params.
+//! - [`online`] (feature `online`): the spec's `models:`, trained inside
+//!   `eddy run` from point-in-time probed events, published and
+//!   snapshotted at every checkpoint.
 //! - [`recommend`]: popularity with decay and streaming matrix
 //!   factorization, with prequential HR@k and NDCG@k.
 
@@ -30,10 +32,14 @@
 pub mod batch;
 pub mod ftrl;
 pub mod hashing;
+#[cfg(feature = "online")]
 pub mod joiner;
 pub mod lifecycle;
 pub mod metrics;
+#[cfg(feature = "online")]
 pub mod online;
+#[cfg(feature = "online")]
+pub mod plan;
 pub mod recommend;
 
 pub use ftrl::{Ftrl, FtrlConfig};
@@ -71,11 +77,11 @@ pub enum TrainingError {
 
 impl TrainingError {
     /// Who must act.
-    pub fn blame(&self) -> eddy_features::topic::Blame {
+    pub fn blame(&self) -> eddy_platform::topic::Blame {
         match self {
             // Written by another version, or damaged on disk.
-            TrainingError::Snapshot(_) => eddy_features::topic::Blame::Environment,
-            TrainingError::Fit(_) => eddy_features::topic::Blame::User,
+            TrainingError::Snapshot(_) => eddy_platform::topic::Blame::Environment,
+            TrainingError::Fit(_) => eddy_platform::topic::Blame::User,
         }
     }
 }

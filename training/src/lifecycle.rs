@@ -25,8 +25,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use eddy_features::store::{Store, StoreError};
-use eddy_features::topic::{Header, Producer, ProducerRecord, Record, TopicError};
+use eddy_platform::store::{Store, StoreError};
+use eddy_platform::topic::{Header, Producer, ProducerRecord, Record, TopicError};
 
 use crate::TrainingError;
 use crate::ftrl::{Ftrl, FtrlDelta};
@@ -212,7 +212,7 @@ pub enum LifecycleError {
 
 impl LifecycleError {
     /// Who must act.
-    pub fn blame(&self) -> eddy_features::topic::Blame {
+    pub fn blame(&self) -> eddy_platform::topic::Blame {
         match self {
             LifecycleError::Topic(e) => e.blame(),
             LifecycleError::Store(e) => e.blame(),
@@ -519,8 +519,8 @@ mod tests {
     use crate::Learner;
     use crate::ftrl::FtrlConfig;
     use crate::hashing::{FeatureHasher, Value};
-    use eddy_features::topic::local::{LocalLog, LocalLogConfig};
-    use eddy_features::topic::{Backend, StartOffset, TopicSpec};
+    use eddy_platform::topic::local::{LocalLog, LocalLogConfig};
+    use eddy_platform::topic::{Backend, StartOffset, TopicSpec};
     use std::time::Duration;
 
     fn example(h: &FeatureHasher, i: u64) -> (Vec<(u32, f32)>, f64) {
@@ -585,7 +585,7 @@ mod tests {
         }
         // A replica started now reads the whole topic from the beginning.
         let records =
-            eddy_features::topic::read_to_end(&log, "models", Duration::from_secs(5)).unwrap();
+            eddy_platform::topic::read_to_end(&log, "models", Duration::from_secs(5)).unwrap();
         let mut late = Replica::new("clicks");
         let outcomes: Vec<Applied> = records.iter().map(|r| late.apply(r).unwrap()).collect();
         assert!(outcomes.contains(&Applied::Stale), "{outcomes:?}");
@@ -698,7 +698,7 @@ mod tests {
         let mut publisher = Publisher::new("big", "models", 1);
         publisher.sync(&mut learner, producer.as_mut()).unwrap();
         let records =
-            eddy_features::topic::read_to_end(&log, "models", Duration::from_secs(5)).unwrap();
+            eddy_platform::topic::read_to_end(&log, "models", Duration::from_secs(5)).unwrap();
         assert!(
             records.len() > 2,
             "chunks and a manifest: {}",

@@ -22,8 +22,32 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
+use serde::{Deserialize, Serialize};
+
 use super::value::Scalar;
 use crate::hash::murmur3;
+use crate::spec::Columns;
+
+/// A model's delayed label, resolved against its sources: what a joiner
+/// needs, live and in a training set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DelayedPlan {
+    /// The label source.
+    pub source: String,
+    /// Which of the label source's events are labels (SQL), if not all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// The label source's columns, in the order its events carry them.
+    #[serde(default)]
+    pub source_columns: Columns,
+    /// The attribution window, ms of event time.
+    pub within_ms: i64,
+    /// The `on` column's index in the model's source and in the label
+    /// source.
+    pub on: Option<(usize, usize)>,
+    /// Examples held at most per partition.
+    pub max_pending: usize,
+}
 
 /// A joiner key: the event's key and its `on` column, as ids.
 pub type JoinKey = (u64, u64);

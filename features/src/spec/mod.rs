@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 
 pub use duration::Millis;
 pub use locate::KeyPath;
-pub use model::{ModelKind, ModelPlan, ModelSpec};
-pub use validate::{ColumnType, Columns, ViewPlan, validate, validate_with_models};
+pub use model::{DelayedLabelSpec, ModelSpec};
+pub use validate::{ColumnType, Columns, ViewPlan, validate};
 pub use window::Window;
 
 /// A whole pipeline spec.
@@ -425,17 +425,37 @@ impl LoadedSpec {
     }
 }
 
+/// Checks of a section this crate only holds the document of (`models:`,
+/// `serving:`): the crate that runs the section registers one, and it
+/// runs after the checks of this crate's own sections, so one load
+/// reports every problem, each with file, line and key.
+pub type SectionCheck = fn(&LoadedSpec) -> Vec<SpecProblem>;
+
 /// Reads and parses a spec file; checks its shape (not its columns).
 pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
+    load_with(path, &[])
+}
+
+/// [`load`], with the shape checks of the other crates' sections.
+pub fn load_with(path: &Path, checks: &[SectionCheck]) -> Result<LoadedSpec, SpecError> {
     let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(path, &text)
+    parse_with(path, &text, checks)
 }
 
 /// Parses spec text; `file` is only used in messages.
 pub fn parse(file: &Path, text: &str) -> Result<LoadedSpec, SpecError> {
+    parse_with(file, text, &[])
+}
+
+/// [`parse`], with the shape checks of the other crates' sections.
+pub fn parse_with(
+    file: &Path,
+    text: &str,
+    checks: &[SectionCheck],
+) -> Result<LoadedSpec, SpecError> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
     let spec: PipelineSpec = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
@@ -460,7 +480,10 @@ pub fn parse(file: &Path, text: &str) -> Result<LoadedSpec, SpecError> {
         file: file.to_path_buf(),
         text: text.to_string(),
     };
-    let problems = validate::shape(&loaded);
+    let mut problems = validate::shape(&loaded);
+    for check in checks {
+        problems.extend(check(&loaded));
+    }
     if problems.is_empty() {
         Ok(loaded)
     } else {

@@ -4,11 +4,10 @@
 //! source) and explicit requests (a topic). Candidates come from the
 //! spec's recommender models, a ranker (an `ftrl` model) orders them, and
 //! the result goes to a topic as Avro. The section only declares; the
-//! serving component lives in the `eddy-serving` crate.
+//! serving component, and the checks of this section against the models,
+//! live in the `eddy-serving` crate (its `plan` module).
 
 use serde::{Deserialize, Serialize};
-
-use super::{KeyPath, LoadedSpec, ModelKind};
 
 /// How recommendations are made and where they go.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -120,150 +119,5 @@ impl ServingSpec {
         self.topic
             .clone()
             .unwrap_or_else(|| "recommendations".to_string())
-    }
-}
-
-/// Checks of the `serving:` section that need only the spec.
-pub(crate) fn shape(loaded: &LoadedSpec, problem: &mut dyn FnMut(KeyPath, String)) {
-    let spec = &loaded.spec;
-    let Some(s) = &spec.serving else {
-        return;
-    };
-    let at = KeyPath::default().key("serving");
-    if s.trigger.is_none() && s.requests.is_none() {
-        problem(
-            at.clone(),
-            "set `trigger` (a source of activity events) or `requests` (a topic of requests), or both".into(),
-        );
-    }
-    if let Some(t) = &s.trigger
-        && !spec.sources.contains_key(t)
-    {
-        let known: Vec<&String> = spec.sources.keys().collect();
-        problem(
-            at.key("trigger"),
-            format!("unknown source `{t}`; the sources are {known:?}"),
-        );
-    }
-    if s.candidates.is_empty() {
-        problem(
-            at.key("candidates"),
-            "name at least one recommender model (`mf`, `cooccurrence` or `popularity`)".into(),
-        );
-    }
-    let mut items = Vec::new();
-    for (i, name) in s.candidates.iter().enumerate() {
-        match spec.models.get(name) {
-            Some(m) if m.kind.is_recommender() => items.push((i, name, m.item.clone())),
-            Some(m) => problem(
-                at.key("candidates").index(i),
-                format!(
-                    "`{name}` is a `{}` model; candidates come from recommenders (`mf`, `cooccurrence`, `popularity`)",
-                    m.kind.name()
-                ),
-            ),
-            None => {
-                let known: Vec<&String> = spec.models.keys().collect();
-                problem(
-                    at.key("candidates").index(i),
-                    format!("unknown model `{name}`; the models are {known:?}"),
-                );
-            }
-        }
-    }
-    if let Some((_, first, item)) = items.first() {
-        for (i, name, other) in &items[1..] {
-            if other != item {
-                problem(
-                    at.key("candidates").index(*i),
-                    format!(
-                        "`{name}` recommends `{}` but `{first}` recommends `{}`: candidates must share one item column",
-                        other.as_deref().unwrap_or("?"),
-                        item.as_deref().unwrap_or("?")
-                    ),
-                );
-            }
-        }
-    }
-    if let Some(r) = &s.ranker {
-        match spec.models.get(r) {
-            Some(m) if m.kind == ModelKind::Ftrl => {
-                let item = items.first().and_then(|i| i.2.clone());
-                if let Some(item) = item
-                    && !m.columns.contains(&item)
-                {
-                    problem(
-                        at.key("ranker"),
-                        format!(
-                            "the ranker scores candidate items, so its `columns` must include the item column `{item}`"
-                        ),
-                    );
-                }
-            }
-            Some(m) => problem(
-                at.key("ranker"),
-                format!(
-                    "`{r}` is a `{}` model; the ranker is an `ftrl` model",
-                    m.kind.name()
-                ),
-            ),
-            None => {
-                let known: Vec<&String> = spec.models.keys().collect();
-                problem(
-                    at.key("ranker"),
-                    format!("unknown model `{r}`; the models are {known:?}"),
-                );
-            }
-        }
-    }
-    // The ranker reads a candidate's joined columns from the item table:
-    // serving follows no other table.
-    if let Some(m) = s.ranker.as_ref().and_then(|r| spec.models.get(r)) {
-        for col in &m.columns {
-            if let Some((table, _)) = col.split_once('.')
-                && s.item_table.as_deref() != Some(table)
-            {
-                problem(
-                    at.key("ranker"),
-                    format!(
-                        "the ranker reads `{col}`, a column of table `{table}`: serving reads a candidate's table columns from `item_table`, so set `item_table: {table}`"
-                    ),
-                );
-            }
-        }
-    }
-    if !s.rules.is_empty() && s.item_table.is_none() {
-        problem(
-            at.key("rules"),
-            "rules read the item table: set `item_table`".into(),
-        );
-    }
-    if let Some(t) = &s.item_table
-        && !spec.tables.contains_key(t)
-    {
-        let known: Vec<&String> = spec.tables.keys().collect();
-        problem(
-            at.key("item_table"),
-            format!("unknown table `{t}`; the tables are {known:?}"),
-        );
-    }
-    for (i, sql) in s.rules.iter().enumerate() {
-        if let Err(e) = polars::sql::sql_expr(sql) {
-            problem(
-                at.key("rules").index(i),
-                format!("`{sql}` is not a SQL expression: {e}"),
-            );
-        }
-    }
-    if s.k == Some(0) {
-        problem(at.key("k"), "must be at least 1".into());
-    }
-    if let Some(e) = s.exploration.epsilon
-        && !(0.0..=1.0).contains(&e)
-    {
-        problem(
-            at.key("exploration").key("epsilon"),
-            format!("{e} is not a probability"),
-        );
     }
 }

@@ -177,10 +177,20 @@ pub struct ViewPlan {
     pub parquet: Option<String>,
 }
 
-pub(crate) fn is_identifier(name: &str) -> bool {
+/// A name a view, model or column can have: a letter or `_`, then
+/// letters, digits or `_`.
+pub fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether `sql` parses as a SQL expression (its columns are not checked):
+/// the message says why not.
+pub fn sql_syntax(sql: &str) -> Result<(), String> {
+    polars::sql::sql_expr(sql)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Checks that need only the spec.
@@ -320,12 +330,6 @@ pub(crate) fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
             }
         }
     }
-    super::model::shape(loaded, &mut |path, msg| {
-        out.push(loaded.problem(&path, msg))
-    });
-    super::serving::shape(loaded, &mut |path, msg| {
-        out.push(loaded.problem(&path, msg))
-    });
     out
 }
 
@@ -448,29 +452,6 @@ pub fn time_scale(schema: &Schema, unit: TimeUnit) -> Option<TimeScale> {
         Schema::Union(u) => time_scale(non_null(u)?, unit),
         _ => None,
     }
-}
-
-/// [`validate`], then the `models:` section against the sources' columns
-/// and the views.
-pub fn validate_with_models(
-    loaded: &LoadedSpec,
-    lookup: &SchemaLookup<'_>,
-) -> Result<(Vec<ViewPlan>, Vec<super::ModelPlan>), Vec<SpecProblem>> {
-    let plans = validate(loaded, lookup)?;
-    let mut columns = IndexMap::new();
-    for m in loaded.spec.models.values() {
-        let label_source = m.delayed_label.as_ref().map(|d| &d.source);
-        for name in std::iter::once(&m.source).chain(label_source) {
-            if let Some(source) = loaded.spec.sources.get(name)
-                && let Ok(Some(schema)) = lookup(&source.topic)
-                && let Some(c) = record_columns(&schema)
-            {
-                columns.insert(name.clone(), c);
-            }
-        }
-    }
-    let models = super::model::plan(loaded, &columns, &plans)?;
-    Ok((plans, models))
 }
 
 /// Checks the spec against its topics' schemas and plans every view.

@@ -25,12 +25,13 @@ use eddy_features::engine::value::Scalar;
 use eddy_features::registry::SchemaRegistry;
 use eddy_features::spec::serving::NotReady;
 use eddy_features::spec::validate::{ColumnType, ViewPlan, record_columns};
-use eddy_features::spec::{LoadedSpec, ModelPlan, SpecError};
+use eddy_features::spec::{LoadedSpec, SpecError};
 use eddy_features::topic::dead_letter::DeadLetterTopics;
 pub use eddy_features::topic::now_ms;
 use eddy_features::topic::{
     Backend, Consumer, Producer, ProducerRecord, Record, StartOffset, TopicSpec,
 };
+use eddy_training::plan::ModelPlan;
 
 use crate::ServeError;
 use crate::colocated::Colocated;
@@ -193,11 +194,15 @@ impl Service {
     ) -> Result<Service, ServeError> {
         let spec = &loaded.spec;
         let serving = spec.serving.clone().ok_or(ServeError::NoServing)?;
+        let problems = crate::plan::shape(loaded);
+        if !problems.is_empty() {
+            return Err(ServeError::Spec(SpecError::Invalid(problems)));
+        }
         let lookup = schema_lookup(&registry);
         // Co-located, the job has planned the spec already.
         let (views, models) = match &colocated {
             Some(c) => c.plans.clone(),
-            None => eddy_features::spec::validate_with_models(loaded, &lookup)
+            None => eddy_training::plan::validate_with_models(loaded, &lookup)
                 .map_err(|p| ServeError::Spec(SpecError::Invalid(p)))?,
         };
         let schema_of = |topic: &str| -> Result<apache_avro::Schema, ServeError> {

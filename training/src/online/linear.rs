@@ -11,10 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::plan::{InputFrom, ModelInput, ModelKind, ModelPlan, Numeric};
 use eddy_features::engine::task::ProbedRows;
 use eddy_features::engine::value::Scalar;
-use eddy_features::spec::model::{InputFrom, ModelInput, Numeric};
-use eddy_features::spec::{ModelKind, ModelPlan};
 
 use crate::ftrl::{Ftrl, Loss};
 use crate::hashing::{Builder, FeatureHasher, Slot};
@@ -50,8 +49,8 @@ impl Inputs {
                 .iter()
                 .map(|i| (i.clone(), FeatureHasher::slot(&i.name, &i.name)))
                 .collect(),
-            kind: plan.kind,
-            numeric: plan.params.numeric.unwrap_or_default(),
+            kind: plan.kind(),
+            numeric: plan.params.numeric(),
             x: Vec::with_capacity(64),
         }
     }
@@ -151,15 +150,21 @@ fn add(
     }
 }
 
+/// FTRL's settings of a linear model's plan. Only `ftrl` and `linear`
+/// models are linear; the caller dispatches on the kind.
+fn ftrl_config(plan: &ModelPlan) -> crate::ftrl::FtrlConfig {
+    plan.params.ftrl().unwrap_or_default()
+}
+
 /// How a plan's examples are hashed.
 pub fn hasher(plan: &ModelPlan) -> FeatureHasher {
-    FeatureHasher::new(super::params::ftrl(plan).bits, plan.crosses.clone())
+    FeatureHasher::new(ftrl_config(plan).bits, plan.crosses.clone())
 }
 
 impl LinearModel {
     /// A model for `plan`, with every weight at zero.
     pub fn new(plan: &ModelPlan) -> LinearModel {
-        let config = super::params::ftrl(plan);
+        let config = ftrl_config(plan);
         LinearModel {
             ftrl: Ftrl::new(config),
             hasher: FeatureHasher::new(config.bits, plan.crosses.clone()),

@@ -25,21 +25,20 @@
 //! example is learned twice.
 
 pub mod linear;
-pub mod params;
 pub mod recommender;
 mod report;
 mod state;
 
 use std::collections::BTreeMap;
 
+use crate::plan::{ModelKind, ModelPlan};
 use eddy_features::engine::backfill::training::Labeler;
 use eddy_features::engine::delayed::{self, join_key};
-use eddy_features::engine::job::Learners;
 use eddy_features::engine::job::learners::LearnerError;
+use eddy_features::engine::job::{Learners, TableColumn};
 use eddy_features::engine::task::ProbedRows;
 use eddy_features::engine::value::Scalar;
 use eddy_features::spec::validate::Columns;
-use eddy_features::spec::{ModelKind, ModelPlan};
 use eddy_features::store::Store;
 use eddy_features::topic::{Backend, Producer, ProducerRecord, TopicSpec};
 
@@ -159,7 +158,7 @@ impl OnlineModels {
                 None => (
                     ModelState {
                         fingerprint,
-                        body: match plan.kind {
+                        body: match plan.kind() {
                             ModelKind::Ftrl | ModelKind::Linear => {
                                 Body::Linear(LinearModel::new(plan))
                             }
@@ -528,6 +527,19 @@ impl Learners for OnlineModels {
         out
     }
 
+    fn joined(&self) -> Vec<(String, Vec<TableColumn>)> {
+        // Every model of a source names the same list (see
+        // `ModelPlan::joined`): the first model's is the source's.
+        let mut out: Vec<(String, Vec<TableColumn>)> = Vec::new();
+        for m in &self.models {
+            if !m.plan.joined.is_empty() && !out.iter().any(|(s, _)| *s == m.plan.source) {
+                let columns = m.plan.joined.iter().map(|j| j.column.clone()).collect();
+                out.push((m.plan.source.clone(), columns));
+            }
+        }
+        out
+    }
+
     fn bind(&mut self, job_sources: &[String]) {
         for m in &mut self.models {
             let index = |name: &str| job_sources.iter().position(|s| s == name);
@@ -593,7 +605,12 @@ models:
 ";
 
     fn plans() -> Vec<ModelPlan> {
-        let loaded = eddy_features::spec::parse(std::path::Path::new("t.yaml"), SPEC).unwrap();
+        let loaded = eddy_features::spec::parse_with(
+            std::path::Path::new("t.yaml"),
+            SPEC,
+            &[crate::plan::shape],
+        )
+        .unwrap();
         let columns: IndexMap<String, ColumnType> = [
             ("user", ColumnType::Long),
             ("x", ColumnType::Double),
@@ -604,7 +621,7 @@ models:
         .map(|(n, t)| (n.to_string(), t))
         .collect();
         let sources = IndexMap::from([("clicks".to_string(), columns)]);
-        eddy_features::spec::model::plan(&loaded, &sources, &[]).unwrap()
+        crate::plan::plan(&loaded, &sources, &[]).unwrap()
     }
 
     /// Events `range` of partition 0: user i % 5, x, clicked when
@@ -722,7 +739,10 @@ models:
         m.learn(0, rows(0..50, false)).unwrap();
         m.checkpoint(producer.as_mut()).unwrap();
         let mut changed = plans();
-        changed[0].params.l1 = Some(2.0);
+        let crate::plan::Params::Ftrl(p) = &mut changed[0].params else {
+            panic!("an ftrl model")
+        };
+        p.l1 = Some(2.0);
         let err = OnlineModels::open(&changed, &log, &store)
             .err()
             .expect("refused");
@@ -798,8 +818,13 @@ models:
         store: &str,
         log: &LocalLog,
     ) -> OnlineModels {
-        let loaded = eddy_features::spec::parse(std::path::Path::new("t.yaml"), spec).unwrap();
-        let plans = eddy_features::spec::model::plan(&loaded, &sources, &[]).unwrap();
+        let loaded = eddy_features::spec::parse_with(
+            std::path::Path::new("t.yaml"),
+            spec,
+            &[crate::plan::shape],
+        )
+        .unwrap();
+        let plans = crate::plan::plan(&loaded, &sources, &[]).unwrap();
         let store = Store::open(store).unwrap();
         let mut m = OnlineModels::open(&plans, log, &store).unwrap();
         let names: Vec<String> = sources.keys().cloned().collect();

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::plan::{ModelPlan, Params};
 use eddy_features::engine::value::Scalar;
-use eddy_features::spec::{ModelKind, ModelPlan};
 
 use crate::recommend::Recommender;
 use crate::recommend::cooccurrence::CoOccurrence;
@@ -72,24 +72,19 @@ pub use eddy_features::engine::delayed::{id_of, string_id};
 impl RecommenderModel {
     /// A fresh recommender of `plan`'s kind and params.
     pub fn new(plan: &ModelPlan) -> RecommenderModel {
-        let p = &plan.params;
-        let model = match plan.kind {
-            ModelKind::Mf => Model::Mf(StreamingMf::new(super::params::mf(p))),
-            ModelKind::Cooccurrence => {
-                Model::CoOccurrence(CoOccurrence::new(super::params::cooccurrence(p)))
-            }
-            ModelKind::Popularity => {
-                Model::Popularity(Popularity::new(super::params::popularity_half_life(p)))
-            }
+        let model = match &plan.params {
+            Params::Mf(p) => Model::Mf(StreamingMf::new(p.config())),
+            Params::Cooccurrence(p) => Model::CoOccurrence(CoOccurrence::new(p.config())),
+            Params::Popularity(p) => Model::Popularity(Popularity::new(p.half_life_ms())),
             // The caller dispatches on the kind: a linear model never
             // gets here.
-            ModelKind::Ftrl | ModelKind::Linear => {
-                unreachable!("a `{}` model is not a recommender", plan.kind.name())
+            Params::Ftrl(_) | Params::Linear(_) => {
+                unreachable!("a `{}` model is not a recommender", plan.kind().name())
             }
         };
         RecommenderModel {
             model,
-            eval: Prequential::new(super::params::k(p)),
+            eval: Prequential::new(plan.params.k()),
             learned: 0,
             names: HashMap::new(),
         }

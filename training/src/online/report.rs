@@ -28,7 +28,7 @@ impl Online {
         }
         serde_json::json!({
             "model": self.plan.name,
-            "kind": self.plan.kind.name(),
+            "kind": self.plan.kind().name(),
             "version": s.version(),
             "examples": s.examples(),
             "skipped": s.skipped,
@@ -54,7 +54,7 @@ impl Online {
         let mut line = format!(
             "{} ({}): {} examples, {}; version {}",
             self.plan.name,
-            self.plan.kind.name(),
+            self.plan.kind().name(),
             s.examples(),
             metrics.join(", "),
             s.version()
@@ -90,7 +90,13 @@ pub(super) fn prometheus(models: &[Online], pipeline: &str) -> String {
             let _ = writeln!(out, "{name}{{pipeline=\"{pipeline}\",{labels}}} {v}");
         }
     };
-    let label = |m: &Online| format!("model=\"{}\",kind=\"{}\"", m.plan.name, m.plan.kind.name());
+    let label = |m: &Online| {
+        format!(
+            "model=\"{}\",kind=\"{}\"",
+            m.plan.name,
+            m.plan.kind().name()
+        )
+    };
     family(
         "eddy_model_examples_total",
         "counter",

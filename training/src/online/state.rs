@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use eddy_features::spec::ModelPlan;
+use crate::plan::ModelPlan;
 
 use super::{LinearModel, RecommenderModel};
 use crate::joiner::LabelJoiner;
@@ -101,13 +101,13 @@ impl ModelState {
 /// A hash of what a model's learned state depends on.
 pub fn fingerprint(plan: &ModelPlan) -> u32 {
     let mut definition = serde_json::json!([
-        plan.kind,
+        plan.kind(),
         plan.source,
         plan.label,
         plan.item,
         plan.inputs,
         plan.crosses,
-        plan.params,
+        plan.params.fingerprint_json(),
     ]);
     // Added after the first release: part of the hash only when set, so
     // the models defined before keep their fingerprint. A delayed label's

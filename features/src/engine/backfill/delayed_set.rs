@@ -15,11 +15,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::engine::delayed::DelayedPlan;
 use crate::engine::delayed::{JoinKey, LabelJoiner, Resolved, feed, join_key};
 use crate::engine::frame::ColumnBuilder;
 use crate::engine::task::ProbedRows;
 use crate::engine::value::Scalar;
-use crate::spec::model::DelayedPlan;
 
 use super::training::{Labeled, Labeler};
 

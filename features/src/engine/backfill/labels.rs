@@ -15,6 +15,7 @@ use crate::store::Store;
 
 use super::delayed_set::DelayedSet;
 use super::training::{Labeler, TrainingWriter};
+use crate::engine::delayed::DelayedPlan;
 
 /// The label events of a training set.
 #[derive(Debug, Clone)]
@@ -38,17 +39,27 @@ pub struct LabelOptions {
     /// learner resolves it), filter and event columns replace `source`,
     /// `expr` and `filter`; `columns` adds to the model's. Default: none.
     pub model: Option<String>,
+    /// That model's delayed label, as its learner planned it (the learners
+    /// plan models, not this crate). Default: none (the label is in the
+    /// event).
+    pub delayed: Option<DelayedPlan>,
 }
 
 impl LabelOptions {
-    /// The training set of model `name`, with `columns` beside its own.
-    pub fn of_model(name: &str, columns: Vec<String>) -> LabelOptions {
+    /// The training set of model `name`, with `columns` beside its own;
+    /// `delayed` is its delayed label, planned.
+    pub fn of_model(
+        name: &str,
+        columns: Vec<String>,
+        delayed: Option<DelayedPlan>,
+    ) -> LabelOptions {
         LabelOptions {
             source: String::new(),
             expr: String::new(),
             filter: None,
             columns,
             model: Some(name.to_string()),
+            delayed,
         }
     }
 
@@ -65,6 +76,13 @@ impl LabelOptions {
                 spec.models.keys().collect::<Vec<_>>()
             ))
         })?;
+        if m.delayed_label.is_some() != self.delayed.is_some() {
+            // Every example would be written as a positive: the learners
+            // plan a delayed label, and the caller must pass it on.
+            return Err(JobError::Options(format!(
+                "--model `{name}`: its delayed label was not planned (a bug in the caller of the backfill)"
+            )));
+        }
         self.source = m.source.clone();
         // A delayed label is resolved by the joiner: every example is a
         // candidate row.
@@ -212,25 +230,19 @@ impl LabelState {
             event_columns,
             &inputs.plans,
         );
-        let delayed = match &l.model {
-            Some(m) => {
-                let plan = inputs.models.iter().find(|p| &p.name == m);
-                match plan.and_then(|p| p.delayed.clone()) {
-                    Some(d) => {
-                        let ds = inputs
-                            .sources
-                            .iter()
-                            .position(|x| x.name == d.source)
-                            .expect("models' sources are opened");
-                        let decoder = match ds != s {
-                            true => Some(full_decoder(&d.source)?),
-                            false => None,
-                        };
-                        let set = DelayedSet::new(d, ds).map_err(JobError::Options)?;
-                        Some((set, decoder))
-                    }
-                    None => None,
-                }
+        let delayed = match &l.delayed {
+            Some(d) => {
+                let ds = inputs
+                    .sources
+                    .iter()
+                    .position(|x| x.name == d.source)
+                    .expect("models' sources are opened");
+                let decoder = match ds != s {
+                    true => Some(full_decoder(&d.source)?),
+                    false => None,
+                };
+                let set = DelayedSet::new(d.clone(), ds).map_err(JobError::Options)?;
+                Some((set, decoder))
             }
             None => None,
         };

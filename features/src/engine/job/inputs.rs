@@ -12,7 +12,6 @@ use super::decode::RecordDecoder;
 use crate::engine::table::TableState;
 use crate::engine::task::{Row, TaskConfig};
 use crate::registry::{RegistryError, SchemaRegistry, value_subject};
-use crate::spec::ModelPlan;
 use crate::spec::validate::ViewPlan;
 use crate::spec::{LoadedSpec, SpecError};
 use crate::topic::{Backend, Consumer, Record, StartOffset};
@@ -36,8 +35,6 @@ pub(crate) struct Table {
 /// Everything a job reads, ready to use.
 pub(crate) struct Inputs {
     pub plans: Vec<ViewPlan>,
-    /// The spec's models, resolved.
-    pub models: Vec<ModelPlan>,
     /// Sources that some view reads, in spec order.
     pub sources: Vec<Source>,
     pub tables: Vec<Table>,
@@ -103,9 +100,7 @@ impl Inputs {
         let mut lows = HashMap::new();
         for (name, s) in &spec.sources {
             let read_by_views = plans.iter().find(|p| p.source == *name);
-            let read_by_models = spec.models.values().any(|m| {
-                m.source == *name || m.delayed_label.as_ref().is_some_and(|d| d.source == *name)
-            });
+            let read_by_models = spec.models.values().any(|m| m.sources().any(|s| s == name));
             if read_by_views.is_none() && !read_by_models && extra != Some(name.as_str()) {
                 continue;
             }
@@ -181,15 +176,8 @@ impl Inputs {
             super::TaskConfig::new(&source_lateness, &table_columns, &plans)
                 .map_err(|e| JobError::Output(e.to_string()))?,
         );
-        let columns_by_source = sources
-            .iter()
-            .map(|s| (s.name.clone(), s.decoder.columns.clone()))
-            .collect();
-        let models = crate::spec::model::plan(loaded, &columns_by_source, &plans)
-            .map_err(|p| JobError::Spec(SpecError::Invalid(p)))?;
         Ok(Inputs {
             plans,
-            models,
             sources,
             tables,
             table_state,

@@ -35,10 +35,29 @@ impl LearnerError {
     }
 }
 
+/// A table column joined onto a source's events for its models: the
+/// table row valid at the event's time, looked up by one of the event's
+/// columns (null without one).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TableColumn {
+    /// The table, by name.
+    pub table: String,
+    /// The source's column the table is looked up by, by index.
+    pub on: usize,
+    /// The table's column, by name.
+    pub column: String,
+}
+
 /// Models trained inside a job.
 pub trait Learners: Send {
     /// The sources (by name) whose events are examples.
     fn sources(&self) -> Vec<String>;
+
+    /// Per source (by name): the table columns appended to each of its
+    /// events, in this order, before the learners see it. Default: none.
+    fn joined(&self) -> Vec<(String, Vec<TableColumn>)> {
+        Vec::new()
+    }
 
     /// Tells the learners the job's sources in index order: probed rows
     /// name their source by that index.

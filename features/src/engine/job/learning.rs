@@ -71,12 +71,13 @@ impl Job {
         }
         *self.metrics.models.lock().expect("poisoned") = learners.render_metrics(&self.name);
         let mut joins = vec![Vec::new(); self.sources.len()];
-        for m in &self.models {
-            let Some(s) = self.sources.iter().position(|s| s.name == m.source) else {
-                continue;
+        for (source, columns) in learners.joined() {
+            let Some(s) = self.sources.iter().position(|s| s.name == source) else {
+                return Err(JobError::Output(format!(
+                    "a model joins table columns onto source `{source}`, which this job does not read"
+                )));
             };
-            joins[s] = m
-                .joined
+            joins[s] = columns
                 .iter()
                 .map(|j| {
                     let t = self.tables.iter().position(|t| t.name == j.table);
@@ -84,9 +85,8 @@ impl Job {
                     match (t, c) {
                         (Some(t), Some(c)) => Ok((t, j.on, c)),
                         _ => Err(JobError::Output(format!(
-                            "model `{}` reads `{}`, which the job's tables do not have",
-                            m.name,
-                            j.name()
+                            "a model of `{source}` reads `{}.{}`, which the job's tables do not have",
+                            j.table, j.column
                         ))),
                     }
                 })

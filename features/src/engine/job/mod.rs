@@ -28,12 +28,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use indexmap::IndexMap;
+
 use crate::avro::AvroCodec;
 use crate::engine::table::TableState;
 use crate::engine::task::{Offer, Output, Task, TaskConfig};
 use crate::registry::SchemaRegistry;
 use crate::spec::validate::ViewPlan;
-use crate::spec::{LoadedSpec, ModelPlan};
+use crate::spec::{Columns, LoadedSpec};
 use crate::store::Store;
 use crate::topic::dead_letter::DeadLetterTopics;
 use crate::topic::{Backend, Consumer, Producer, Record, StartOffset, TopicSpec};
@@ -43,7 +45,7 @@ use checkpoint::Checkpointer;
 pub use error::JobError;
 pub use inputs::schema_lookup;
 use inputs::{Inputs, Source, Table, apply_table_record, bootstrap_tables, decode_event};
-pub use learners::Learners;
+pub use learners::{Learners, TableColumn};
 use learning::{Learning, join_model_columns};
 pub use metrics::JobMetrics;
 pub(crate) use positions::check_positions;
@@ -129,8 +131,6 @@ pub struct Job {
     /// A handle on the read API (a sink keeps it current).
     reader: FeatureReader,
     restored: usize,
-    /// The spec's models, resolved.
-    models: Vec<ModelPlan>,
     /// The models' learners, once given.
     learning: Option<Learning>,
 }
@@ -181,7 +181,6 @@ impl Job {
         let inputs = Inputs::open(loaded, backend.as_ref(), &registry, None)?;
         let Inputs {
             plans,
-            models,
             sources,
             tables,
             table_state,
@@ -293,7 +292,6 @@ impl Job {
             metrics,
             reader,
             restored,
-            models,
             learning: None,
         };
         job.reopen_tasks_with_new_records();
@@ -310,9 +308,13 @@ impl Job {
         &self.views
     }
 
-    /// The spec's models, resolved against sources and views.
-    pub fn models(&self) -> &[ModelPlan] {
-        &self.models
+    /// The columns of every source the job reads, by name, in the order
+    /// its events carry them: what models are planned against.
+    pub fn source_columns(&self) -> IndexMap<String, Columns> {
+        self.sources
+            .iter()
+            .map(|s| (s.name.clone(), s.decoder.columns.clone()))
+            .collect()
     }
 
     /// One line per model for a run's summary (none without models).

@@ -1,16 +1,30 @@
-//! Checks of the `models:` section that need only the spec: names, the
-//! keys each kind takes, labels and filters that parse. Schema-aware
+//! Checks of the `models:` section that need only the spec: names, kinds,
+//! the keys each kind takes, labels and filters that parse. Schema-aware
 //! checks come when a model is planned (`plan`).
 
-use super::ModelKind;
-use crate::spec::{KeyPath, LoadedSpec};
+use eddy_features::spec::validate::{is_identifier, sql_syntax};
+use eddy_features::spec::{KeyPath, LoadedSpec, SpecProblem};
 
-/// Checks of the `models:` section that need only the spec.
-pub(crate) fn shape(loaded: &LoadedSpec, problem: &mut dyn FnMut(KeyPath, String)) {
+use super::{ModelKind, Params};
+
+/// Checks of the `models:` section that need only the spec: registered
+/// with the spec loader (`eddy_features::spec::load_with`), and run again
+/// by [`super::plan`].
+pub fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
+    let mut out = Vec::new();
+    let mut problem = |path: KeyPath, msg: String| out.push(loaded.problem(&path, msg));
     let spec = &loaded.spec;
     for (name, m) in &spec.models {
         let at = KeyPath::default().key("models").key(name);
-        if !crate::spec::validate::is_identifier(name) {
+        let Some(kind) = ModelKind::named(&m.kind) else {
+            let kinds: Vec<&str> = ModelKind::ALL.iter().map(ModelKind::name).collect();
+            problem(
+                at.key("kind"),
+                format!("unknown kind `{}`; the kinds are {kinds:?}", m.kind),
+            );
+            continue;
+        };
+        if !is_identifier(name) {
             problem(
                 at.clone(),
                 format!(
@@ -25,25 +39,24 @@ pub(crate) fn shape(loaded: &LoadedSpec, problem: &mut dyn FnMut(KeyPath, String
                 format!("unknown source `{}`; the sources are {known:?}", m.source),
             );
         }
-        for (key, kinds) in m.params.set_keys() {
-            if !kinds.contains(&m.kind) {
-                let names: Vec<&str> = kinds.iter().map(ModelKind::name).collect();
-                problem(
-                    at.key("params").key(key),
-                    format!(
-                        "`{key}` does not apply to a `{}` model; it applies to {names:?}",
-                        m.kind.name()
-                    ),
-                );
+        let params = match kind.params(&m.params) {
+            Ok(p) => Some(p),
+            Err(problems) => {
+                for (key, message) in problems {
+                    let mut path = at.key("params");
+                    path.0.extend(key.0);
+                    problem(path, message);
+                }
+                None
             }
-        }
-        if m.kind.is_recommender() {
+        };
+        if kind.is_recommender() {
             if m.item.is_none() {
                 problem(
                     at.key("kind"),
                     format!(
                         "a `{}` model needs `item:`, the column naming what the user engaged with",
-                        m.kind.name()
+                        kind.name()
                     ),
                 );
             }
@@ -66,13 +79,13 @@ pub(crate) fn shape(loaded: &LoadedSpec, problem: &mut dyn FnMut(KeyPath, String
                         at.key(key),
                         format!(
                             "a `{}` recommender learns from (user, item) pairs; `{key}` applies to `ftrl` and `linear`",
-                            m.kind.name()
+                            kind.name()
                         ),
                     );
                 }
             }
         } else if let Some(d) = &m.delayed_label {
-            if m.kind != ModelKind::Ftrl {
+            if kind != ModelKind::Ftrl {
                 problem(
                     at.key("delayed_label"),
                     "a delayed label is a click after an impression: it applies to `ftrl`".into(),
@@ -109,7 +122,7 @@ pub(crate) fn shape(loaded: &LoadedSpec, problem: &mut dyn FnMut(KeyPath, String
                     at.key("kind"),
                     format!(
                         "a `{}` model needs `label:`, a SQL expression over the event (like `rating >= 4`), or `delayed_label:`",
-                        m.kind.name()
+                        kind.name()
                     ),
                 );
             }
@@ -129,13 +142,13 @@ pub(crate) fn shape(loaded: &LoadedSpec, problem: &mut dyn FnMut(KeyPath, String
         ];
         for (sql, key) in filters {
             if let Some(sql) = sql
-                && let Err(e) = polars::sql::sql_expr(sql)
+                && let Err(e) = sql_syntax(sql)
             {
                 problem(key, format!("`{sql}` is not a SQL condition: {e}"));
             }
         }
         if let Some(sql) = &m.label
-            && let Err(e) = polars::sql::sql_expr(sql)
+            && let Err(e) = sql_syntax(sql)
         {
             problem(
                 at.key("label"),
@@ -145,7 +158,8 @@ pub(crate) fn shape(loaded: &LoadedSpec, problem: &mut dyn FnMut(KeyPath, String
         if m.snapshot_every == Some(0) {
             problem(at.key("snapshot_every"), "must be at least 1".to_string());
         }
-        if let Some(b) = m.params.bits
+        if let Some(Params::Ftrl(p) | Params::Linear(p)) = &params
+            && let Some(b) = p.bits
             && !(1..=30).contains(&b)
         {
             problem(
@@ -154,4 +168,5 @@ pub(crate) fn shape(loaded: &LoadedSpec, problem: &mut dyn FnMut(KeyPath, String
             );
         }
     }
+    out
 }

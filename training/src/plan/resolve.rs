@@ -4,9 +4,14 @@
 
 use indexmap::IndexMap;
 
-use super::{DelayedPlan, InputFrom, ModelInput, ModelJoin, ModelKind, ModelPlan};
-use crate::spec::validate::{ColumnType, Columns, ViewPlan, expression_type};
-use crate::spec::{KeyPath, LoadedSpec, SpecProblem};
+use eddy_features::engine::delayed::DelayedPlan;
+use eddy_features::engine::job::TableColumn;
+use eddy_features::spec::validate::{
+    ColumnType, Columns, ViewPlan, expression_type, feature_columns,
+};
+use eddy_features::spec::{KeyPath, LoadedSpec, SpecProblem};
+
+use super::{InputFrom, ModelInput, ModelJoin, ModelKind, ModelPlan};
 
 /// The name of an input: a joined `TABLE.COLUMN` is `TABLE_COLUMN`, the
 /// name `eddy backfill` gives its column in a training set, so `eddy
@@ -57,11 +62,16 @@ fn joined_columns(
                 continue;
             };
             let list = out.entry(m.source.clone()).or_default();
-            if !list.iter().any(|j| j.table == table && j.column == column) {
+            if !list
+                .iter()
+                .any(|j| j.column.table == table && j.column.column == column)
+            {
                 list.push(ModelJoin {
-                    table: table.to_string(),
-                    on,
-                    column: column.to_string(),
+                    column: TableColumn {
+                        table: table.to_string(),
+                        on,
+                        column: column.to_string(),
+                    },
                     column_type,
                 });
             }
@@ -71,20 +81,34 @@ fn joined_columns(
 }
 
 /// Resolves every model against its source's columns and the views.
-/// `source_columns` holds the columns of every source by name.
+/// `source_columns` holds the columns of every source by name. The checks
+/// of [`super::shape`] run first: a plan is only made of a model that
+/// passes them.
 pub fn plan(
     loaded: &LoadedSpec,
     source_columns: &IndexMap<String, Columns>,
     views: &[ViewPlan],
 ) -> Result<Vec<ModelPlan>, Vec<SpecProblem>> {
     let spec = &loaded.spec;
-    let mut problems = Vec::new();
+    let mut problems = super::shape(loaded);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     let mut plans = Vec::new();
-    let features = crate::spec::validate::feature_columns(views);
+    let features = feature_columns(views);
     let joined = joined_columns(loaded, source_columns, views, &mut problems);
     for (name, m) in &spec.models {
-        let source_joins = joined.get(&m.source).cloned().unwrap_or_default();
         let at = KeyPath::default().key("models").key(name);
+        let (Some(kind), params) = (ModelKind::named(&m.kind), &m.params) else {
+            // `shape` reported it.
+            continue;
+        };
+        let params = match kind.params(params) {
+            Ok(p) => p,
+            // `shape` reported it.
+            Err(_) => continue,
+        };
+        let source_joins = joined.get(&m.source).cloned().unwrap_or_default();
         let Some(columns) = source_columns.get(&m.source) else {
             continue;
         };
@@ -119,20 +143,21 @@ pub fn plan(
                     None
                 }
                 Ok(t) => {
-                    let fits = match m.kind {
-                        ModelKind::Ftrl => matches!(t, ColumnType::Boolean) || t.is_numeric(),
-                        ModelKind::Linear => t.is_numeric(),
-                        _ => matches!(t, ColumnType::Boolean),
+                    let (fits, want) = match kind {
+                        ModelKind::Ftrl => (
+                            matches!(t, ColumnType::Boolean) || t.is_numeric(),
+                            "a boolean or a 0/1 number",
+                        ),
+                        ModelKind::Linear => (t.is_numeric(), "a number"),
+                        ModelKind::Mf | ModelKind::Cooccurrence | ModelKind::Popularity => (
+                            matches!(t, ColumnType::Boolean),
+                            "a boolean (which events are positive interactions)",
+                        ),
                     };
                     if !fits {
-                        let want = match m.kind {
-                            ModelKind::Ftrl => "a boolean or a 0/1 number",
-                            ModelKind::Linear => "a number",
-                            _ => "a boolean (which events are positive interactions)",
-                        };
                         problems.push(loaded.problem(
                             &at.key("label"),
-                            format!("`{sql}` gives {t:?}; a `{}` label is {want}", m.kind.name()),
+                            format!("`{sql}` gives {t:?}; a `{}` label is {want}", kind.name()),
                         ));
                     }
                     Some((sql.clone(), t))
@@ -204,7 +229,7 @@ pub fn plan(
             }
         };
         let mut inputs = Vec::new();
-        if !m.kind.is_recommender() {
+        if !kind.is_recommender() {
             let chosen: Vec<&ViewPlan> = match &m.features {
                 None => views.iter().collect(),
                 Some(names) => {
@@ -302,7 +327,6 @@ pub fn plan(
         let source = &spec.sources[&m.source];
         plans.push(ModelPlan {
             name: name.clone(),
-            kind: m.kind,
             source: m.source.clone(),
             source_topic: source.topic.clone(),
             source_columns: columns.clone(),
@@ -317,7 +341,7 @@ pub fn plan(
                 .iter()
                 .map(|[a, b]| (input_name(a), input_name(b)))
                 .collect(),
-            params: m.params.clone(),
+            params,
             topic: m.topic.clone().unwrap_or_else(|| "models".to_string()),
             snapshot_every: m.snapshot_every.unwrap_or(10),
             metrics_topic: m
