@@ -18,4 +18,4 @@ pub mod spec;
 // The platform lives in its own crate (`eddy-platform`); its modules are
 // re-exported under their old paths, so `eddy_features::topic` and
 // `crate::topic` still name them.
-pub use eddy_platform::{avro, hash, http, registry, store, topic};
+pub use eddy_platform::{avro, hash, http, metrics, registry, store, topic};

@@ -91,8 +91,8 @@ impl Learners for Tapped {
         Ok(())
     }
 
-    fn render_metrics(&self, pipeline: &str) -> String {
-        self.inner.render_metrics(pipeline)
+    fn metrics(&self) -> Vec<eddy_features::metrics::Family> {
+        self.inner.metrics()
     }
 
     fn summary(&self) -> Vec<String> {

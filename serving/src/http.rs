@@ -9,9 +9,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, Query};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use eddy_features::metrics::{CONTENT_TYPE, Metrics};
 use serde_json::json;
 
 use crate::ServeError;
@@ -140,15 +141,17 @@ fn health(metrics: &ServeMetrics, state: &Mutex<State>) -> (StatusCode, String) 
 
 /// Serves the endpoints on `addr` from a thread of its own; returns the
 /// bound address (port 0 picks a free one).
+/// `/metrics` renders `registry`, the process's, where the caller has
+/// registered `metrics`.
 pub fn serve(
     addr: SocketAddr,
-    name: String,
+    registry: Metrics,
     state: Arc<Mutex<State>>,
     metrics: Arc<ServeMetrics>,
 ) -> Result<SocketAddr, ServeError> {
     let (s1, m1) = (state.clone(), metrics.clone());
     let s2 = state.clone();
-    let (m3, m4) = (metrics.clone(), metrics.clone());
+    let m4 = metrics.clone();
     let app = axum::Router::new()
         .route(
             "/v1/recommendations/{user}",
@@ -168,9 +171,8 @@ pub fn serve(
         .route(
             "/metrics",
             get(move || {
-                let m = m3.clone();
-                let name = name.clone();
-                async move { m.render(&name) }
+                let body = registry.render();
+                async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], body) }
             }),
         )
         .route(

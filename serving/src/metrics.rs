@@ -1,7 +1,9 @@
-//! Serving metrics, in the Prometheus text format.
+//! Serving metrics: counters and the latency histogram, read by the
+//! process's metrics registry (`eddy_platform::metrics`) when scraped.
 
-use std::fmt::Write as _;
 use std::sync::Mutex;
+
+use eddy_features::metrics::{Family, Histogram, Report};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
@@ -63,95 +65,90 @@ impl ServeMetrics {
         let n: u64 = counts.iter().sum();
         (n, if n == 0 { f64::NAN } else { sum / n as f64 })
     }
+}
 
-    /// The metrics in the Prometheus text format.
-    pub fn render(&self, pipeline: &str) -> String {
-        let mut out = String::new();
-        let l = format!("pipeline=\"{pipeline}\"");
-        let mut counter = |name: &str, help: &str, v: &AtomicU64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{l}}} {}",
-                v.load(Ordering::Relaxed)
-            );
+impl Report for ServeMetrics {
+    fn families(&self) -> Vec<Family> {
+        let counter = |name: &str, help: &str, v: &AtomicU64| {
+            Family::counter(name, help, v.load(Ordering::Relaxed))
         };
-        counter(
-            "eddy_serve_triggers_total",
-            "Trigger events read.",
-            &self.triggers,
-        );
-        counter(
-            "eddy_serve_requests_total",
-            "Explicit requests read from the requests topic.",
-            &self.requests,
-        );
-        counter(
-            "eddy_serve_http_requests_total",
-            "Recommendations pulled over HTTP.",
-            &self.http_requests,
-        );
-        counter(
-            "eddy_serve_recommendations_total",
-            "Recommendations emitted to the topic.",
-            &self.recommendations,
-        );
-        counter(
-            "eddy_serve_empty_total",
-            "Recommendations with no item.",
-            &self.empty,
-        );
-        counter(
-            "eddy_serve_feature_rows_undecodable_total",
-            "Feature-topic rows that did not decode (the key keeps its older row).",
-            &self.feature_rows_undecodable,
-        );
-        counter(
-            "eddy_serve_item_rows_rejected_total",
-            "Item-table rows the business rules could not read or evaluate (those items are not recommended).",
-            &self.item_rows_rejected,
-        );
-        counter(
-            "eddy_serve_ahead_of_trigger_total",
-            "Recommendations made with features or models newer than their trigger (as_of_trigger false: a replay ran ahead).",
-            &self.ahead_of_trigger,
-        );
-        counter(
-            "eddy_serve_dead_letters_total",
-            "Requests and events sent to a dead-letter topic.",
-            &self.dead_lettered,
-        );
-        counter(
-            "eddy_serve_model_swaps_total",
-            "Model snapshots and deltas applied.",
-            &self.model_swaps,
-        );
-        counter(
-            "eddy_serve_model_updates_undecodable_total",
-            "Model updates that could not be decoded and were skipped.",
-            &self.model_undecodable,
-        );
-        let _ = writeln!(
-            out,
-            "# HELP eddy_serve_ready 1 once every model has loaded.\n# TYPE eddy_serve_ready gauge\neddy_serve_ready{{{l}}} {}",
-            u8::from(self.ready.load(Ordering::Relaxed))
-        );
+        vec![
+            counter(
+                "eddy_serve_triggers_total",
+                "Trigger events read.",
+                &self.triggers,
+            ),
+            counter(
+                "eddy_serve_requests_total",
+                "Explicit requests read from the requests topic.",
+                &self.requests,
+            ),
+            counter(
+                "eddy_serve_http_requests_total",
+                "Recommendations pulled over HTTP.",
+                &self.http_requests,
+            ),
+            counter(
+                "eddy_serve_recommendations_total",
+                "Recommendations emitted to the topic.",
+                &self.recommendations,
+            ),
+            counter(
+                "eddy_serve_empty_total",
+                "Recommendations with no item.",
+                &self.empty,
+            ),
+            counter(
+                "eddy_serve_feature_rows_undecodable_total",
+                "Feature-topic rows that did not decode (the key keeps its older row).",
+                &self.feature_rows_undecodable,
+            ),
+            counter(
+                "eddy_serve_item_rows_rejected_total",
+                "Item-table rows the business rules could not read or evaluate (those items are not recommended).",
+                &self.item_rows_rejected,
+            ),
+            counter(
+                "eddy_serve_ahead_of_trigger_total",
+                "Recommendations made with features or models newer than their trigger (as_of_trigger false: a replay ran ahead).",
+                &self.ahead_of_trigger,
+            ),
+            counter(
+                "eddy_serve_dead_letters_total",
+                "Requests and events sent to a dead-letter topic.",
+                &self.dead_lettered,
+            ),
+            counter(
+                "eddy_serve_model_swaps_total",
+                "Model snapshots and deltas applied.",
+                &self.model_swaps,
+            ),
+            counter(
+                "eddy_serve_model_updates_undecodable_total",
+                "Model updates that could not be decoded and were skipped.",
+                &self.model_undecodable,
+            ),
+            Family::gauge(
+                "eddy_serve_ready",
+                "1 once every model has loaded.",
+                f64::from(u8::from(self.ready.load(Ordering::Relaxed))),
+            ),
+        ]
+    }
+
+    fn histograms(&self) -> Vec<Histogram> {
         let (counts, sum) = *self.latency.lock().expect("poisoned");
-        let name = "eddy_serve_latency_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Trigger read to recommendation sent.\n# TYPE {name} histogram"
-        );
-        let mut cumulative = 0;
-        for (i, upper) in BUCKETS.iter().enumerate() {
-            cumulative += counts[i];
-            let _ = writeln!(out, "{name}_bucket{{{l},le=\"{upper}\"}} {cumulative}");
-        }
-        cumulative += counts[BUCKETS.len()];
-        let _ = writeln!(out, "{name}_bucket{{{l},le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(
-            out,
-            "{name}_sum{{{l}}} {sum}\n{name}_count{{{l}}} {cumulative}"
-        );
-        out
+        let buckets = BUCKETS
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(counts)
+            .collect();
+        vec![Histogram {
+            name: "eddy_serve_latency_seconds".to_string(),
+            help: "Trigger read to recommendation sent.".to_string(),
+            buckets,
+            sum,
+        }]
     }
 }

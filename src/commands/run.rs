@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use eddy_features::engine::job::{Job, JobError, JobMetrics, JobOptions, schema_lookup};
+use eddy_features::metrics::Metrics;
 use eddy_features::spec::{self, SpecError};
 
 use crate::cli::{Global, RunArgs, ValidateArgs};
@@ -120,19 +121,18 @@ fn checkpoint_url(global: &Global, ctx: &Context, loaded: &spec::LoadedSpec) -> 
 /// Serves `/metrics` and `/healthz` until the process ends.
 fn serve_metrics(
     addr: SocketAddr,
-    name: String,
+    registry: Metrics,
     metrics: Arc<JobMetrics>,
 ) -> anyhow::Result<SocketAddr> {
-    use axum::http::StatusCode;
+    use axum::http::{StatusCode, header};
     use axum::routing::get;
-    let m1 = metrics.clone();
+    use eddy_features::metrics::CONTENT_TYPE;
     let app = axum::Router::new()
         .route(
             "/metrics",
             get(move || {
-                let m = m1.clone();
-                let name = name.clone();
-                async move { m.render(&name) }
+                let body = registry.render();
+                async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], body) }
             }),
         )
         .route(
@@ -191,9 +191,12 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
             "the spec has models, which train in one process: run it with --standalone (a consumer group would give each process its own partial model)".to_string(),
         ));
     }
+    // The process's one metrics registry.
+    let registry_of_metrics = Metrics::new();
+    registry_of_metrics.register(Some(&loaded.spec.name), job.metrics.clone());
     let metrics_addr = serve_metrics(
         args.metrics_addr,
-        loaded.spec.name.clone(),
+        registry_of_metrics.clone(),
         job.metrics.clone(),
     )?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -204,8 +207,15 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
         "; Ctrl-C checkpoints and stops"
     };
     let (notes, serving) = if args.serve {
-        let mut serving =
-            super::run_serving::start(&loaded, &ctx, registry, &mut job, args, stop.clone())?;
+        let mut serving = super::run_serving::start(
+            &loaded,
+            &ctx,
+            registry,
+            &mut job,
+            args,
+            stop.clone(),
+            &registry_of_metrics,
+        )?;
         // The first line names the serving address: scripts read it.
         eprintln!(
             "pipeline `{}` on the {} backend, serving in this process: recommendations to topic `{}`, HTTP on http://{}/v1/recommendations/{{user}}; pipeline metrics on http://{metrics_addr}/metrics, checkpoints in {}{ending}",

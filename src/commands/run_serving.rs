@@ -66,6 +66,7 @@ pub(crate) fn start(
     job: &mut Job,
     args: &RunArgs,
     job_stop: Arc<AtomicBool>,
+    metrics: &eddy_features::metrics::Metrics,
 ) -> anyhow::Result<Serving> {
     let reader = job.reader();
     let models = super::common::plan_models(job, loaded)?;
@@ -92,9 +93,12 @@ pub(crate) fn start(
         colocated,
     )
     .map_err(serve_failure)?;
+    // The process's one registry: the pipeline's metrics and serving's,
+    // on both endpoints.
+    metrics.register(Some(&service.name), service.metrics.clone());
     let addr = eddy_serving::http::serve(
         args.serve_http,
-        service.name.clone(),
+        metrics.clone(),
         service.state.clone(),
         service.metrics.clone(),
     )?;

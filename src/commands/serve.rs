@@ -33,9 +33,11 @@ pub fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         },
     )
     .map_err(serve_failure)?;
+    let metrics = eddy_features::metrics::Metrics::new();
+    metrics.register(Some(&service.name), service.metrics.clone());
     let addr = eddy_serving::http::serve(
         args.http,
-        service.name.clone(),
+        metrics,
         service.state.clone(),
         service.metrics.clone(),
     )?;

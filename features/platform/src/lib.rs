@@ -25,6 +25,7 @@
 pub mod avro;
 pub mod hash;
 pub mod http;
+pub mod metrics;
 pub mod registry;
 pub mod store;
 pub mod topic;

@@ -571,8 +571,8 @@ impl Learners for OnlineModels {
         })
     }
 
-    fn render_metrics(&self, pipeline: &str) -> String {
-        report::prometheus(&self.models, pipeline)
+    fn metrics(&self) -> Vec<eddy_features::metrics::Family> {
+        report::families(&self.models)
     }
 
     fn summary(&self) -> Vec<String> {
@@ -719,7 +719,9 @@ models:
         );
         let logloss = s.metrics()[0].1;
         assert!(logloss.is_finite() && logloss < 0.6, "{logloss}");
-        let text = m.render_metrics("p");
+        let registry = eddy_features::metrics::Metrics::new();
+        registry.register(Some("p"), std::sync::Arc::new(m.metrics()));
+        let text = registry.render();
         assert!(
             text.contains("eddy_model_skipped_total{pipeline=\"p\",model=\"m\",kind=\"ftrl\",reason=\"not_finite\"} 1"),
             "{text}"

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use eddy_features::metrics::{Family, Kind, Labels};
 use eddy_features::topic::now_ms;
 
 use super::{Body, Online, pending_counts};
@@ -81,66 +82,66 @@ fn finite(v: f64) -> serde_json::Value {
     serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into)
 }
 
-/// The models' metrics in the Prometheus text format.
-pub(super) fn prometheus(models: &[Online], pipeline: &str) -> String {
-    let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, v) in rows {
-            let _ = writeln!(out, "{name}{{pipeline=\"{pipeline}\",{labels}}} {v}");
-        }
+/// The models' metric families (the job reports them under the
+/// pipeline's label).
+pub(super) fn families(models: &[Online]) -> Vec<Family> {
+    let label = |m: &Online| -> Labels {
+        vec![
+            ("model".to_string(), m.plan.name.clone()),
+            ("kind".to_string(), m.plan.kind().name().to_string()),
+        ]
     };
-    let label = |m: &Online| {
-        format!(
-            "model=\"{}\",kind=\"{}\"",
-            m.plan.name,
-            m.plan.kind().name()
-        )
+    let family = |name: &str, kind: Kind, help: &str, rows: Vec<(Labels, f64)>| {
+        rows.into_iter()
+            .fold(Family::new(name, help, kind), |f, (l, v)| f.sample(l, v))
     };
-    family(
-        "eddy_model_examples_total",
-        "counter",
-        "Examples learned (each predicted first: progressive validation).",
-        models
-            .iter()
-            .map(|m| (label(m), m.state.examples() as f64))
-            .collect(),
-    );
-    family(
-        "eddy_model_skipped_total",
-        "counter",
-        "Examples not learned, by reason (null or failing label, NaN or infinite input, null id).",
-        models
-            .iter()
-            .flat_map(|m| {
-                m.state
-                    .skipped
-                    .iter()
-                    .map(move |(r, n)| (format!("{},reason=\"{r}\"", label(m)), *n as f64))
-            })
-            .collect(),
-    );
-    family(
-        "eddy_model_pending_examples",
-        "gauge",
-        "Examples waiting for a delayed label.",
-        models
-            .iter()
-            .filter_map(|m| {
-                let p = m.state.pending.as_ref()?;
-                Some((label(m), pending_counts(p).0 as f64))
-            })
-            .collect(),
-    );
-    family(
-        "eddy_model_version",
-        "gauge",
-        "Version of the model last published.",
-        models
-            .iter()
-            .map(|m| (label(m), m.state.version() as f64))
-            .collect(),
-    );
+    let mut out = vec![
+        family(
+            "eddy_model_examples_total",
+            Kind::Counter,
+            "Examples learned (each predicted first: progressive validation).",
+            models
+                .iter()
+                .map(|m| (label(m), m.state.examples() as f64))
+                .collect(),
+        ),
+        family(
+            "eddy_model_skipped_total",
+            Kind::Counter,
+            "Examples not learned, by reason (null or failing label, NaN or infinite input, null id).",
+            models
+                .iter()
+                .flat_map(|m| {
+                    m.state.skipped.iter().map(move |(r, n)| {
+                        let mut l = label(m);
+                        l.push(("reason".to_string(), r.clone()));
+                        (l, *n as f64)
+                    })
+                })
+                .collect(),
+        ),
+        family(
+            "eddy_model_pending_examples",
+            Kind::Gauge,
+            "Examples waiting for a delayed label.",
+            models
+                .iter()
+                .filter_map(|m| {
+                    let p = m.state.pending.as_ref()?;
+                    Some((label(m), pending_counts(p).0 as f64))
+                })
+                .collect(),
+        ),
+        family(
+            "eddy_model_version",
+            Kind::Gauge,
+            "Version of the model last published.",
+            models
+                .iter()
+                .map(|m| (label(m), m.state.version() as f64))
+                .collect(),
+        ),
+    ];
     let mut names: Vec<&'static str> = Vec::new();
     for m in models {
         for (k, _) in m.state.metrics() {
@@ -150,25 +151,25 @@ pub(super) fn prometheus(models: &[Online], pipeline: &str) -> String {
         }
     }
     for metric in names {
-        family(
+        out.push(family(
             &format!("eddy_model_{metric}"),
-            "gauge",
+            Kind::Gauge,
             &format!("Progressive {metric} (each example scored before it is learned)."),
             models
                 .iter()
                 .flat_map(|m| {
-                    let k = match &m.state.body {
-                        Body::Recommender(r) => format!(",k=\"{}\"", r.eval.k),
-                        Body::Linear(_) => String::new(),
-                    };
+                    let mut l = label(m);
+                    if let Body::Recommender(r) = &m.state.body {
+                        l.push(("k".to_string(), r.eval.k.to_string()));
+                    }
                     m.state
                         .metrics()
                         .into_iter()
                         .filter(move |(n, _)| *n == metric)
-                        .map(move |(_, v)| (format!("{}{k}", label(m)), v))
+                        .map(move |(_, v)| (l.clone(), v))
                 })
                 .collect(),
-        );
+        ));
     }
     out
 }

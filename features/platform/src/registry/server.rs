@@ -26,6 +26,7 @@ use serde_json::{Value as Json, json};
 
 use super::store::{SchemaStore, VersionSpec};
 use super::{CompatibilityLevel, ErrorBody, RegistryError};
+use crate::metrics::{Family, Kind};
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
@@ -148,24 +149,29 @@ async fn render_metrics(store: Shared, metrics: Arc<Metrics>) -> Response {
         Ok(s) => s.len(),
         Err(resp) => return resp,
     };
-    let mut out = String::from(
-        "# HELP eddy_registry_requests_total HTTP requests answered, by status class.\n\
-         # TYPE eddy_registry_requests_total counter\n",
+    let mut requests = Family::new(
+        "eddy_registry_requests_total",
+        "HTTP requests answered, by status class.",
+        Kind::Counter,
     );
     for (i, n) in metrics.by_class.iter().enumerate() {
-        out.push_str(&format!(
-            "eddy_registry_requests_total{{class=\"{}xx\"}} {}\n",
-            i + 1,
-            n.load(Ordering::Relaxed)
-        ));
+        requests = requests.sample(
+            vec![("class".to_string(), format!("{}xx", i + 1))],
+            n.load(Ordering::Relaxed) as f64,
+        );
     }
-    out.push_str("# HELP eddy_registry_subjects Subjects with at least one live version.\n");
-    out.push_str("# TYPE eddy_registry_subjects gauge\n");
-    out.push_str(&format!("eddy_registry_subjects {subjects}\n"));
+    let subjects = Family::gauge(
+        "eddy_registry_subjects",
+        "Subjects with at least one live version.",
+        subjects as f64,
+    );
+    let registry = crate::metrics::Metrics::new();
+    registry.register(None, Arc::new(vec![requests, subjects]));
+    let out = registry.render();
     let mut resp = (StatusCode::OK, out).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
     );
     resp
 }

@@ -73,8 +73,9 @@ pub trait Learners: Send {
     /// the tasks' checkpoints are written.
     fn checkpoint(&mut self, producer: &mut dyn Producer) -> Result<(), LearnerError>;
 
-    /// The models' metrics in the Prometheus text format.
-    fn render_metrics(&self, pipeline: &str) -> String;
+    /// The models' metrics now (the job's metrics report them under the
+    /// pipeline's label).
+    fn metrics(&self) -> Vec<crate::metrics::Family>;
 
     /// One line per model for the end-of-run summary.
     fn summary(&self) -> Vec<String>;

@@ -69,7 +69,7 @@ impl Job {
                 }
             }
         }
-        *self.metrics.models.lock().expect("poisoned") = learners.render_metrics(&self.name);
+        *self.metrics.models.lock().expect("poisoned") = learners.metrics();
         let mut joins = vec![Vec::new(); self.sources.len()];
         for (source, columns) in learners.joined() {
             let Some(s) = self.sources.iter().position(|s| s.name == source) else {

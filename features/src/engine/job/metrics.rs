@@ -1,7 +1,9 @@
-//! Job metrics, rendered in the Prometheus text format.
+//! Job metrics: counters the hot path bumps, read by the process's metrics
+//! registry (`eddy_platform::metrics`) when scraped.
 
-use std::fmt::Write as _;
 use std::sync::Mutex;
+
+use crate::metrics::{Family, Kind, Report};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 /// Counters and gauges of a running job.
@@ -33,9 +35,9 @@ pub struct JobMetrics {
     pub ready: AtomicBool,
     /// Records behind the end of each source partition: (topic, partition, lag).
     pub lag: Mutex<Vec<(String, i32, i64)>>,
-    /// The models' metrics, already in the exposition format (rendered by
-    /// the learners at each checkpoint).
-    pub models: Mutex<String>,
+    /// The models' metrics, as the learners reported them at the last
+    /// checkpoint.
+    pub models: Mutex<Vec<Family>>,
 }
 
 impl JobMetrics {
@@ -45,57 +47,53 @@ impl JobMetrics {
         m.watermark_ms.store(i64::MIN, Ordering::Relaxed);
         m
     }
+}
 
-    /// The Prometheus exposition of every metric.
-    pub fn render(&self, pipeline: &str) -> String {
-        let mut out = String::new();
-        let l = format!("pipeline=\"{pipeline}\"");
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{l}}} {v}"
-            );
-        };
-        counter(
-            "eddy_events_in_total",
-            "Source records read (undecodable ones included).",
-            self.events_in.load(Ordering::Relaxed),
-        );
-        counter(
-            "eddy_records_undecodable_total",
-            "Source records that did not decode (sent to the dead-letter topic, not counted as events).",
-            self.undecodable.load(Ordering::Relaxed),
-        );
-        counter(
-            "eddy_events_late_total",
-            "Events later than the watermark (sent to the dead-letter topic).",
-            self.late.load(Ordering::Relaxed),
-        );
-        counter(
-            "eddy_dead_letters_total",
-            "Records sent to dead-letter topics, late ones included.",
-            self.dead_lettered.load(Ordering::Relaxed),
-        );
-        counter(
-            "eddy_feature_rows_total",
-            "Feature rows emitted.",
-            self.rows_out.load(Ordering::Relaxed),
-        );
-        counter(
-            "eddy_checkpoints_total",
-            "Task checkpoints written.",
-            self.checkpoints.load(Ordering::Relaxed),
-        );
-        counter(
-            "eddy_broker_outages_total",
-            "Times the brokers stopped answering and the job waited for them (librdkafka reconnects), up to --broker-outage-timeout.",
-            self.broker_outages.load(Ordering::Relaxed),
-        );
-        counter(
-            "eddy_checkpoint_fallbacks_total",
-            "Damaged checkpoints passed over for the previous one (the run replays from there).",
-            self.checkpoint_fallbacks.load(Ordering::Relaxed),
-        );
+impl Report for JobMetrics {
+    fn families(&self) -> Vec<Family> {
+        let count = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut out = vec![
+            Family::counter(
+                "eddy_events_in_total",
+                "Source records read (undecodable ones included).",
+                count(&self.events_in),
+            ),
+            Family::counter(
+                "eddy_records_undecodable_total",
+                "Source records that did not decode (sent to the dead-letter topic, not counted as events).",
+                count(&self.undecodable),
+            ),
+            Family::counter(
+                "eddy_events_late_total",
+                "Events later than the watermark (sent to the dead-letter topic).",
+                count(&self.late),
+            ),
+            Family::counter(
+                "eddy_dead_letters_total",
+                "Records sent to dead-letter topics, late ones included.",
+                count(&self.dead_lettered),
+            ),
+            Family::counter(
+                "eddy_feature_rows_total",
+                "Feature rows emitted.",
+                count(&self.rows_out),
+            ),
+            Family::counter(
+                "eddy_checkpoints_total",
+                "Task checkpoints written.",
+                count(&self.checkpoints),
+            ),
+            Family::counter(
+                "eddy_broker_outages_total",
+                "Times the brokers stopped answering and the job waited for them (librdkafka reconnects), up to --broker-outage-timeout.",
+                count(&self.broker_outages),
+            ),
+            Family::counter(
+                "eddy_checkpoint_fallbacks_total",
+                "Damaged checkpoints passed over for the previous one (the run replays from there).",
+                count(&self.checkpoint_fallbacks),
+            ),
+        ];
         let wm = self.watermark_ms.load(Ordering::Relaxed);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -105,36 +103,42 @@ impl JobMetrics {
         } else {
             (now - wm) as f64 / 1000.0
         };
-        let _ = writeln!(
-            out,
-            "# HELP eddy_watermark_delay_seconds Wall-clock time minus the lowest task watermark.\n# TYPE eddy_watermark_delay_seconds gauge\neddy_watermark_delay_seconds{{{l}}} {delay}"
+        out.push(Family::gauge(
+            "eddy_watermark_delay_seconds",
+            "Wall-clock time minus the lowest task watermark.",
+            delay,
+        ));
+        out.push(Family::gauge(
+            "eddy_state_bytes",
+            "Approximate bytes of window state.",
+            count(&self.state_bytes) as f64,
+        ));
+        out.push(Family::gauge(
+            "eddy_state_keys",
+            "Keys with state, over all views.",
+            count(&self.keys) as f64,
+        ));
+        out.push(Family::gauge(
+            "eddy_ready",
+            "1 once tables are loaded and events flow.",
+            f64::from(u8::from(self.ready.load(Ordering::Relaxed))),
+        ));
+        let mut lag = Family::new(
+            "eddy_consumer_lag_records",
+            "Records between the read position and the end of a source partition.",
+            Kind::Gauge,
         );
-        let _ = writeln!(
-            out,
-            "# HELP eddy_state_bytes Approximate bytes of window state.\n# TYPE eddy_state_bytes gauge\neddy_state_bytes{{{l}}} {}",
-            self.state_bytes.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP eddy_state_keys Keys with state, over all views.\n# TYPE eddy_state_keys gauge\neddy_state_keys{{{l}}} {}",
-            self.keys.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP eddy_ready 1 once tables are loaded and events flow.\n# TYPE eddy_ready gauge\neddy_ready{{{l}}} {}",
-            u8::from(self.ready.load(Ordering::Relaxed))
-        );
-        let _ = writeln!(
-            out,
-            "# HELP eddy_consumer_lag_records Records between the read position and the end of a source partition.\n# TYPE eddy_consumer_lag_records gauge"
-        );
-        for (topic, p, lag) in self.lag.lock().expect("poisoned").iter() {
-            let _ = writeln!(
-                out,
-                "eddy_consumer_lag_records{{{l},topic=\"{topic}\",partition=\"{p}\"}} {lag}"
+        for (topic, p, records) in self.lag.lock().expect("poisoned").iter() {
+            lag = lag.sample(
+                vec![
+                    ("topic".to_string(), topic.clone()),
+                    ("partition".to_string(), p.to_string()),
+                ],
+                *records as f64,
             );
         }
-        out.push_str(&self.models.lock().expect("poisoned"));
+        out.push(lag);
+        out.extend(self.models.lock().expect("poisoned").iter().cloned());
         out
     }
 }

@@ -687,7 +687,7 @@ impl Job {
         if let Some(l) = &mut self.learning {
             let mut producer = self.producer.lock().expect("poisoned");
             l.learners.checkpoint(producer.as_mut())?;
-            *self.metrics.models.lock().expect("poisoned") = l.learners.render_metrics(&self.name);
+            *self.metrics.models.lock().expect("poisoned") = l.learners.metrics();
         }
         self.dead_letters.flush()?;
         let mut state_bytes = 0;
