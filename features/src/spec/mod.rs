@@ -9,10 +9,12 @@
 //! The full reference of keys and defaults is in README.md, section "Pipeline
 //! spec"; the doc comment of each field below states its default too.
 
+mod columns;
 pub mod duration;
 pub mod locate;
 pub mod model;
 pub mod serving;
+mod shape;
 pub mod validate;
 pub mod window;
 

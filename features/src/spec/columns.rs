@@ -1,0 +1,173 @@
+//! Columns and their types: what a view, a label or a model input can
+//! read. Types come from the topics' registered Avro schemas, and SQL
+//! expressions are typed by polars itself, on an empty frame with the
+//! columns, so validation and execution can never disagree.
+
+use apache_avro::Schema;
+use apache_avro::schema::UnionSchema;
+use indexmap::IndexMap;
+use polars::prelude::*;
+
+use super::TimeUnit;
+
+/// The type of a column a view can use.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ColumnType {
+    /// 64-bit integer.
+    Long,
+    /// 64-bit float.
+    Double,
+    /// Text.
+    String,
+    /// True or false.
+    Boolean,
+    /// An array of a scalar type; `top_k` and the distinct counts count its
+    /// elements.
+    List(Box<ColumnType>),
+}
+
+impl ColumnType {
+    /// Long or double.
+    pub fn is_numeric(&self) -> bool {
+        matches!(self, ColumnType::Long | ColumnType::Double)
+    }
+
+    /// The polars type of the column.
+    pub fn dtype(&self) -> DataType {
+        match self {
+            ColumnType::Long => DataType::Int64,
+            ColumnType::Double => DataType::Float64,
+            ColumnType::String => DataType::String,
+            ColumnType::Boolean => DataType::Boolean,
+            ColumnType::List(inner) => DataType::List(Box::new(inner.dtype())),
+        }
+    }
+
+    /// The column type of a polars type, if eddy can aggregate it.
+    pub fn from_dtype(dtype: &DataType) -> Option<ColumnType> {
+        Some(match dtype {
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32 => ColumnType::Long,
+            DataType::Float32 | DataType::Float64 => ColumnType::Double,
+            DataType::String => ColumnType::String,
+            DataType::Boolean => ColumnType::Boolean,
+            DataType::List(inner) => match ColumnType::from_dtype(inner)? {
+                ColumnType::List(_) => return None,
+                scalar => ColumnType::List(Box::new(scalar)),
+            },
+            _ => return None,
+        })
+    }
+
+    /// The type of one Avro field, if eddy can use it.
+    pub fn from_avro(schema: &Schema) -> Option<ColumnType> {
+        Some(match schema {
+            Schema::Int
+            | Schema::Long
+            | Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::Date
+            | Schema::TimeMillis
+            | Schema::TimeMicros => ColumnType::Long,
+            Schema::Float | Schema::Double => ColumnType::Double,
+            Schema::String | Schema::Enum(_) | Schema::Uuid(_) => ColumnType::String,
+            Schema::Boolean => ColumnType::Boolean,
+            Schema::Array(items) => match ColumnType::from_avro(&items.items)? {
+                ColumnType::List(_) => return None,
+                scalar => ColumnType::List(Box::new(scalar)),
+            },
+            Schema::Union(u) => ColumnType::from_avro(non_null(u)?)?,
+            _ => return None,
+        })
+    }
+}
+
+/// The one non-null branch of `["null", T]`.
+fn non_null(u: &UnionSchema) -> Option<&Schema> {
+    let mut branches = u.variants().iter().filter(|s| !matches!(s, Schema::Null));
+    let one = branches.next()?;
+    branches.next().is_none().then_some(one)
+}
+
+/// Named, typed columns, in order.
+pub type Columns = IndexMap<String, ColumnType>;
+
+/// How the engine reads event time from a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TimeScale {
+    /// Milliseconds.
+    Millis,
+    /// Microseconds.
+    Micros,
+    /// Seconds.
+    Seconds,
+}
+
+/// The columns of an Avro record schema; None for anything else.
+pub fn record_columns(schema: &Schema) -> Option<Columns> {
+    let Schema::Record(record) = schema else {
+        return None;
+    };
+    Some(
+        record
+            .fields
+            .iter()
+            .filter_map(|f| Some((f.name.clone(), ColumnType::from_avro(&f.schema)?)))
+            .collect(),
+    )
+}
+
+pub(crate) fn field_schema<'s>(schema: &'s Schema, name: &str) -> Option<&'s Schema> {
+    let Schema::Record(record) = schema else {
+        return None;
+    };
+    record
+        .fields
+        .iter()
+        .find(|f| f.name == name)
+        .map(|f| &f.schema)
+}
+
+/// How event time is read from a field of this Avro type.
+pub fn time_scale(schema: &Schema, unit: TimeUnit) -> Option<TimeScale> {
+    match schema {
+        Schema::TimestampMillis => Some(TimeScale::Millis),
+        Schema::TimestampMicros => Some(TimeScale::Micros),
+        Schema::Int | Schema::Long => Some(match unit {
+            TimeUnit::Ms => TimeScale::Millis,
+            TimeUnit::S => TimeScale::Seconds,
+        }),
+        Schema::Union(u) => time_scale(non_null(u)?, unit),
+        _ => None,
+    }
+}
+
+/// The type of a SQL expression over `columns`, as polars computes it.
+pub fn expression_type(columns: &Columns, sql: &str) -> Result<ColumnType, String> {
+    let expr =
+        polars::sql::sql_expr(sql).map_err(|e| format!("`{sql}` is not a SQL expression: {e}"))?;
+    let schema: Schema_ = columns
+        .iter()
+        .map(|(n, t)| Field::new(n.as_str().into(), t.dtype()))
+        .collect();
+    let mut lf = DataFrame::empty_with_schema(&schema)
+        .lazy()
+        .select([expr.alias("__eddy_out")]);
+    let out = lf
+        .collect_schema()
+        .map_err(|e| format!("`{sql}`: {}", first_line(&e.to_string())))?;
+    let dtype = out.get("__eddy_out").cloned().unwrap_or(DataType::Null);
+    ColumnType::from_dtype(&dtype)
+        .ok_or_else(|| format!("`{sql}` gives {dtype}, which eddy cannot aggregate"))
+}
+
+type Schema_ = polars::prelude::Schema;
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}
