@@ -13,6 +13,7 @@ mod columns;
 pub mod duration;
 pub mod locate;
 pub mod model;
+mod plan;
 pub mod serving;
 mod shape;
 pub mod validate;

@@ -13,72 +13,10 @@ use super::columns::field_schema;
 pub use super::columns::{
     ColumnType, Columns, TimeScale, expression_type, record_columns, time_scale,
 };
+pub use super::plan::{FeaturePlan, JoinPlan, OutType, ViewPlan};
 pub(crate) use super::shape::shape;
 pub use super::shape::{is_identifier, sql_syntax};
-use super::{KeyPath, LoadedSpec, Missing, Op, SpecProblem, Window};
-
-/// A resolved feature: one operator over one window.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct FeaturePlan {
-    /// `<name>_<window suffix>`.
-    pub column: String,
-    /// The operator.
-    pub op: Op,
-    /// The window.
-    pub window: Window,
-    /// The input column, if any.
-    pub input: Option<String>,
-    /// The input column's type.
-    pub input_type: Option<ColumnType>,
-    /// The k of `first_k`, `last_k`, `top_k`.
-    pub k: usize,
-    /// The quantile of `approx_percentile`.
-    pub quantile: f64,
-    /// The half-life of `decayed_sum`, ms.
-    pub half_life_ms: i64,
-}
-
-/// A resolved join.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct JoinPlan {
-    /// The table.
-    pub table: String,
-    /// The event's column looked up in it.
-    pub on: String,
-    /// (table column, type) pairs added to the event.
-    pub select: Vec<(String, ColumnType)>,
-    /// What an event without a match gets.
-    pub missing: Missing,
-}
-
-/// Everything the engine needs to run one view.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ViewPlan {
-    /// The view's name.
-    pub name: String,
-    /// Its source.
-    pub source: String,
-    /// The source's key column.
-    pub key: String,
-    /// Its type.
-    pub key_type: ColumnType,
-    /// The source record's columns.
-    pub source_columns: Columns,
-    /// Joins, in order.
-    pub joins: Vec<JoinPlan>,
-    /// (name, SQL) in order.
-    pub derive: Vec<(String, String)>,
-    /// The filter (SQL), if any.
-    pub filter: Option<String>,
-    /// Every column after joins and derives.
-    pub columns: Columns,
-    /// The features, in order.
-    pub features: Vec<FeaturePlan>,
-    /// The feature topic.
-    pub output_topic: String,
-    /// The Parquet URL, if any.
-    pub parquet: Option<String>,
-}
+use super::{KeyPath, LoadedSpec, Op, SpecProblem};
 
 /// The registered value schema of a topic, looked up by the caller.
 pub type SchemaLookup<'a> = dyn Fn(&str) -> Result<Option<Schema>, String> + 'a;
@@ -338,10 +276,7 @@ pub fn feature_columns(plans: &[ViewPlan]) -> Vec<(String, ColumnType)> {
                 } else {
                     f.column.clone()
                 };
-                (
-                    name,
-                    crate::engine::job::output::OutType::of(f).column_type(),
-                )
+                (name, OutType::of(f).column_type())
             })
         })
         .collect()

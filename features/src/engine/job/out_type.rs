@@ -5,57 +5,16 @@
 
 use serde_json::json;
 
-use crate::spec::validate::{FeaturePlan, ViewPlan};
-use crate::spec::{ColumnType, Op};
+use crate::spec::ColumnType;
+pub use crate::spec::validate::OutType;
+use crate::spec::validate::ViewPlan;
 
-/// The type of a feature column in the output.
-#[derive(Debug, Clone, PartialEq)]
-pub enum OutType {
-    /// Never null.
-    Plain(ColumnType),
-    /// May be null.
-    Nullable(ColumnType),
-    /// An array, never null.
-    Array(ColumnType),
-}
-
-impl OutType {
-    /// The output type of feature `f`.
-    pub fn of(f: &FeaturePlan) -> OutType {
-        let input = f.input_type.clone().unwrap_or(ColumnType::Long);
-        let element = match &input {
-            ColumnType::List(inner) => (**inner).clone(),
-            other => other.clone(),
-        };
-        match f.op {
-            Op::Count | Op::CountDistinct | Op::ApproxCountDistinct => {
-                OutType::Plain(ColumnType::Long)
-            }
-            Op::Sum if input == ColumnType::Long => OutType::Plain(ColumnType::Long),
-            Op::Sum | Op::DecayedSum => OutType::Plain(ColumnType::Double),
-            Op::Mean | Op::Variance | Op::Stddev | Op::ApproxPercentile => {
-                OutType::Nullable(ColumnType::Double)
-            }
-            Op::Min | Op::Max | Op::First | Op::Last => OutType::Nullable(input),
-            Op::FirstK | Op::LastK => OutType::Array(input),
-            Op::TopK => OutType::Array(element),
-        }
-    }
-
-    fn avro(&self) -> serde_json::Value {
-        match self {
-            OutType::Plain(t) => avro_type(t),
-            OutType::Nullable(t) => json!(["null", avro_type(t)]),
-            OutType::Array(t) => json!({"type": "array", "items": avro_type(t)}),
-        }
-    }
-
-    /// The column type of the Parquet column.
-    pub fn column_type(&self) -> ColumnType {
-        match self {
-            OutType::Plain(t) | OutType::Nullable(t) => t.clone(),
-            OutType::Array(t) => ColumnType::List(Box::new(t.clone())),
-        }
+/// How a feature's output type is written in Avro.
+fn avro(out: &OutType) -> serde_json::Value {
+    match out {
+        OutType::Plain(t) => avro_type(t),
+        OutType::Nullable(t) => json!(["null", avro_type(t)]),
+        OutType::Array(t) => json!({"type": "array", "items": avro_type(t)}),
     }
 }
 
@@ -78,7 +37,7 @@ pub fn feature_schema(plan: &ViewPlan) -> String {
                "doc": "Event time the features are valid for (the task's watermark)."}),
     ];
     for f in &plan.features {
-        let mut field = json!({"name": f.column, "type": OutType::of(f).avro(),
+        let mut field = json!({"name": f.column, "type": avro(&OutType::of(f)),
             "doc": format!("{} over {}", f.op.name(), serde_json::to_value(f.window).unwrap_or_default())});
         if let OutType::Nullable(_) = OutType::of(f) {
             field["default"] = serde_json::Value::Null;

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::partition::{self, PartitionReader};
+use super::partition;
+use super::reader::PartitionReader;
 use super::{LocalLog, groups};
 use crate::topic::{Consumer, Record, StartOffset, TopicError};
 

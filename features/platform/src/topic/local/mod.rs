@@ -17,14 +17,16 @@
 
 mod consumer;
 mod groups;
+mod maintenance;
 mod partition;
 mod producer;
+mod reader;
 mod segment;
 
 #[cfg(test)]
 mod tests;
 
-pub use partition::MaintenanceReport;
+pub use maintenance::MaintenanceReport;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -35,7 +37,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use self::consumer::LocalConsumer;
-use self::partition::{Maintenance, PartitionWriter};
+use self::maintenance::Maintenance;
+use self::partition::PartitionWriter;
 use self::producer::LocalProducer;
 use super::{
     Backend, CleanupPolicy, Consumer, PartitionInfo, Producer, TopicDescription, TopicError,
@@ -225,7 +228,7 @@ impl LocalLog {
                 .filter(|b| *b >= 0),
             now_ms: now_ms(),
         };
-        partition::maintain(w, &rules)
+        maintenance::maintain(w, &rules)
     }
 
     fn notify_written(&self) {

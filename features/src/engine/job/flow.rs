@@ -1,0 +1,203 @@
+//! The flow of records through a job: tasks taken and given up as the
+//! consumer group assigns partitions, records offered to their task,
+//! idleness, and what a task releases written to the sinks.
+
+use std::time::Instant;
+
+use super::*;
+
+impl Job {
+    /// Takes the tasks the consumer group gave and drops those it took.
+    pub(super) fn apply_task_changes(&mut self) -> Result<(), JobError> {
+        let Some(changes) = &self.group_changes else {
+            return Ok(());
+        };
+        let changes: Vec<group::TaskChange> =
+            std::mem::take(&mut *changes.lock().expect("poisoned"));
+        for change in changes {
+            match change {
+                group::TaskChange::Gained(task, seq) => {
+                    if seq > 0 {
+                        self.restored += 1;
+                        // The sources as they are now: a live job's grew
+                        // since it started, and the old owner read them.
+                        let mut bounds = HashMap::new();
+                        for (i, source) in self.sources.iter().enumerate() {
+                            for p in self.backend.describe_topic(&source.topic)?.partitions {
+                                bounds.insert((i, p.id), (p.low, p.high));
+                            }
+                        }
+                        let topics: Vec<String> =
+                            self.sources.iter().map(|s| s.topic.clone()).collect();
+                        check_positions(&task, &topics, &bounds, self.checkpointer.url())?;
+                    }
+                    self.seqs.insert(task.partition, seq);
+                    let mut task = *task;
+                    // A bounded run finished it; a live run goes on from there.
+                    task.finished &= self.options.until_end;
+                    let p = task.partition;
+                    self.tasks.insert(p, task);
+                    self.restored_rows(p);
+                    self.reopen_tasks_with_new_records();
+                }
+                group::TaskChange::Lost(p) => {
+                    self.tasks.remove(&p);
+                    self.seqs.remove(&p);
+                    for sink in &mut self.sinks {
+                        sink.discard(p);
+                    }
+                }
+                group::TaskChange::Failed(why) => return Err(JobError::Output(why)),
+            }
+        }
+        Ok(())
+    }
+
+    /// A bounded run that finished a task marked it so in its checkpoint;
+    /// records that arrived since then must still be read, so a task that
+    /// is not at its end any more is not finished.
+    pub(super) fn reopen_tasks_with_new_records(&mut self) {
+        let reopen: Vec<i32> = self
+            .tasks
+            .iter()
+            .filter(|(p, t)| t.finished && !self.task_at_end(**p))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in reopen {
+            if let Some(t) = self.tasks.get_mut(&p) {
+                t.finished = false;
+            }
+        }
+    }
+
+    /// Every source partition of task `p` is read to its end at start.
+    pub(super) fn task_at_end(&self, p: i32) -> bool {
+        let Some(task) = self.tasks.get(&p) else {
+            return false;
+        };
+        (0..self.sources.len()).all(|s| {
+            let end = self.ends.get(&(s, p)).copied().unwrap_or(0);
+            task.inputs[s].next_offset.unwrap_or(0) >= end
+        })
+    }
+
+    /// Every task of the pipeline, in any process, has finished.
+    pub(super) fn all_tasks_finished(&self) -> Result<bool, JobError> {
+        for p in 0..self.task_count {
+            match self.checkpointer.latest(p)? {
+                Some(c) if c.task.finished => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    pub(super) fn offer(&mut self, rec: &Record, now: Instant) -> Result<(), JobError> {
+        let Some(s) = self.sources.iter().position(|s| s.topic == rec.topic) else {
+            return Ok(());
+        };
+        self.last_seen.insert((s, rec.partition), now);
+        self.metrics.events_in.fetch_add(1, Ordering::Relaxed);
+        let Some(task) = self.tasks.get_mut(&rec.partition) else {
+            return Ok(());
+        };
+        for sink in &mut self.sinks {
+            sink.record(rec);
+        }
+        match decode_event(&self.sources[s], s, rec) {
+            Ok(row) => {
+                let ts = row.ts;
+                if let Offer::Late { watermark } = task.offer(row) {
+                    self.metrics.late.fetch_add(1, Ordering::Relaxed);
+                    let reason = format!(
+                        "late: event time {ts} is at or below the watermark {watermark} of task {} (raise the source's `lateness` to accept such events)",
+                        rec.partition
+                    );
+                    self.dead_letter(rec, &reason)?;
+                }
+            }
+            Err(reason) => {
+                task.skipped(s, rec.offset + 1);
+                self.metrics.undecodable.fetch_add(1, Ordering::Relaxed);
+                self.dead_letter(rec, &reason)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks inputs idle: in a bounded run once read to their end, in a
+    /// live run once quiet for the source's `idle_timeout`.
+    pub(super) fn update_idleness(&mut self, now: Instant) {
+        for task in self.tasks.values_mut() {
+            for (s, source) in self.sources.iter().enumerate() {
+                let end = self.ends.get(&(s, task.partition)).copied().unwrap_or(0);
+                let input = &mut task.inputs[s];
+                let at_end = input.next_offset.unwrap_or(0) >= end;
+                if self.options.until_end {
+                    input.idle = at_end;
+                } else if !source.idle_timeout.is_zero() {
+                    let quiet = self
+                        .last_seen
+                        .get(&(s, task.partition))
+                        .is_none_or(|t| now.duration_since(*t) >= source.idle_timeout);
+                    if quiet && (input.max_ts.is_some() || at_end) {
+                        input.idle = true;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn write(&mut self, partition: i32, out: Output) -> Result<(), JobError> {
+        for rejected in out.rejected {
+            let source = &self.sources[rejected.row.source];
+            let rec = Record {
+                topic: source.topic.clone(),
+                partition,
+                offset: rejected.row.offset,
+                timestamp_ms: rejected.row.ts,
+                key: Some(rejected.row.key.key_text().into_bytes()),
+                // The original bytes are gone once a row is decoded: the
+                // dead letter holds the decoded row as JSON.
+                value: Some(
+                    serde_json::Value::Object(
+                        source
+                            .decoder
+                            .columns
+                            .keys()
+                            .zip(rejected.row.columns.iter())
+                            .map(|(k, v)| (k.clone(), v.to_json()))
+                            .collect(),
+                    )
+                    .to_string()
+                    .into_bytes(),
+                ),
+                headers: Vec::new(),
+            };
+            self.dead_letter(&rec, &rejected.reason)?;
+        }
+        let watermark = self.tasks.get(&partition).map(Task::watermark);
+        let n = out.rows.len() as u64;
+        if let Some((last, others)) = self.sinks.split_last_mut() {
+            for sink in others {
+                sink.rows(partition, &out.rows, watermark)?;
+            }
+            last.take_rows(partition, out.rows, watermark)?;
+        }
+        self.metrics.rows_out.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Gives the sinks a restored or gained task's rows: without them the
+    /// read API would answer "no row" for every key until its next change.
+    pub(super) fn restored_rows(&mut self, partition: i32) {
+        let Some(task) = self.tasks.get(&partition) else {
+            return;
+        };
+        let rows = task.current_rows();
+        let watermark = task.watermark();
+        for sink in &mut self.sinks {
+            sink.restored(partition, &rows, watermark);
+        }
+    }
+}

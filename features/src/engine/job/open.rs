@@ -1,0 +1,178 @@
+//! Opening a job: validate the spec against the registry, create the
+//! outputs and register their schemas, open the sinks, bootstrap every
+//! table (read it to the end) and restore each task from its checkpoint.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::*;
+
+/// A hash of what a checkpoint's state depends on: the views' inputs,
+/// expressions and features, not where their outputs go (moving a Parquet
+/// directory must not throw state away).
+fn fingerprint(plans: &[ViewPlan]) -> u32 {
+    let state: Vec<serde_json::Value> = plans
+        .iter()
+        .map(|p| {
+            serde_json::json!([
+                p.name,
+                p.source,
+                p.key,
+                p.source_columns,
+                p.joins,
+                p.derive,
+                p.filter,
+                p.features
+            ])
+        })
+        .collect();
+    crc32fast::hash(serde_json::to_string(&state).unwrap_or_default().as_bytes())
+}
+
+/// A task from its checkpoint. A bounded run finished it; a live run goes on
+/// from there.
+fn restore(
+    cfg: &Arc<TaskConfig>,
+    snapshot: crate::engine::task::TaskSnapshot,
+    options: &JobOptions,
+) -> Task {
+    let mut task = Task::restore(cfg.clone(), snapshot);
+    task.finished &= options.until_end;
+    task
+}
+
+impl Job {
+    /// Validates, creates outputs, bootstraps tables and restores tasks.
+    pub fn open(
+        loaded: &LoadedSpec,
+        backend: Arc<dyn Backend>,
+        registry: Arc<dyn SchemaRegistry>,
+        options: JobOptions,
+    ) -> Result<Job, JobError> {
+        let spec = &loaded.spec;
+        let inputs = Inputs::open(loaded, backend.as_ref(), &registry, None)?;
+        let Inputs {
+            plans,
+            sources,
+            tables,
+            table_state,
+            cfg,
+            partitions,
+            ends,
+            lows,
+            ..
+        } = inputs;
+        // Outputs.
+        for plan in &plans {
+            backend.ensure_topic(
+                &TopicSpec::new(plan.output_topic.clone())
+                    .partitions(partitions.max(1) as i32)
+                    .compacted(),
+            )?;
+        }
+        let producer: Arc<Mutex<Box<dyn Producer>>> = Arc::new(Mutex::new(backend.producer()?));
+        let reader = FeatureReader::new(&plans);
+        let sinks = sinks::open(
+            spec,
+            &plans,
+            &AvroCodec::new(registry.clone()),
+            producer.clone(),
+            reader.clone(),
+        )?;
+        // Tasks, restored from their checkpoints: all of them here, or those
+        // the consumer group assigns.
+        let checkpointer = Arc::new(Checkpointer::new(
+            Store::open(&options.checkpoint_url)?.child(&spec.name),
+            &spec.name,
+            fingerprint(&plans),
+        ));
+        let bounds: HashMap<(usize, i32), (i64, i64)> = ends
+            .iter()
+            .map(|(k, end)| (*k, (lows.get(k).copied().unwrap_or(0), *end)))
+            .collect();
+        let source_topics: Vec<String> = sources.iter().map(|s| s.topic.clone()).collect();
+        let n = partitions as i32;
+        let mut tasks = BTreeMap::new();
+        let mut seqs = BTreeMap::new();
+        let mut restored = 0;
+        let mut consumer = backend.consumer(options.group.as_deref())?;
+        let mut group_changes = None;
+        if options.group.is_some() {
+            let changes = Arc::new(Mutex::new(Vec::new()));
+            let listener = group::TaskListener {
+                checkpointer: checkpointer.clone(),
+                cfg: cfg.clone(),
+                topics: sources.iter().map(|s| s.topic.clone()).collect(),
+                producer: producer.clone(),
+                changes: changes.clone(),
+            };
+            let topics: Vec<String> = sources.iter().map(|s| s.topic.clone()).collect();
+            consumer.subscribe(&topics, Arc::new(listener))?;
+            group_changes = Some(changes);
+        } else {
+            for p in 0..n {
+                let (task, seq) = match checkpointer.latest(p)? {
+                    Some(c) => {
+                        restored += 1;
+                        let task = restore(&cfg, c.task, &options);
+                        check_positions(&task, &source_topics, &bounds, checkpointer.url())?;
+                        (task, c.seq + 1)
+                    }
+                    None => (Task::new(cfg.clone(), p), 0),
+                };
+                tasks.insert(p, task);
+                seqs.insert(p, seq);
+            }
+            for (i, s) in sources.iter().enumerate() {
+                let assignment: Vec<(i32, StartOffset)> = tasks
+                    .values()
+                    .map(|t| {
+                        let start = t.inputs[i]
+                            .next_offset
+                            .map_or(StartOffset::Earliest, StartOffset::At);
+                        (t.partition, start)
+                    })
+                    .collect();
+                consumer.assign(&s.topic, &assignment)?;
+            }
+        }
+        let metrics = Arc::new(JobMetrics::new());
+        metrics
+            .checkpoint_fallbacks
+            .store(checkpointer.fallbacks().len() as u64, Ordering::Relaxed);
+        let mut job = Job {
+            name: spec.name.clone(),
+            backend: backend.clone(),
+            sources,
+            tables,
+            table_state,
+            table_consumer: None,
+            consumer,
+            producer,
+            sinks,
+            views: plans.clone(),
+            dead_letters: DeadLetterTopics::default(),
+            tasks,
+            seqs,
+            task_count: n,
+            group_changes,
+            checkpointer,
+            interval: Duration::from_millis(spec.checkpoint.interval.0 as u64),
+            options,
+            ends,
+            last_seen: HashMap::default(),
+            metrics,
+            reader,
+            restored,
+            learning: None,
+        };
+        job.reopen_tasks_with_new_records();
+        job.bootstrap_tables()?;
+        let restored_tasks: Vec<i32> = job.tasks.keys().copied().collect();
+        for p in restored_tasks {
+            job.restored_rows(p);
+        }
+        Ok(job)
+    }
+}

@@ -1,0 +1,117 @@
+//! Preparing released events for the views: table columns joined as of
+//! each event's time, the view's inputs picked, and its SQL (derived
+//! columns, filter) evaluated over a batch.
+
+use super::*;
+
+/// Appends the joined columns of a row; false if a `missing: drop` join
+/// found no row.
+pub(super) fn join_into(
+    view: &ViewRuntime,
+    cols: &mut Vec<Scalar>,
+    ts: i64,
+    tables: &[TableState],
+) -> bool {
+    for ((table, on, picks), plan) in view.joins.iter().zip(&view.plan.joins) {
+        match tables[*table].lookup(&cols[*on], ts) {
+            Some(found) => cols.extend(picks.iter().map(|i| found[*i].clone())),
+            None if plan.missing == crate::spec::Missing::Drop => return false,
+            None => cols.extend(picks.iter().map(|_| Scalar::Null)),
+        }
+    }
+    true
+}
+
+/// A view's aggregation inputs from a row's columns (after joins).
+pub(super) fn inputs_of(view: &ViewRuntime, cols: &[Scalar]) -> Box<[Scalar]> {
+    view.inputs
+        .iter()
+        .map(|i| match i {
+            Some(i) => cols[*i].clone(),
+            None => Scalar::Bool(true),
+        })
+        .collect()
+}
+
+/// Joins, derives and filters released rows of one view: the aggregation
+/// inputs of each row, or None if a join or the filter dropped it (or an
+/// expression rejected it, which is recorded in `rejected`).
+pub(super) fn prepare_rows(
+    view: &ViewRuntime,
+    rows: &[&Row],
+    tables: &[TableState],
+    rejected: &mut Vec<Rejected>,
+) -> Vec<Option<Box<[Scalar]>>> {
+    if view.expressions.is_empty() {
+        // No SQL: join into one reused buffer and read the inputs from it.
+        if view.joins.is_empty() {
+            return rows
+                .iter()
+                .map(|row| Some(inputs_of(view, &row.columns)))
+                .collect();
+        }
+        let mut cols: Vec<Scalar> = Vec::new();
+        return rows
+            .iter()
+            .map(|row| {
+                cols.clear();
+                cols.extend_from_slice(&row.columns);
+                join_into(view, &mut cols, row.ts, tables).then(|| inputs_of(view, &cols))
+            })
+            .collect();
+    }
+    // Columns after joins, row by row.
+    let mut full: Vec<Option<Vec<Scalar>>> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut cols = row.columns.to_vec();
+        let keep = join_into(view, &mut cols, row.ts, tables);
+        full.push(keep.then_some(cols));
+    }
+    let idx: Vec<usize> = (0..rows.len()).filter(|i| full[*i].is_some()).collect();
+    let batch: Vec<&[Scalar]> = idx.iter().filter_map(|i| full[*i].as_deref()).collect();
+    match evaluate(view, &batch) {
+        Ok(results) => {
+            for (i, result) in idx.iter().zip(results) {
+                full[*i] = result;
+            }
+        }
+        Err(_) => {
+            // Some row breaks an expression: find which, one by one, so
+            // the rest of the batch still counts.
+            for i in idx {
+                let one = [full[i].as_deref().unwrap_or_default()];
+                match evaluate(view, &one) {
+                    Ok(mut r) => full[i] = r.pop().flatten(),
+                    Err(e) => {
+                        rejected.push(Rejected {
+                            row: rows[i].clone(),
+                            reason: format!("view {}: {e}", view.plan.name),
+                        });
+                        full[i] = None;
+                    }
+                }
+            }
+        }
+    }
+    full.into_iter()
+        .map(|cols| cols.map(|c| inputs_of(view, &c)))
+        .collect()
+}
+
+/// Runs a view's expressions over rows (columns after joins); returns each
+/// row with its derived columns, or None if the filter drops it.
+pub(super) fn evaluate(
+    view: &ViewRuntime,
+    rows: &[&[Scalar]],
+) -> Result<Vec<Option<Vec<Scalar>>>, ExprError> {
+    let width = view.joined.len();
+    let mut columns: Vec<Vec<Scalar>> = (0..width)
+        .map(|c| rows.iter().map(|r| r[c].clone()).collect())
+        .collect();
+    let keep = view
+        .expressions
+        .apply(&view.joined, &mut columns, rows.len())?;
+    Ok((0..rows.len())
+        .map(|r| keep[r].then(|| columns.iter().map(|c| c[r].clone()).collect()))
+        .collect())
+}
