@@ -11,7 +11,6 @@ pub mod checkpoint;
 pub mod decode;
 mod error;
 mod flat;
-mod flat_decode;
 mod flow;
 mod group;
 pub(crate) mod inputs;

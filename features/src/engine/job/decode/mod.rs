@@ -1,47 +1,39 @@
-//! Avro records to engine rows.
+//! Source records to engine rows, through one seam per wire format.
 //!
-//! Each source and table gets a codec bound to the schema the spec was
+//! A [`RecordDecoder`] turns a record into (key, event time, columns) with
+//! the checks every format shares: a tombstone is not an event, the key
+//! must be set, the event time must be set and in range. How a record's
+//! value becomes the columns is its [`Format`]'s: the Confluent Avro wire
+//! format (`avro.rs`, with its fast path in `avro_flat.rs`) is the one
+//! eddy reads today. A new format is a file here implementing [`Format`],
+//! opened where the decoder is made ([`RecordDecoder::new`] for Avro).
+//!
+//! Each source and table gets a decoder bound to the schema the spec was
 //! validated against (the latest registered one), so whatever schema a
-//! producer wrote with, fields arrive in one known order and the engine reads
-//! them by position.
+//! producer wrote with, fields arrive in one known order and the engine
+//! reads them by position.
 
 use std::sync::Arc;
 
 use apache_avro::Schema;
-use apache_avro::types::Value;
 
-use std::collections::HashMap;
-use std::sync::RwLock;
-
-use super::flat_decode::FlatLayout;
-use crate::avro::AvroCodec;
 use crate::engine::value::Scalar;
 use crate::registry::SchemaRegistry;
 use crate::spec::validate::{TimeScale, time_scale};
 use crate::spec::{ColumnType, Columns, TimeUnit};
 use crate::topic::Record;
 
-/// Converts one Avro value to a scalar of the column's type.
-pub fn to_scalar(v: &Value) -> Scalar {
-    match v {
-        Value::Null => Scalar::Null,
-        Value::Boolean(b) => Scalar::Bool(*b),
-        Value::Int(x) | Value::Date(x) | Value::TimeMillis(x) => Scalar::Long(*x as i64),
-        Value::Long(x)
-        | Value::TimestampMillis(x)
-        | Value::TimestampMicros(x)
-        | Value::TimeMicros(x)
-        | Value::LocalTimestampMillis(x)
-        | Value::LocalTimestampMicros(x) => Scalar::Long(*x),
-        Value::Float(x) => Scalar::Double(*x as f64),
-        Value::Double(x) => Scalar::Double(*x),
-        Value::String(s) => Scalar::Str(Arc::from(s.as_str())),
-        Value::Enum(_, s) => Scalar::Str(Arc::from(s.as_str())),
-        Value::Uuid(u) => Scalar::Str(Arc::from(u.to_string().as_str())),
-        Value::Array(items) => Scalar::List(items.iter().map(to_scalar).collect()),
-        Value::Union(_, inner) => to_scalar(inner),
-        _ => Scalar::Null,
-    }
+mod avro;
+mod avro_flat;
+
+pub use avro::{AvroFormat, to_scalar};
+
+/// How the values of one topic's records are read: one implementation per
+/// wire format.
+pub trait Format: Send + Sync {
+    /// The record's value as the decoder's columns, in their order; the
+    /// error says why the value cannot be used.
+    fn columns(&self, value: &[u8]) -> Result<Box<[Scalar]>, String>;
 }
 
 /// The largest event time accepted, in ms either side of the epoch.
@@ -49,15 +41,7 @@ pub const MAX_EVENT_TIME: i64 = 1_000_000_000_000_000;
 
 /// Decodes records of one topic into (key, event time, columns).
 pub struct RecordDecoder {
-    codec: AvroCodec,
-    /// The reader schema's canonical form, to recognise writers that used it.
-    reader_form: String,
-    reader_layout: Option<Arc<FlatLayout>>,
-    /// Per writer schema id: the fast-path layout, if that writer is the
-    /// reader (see `flat_decode`).
-    fast: RwLock<HashMap<u32, Option<Arc<FlatLayout>>>>,
-    /// Positions in the reader schema of the wanted columns.
-    positions: Vec<usize>,
+    format: Box<dyn Format>,
     /// The columns a record decodes into, in order.
     pub columns: Columns,
     key: usize,
@@ -75,8 +59,9 @@ pub struct DecodedRow {
 }
 
 impl RecordDecoder {
-    /// `key` and `time` name columns of `columns`; `time` is optional
-    /// (tables without `valid_from` use the record timestamp).
+    /// A decoder of Avro records in the Confluent wire format, read as
+    /// `schema`. `key` and `time` name columns of `columns`; `time` is
+    /// optional (tables without `valid_from` use the record timestamp).
     pub fn new(
         registry: Arc<dyn SchemaRegistry>,
         schema: Schema,
@@ -87,16 +72,6 @@ impl RecordDecoder {
         let Schema::Record(record) = &schema else {
             unreachable!("validated: the schema is a record")
         };
-        let positions: Vec<usize> = columns
-            .keys()
-            .map(|c| {
-                record
-                    .fields
-                    .iter()
-                    .position(|f| f.name == *c)
-                    .expect("validated column")
-            })
-            .collect();
         let index = |name: &str| columns.get_index_of(name).expect("validated column");
         let time = time.map(|(name, unit)| {
             let field = &record.fields[record
@@ -109,15 +84,24 @@ impl RecordDecoder {
                 time_scale(&field.schema, unit).expect("validated time field"),
             )
         });
+        let key = index(key);
+        let format = AvroFormat::new(registry, schema, columns);
+        RecordDecoder::with_format(Box::new(format), columns, key, time)
+    }
+
+    /// A decoder over any format: `key` and `time` are indices into
+    /// `columns`, with the event time's scale.
+    pub fn with_format(
+        format: Box<dyn Format>,
+        columns: &Columns,
+        key: usize,
+        time: Option<(usize, TimeScale)>,
+    ) -> RecordDecoder {
         RecordDecoder {
-            key: index(key),
-            time,
-            reader_form: schema.canonical_form(),
-            reader_layout: FlatLayout::new(&schema, &positions).map(Arc::new),
-            fast: RwLock::new(HashMap::new()),
-            positions,
+            format,
             columns: columns.clone(),
-            codec: AvroCodec::with_reader_schema(registry, schema),
+            key,
+            time,
         }
     }
 
@@ -126,19 +110,7 @@ impl RecordDecoder {
         let Some(bytes) = &record.value else {
             return Err("a tombstone (null value) where an event was expected".into());
         };
-        let columns = match self.fast_decode(bytes) {
-            Some(columns) => columns,
-            None => {
-                let decoded = self.codec.decode(bytes).map_err(|e| e.to_string())?;
-                let Value::Record(fields) = decoded.value else {
-                    return Err("the value is not an Avro record".into());
-                };
-                self.positions
-                    .iter()
-                    .map(|p| to_scalar(&fields[*p].1))
-                    .collect()
-            }
-        };
+        let columns = self.format.columns(bytes)?;
         let key = columns[self.key].clone();
         if key.is_null() {
             return Err(format!(
@@ -175,30 +147,6 @@ impl RecordDecoder {
         Ok(DecodedRow { key, ts, columns })
     }
 
-    /// The fast path, when the writer's schema is the reader's; None sends
-    /// the record through `apache_avro` (which also words any error).
-    fn fast_decode(&self, bytes: &[u8]) -> Option<Box<[Scalar]>> {
-        let (id, body) = crate::avro::unframe(bytes).ok()?;
-        let cached = self.fast.read().expect("poisoned").get(&id).cloned();
-        let layout = match cached {
-            Some(layout) => layout,
-            None => {
-                let layout = match self.codec.writer_schema(id) {
-                    Ok(writer) if writer.canonical_form() == self.reader_form => {
-                        self.reader_layout.clone()
-                    }
-                    _ => None,
-                };
-                self.fast
-                    .write()
-                    .expect("poisoned")
-                    .insert(id, layout.clone());
-                layout
-            }
-        }?;
-        layout.decode(body)
-    }
-
     /// The key of a record from its key bytes (for tombstones).
     pub fn key_from_bytes(&self, bytes: &[u8]) -> Option<Scalar> {
         let text = std::str::from_utf8(bytes).ok()?;
@@ -212,8 +160,63 @@ impl RecordDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::avro::AvroCodec;
     use crate::registry::store::SchemaStore;
     use crate::topic::local::{LocalLog, LocalLogConfig};
+    use apache_avro::types::Value;
+
+    /// "key,seconds" in UTF-8: a format that is not Avro.
+    struct Text;
+
+    impl Format for Text {
+        fn columns(&self, value: &[u8]) -> Result<Box<[Scalar]>, String> {
+            let text = std::str::from_utf8(value).map_err(|e| e.to_string())?;
+            let (k, t) = text.split_once(',').ok_or("not `key,time`")?;
+            let scalar = |s: &str| match s {
+                "" => Scalar::Null,
+                s => s.parse().map(Scalar::Long).unwrap_or(Scalar::Null),
+            };
+            Ok(vec![scalar(k), scalar(t)].into_boxed_slice())
+        }
+    }
+
+    fn text_record(value: Option<&str>) -> Record {
+        Record {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            timestamp_ms: 0,
+            key: None,
+            value: value.map(|v| v.as_bytes().to_vec()),
+            headers: vec![],
+        }
+    }
+
+    /// The seam: a format only turns a value into columns; the key, the
+    /// event time, its unit and its range are checked alike for every
+    /// format.
+    #[test]
+    fn a_format_other_than_avro_gets_the_same_key_and_time_checks() {
+        let columns: Columns = [
+            ("k".to_string(), ColumnType::Long),
+            ("ts".to_string(), ColumnType::Long),
+        ]
+        .into_iter()
+        .collect();
+        let decoder =
+            RecordDecoder::with_format(Box::new(Text), &columns, 0, Some((1, TimeScale::Seconds)));
+        let row = decoder.decode(&text_record(Some("7,1700000000"))).unwrap();
+        assert_eq!(
+            (row.key, row.ts),
+            (Scalar::Long(7), Some(1_700_000_000_000))
+        );
+        let why = |v| decoder.decode(&text_record(v)).err().unwrap();
+        assert!(why(None).contains("tombstone"));
+        assert!(why(Some(",1")).contains("key field `k` is null"));
+        assert!(why(Some("7,")).contains("event-time field `ts` is null"));
+        assert!(why(Some("7,9000000000000000")).contains("out of range"));
+        assert!(why(Some("nonsense")).contains("not `key,time`"));
+    }
 
     #[test]
     fn an_event_time_of_i64_max_is_refused_not_overflowed() {
