@@ -507,3 +507,23 @@ fn an_unreachable_registry_exits_4_naming_it() {
     let stderr = fails_with(produce, &events(1), 4);
     assert!(stderr.contains("http://127.0.0.1:1"), "{stderr}");
 }
+
+/// Inside `eddy run` a broker that cannot be reached is the environment's
+/// problem, as in every other command: exit 4, naming the broker. (Issue
+/// 16: storage and Kafka failures inside `eddy run` used to exit 1, "a
+/// bug".)
+#[test]
+fn eddy_run_with_an_unreachable_broker_exits_4_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("p.yaml");
+    std::fs::write(
+        &spec,
+        "name: p\nsources:\n  clicks: { topic: clicks, key: user, event_time: ts }\nfeatures:\n  v:\n    source: clicks\n    aggregations: [{ name: n, op: count, windows: [lifetime] }]\n",
+    )
+    .unwrap();
+    let mut cmd = eddy(dir.path());
+    cmd.args(["--brokers", "127.0.0.1:1", "--timeout", "2", "run"])
+        .arg(&spec)
+        .args(["--until-end", "--metrics-addr", "127.0.0.1:0"]);
+    assert!(fails_with(cmd, "", 4).contains("127.0.0.1:1"));
+}

@@ -62,6 +62,16 @@ pub enum Rejected {
     BadLabel(f64),
 }
 
+impl Rejected {
+    /// Who must act: the data is the user's (an example is skipped and
+    /// counted by reason, never learned from).
+    pub fn blame(&self) -> eddy_platform::topic::Blame {
+        match self {
+            Rejected::NotFinite { .. } | Rejected::BadLabel(_) => eddy_platform::topic::Blame::User,
+        }
+    }
+}
+
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainingError {
