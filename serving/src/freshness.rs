@@ -345,7 +345,7 @@ mod tests {
         let mut pop = plan("popular", ModelKind::Popularity);
         pop.params = Params::Popularity(PopularityParams {
             half_life: Some(eddy_features::spec::Millis(3_600_000)),
-            k: None,
+            ..PopularityParams::default()
         });
         let lifts = evaluate(
             &[&pop],

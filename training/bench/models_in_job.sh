@@ -5,7 +5,7 @@
 # after `cargo build --release`; it works in a temporary directory.
 set -euo pipefail
 repo=$(pwd)
-eddy="$repo/target/release/eddy"
+eddy="${EDDY:-$repo/target/release/eddy}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"

@@ -102,6 +102,7 @@ impl Online {
 
     /// Examples whose label is in the event.
     fn learn_labeled(&mut self, partition: i32, rows: &ProbedRows, fresh: &[usize]) {
+        let every = self.plan.params.evaluate_every();
         let labels: Vec<Option<Scalar>> = match &mut self.labeler {
             None => vec![Some(Scalar::Bool(true)); fresh.len()],
             Some(labeler) => {
@@ -153,7 +154,7 @@ impl Online {
                         .item
                         .as_ref()
                         .map_or(Scalar::Null, |(c, _)| rows.columns[i][*c].clone());
-                    if !m.learn(&rows.keys[i], &item, rows.ts[i]) {
+                    if !m.learn(&rows.keys[i], &item, rows.ts[i], every) {
                         self.state
                             .skip("null_id", || format!("{}: the user or item is null", at(i)));
                     }

@@ -90,9 +90,10 @@ impl RecommenderModel {
         }
     }
 
-    /// Scores, then learns, one interaction. False if the user or item is
-    /// not an id (null).
-    pub fn learn(&mut self, user: &Scalar, item: &Scalar, ts: i64) -> bool {
+    /// Scores (if it is one of the one in `evaluate_every` sampled), then
+    /// learns, one interaction. False if the user or item is not an id
+    /// (null).
+    pub fn learn(&mut self, user: &Scalar, item: &Scalar, ts: i64, evaluate_every: u64) -> bool {
         let (Some(u), Some(i)) = (id_of(user), id_of(item)) else {
             return false;
         };
@@ -101,8 +102,9 @@ impl RecommenderModel {
                 self.names.entry(id).or_insert_with(|| s.to_string());
             }
         }
+        let score = crate::recommend::eval::sampled(u, i, ts, evaluate_every);
         self.eval
-            .step(self.model.as_recommender(), None, (u, i, ts), true);
+            .step(self.model.as_recommender(), None, (u, i, ts), score);
         self.learned += 1;
         true
     }

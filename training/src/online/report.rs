@@ -25,6 +25,10 @@ impl Online {
         if let Body::Recommender(m) = &s.body {
             metrics.insert("k".into(), m.eval.k.into());
             metrics.insert("evaluated".into(), m.eval.report().evaluated.into());
+            metrics.insert(
+                "evaluate_every".into(),
+                self.plan.params.evaluate_every().into(),
+            );
             metrics.insert("not_admitted".into(), m.not_admitted().into());
         }
         serde_json::json!({
@@ -52,8 +56,16 @@ impl Online {
             })
             .collect();
         let skipped: u64 = s.skipped.values().sum();
+        let scored = match &s.body {
+            Body::Recommender(m) if self.plan.params.evaluate_every() > 1 => format!(
+                " (over {} scored: 1 in {})",
+                m.eval.report().evaluated,
+                self.plan.params.evaluate_every()
+            ),
+            Body::Recommender(_) | Body::Linear(_) => String::new(),
+        };
         let mut line = format!(
-            "{} ({}): {} examples, {}; version {}",
+            "{} ({}): {} examples, {}{scored}; version {}",
             self.plan.name,
             self.plan.kind().name(),
             s.examples(),

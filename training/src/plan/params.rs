@@ -142,6 +142,13 @@ pub struct MfParams {
     pub ttl: Option<Millis>,
     /// The k of the progressive HR@k and NDCG@k. Default 10.
     pub k: Option<usize>,
+    /// Score one interaction in this many for the progressive HR@k and
+    /// NDCG@k (every interaction is still learned): scoring asks the model
+    /// for its top k, the costly part of a step. Which ones is a hash of
+    /// (user, item, time), so live runs, replays and restarts score the
+    /// same ones. Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluate_every: Option<u64>,
 }
 
 /// `cooccurrence`: item-to-item co-occurrence's settings.
@@ -158,6 +165,13 @@ pub struct CooccurrenceParams {
     pub max_neighbors: Option<usize>,
     /// The k of the progressive HR@k and NDCG@k. Default 10.
     pub k: Option<usize>,
+    /// Score one interaction in this many for the progressive HR@k and
+    /// NDCG@k (every interaction is still learned): scoring asks the model
+    /// for its top k, the costly part of a step. Which ones is a hash of
+    /// (user, item, time), so live runs, replays and restarts score the
+    /// same ones. Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluate_every: Option<u64>,
 }
 
 /// `popularity`: decayed counts' settings.
@@ -168,6 +182,13 @@ pub struct PopularityParams {
     pub half_life: Option<Millis>,
     /// The k of the progressive HR@k and NDCG@k. Default 10.
     pub k: Option<usize>,
+    /// Score one interaction in this many for the progressive HR@k and
+    /// NDCG@k (every interaction is still learned): scoring asks the model
+    /// for its top k, the costly part of a step. Which ones is a hash of
+    /// (user, item, time), so live runs, replays and restarts score the
+    /// same ones. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluate_every: Option<u64>,
 }
 
 /// A model's kind with its params: the learner to build.
@@ -193,7 +214,10 @@ pub const POPULARITY_HALF_LIFE_MS: i64 = 30 * 86_400_000;
 
 /// Every key params ever had, in the order of the one struct that held
 /// them all before each kind read its own: a model's fingerprint hashes
-/// its params in that form, so snapshots saved then still load.
+/// its params in that form, so snapshots saved then still load. A key
+/// that changes what a model learns must be added here (at the end, and
+/// only when set, so older fingerprints hold); `evaluate_every` is not
+/// one: it changes which interactions are scored, not the model.
 const FINGERPRINT_KEYS: [&str; 17] = [
     "bits",
     "alpha",
@@ -276,6 +300,18 @@ impl Params {
         k.unwrap_or(DEFAULT_K).max(1)
     }
 
+    /// A recommender scores one interaction in this many for its
+    /// progressive metrics (1: every one).
+    pub fn evaluate_every(&self) -> u64 {
+        let every = match self {
+            Params::Mf(p) => p.evaluate_every.unwrap_or(10),
+            Params::Cooccurrence(p) => p.evaluate_every.unwrap_or(10),
+            Params::Popularity(p) => p.evaluate_every.unwrap_or(1),
+            Params::Ftrl(_) | Params::Linear(_) => 1,
+        };
+        every.max(1)
+    }
+
     /// The params as a model's fingerprint hashes them (see
     /// `FINGERPRINT_KEYS`).
     pub fn fingerprint_json(&self) -> serde_json::Value {
@@ -291,7 +327,9 @@ impl Params {
             .collect();
         if let Ok(serde_json::Value::Object(own)) = own {
             for (k, v) in own {
-                all.insert(k, v);
+                if let Some(slot) = all.get_mut(&k) {
+                    *slot = v;
+                }
             }
         }
         serde_json::Value::Object(all)

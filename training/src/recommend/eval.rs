@@ -9,6 +9,23 @@ use serde::Serialize;
 
 use super::Recommender;
 
+/// Whether the interaction (user, item, ts) is one of the one in `every`
+/// scored: a hash of the three, so the choice does not depend on the
+/// order, the partitioning or a restart (a replay scores the same ones).
+pub fn sampled(user: u64, item: u64, ts: i64, every: u64) -> bool {
+    if every <= 1 {
+        return true;
+    }
+    // SplitMix64's finalizer over the three, mixed in turn.
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let h = mix(mix(mix(user) ^ item) ^ ts as u64);
+    h % every == 0
+}
+
 /// Running HR@k and NDCG@k.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Prequential {
@@ -83,5 +100,22 @@ impl Prequential {
             hit_rate: self.hits as f64 / n,
             ndcg: self.ndcg / n,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sampled;
+
+    /// One in `every`, the same ones every time, whatever the order.
+    #[test]
+    fn sampling_picks_one_in_every_and_always_the_same_ones() {
+        let picked: Vec<(u64, u64, i64)> = (0..100_000u64)
+            .map(|n| (n % 611, n / 7, n as i64 * 1000))
+            .filter(|(u, i, t)| sampled(*u, *i, *t, 10))
+            .collect();
+        assert!((9_500..10_500).contains(&picked.len()), "{}", picked.len());
+        assert!(picked.iter().all(|(u, i, t)| sampled(*u, *i, *t, 10)));
+        assert!((0..1000).all(|n| sampled(n, n, n as i64, 1)));
     }
 }
