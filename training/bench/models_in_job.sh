@@ -15,7 +15,11 @@ import re, sys
 spec = open(sys.argv[1]).read()
 head = spec[: spec.index("\nmodels:")]
 open("none.yaml", "w").write(head.replace("name: movielens", "name: bench_none"))
-for block in re.split(r"\n(?=  [a-z_]+:\n)", spec[spec.index("\nmodels:"):])[1:]:
+models = spec[spec.index("\nmodels:"):]
+# The models section ends at the next top-level key (`serving:`).
+end = re.search(r"\n(?=[a-z_]+:)", models[1:])
+models = models[: end.start() + 1] if end else models
+for block in re.split(r"\n(?=  [a-z_]+:\n)", models)[1:]:
     name = block.strip().split(":")[0]
     text = head.replace("name: movielens", f"name: bench_{name}") + "\nmodels:\n" + block + "\n"
     open(f"{name}.yaml", "w").write(text)
@@ -23,6 +27,8 @@ PY
 for spec in none.yaml $(ls *.yaml | grep -v none.yaml); do
     for run in 1 2 3; do
         rm -rf "ckpt-$run"
-        echo "$spec run $run: $("$eddy" run "$spec" --until-end --metrics-addr 127.0.0.1:0 --checkpoint-url "ckpt-$run" 2>/dev/null | grep 'events in')"
+        # A run that fails prints its error instead of an empty line.
+        out=$("$eddy" run "$spec" --until-end --metrics-addr 127.0.0.1:0 --checkpoint-url "ckpt-$run" 2>&1) || { echo "$spec run $run failed: $out"; exit 1; }
+        echo "$spec run $run: $(grep -E 'events in|examples,' <<<"$out" | tr '\n' ' ')"
     done
 done
