@@ -344,22 +344,26 @@ impl Engine {
                         true => None,
                         false => self.rules.as_ref().and_then(|t| t.row(*item)),
                     };
-                    let x = r.inputs.hash_with(&r.hasher, |input| match input.from {
-                        InputFrom::Column(c) if c == r.item_column => item_value.clone(),
-                        InputFrom::Column(c)
-                            if let Some(&(_, tc)) =
-                                r.item_columns.iter().find(|(rc, _)| *rc == c) =>
-                        {
-                            row.map_or(Scalar::Null, |row| row[tc].clone())
-                        }
-                        InputFrom::Column(c) if r.same_source => req
-                            .event
-                            .as_ref()
-                            .and_then(|e| e.get(c).cloned())
-                            .unwrap_or_default(),
-                        InputFrom::Column(_) => Scalar::Null,
-                        InputFrom::Feature(f) => user_features.get(&f).cloned().unwrap_or_default(),
-                    });
+                    let x = r
+                        .inputs
+                        .hash_with(&r.hasher, ftrl.standardizer(), |input| match input.from {
+                            InputFrom::Column(c) if c == r.item_column => item_value.clone(),
+                            InputFrom::Column(c)
+                                if let Some(&(_, tc)) =
+                                    r.item_columns.iter().find(|(rc, _)| *rc == c) =>
+                            {
+                                row.map_or(Scalar::Null, |row| row[tc].clone())
+                            }
+                            InputFrom::Column(c) if r.same_source => req
+                                .event
+                                .as_ref()
+                                .and_then(|e| e.get(c).cloned())
+                                .unwrap_or_default(),
+                            InputFrom::Column(_) => Scalar::Null,
+                            InputFrom::Feature(f) => {
+                                user_features.get(&f).cloned().unwrap_or_default()
+                            }
+                        });
                     // A non-finite feature cannot be scored: the candidate
                     // keeps its place at the bottom rather than vanish.
                     let p = x.map_or(f64::NEG_INFINITY, |x| ftrl.predict(x));

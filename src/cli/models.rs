@@ -143,6 +143,11 @@ pub struct LearnArgs {
     /// `raw`, as VW and River read them.
     #[arg(long, value_enum, default_value = "raw")]
     pub numeric: NumericArg,
+    /// Standardize numbers (after `--numeric`) by the model's running mean
+    /// and variance of each, as a spec's models do by default
+    /// (`params.standardize`). Default true.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub standardize: bool,
     /// FTRL learning-rate scale. Default 0.2.
     #[arg(long, default_value_t = 0.2)]
     pub alpha: f64,

@@ -96,6 +96,7 @@ impl Plan {
         mut b: Builder,
         row: &impl Row,
         out: &mut Vec<(u32, f32)>,
+        numbers: &mut Vec<(u32, f64)>,
     ) -> Result<f64, String> {
         let text = row.field(self.label);
         let y = match self.numeric_label {
@@ -130,7 +131,7 @@ impl Plan {
                 None => b.category(*slot, text),
             }
         }
-        b.finish(out);
+        b.finish_with_numbers(out, numbers);
         Ok(y)
     }
 }
@@ -161,14 +162,18 @@ struct Run {
     skipped: u64,
     first_skip: Option<String>,
     x: Vec<(u32, f32)>,
+    /// The row's raw numbers, for the standardizer.
+    numbers: Vec<(u32, f64)>,
 }
 
 impl Run {
     /// Predicts, then learns, one row (number `n`, from 1).
     fn row(&mut self, plan: &Plan, header: &[String], n: usize, row: &impl Row) {
-        match plan.example(header, self.hasher.builder(), row, &mut self.x) {
+        let builder = self.hasher.builder_with(self.model.standardizer());
+        match plan.example(header, builder, row, &mut self.x, &mut self.numbers) {
             Ok(y) => {
                 let p = self.model.learn(&self.x, y);
+                self.model.observe(&self.numbers);
                 match self.model.config.loss {
                     Loss::Logistic => self.metrics.add(p, y),
                     Loss::Squared => self.regression.add(p, y),
@@ -341,6 +346,7 @@ pub fn learn(args: &LearnArgs) -> anyhow::Result<()> {
             ModelKind::Ftrl => Loss::Logistic,
             ModelKind::Linear => Loss::Squared,
         },
+        standardize: args.standardize,
     };
     let mut run = Run {
         hasher: FeatureHasher::new(config.bits, crosses),
@@ -350,6 +356,7 @@ pub fn learn(args: &LearnArgs) -> anyhow::Result<()> {
         skipped: 0,
         first_skip: None,
         x: Vec::new(),
+        numbers: Vec::new(),
     };
     let started = Instant::now();
     let is_parquet = args.input.is_dir() || args.input.extension().is_some_and(|e| e == "parquet");

@@ -193,8 +193,11 @@ pub fn batch(args: &TrainBatchArgs) -> anyhow::Result<()> {
     // The online learner: every row in time order, predicted then learned.
     let hasher = FeatureHasher::new(18, Vec::new());
     let slots: Vec<_> = features.iter().map(|f| FeatureHasher::slot(f, f)).collect();
+    // The inputs are standardized above by the training rows' statistics,
+    // as the batch model's are: the model does not standardize them again.
     let mut ftrl = Ftrl::new(FtrlConfig {
         bits: 18,
+        standardize: false,
         ..FtrlConfig::default()
     });
     let mut online = Progressive::default();

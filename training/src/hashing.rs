@@ -13,6 +13,8 @@
 //! namespace with every feature of another, as VW's `-q`: the index mixes
 //! the two indices, the value is the product.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// How numeric inputs of a linear model are transformed.
@@ -70,6 +72,82 @@ fn cross(a: u32, b: u32) -> u32 {
     a.wrapping_mul(0x0100_0193) ^ b
 }
 
+/// Running mean and variance of every numeric feature, by its key (the
+/// hash of its namespace and name), so numbers enter a model as
+/// (x − mean) / std: a feature in the hundreds of thousands (a salary, a
+/// loan) then learns as well as one in [0, 1], and rescaling a feature
+/// changes nothing (the statistics rescale with it). This is River's
+/// `StandardScaler` inside the model: it is saved and published with the
+/// weights, so a replica standardizes as the learner did.
+///
+/// A value is standardized by the statistics of the values before it
+/// (predict, then learn, then [`Standardizer::observe`]); before two
+/// distinct values have been seen a feature contributes nothing. Values
+/// are clipped to ±[`Standardizer::CLIP`] standard deviations, so one
+/// outlier cannot make a prediction certain.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Standardizer {
+    /// Per key: (count, mean, sum of squared deviations), Welford's.
+    stats: BTreeMap<u32, [f64; 3]>,
+    /// Keys observed since the last [`Standardizer::take_touched`].
+    #[serde(skip)]
+    touched: Vec<u32>,
+}
+
+impl Standardizer {
+    /// Standardized values are clipped to this many standard deviations.
+    pub const CLIP: f64 = 5.0;
+
+    /// `x` of feature `key`, standardized by the values seen so far.
+    #[inline]
+    pub fn scale(&self, key: u32, x: f64) -> f64 {
+        match self.stats.get(&key) {
+            Some([n, mean, m2]) if *m2 > 0.0 => {
+                ((x - mean) / (m2 / n).sqrt()).clamp(-Self::CLIP, Self::CLIP)
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// Counts the values of one example (after it was learned).
+    pub fn observe(&mut self, numbers: &[(u32, f64)]) {
+        for (key, x) in numbers {
+            let [n, mean, m2] = self.stats.entry(*key).or_insert([0.0; 3]);
+            *n += 1.0;
+            let d = x - *mean;
+            *mean += d / *n;
+            *m2 += d * (x - *mean);
+            if !self.touched.contains(key) {
+                self.touched.push(*key);
+            }
+        }
+    }
+
+    /// The statistics changed since the last call, for a delta.
+    pub fn take_touched(&mut self) -> Vec<(u32, [f64; 3])> {
+        let mut keys = std::mem::take(&mut self.touched);
+        keys.sort_unstable();
+        keys.into_iter().map(|k| (k, self.stats[&k])).collect()
+    }
+
+    /// Applies statistics taken from another model ([`Standardizer::take_touched`]).
+    pub fn apply(&mut self, changed: &[(u32, [f64; 3])]) {
+        for (k, v) in changed {
+            self.stats.insert(*k, *v);
+        }
+    }
+
+    /// Numeric features with statistics.
+    pub fn len(&self) -> usize {
+        self.stats.len()
+    }
+
+    /// No numeric feature seen yet.
+    pub fn is_empty(&self) -> bool {
+        self.stats.is_empty()
+    }
+}
+
 /// Features of one example being built: call [`Builder::add`] per feature,
 /// then [`Builder::finish`].
 pub struct Builder<'h> {
@@ -77,6 +155,10 @@ pub struct Builder<'h> {
     mask: u32,
     /// (namespace hash, index, value) before crosses.
     plain: Vec<(u32, u32, f32)>,
+    /// Standardizes numbers, when the model does.
+    standardizer: Option<&'h Standardizer>,
+    /// The raw numbers (key, value), for [`Standardizer::observe`].
+    numbers: Vec<(u32, f64)>,
 }
 
 impl FeatureHasher {
@@ -108,10 +190,18 @@ impl FeatureHasher {
 
     /// Starts an example (with the constant bias feature).
     pub fn builder(&self) -> Builder<'_> {
+        self.builder_with(None)
+    }
+
+    /// Starts an example whose numbers `standardizer` standardizes (None:
+    /// numbers as they are).
+    pub fn builder_with<'a>(&'a self, standardizer: Option<&'a Standardizer>) -> Builder<'a> {
         let mut b = Builder {
             hasher: self,
             mask: (1u32 << self.bits) - 1,
             plain: Vec::with_capacity(16),
+            standardizer,
+            numbers: Vec::new(),
         };
         let ns = FeatureHasher::namespace("");
         b.plain.push((ns, murmur3(b"__bias", ns) & b.mask, 1.0));
@@ -149,10 +239,25 @@ impl Builder<'_> {
         if !x.is_finite() {
             return Err(x);
         }
+        let x = match self.standardizer {
+            Some(s) => {
+                self.numbers.push((slot.name, x));
+                s.scale(slot.name, x)
+            }
+            None => x,
+        };
         if x != 0.0 {
             self.plain.push((slot.ns, slot.name & self.mask, x as f32));
         }
         Ok(())
+    }
+
+    /// [`Builder::finish`], and the example's raw numbers into `numbers`
+    /// (cleared first), for [`Standardizer::observe`] once it is learned.
+    pub fn finish_with_numbers(self, out: &mut Vec<(u32, f32)>, numbers: &mut Vec<(u32, f64)>) {
+        numbers.clear();
+        numbers.extend_from_slice(&self.numbers);
+        self.finish(out);
     }
 
     /// The hashed features, crosses included, into `out` (cleared first).

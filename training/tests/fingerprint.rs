@@ -1,9 +1,12 @@
 //! A model's snapshot records the fingerprint of the definition it was
-//! trained with, and a snapshot of another definition is refused (the
-//! model retrains from the topic's history). Moving the planning of models
-//! into this crate, with params read per kind, must not change the
-//! fingerprint of any model defined before: these values were computed by
-//! the code before the move (commit 0fd43eb).
+//! trained with, and a snapshot of another definition is refused before it
+//! is decoded (the model retrains from the topic's history).
+//!
+//! - Moving the planning of models into this crate, with params read per
+//!   kind (issue 16), changed no fingerprint: the values of 0fd43eb.
+//! - Standardized numbers (issue 17) changed the layout of a linear
+//!   model's snapshot, so its fingerprint changed on purpose: an older
+//!   snapshot must be refused, not misread. Recommenders kept theirs.
 
 use eddy_features::spec::validate::ColumnType;
 use indexmap::IndexMap;
@@ -54,8 +57,8 @@ models:
     params: { half_life: 2h }
 ";
 
-#[test]
-fn per_kind_params_left_the_fingerprint_of_every_model_defined_before_unchanged() {
+/// Every model's fingerprint, by name.
+fn fingerprints() -> Vec<(String, u32)> {
     let loaded = eddy_features::spec::parse_with(
         std::path::Path::new("t.yaml"),
         SPEC,
@@ -77,19 +80,52 @@ fn per_kind_params_left_the_fingerprint_of_every_model_defined_before_unchanged(
         ("views".to_string(), columns),
     ]);
     let plans = eddy_training::plan::plan(&loaded, &sources, &[]).unwrap();
-    let fingerprints: Vec<(&str, u32)> = plans
+    plans
         .iter()
-        .map(|p| (p.name.as_str(), eddy_training::online::fingerprint(p)))
-        .collect();
+        .map(|p| (p.name.clone(), eddy_training::online::fingerprint(p)))
+        .collect()
+}
+
+/// The fingerprints of 0fd43eb, before both changes.
+const BEFORE: [(&str, u32); 6] = [
+    ("plain", 406434521),
+    ("tuned", 3813187053),
+    ("delayed", 1495239545),
+    ("mf", 760973035),
+    ("co", 65837185),
+    ("pop", 3672692959),
+];
+
+#[test]
+fn per_kind_params_left_the_fingerprint_of_every_recommender_defined_before_unchanged() {
+    let now = fingerprints();
+    for (name, before) in &BEFORE[3..] {
+        assert_eq!(
+            now.iter().find(|(n, _)| n == name).unwrap().1,
+            *before,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_linear_model_saved_before_standardized_numbers_is_refused_not_misread() {
+    let now = fingerprints();
+    for (name, before) in &BEFORE[..3] {
+        assert_ne!(
+            now.iter().find(|(n, _)| n == name).unwrap().1,
+            *before,
+            "{name}"
+        );
+    }
+    // Pinned, so the next layout change is a decision too.
+    let linear: Vec<(String, u32)> = now.into_iter().take(3).collect();
     assert_eq!(
-        fingerprints,
+        linear,
         [
-            ("plain", 406434521),
-            ("tuned", 3813187053),
-            ("delayed", 1495239545),
-            ("mf", 760973035),
-            ("co", 65837185),
-            ("pop", 3672692959),
+            ("plain".to_string(), 3814918934),
+            ("tuned".to_string(), 1764085662),
+            ("delayed".to_string(), 553623981),
         ]
     );
 }

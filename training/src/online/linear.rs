@@ -16,7 +16,7 @@ use eddy_features::engine::task::ProbedRows;
 use eddy_features::engine::value::Scalar;
 
 use crate::ftrl::{Ftrl, Loss};
-use crate::hashing::{Builder, FeatureHasher, Slot};
+use crate::hashing::{Builder, FeatureHasher, Slot, Standardizer};
 use crate::metrics::{Progressive, Regression};
 use crate::{Learner, Rejected};
 
@@ -38,6 +38,8 @@ pub struct Inputs {
     kind: ModelKind,
     numeric: Numeric,
     x: Vec<(u32, f32)>,
+    /// The raw numbers of the example last hashed, for the standardizer.
+    numbers: Vec<(u32, f64)>,
 }
 
 impl Inputs {
@@ -52,6 +54,7 @@ impl Inputs {
             kind: plan.kind(),
             numeric: plan.params.numeric(),
             x: Vec::with_capacity(64),
+            numbers: Vec::new(),
         }
     }
 
@@ -59,10 +62,11 @@ impl Inputs {
     fn hash(
         &mut self,
         hasher: &FeatureHasher,
+        standardizer: Option<&Standardizer>,
         rows: &ProbedRows,
         i: usize,
     ) -> Result<(), Rejected> {
-        self.hash_with(hasher, |input| match input.from {
+        self.hash_with(hasher, standardizer, |input| match input.from {
             InputFrom::Column(c) => rows.columns[i][c].clone(),
             InputFrom::Feature(f) => rows.features[f].get(i),
         })
@@ -70,17 +74,20 @@ impl Inputs {
     }
 
     /// Hashes the inputs `value` gives (serving builds them from the
-    /// current features, the request and a candidate item).
+    /// current features, the request and a candidate item), numbers
+    /// standardized by `standardizer` (the model's, if it standardizes:
+    /// [`crate::ftrl::Ftrl::standardizer`]).
     pub fn hash_with(
         &mut self,
         hasher: &FeatureHasher,
+        standardizer: Option<&Standardizer>,
         mut value: impl FnMut(&ModelInput) -> Scalar,
     ) -> Result<&[(u32, f32)], Rejected> {
-        let mut b = hasher.builder();
+        let mut b = hasher.builder_with(standardizer);
         for (input, slot) in &self.inputs {
             add(&mut b, *slot, input, self.numeric, &value(input))?;
         }
-        b.finish(&mut self.x);
+        b.finish_with_numbers(&mut self.x, &mut self.numbers);
         Ok(&self.x)
     }
 
@@ -183,8 +190,9 @@ impl LinearModel {
         label: &Scalar,
     ) -> Result<(), Rejected> {
         let y = inputs.target(label)?;
-        inputs.hash(&self.hasher, rows, i)?;
+        inputs.hash(&self.hasher, self.ftrl.standardizer(), rows, i)?;
         let p = self.ftrl.learn(&inputs.x, y);
+        self.ftrl.observe(&inputs.numbers);
         match self.ftrl.config.loss {
             Loss::Logistic => self.classification.add(p, y),
             Loss::Squared => self.regression.add(p, y),
@@ -193,15 +201,19 @@ impl LinearModel {
     }
 
     /// Hashes event `i` of `rows` and predicts it, without learning: an
-    /// example whose label comes later.
+    /// example whose label comes later. Its numbers count for the
+    /// standardizer now, in example order; it is learned later from
+    /// exactly the features it was predicted with.
     pub fn predict(
-        &self,
+        &mut self,
         inputs: &mut Inputs,
         rows: &ProbedRows,
         i: usize,
     ) -> Result<(Vec<(u32, f32)>, f64), Rejected> {
-        inputs.hash(&self.hasher, rows, i)?;
-        Ok((inputs.x.clone(), self.ftrl.predict(&inputs.x)))
+        inputs.hash(&self.hasher, self.ftrl.standardizer(), rows, i)?;
+        let p = self.ftrl.predict(&inputs.x);
+        self.ftrl.observe(&inputs.numbers);
+        Ok((inputs.x.clone(), p))
     }
 
     /// Learns an example whose label arrived (or timed out); the metrics

@@ -119,6 +119,15 @@ pub fn fingerprint(plan: &ModelPlan) -> u32 {
             .expect("an array")
             .push(serde_json::json!({"delayed": d, "joiner": "per-partition"}));
     }
+    // Since issue 17 a linear model's snapshot also holds the statistics
+    // its numbers are standardized by: another layout, so an older
+    // snapshot is refused before it is decoded (the model retrains).
+    if let Some(c) = plan.params.ftrl() {
+        definition
+            .as_array_mut()
+            .expect("an array")
+            .push(serde_json::json!({ "standardize": c.standardize }));
+    }
     if let Some(f) = &plan.filter {
         definition
             .as_array_mut()

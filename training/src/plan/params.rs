@@ -121,6 +121,12 @@ pub struct LinearParams {
     /// make the first predictions wildly overconfident; `eddy learn
     /// --numeric` offers the same choice. Default `log`.
     pub numeric: Option<Numeric>,
+    /// Numbers (after `numeric`) enter standardized by the model's running
+    /// mean and variance of each, saved with the model, so unscaled inputs
+    /// learn as scaled ones do; `eddy learn --standardize` is the same.
+    /// Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standardize: Option<bool>,
 }
 
 /// `mf`: streaming matrix factorization's settings.
@@ -277,6 +283,7 @@ impl Params {
             l1: p.l1.unwrap_or(d.l1),
             l2: p.l2.unwrap_or(d.l2),
             loss,
+            standardize: p.standardize.unwrap_or(d.standardize),
         })
     }
 
