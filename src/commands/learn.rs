@@ -96,7 +96,6 @@ impl Plan {
         mut b: Builder,
         row: &impl Row,
         out: &mut Vec<(u32, f32)>,
-        numbers: &mut Vec<(u32, f64)>,
     ) -> Result<f64, String> {
         let text = row.field(self.label);
         let y = match self.numeric_label {
@@ -131,7 +130,7 @@ impl Plan {
                 None => b.category(*slot, text),
             }
         }
-        b.finish_with_numbers(out, numbers);
+        b.finish(out);
         Ok(y)
     }
 }
@@ -169,8 +168,10 @@ struct Run {
 impl Run {
     /// Predicts, then learns, one row (number `n`, from 1).
     fn row(&mut self, plan: &Plan, header: &[String], n: usize, row: &impl Row) {
-        let builder = self.hasher.builder_with(self.model.standardizer());
-        match plan.example(header, builder, row, &mut self.x, &mut self.numbers) {
+        let builder = self
+            .hasher
+            .builder_with(self.model.standardizer().map(|s| (s, &mut self.numbers)));
+        match plan.example(header, builder, row, &mut self.x) {
             Ok(y) => {
                 let p = self.model.learn(&self.x, y);
                 self.model.observe(&self.numbers);

@@ -451,11 +451,11 @@ mod tests {
         });
         let (mut x, mut numbers, mut out) = (Vec::new(), Vec::new(), Vec::new());
         for (raw, y) in rows {
-            let mut b = hasher.builder_with(model.standardizer());
+            let mut b = hasher.builder_with(model.standardizer().map(|s| (s, &mut numbers)));
             for j in 0..3 {
                 b.number(slots[j], raw[j] * scale[j]).unwrap();
             }
-            b.finish_with_numbers(&mut x, &mut numbers);
+            b.finish(&mut x);
             out.push(model.learn(&x, *y));
             model.observe(&numbers);
         }
@@ -559,11 +559,11 @@ mod tests {
         let slots = ["salary", "age", "rate"].map(|n| FeatureHasher::slot(n, n));
         let (mut x, mut numbers) = (Vec::new(), Vec::new());
         for (raw, y) in &rows[6_000..] {
-            let mut b = hasher.builder_with(learner.standardizer());
+            let mut b = hasher.builder_with(learner.standardizer().map(|s| (s, &mut numbers)));
             for j in 0..3 {
                 b.number(slots[j], raw[j]).unwrap();
             }
-            b.finish_with_numbers(&mut x, &mut numbers);
+            b.finish(&mut x);
             learner.learn(&x, *y);
             learner.observe(&numbers);
         }
@@ -574,7 +574,8 @@ mod tests {
         let saved = Ftrl::from_bytes(&learner.to_bytes()).unwrap();
         for (raw, _) in &rows[..200] {
             let build = |m: &Ftrl| {
-                let mut b = hasher.builder_with(m.standardizer());
+                let mut numbers = Vec::new();
+                let mut b = hasher.builder_with(m.standardizer().map(|s| (s, &mut numbers)));
                 for j in 0..3 {
                     b.number(slots[j], raw[j]).unwrap();
                 }

@@ -13,8 +13,6 @@
 //! namespace with every feature of another, as VW's `-q`: the index mixes
 //! the two indices, the value is the product.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 /// How numeric inputs of a linear model are transformed.
@@ -87,8 +85,10 @@ fn cross(a: u32, b: u32) -> u32 {
 /// outlier cannot make a prediction certain.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Standardizer {
-    /// Per key: (count, mean, sum of squared deviations), Welford's.
-    stats: BTreeMap<u32, [f64; 3]>,
+    /// Per key, sorted by key: (count, mean, sum of squared deviations),
+    /// Welford's. A model has a few numeric features, so a sorted vector
+    /// is the fastest map here.
+    stats: Vec<(u32, [f64; 3])>,
     /// Keys observed since the last [`Standardizer::take_touched`].
     #[serde(skip)]
     touched: Vec<u32>,
@@ -101,18 +101,35 @@ impl Standardizer {
     /// `x` of feature `key`, standardized by the values seen so far.
     #[inline]
     pub fn scale(&self, key: u32, x: f64) -> f64 {
-        match self.stats.get(&key) {
-            Some([n, mean, m2]) if *m2 > 0.0 => {
-                ((x - mean) / (m2 / n).sqrt()).clamp(-Self::CLIP, Self::CLIP)
+        match self.stats.binary_search_by_key(&key, |s| s.0) {
+            Ok(i) => {
+                let [n, mean, m2] = self.stats[i].1;
+                if m2 > 0.0 {
+                    ((x - mean) / (m2 / n).sqrt()).clamp(-Self::CLIP, Self::CLIP)
+                } else {
+                    0.0
+                }
             }
-            _ => 0.0,
+            Err(_) => 0.0,
         }
+    }
+
+    /// The statistics of `key`, added empty if new.
+    fn entry(&mut self, key: u32) -> &mut [f64; 3] {
+        let i = match self.stats.binary_search_by_key(&key, |s| s.0) {
+            Ok(i) => i,
+            Err(i) => {
+                self.stats.insert(i, (key, [0.0; 3]));
+                i
+            }
+        };
+        &mut self.stats[i].1
     }
 
     /// Counts the values of one example (after it was learned).
     pub fn observe(&mut self, numbers: &[(u32, f64)]) {
         for (key, x) in numbers {
-            let [n, mean, m2] = self.stats.entry(*key).or_insert([0.0; 3]);
+            let [n, mean, m2] = self.entry(*key);
             *n += 1.0;
             let d = x - *mean;
             *mean += d / *n;
@@ -127,13 +144,13 @@ impl Standardizer {
     pub fn take_touched(&mut self) -> Vec<(u32, [f64; 3])> {
         let mut keys = std::mem::take(&mut self.touched);
         keys.sort_unstable();
-        keys.into_iter().map(|k| (k, self.stats[&k])).collect()
+        keys.into_iter().map(|k| (k, *self.entry(k))).collect()
     }
 
     /// Applies statistics taken from another model ([`Standardizer::take_touched`]).
     pub fn apply(&mut self, changed: &[(u32, [f64; 3])]) {
         for (k, v) in changed {
-            self.stats.insert(*k, *v);
+            *self.entry(*k) = *v;
         }
     }
 
@@ -155,10 +172,9 @@ pub struct Builder<'h> {
     mask: u32,
     /// (namespace hash, index, value) before crosses.
     plain: Vec<(u32, u32, f32)>,
-    /// Standardizes numbers, when the model does.
-    standardizer: Option<&'h Standardizer>,
-    /// The raw numbers (key, value), for [`Standardizer::observe`].
-    numbers: Vec<(u32, f64)>,
+    /// Standardizes numbers, when the model does, and collects the raw
+    /// numbers (key, value) for [`Standardizer::observe`].
+    standardizer: Option<(&'h Standardizer, &'h mut Vec<(u32, f64)>)>,
 }
 
 impl FeatureHasher {
@@ -193,15 +209,23 @@ impl FeatureHasher {
         self.builder_with(None)
     }
 
-    /// Starts an example whose numbers `standardizer` standardizes (None:
-    /// numbers as they are).
-    pub fn builder_with<'a>(&'a self, standardizer: Option<&'a Standardizer>) -> Builder<'a> {
+    /// Starts an example whose numbers are standardized, when given a
+    /// standardizer and a buffer: the buffer (cleared) receives the raw
+    /// numbers, for [`Standardizer::observe`] once the example is learned.
+    /// None: numbers as they are.
+    pub fn builder_with<'a>(
+        &'a self,
+        standardizer: Option<(&'a Standardizer, &'a mut Vec<(u32, f64)>)>,
+    ) -> Builder<'a> {
+        let standardizer = standardizer.map(|(s, numbers)| {
+            numbers.clear();
+            (s, numbers)
+        });
         let mut b = Builder {
             hasher: self,
             mask: (1u32 << self.bits) - 1,
             plain: Vec::with_capacity(16),
             standardizer,
-            numbers: Vec::new(),
         };
         let ns = FeatureHasher::namespace("");
         b.plain.push((ns, murmur3(b"__bias", ns) & b.mask, 1.0));
@@ -239,9 +263,9 @@ impl Builder<'_> {
         if !x.is_finite() {
             return Err(x);
         }
-        let x = match self.standardizer {
-            Some(s) => {
-                self.numbers.push((slot.name, x));
+        let x = match &mut self.standardizer {
+            Some((s, numbers)) => {
+                numbers.push((slot.name, x));
                 s.scale(slot.name, x)
             }
             None => x,
@@ -250,14 +274,6 @@ impl Builder<'_> {
             self.plain.push((slot.ns, slot.name & self.mask, x as f32));
         }
         Ok(())
-    }
-
-    /// [`Builder::finish`], and the example's raw numbers into `numbers`
-    /// (cleared first), for [`Standardizer::observe`] once it is learned.
-    pub fn finish_with_numbers(self, out: &mut Vec<(u32, f32)>, numbers: &mut Vec<(u32, f64)>) {
-        numbers.clear();
-        numbers.extend_from_slice(&self.numbers);
-        self.finish(out);
     }
 
     /// The hashed features, crosses included, into `out` (cleared first).

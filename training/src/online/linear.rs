@@ -83,11 +83,11 @@ impl Inputs {
         standardizer: Option<&Standardizer>,
         mut value: impl FnMut(&ModelInput) -> Scalar,
     ) -> Result<&[(u32, f32)], Rejected> {
-        let mut b = hasher.builder_with(standardizer);
+        let mut b = hasher.builder_with(standardizer.map(|s| (s, &mut self.numbers)));
         for (input, slot) in &self.inputs {
             add(&mut b, *slot, input, self.numeric, &value(input))?;
         }
-        b.finish_with_numbers(&mut self.x, &mut self.numbers);
+        b.finish(&mut self.x);
         Ok(&self.x)
     }
 
