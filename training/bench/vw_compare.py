@@ -15,7 +15,10 @@ learning), measured around both.
 Usage (BENCHMARKS.md has the numbers):
   python3 -m venv ~/.cache/eddy/bench-venv
   ~/.cache/eddy/bench-venv/bin/pip install vowpalwabbit==9.11.9
-  ~/.cache/eddy/bench-venv/bin/python training/bench/vw_compare.py target/release/eddy [ROWS]
+  ~/.cache/eddy/bench-venv/bin/python training/bench/vw_compare.py target/release/eddy [ROWS] [clicks|dense]
+
+`dense` is the other input shape: 8 numeric features, no ids and no cross
+(eddy standardizes them by default; VW's defaults normalize them).
 """
 
 import json
@@ -50,23 +53,51 @@ def generate(rows: int, directory: str, seed: int = 7):
     return csv_path, vw_path, bayes / rows
 
 
-def run_eddy(eddy: str, csv_path: str, args=()):
+def generate_dense(rows: int, directory: str, seed: int = 7):
+    """8 numeric features on their own scales; the label is logistic in a
+    linear function of them (so both learners can reach Bayes)."""
+    rng = random.Random(seed)
+    weights = [rng.gauss(0, 1) for _ in range(8)]
+    scales = [10 ** rng.randint(-2, 4) for _ in range(8)]
+    csv_path = os.path.join(directory, "dense.csv")
+    vw_path = os.path.join(directory, "dense.vw")
+    bayes = 0.0
+    with open(csv_path, "w") as c, open(vw_path, "w") as v:
+        c.write("label," + ",".join(f"f{j}" for j in range(8)) + "\n")
+        for _ in range(rows):
+            z = [rng.gauss(0, 1) for _ in range(8)]
+            p = 1 / (1 + math.exp(-(0.2 + sum(w * x for w, x in zip(weights, z)) / 2)))
+            y = 1 if rng.random() < p else 0
+            bayes -= math.log(p) if y else math.log(1 - p)
+            raw = [round(x * s + s, 6) for x, s in zip(z, scales)]
+            c.write(f"{y}," + ",".join(str(x) for x in raw) + "\n")
+            v.write(f"{1 if y else -1} |f " + " ".join(f"f{j}:{x}" for j, x in enumerate(raw)) + "\n")
+    return csv_path, vw_path, bayes / rows
+
+
+SHAPE_ARGS = {
+    "clicks": (["--categorical", "user,item,group,cat", "--cross", "group,cat"], "-q gc"),
+    "dense": ([], ""),
+}
+
+
+def run_eddy(eddy: str, csv_path: str, args=(), shape="clicks"):
     out = subprocess.run(
         [eddy, "learn", "--input", csv_path, "--label", "label",
-         "--categorical", "user,item,group,cat", "--cross", "group,cat", "--json", *args],
+         *SHAPE_ARGS[shape][0], "--json", *args],
         check=True, capture_output=True, text=True,
     )
     r = json.loads(out.stdout)
     return r["examples"] / r["seconds"], r["logloss"]
 
 
-def run_vw(vw_path: str, args: str):
+def run_vw(vw_path: str, args: str, shape="clicks"):
     from vowpalwabbit import Workspace
 
     # With -d, VW reads and learns the whole file while the workspace is
     # built; run_parser() finishes whatever is left. Time both.
     started = time.perf_counter()
-    ws = Workspace(f"-d {vw_path} --ftrl --loss_function logistic -b 20 -q gc --quiet {args}")
+    ws = Workspace(f"-d {vw_path} --loss_function logistic -b 20 {SHAPE_ARGS[shape][1]} --quiet {args}")
     ws.run_parser()
     seconds = time.perf_counter() - started
     examples = ws.get_weighted_examples()
@@ -78,16 +109,19 @@ def run_vw(vw_path: str, args: str):
 def main():
     eddy = sys.argv[1]
     rows = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
+    shape = sys.argv[3] if len(sys.argv) > 3 else "clicks"
     with tempfile.TemporaryDirectory() as d:
-        csv_path, vw_path, bayes = generate(rows, d)
-        # The same hyper-parameters on both sides (VW's ftrl has no L1/L2
-        # by default), then each with its own defaults.
-        same = ("--alpha", "0.2", "--beta", "1", "--l1", "0", "--l2", "0")
+        csv_path, vw_path, bayes = (generate_dense if shape == "dense" else generate)(rows, d)
+        # The same algorithm on both sides (FTRL, VW's has no L1/L2 by
+        # default; eddy's numbers as they are), then each with its own
+        # defaults (VW's: adaptive, normalized, invariant SGD).
+        same = ("--alpha", "0.2", "--beta", "1", "--l1", "0", "--l2", "0", "--standardize", "false")
         results = [
-            ("eddy ftrl, alpha 0.2 beta 1", *run_eddy(eddy, csv_path, same)),
-            ("vw --ftrl, alpha 0.2 beta 1", *run_vw(vw_path, "--ftrl_alpha 0.2 --ftrl_beta 1")),
-            ("eddy ftrl, its defaults", *run_eddy(eddy, csv_path)),
-            ("vw --ftrl, its defaults", *run_vw(vw_path, "")),
+            ("eddy ftrl, alpha 0.2 beta 1", *run_eddy(eddy, csv_path, same, shape)),
+            ("vw --ftrl, alpha 0.2 beta 1", *run_vw(vw_path, "--ftrl --ftrl_alpha 0.2 --ftrl_beta 1", shape)),
+            ("eddy ftrl, its defaults", *run_eddy(eddy, csv_path, (), shape)),
+            ("vw --ftrl, its defaults", *run_vw(vw_path, "--ftrl", shape)),
+            ("vw, its defaults", *run_vw(vw_path, "", shape)),
         ]
     print(f"{rows} examples; Bayes-optimal logloss {bayes:.4f}")
     print(f"{'learner':<30} {'examples/s':>12} {'logloss':>9}")

@@ -83,7 +83,7 @@ fn cross(a: u32, b: u32) -> u32 {
 /// distinct values have been seen a feature contributes nothing. Values
 /// are clipped to ±[`Standardizer::CLIP`] standard deviations, so one
 /// outlier cannot make a prediction certain.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Standardizer {
     /// Per key, sorted by key: (count, mean, sum of squared deviations),
     /// Welford's. A model has a few numeric features, so a sorted vector
@@ -92,6 +92,19 @@ pub struct Standardizer {
     /// Keys observed since the last [`Standardizer::take_touched`].
     #[serde(skip)]
     touched: Vec<u32>,
+    /// Per entry of `stats`: listed in `touched` (a lookup per number
+    /// instead of a scan of `touched`). Sized lazily: a decoded model has
+    /// none.
+    #[serde(skip)]
+    dirty: Vec<bool>,
+}
+
+/// Two standardizers are equal when their statistics are (what is pending
+/// for the next delta is bookkeeping).
+impl PartialEq for Standardizer {
+    fn eq(&self, other: &Standardizer) -> bool {
+        self.stats == other.stats
+    }
 }
 
 impl Standardizer {
@@ -114,27 +127,36 @@ impl Standardizer {
         }
     }
 
-    /// The statistics of `key`, added empty if new.
-    fn entry(&mut self, key: u32) -> &mut [f64; 3] {
-        let i = match self.stats.binary_search_by_key(&key, |s| s.0) {
+    /// The index of `key` in `stats`, added empty if new.
+    fn index(&mut self, key: u32) -> usize {
+        self.dirty.resize(self.stats.len(), false);
+        match self.stats.binary_search_by_key(&key, |s| s.0) {
             Ok(i) => i,
             Err(i) => {
                 self.stats.insert(i, (key, [0.0; 3]));
+                self.dirty.insert(i, false);
                 i
             }
-        };
+        }
+    }
+
+    /// The statistics of `key`, added empty if new.
+    fn entry(&mut self, key: u32) -> &mut [f64; 3] {
+        let i = self.index(key);
         &mut self.stats[i].1
     }
 
     /// Counts the values of one example (after it was learned).
     pub fn observe(&mut self, numbers: &[(u32, f64)]) {
         for (key, x) in numbers {
-            let [n, mean, m2] = self.entry(*key);
+            let i = self.index(*key);
+            let [n, mean, m2] = &mut self.stats[i].1;
             *n += 1.0;
             let d = x - *mean;
             *mean += d / *n;
             *m2 += d * (x - *mean);
-            if !self.touched.contains(key) {
+            if !self.dirty[i] {
+                self.dirty[i] = true;
                 self.touched.push(*key);
             }
         }
@@ -144,7 +166,13 @@ impl Standardizer {
     pub fn take_touched(&mut self) -> Vec<(u32, [f64; 3])> {
         let mut keys = std::mem::take(&mut self.touched);
         keys.sort_unstable();
-        keys.into_iter().map(|k| (k, *self.entry(k))).collect()
+        keys.into_iter()
+            .map(|k| {
+                let i = self.index(k);
+                self.dirty[i] = false;
+                (k, self.stats[i].1)
+            })
+            .collect()
     }
 
     /// Applies statistics taken from another model ([`Standardizer::take_touched`]).
