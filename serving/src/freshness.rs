@@ -1,21 +1,24 @@
 //! The freshness lift: what updating on every event buys over a nightly
-//! batch, measured by prequential replay.
+//! batch, and over a model never retrained, measured by prequential
+//! replay.
 //!
-//! Two copies of each recommender see the same interactions in event-time
-//! order:
+//! Three copies of each recommender see the same interactions in
+//! event-time order:
 //! - **streaming** learns each interaction as it happens;
 //! - **daily** learns a period's interactions only when the period ends,
 //!   so all day it serves what a nightly retrain on the full history
 //!   would have produced at midnight (the recommenders are incremental
 //!   and order-preserving, so "retrain on everything so far" and "catch up
 //!   on yesterday" give the same model). That is the batch status quo.
+//! - **frozen** is the daily copy as it was when scoring began, never
+//!   retrained after: a model trained once and deployed.
 //!
 //! At each positive interaction, *before* either copy learns it, both
 //! recommend k items for the user (leaving out what the user has engaged
 //! with). A recommendation is scored against the user's next `next`
 //! items, this one included: HR@k is the share of recommendations with at
-//! least one of them, NDCG@k weighs each by its rank. The lift is
-//! streaming over daily.
+//! least one of them, NDCG@k weighs each by its rank. The lifts are
+//! streaming over daily and streaming over frozen.
 
 use std::collections::{HashMap, HashSet};
 
@@ -56,6 +59,12 @@ pub struct Lift {
     pub hit_rate_lift: f64,
     /// streaming / daily NDCG@k.
     pub ndcg_lift: f64,
+    /// HR@k of the copy never retrained once scoring began.
+    pub frozen_hit_rate: f64,
+    /// NDCG@k of the copy never retrained.
+    pub frozen_ndcg: f64,
+    /// streaming / frozen HR@k.
+    pub frozen_hit_rate_lift: f64,
     /// HR@k per calendar year (UTC) of the scored interactions: quality
     /// over time.
     pub by_year: Vec<YearScore>,
@@ -98,6 +107,8 @@ pub fn evaluate(plans: &[&ModelPlan], events: &[Interaction], o: Options) -> Vec
     let mut streaming: Vec<RecommenderModel> =
         plans.iter().map(|p| RecommenderModel::new(p)).collect();
     let mut daily: Vec<RecommenderModel> = plans.iter().map(|p| RecommenderModel::new(p)).collect();
+    let mut frozen: Vec<RecommenderModel> =
+        plans.iter().map(|p| RecommenderModel::new(p)).collect();
     // The next items of each event's user, this one included.
     let mut upcoming: Vec<Vec<u64>> = vec![Vec::new(); events.len()];
     let mut by_user: HashMap<u64, Vec<usize>> = HashMap::new();
@@ -112,8 +123,8 @@ pub fn evaluate(plans: &[&ModelPlan], events: &[Interaction], o: Options) -> Vec
     let ideal: f64 = (0..o.next.min(o.k))
         .map(|r| 1.0 / (r as f64 + 2.0).log2())
         .sum();
-    let mut scores: Vec<[Score; 2]> = (0..=n)
-        .map(|_| [Score::default(), Score::default()])
+    let mut scores: Vec<[Score; 3]> = (0..=n)
+        .map(|_| [Score::default(), Score::default(), Score::default()])
         .collect();
     let mut evaluated = 0u64;
     let mut seen: HashMap<u64, HashSet<u64>> = HashMap::new();
@@ -123,10 +134,16 @@ pub fn evaluate(plans: &[&ModelPlan], events: &[Interaction], o: Options) -> Vec
     for (i, &(user, item, ts)) in events.iter().enumerate() {
         let p = ts.div_euclid(o.period_ms.max(1));
         if p != period {
-            // The nightly retrain: the daily copies catch up.
+            // The nightly retrain: the daily copies catch up, and the
+            // frozen ones too until scoring begins.
             for (u, it, t) in backlog.drain(..) {
                 for m in &mut daily {
                     m.model.as_recommender().learn(u, it, t);
+                }
+                if evaluated == 0 {
+                    for m in &mut frozen {
+                        m.model.as_recommender().learn(u, it, t);
+                    }
                 }
             }
             period = p;
@@ -135,7 +152,7 @@ pub fn evaluate(plans: &[&ModelPlan], events: &[Interaction], o: Options) -> Vec
             evaluated += 1;
             let s = seen.get(&user).unwrap_or(&empty);
             let exclude = |x: u64| s.contains(&x);
-            for (way, copies) in [&streaming, &daily].into_iter().enumerate() {
+            for (way, copies) in [&streaming, &daily, &frozen].into_iter().enumerate() {
                 let mut chain: Vec<u64> = Vec::new();
                 for (m, model) in copies.iter().enumerate() {
                     let top: Vec<u64> = model
@@ -175,8 +192,8 @@ pub fn evaluate(plans: &[&ModelPlan], events: &[Interaction], o: Options) -> Vec
     let e = evaluated.max(1) as f64;
     names
         .zip(scores)
-        .map(|(model, [s, d])| {
-            let (sh, dh) = (s.hits as f64 / e, d.hits as f64 / e);
+        .map(|(model, [s, d, f])| {
+            let (sh, dh, fh) = (s.hits as f64 / e, d.hits as f64 / e, f.hits as f64 / e);
             let (sn, dn) = (s.ndcg / e, d.ndcg / e);
             Lift {
                 model,
@@ -187,6 +204,9 @@ pub fn evaluate(plans: &[&ModelPlan], events: &[Interaction], o: Options) -> Vec
                 daily_ndcg: dn,
                 hit_rate_lift: sh / dh,
                 ndcg_lift: sn / dn,
+                frozen_hit_rate: fh,
+                frozen_ndcg: f.ndcg / e,
+                frozen_hit_rate_lift: sh / fh,
                 by_year: s
                     .years
                     .iter()
@@ -362,6 +382,10 @@ mod tests {
         assert!(l.streaming_hit_rate > 0.9, "{l:?}");
         assert!(l.daily_hit_rate < 0.1, "{l:?}");
         assert!(l.hit_rate_lift > 5.0, "{l:?}");
+        // Never retrained after the first day, it knows only that day's
+        // fashion: no better than the nightly copy, and often worse.
+        assert!(l.frozen_hit_rate <= l.daily_hit_rate, "{l:?}");
+        assert!(l.frozen_hit_rate_lift >= l.hit_rate_lift, "{l:?}");
         assert_eq!(lifts[1].model, "serving (popular)");
         // The synthetic events start at the epoch; and year boundaries.
         assert_eq!(l.by_year.len(), 1);

@@ -131,6 +131,13 @@ fn quickstart_loads_movielens_and_its_summary_is_sane() {
         .and_then(|t| t.trim().parse().ok())
         .unwrap_or_else(|| panic!("no lift in {out}"));
     assert!(lift > 1.0, "streaming beats the nightly rebuild: {out}");
+    let never: f64 = out
+        .split("HR@10 over a nightly rebuild, ")
+        .nth(1)
+        .and_then(|t| t.split('x').next())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no lift over a model never rebuilt in {out}"));
+    assert!(never > 1.0, "streaming beats a model never rebuilt: {out}");
     assert!(
         out.contains("400 new ratings at 200/s, 400 recommendations on topic `recommendations`"),
         "{out}"
