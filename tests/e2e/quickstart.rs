@@ -124,19 +124,17 @@ fn quickstart_loads_movielens_and_its_summary_is_sane() {
         assert!(out.contains(model), "{model}: {out}");
     }
     // Serving: the freshness lift, then answers to new ratings with titles.
-    let lift: f64 = out
-        .split("freshness lift of what serving recommends: ")
-        .nth(1)
-        .and_then(|t| t.split('x').next())
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no lift in {out}"));
+    // The lift printed after `marker`, as `1.22x`.
+    let lift_after = |marker: &str| -> f64 {
+        out.split(marker)
+            .nth(1)
+            .and_then(|t| t.split('x').next())
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no lift after `{marker}` in {out}"))
+    };
+    let lift = lift_after("freshness lift of what serving recommends: ");
     assert!(lift > 1.0, "streaming beats the nightly rebuild: {out}");
-    let never: f64 = out
-        .split("HR@10 over a nightly rebuild, ")
-        .nth(1)
-        .and_then(|t| t.split('x').next())
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no lift over a model never rebuilt in {out}"));
+    let never = lift_after("HR@10 over a nightly rebuild, ");
     assert!(never > 1.0, "streaming beats a model never rebuilt: {out}");
     assert!(
         out.contains("400 new ratings at 200/s, 400 recommendations on topic `recommendations`"),

@@ -16,14 +16,10 @@ pub fn sampled(user: u64, item: u64, ts: i64, every: u64) -> bool {
     if every <= 1 {
         return true;
     }
-    // SplitMix64's finalizer over the three, mixed in turn.
-    let mix = |mut z: u64| {
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    let h = mix(mix(mix(user) ^ item) ^ ts as u64);
-    h % every == 0
+    // The three, mixed in turn.
+    use super::mix64;
+    let h = mix64(mix64(mix64(user) ^ item) ^ ts as u64);
+    h.is_multiple_of(every)
 }
 
 /// Running HR@k and NDCG@k.

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::partition::*;
-use super::segment::{self, MAGIC, StoredRecord};
+use super::segment::{self, StoredRecord};
 use crate::topic::TopicError;
 
 /// Rules for [`maintain`].
@@ -131,17 +131,7 @@ pub(crate) fn maintain(
                 remove_segment(&path, &mut report)?;
                 continue;
             }
-            let mut buf = MAGIC.to_vec();
-            for r in kept {
-                segment::encode(
-                    &mut buf,
-                    r.offset,
-                    r.timestamp_ms,
-                    r.key.as_deref(),
-                    r.value.as_deref(),
-                    &r.headers,
-                );
-            }
+            let buf = segment::encode_segment(kept);
             let tmp = path.with_extension("compacting");
             let mut f = File::create(&tmp).map_err(TopicError::io(&tmp))?;
             f.write_all(&buf)

@@ -332,6 +332,23 @@ pub(crate) fn scan(path: &Path) -> io::Result<Scan> {
     })
 }
 
+/// A whole segment file of `records`: the magic, then each record framed.
+/// Compaction rewrites segments with it.
+pub(crate) fn encode_segment<'r>(records: impl IntoIterator<Item = &'r StoredRecord>) -> Vec<u8> {
+    let mut buf = MAGIC.to_vec();
+    for r in records {
+        encode(
+            &mut buf,
+            r.offset,
+            r.timestamp_ms,
+            r.key.as_deref(),
+            r.value.as_deref(),
+            &r.headers,
+        );
+    }
+    buf
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,27 +377,12 @@ mod tests {
             })
     }
 
-    fn encode_all(records: &[StoredRecord]) -> Vec<u8> {
-        let mut buf = MAGIC.to_vec();
-        for r in records {
-            encode(
-                &mut buf,
-                r.offset,
-                r.timestamp_ms,
-                r.key.as_deref(),
-                r.value.as_deref(),
-                &r.headers,
-            );
-        }
-        buf
-    }
-
     proptest! {
         #[test]
         fn round_trip(records in proptest::collection::vec(arb_record(), 0..20)) {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("s.log");
-            fs::write(&path, encode_all(&records)).unwrap();
+            fs::write(&path, encode_segment(&records)).unwrap();
             let scan = scan(&path).unwrap();
             prop_assert_eq!(scan.stopped, None);
             prop_assert_eq!(scan.records, records);
@@ -393,7 +395,7 @@ mod tests {
             records in proptest::collection::vec(arb_record(), 1..12),
             cut in any::<prop::sample::Index>(),
         ) {
-            let full = encode_all(&records);
+            let full = encode_segment(&records);
             let cut = HEADER_LEN as usize + cut.index(full.len() - HEADER_LEN as usize);
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("s.log");
@@ -417,7 +419,7 @@ mod tests {
             records in proptest::collection::vec(arb_record(), 0..12),
             cut in any::<prop::sample::Index>(),
         ) {
-            let full = encode_all(&records);
+            let full = encode_segment(&records);
             let cut = HEADER_LEN as usize + cut.index(full.len() - HEADER_LEN as usize + 1);
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("s.log");
