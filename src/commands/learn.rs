@@ -418,6 +418,7 @@ pub fn learn(args: &LearnArgs) -> anyhow::Result<()> {
                     "first_skip": first_skip,
                     "rmse": r.rmse,
                     "mae": r.mae,
+                    "clipped": model.standardizer.clipped(),
                     "seconds": elapsed.as_secs_f64(),
                     "examples_per_second": rate,
                 })
@@ -430,6 +431,13 @@ pub fn learn(args: &LearnArgs) -> anyhow::Result<()> {
                 r.rmse,
                 r.mae
             );
+            if model.standardizer.clipped() > 0 {
+                println!(
+                    "{} numbers entered clipped to ±{} standard deviations of the values before them",
+                    model.standardizer.clipped(),
+                    eddy_training::hashing::Standardizer::CLIP
+                );
+            }
         }
         return Ok(());
     }
@@ -451,6 +459,7 @@ pub fn learn(args: &LearnArgs) -> anyhow::Result<()> {
                 "seconds": elapsed.as_secs_f64(),
                 "examples_per_second": rate,
                 "non_zero_weights": model.non_zero(),
+                "clipped": model.standardizer.clipped(),
             })
         );
     } else {
@@ -464,6 +473,13 @@ pub fn learn(args: &LearnArgs) -> anyhow::Result<()> {
             report.rmse,
             model.non_zero()
         );
+        if model.standardizer.clipped() > 0 {
+            println!(
+                "{} numbers entered clipped to ±{} standard deviations of the values before them",
+                model.standardizer.clipped(),
+                eddy_training::hashing::Standardizer::CLIP
+            );
+        }
         println!(
             "base rate: logloss {:.4} predicting the positive rate for every row{}",
             report.base_rate_logloss,

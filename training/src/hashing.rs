@@ -82,7 +82,8 @@ fn cross(a: u32, b: u32) -> u32 {
 /// (predict, then learn, then [`Standardizer::observe`]); before two
 /// distinct values have been seen a feature contributes nothing. Values
 /// are clipped to ±[`Standardizer::CLIP`] standard deviations, so one
-/// outlier cannot make a prediction certain.
+/// outlier cannot make a prediction certain; the values clipped are
+/// counted ([`Standardizer::clipped`]) and reported with the model.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Standardizer {
     /// Per key, sorted by key: (count, mean, sum of squared deviations),
@@ -97,6 +98,10 @@ pub struct Standardizer {
     /// none.
     #[serde(skip)]
     dirty: Vec<bool>,
+    /// Values observed beyond ±CLIP standard deviations of the values
+    /// before them (so entered clipped), since this process started.
+    #[serde(skip)]
+    clipped: u64,
 }
 
 /// Two standardizers are equal when their statistics are (what is pending
@@ -151,6 +156,9 @@ impl Standardizer {
         for (key, x) in numbers {
             let i = self.index(*key);
             let [n, mean, m2] = &mut self.stats[i].1;
+            if *m2 > 0.0 && (x - *mean).abs() > Self::CLIP * (*m2 / *n).sqrt() {
+                self.clipped += 1;
+            }
             *n += 1.0;
             let d = x - *mean;
             *mean += d / *n;
@@ -180,6 +188,12 @@ impl Standardizer {
         for (k, v) in changed {
             *self.entry(*k) = *v;
         }
+    }
+
+    /// Values that entered clipped, since this process started: counted
+    /// when observed, against the statistics they were standardized by.
+    pub fn clipped(&self) -> u64 {
+        self.clipped
     }
 
     /// Numeric features with statistics.
@@ -374,5 +388,24 @@ mod tests {
             b.add(1, "x", Value::Number(f64::INFINITY)),
             Err(f64::INFINITY)
         );
+    }
+
+    /// A value beyond ±5 standard deviations enters clipped, and is
+    /// counted: nothing is clipped silently.
+    #[test]
+    fn an_outlier_enters_clipped_and_is_counted() {
+        let mut s = Standardizer::default();
+        let key = 7;
+        for x in [1.0, 3.0, 1.0, 3.0] {
+            s.observe(&[(key, x)]);
+        }
+        // Mean 2, standard deviation 1.
+        assert_eq!(s.scale(key, 4.0), 2.0);
+        assert_eq!(s.scale(key, 1000.0), Standardizer::CLIP);
+        assert_eq!(s.clipped(), 0);
+        s.observe(&[(key, 1000.0)]);
+        assert_eq!(s.clipped(), 1);
+        s.observe(&[(key, 2.0)]);
+        assert_eq!(s.clipped(), 1);
     }
 }

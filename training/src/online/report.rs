@@ -22,6 +22,9 @@ impl Online {
             metrics.insert("unmatched_labels".into(), unmatched.into());
             metrics.insert("evicted".into(), evicted.into());
         }
+        if let Body::Linear(m) = &s.body {
+            metrics.insert("clipped".into(), m.ftrl.standardizer.clipped().into());
+        }
         if let Body::Recommender(m) = &s.body {
             metrics.insert("k".into(), m.eval.k.into());
             metrics.insert("evaluated".into(), m.eval.report().evaluated.into());
@@ -77,6 +80,16 @@ impl Online {
                 line,
                 "; {skipped} skipped (first: {})",
                 s.first_skip.as_deref().unwrap_or("?")
+            );
+        }
+        if let Body::Linear(m) = &s.body
+            && m.ftrl.standardizer.clipped() > 0
+        {
+            let _ = write!(
+                line,
+                "; {} numbers entered clipped to ±{} standard deviations (since start)",
+                m.ftrl.standardizer.clipped(),
+                crate::hashing::Standardizer::CLIP
             );
         }
         if s.replayed > 0 {
@@ -141,6 +154,18 @@ pub(super) fn families(models: &[Online]) -> Vec<Family> {
                 .filter_map(|m| {
                     let p = m.state.pending.as_ref()?;
                     Some((label(m), pending_counts(p).0 as f64))
+                })
+                .collect(),
+        ),
+        family(
+            "eddy_model_numbers_clipped_total",
+            Kind::Counter,
+            "Numbers that entered a linear model clipped to 5 standard deviations of the values before them, since start.",
+            models
+                .iter()
+                .filter_map(|m| match &m.state.body {
+                    Body::Linear(l) => Some((label(m), l.ftrl.standardizer.clipped() as f64)),
+                    Body::Recommender(_) => None,
                 })
                 .collect(),
         ),
