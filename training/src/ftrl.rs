@@ -271,7 +271,9 @@ impl Ftrl {
         }
     }
 
-    fn margin(&self, x: &Features) -> f64 {
+    /// The example's log-odds (its linear score): what a ranking needs,
+    /// without the link.
+    pub fn margin(&self, x: &Features) -> f64 {
         let mask = self.slots.len() - 1;
         x.iter()
             .map(|(i, v)| f64::from(self.slots[*i as usize & mask][2]) * f64::from(*v))

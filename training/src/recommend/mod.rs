@@ -12,6 +12,8 @@
 //!   Monolith's design).
 //! - [`explore::Explorer`]: ε-greedy or Thompson sampling for cold items
 //!   (off by default).
+//! - [`rank::LearnedRanker`]: the second stage, an order over several
+//!   recommenders' candidates learned from impressions and outcomes.
 //! - [`eval::Prequential`]: test-then-train evaluation, HR@k and NDCG@k.
 
 pub mod cooccurrence;
@@ -20,6 +22,7 @@ pub mod eval;
 pub mod explore;
 pub mod mf;
 pub mod popularity;
+pub mod rank;
 
 #[cfg(test)]
 mod movielens_tests;
