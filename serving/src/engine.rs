@@ -4,9 +4,12 @@
 //! 1. gathers candidates from each recommender in the spec's order (item
 //!    co-occurrence reads the user's recent items as serving saw them, so
 //!    it is fresh even between model snapshots);
-//! 2. scores them with the ranker, an FTRL model whose inputs are the
-//!    user's current features, fields of the triggering event, and the
-//!    candidate item in place of the item column it learned from;
+//! 2. orders them: by the learned order (`learned_order`, the default), a
+//!    model trained on this engine's own recommendations and what each
+//!    user did next ([`LearnedRanker`]); its features include the
+//!    `ranker`'s probability if there is one, an FTRL model whose inputs
+//!    are the user's current features, fields of the triggering event, and
+//!    the candidate item in place of the item column it learned from;
 //! 3. drops items the user has engaged with and items the business rules
 //!    reject;
 //! 4. lets exploration give slots to cold items, if configured.
@@ -29,6 +32,7 @@ use eddy_training::online::linear::Inputs;
 use eddy_training::online::recommender::{Model as RecModel, id_of};
 use eddy_training::plan::{InputFrom, ModelPlan};
 use eddy_training::recommend::explore::{Exploration, Explorer};
+use eddy_training::recommend::rank::{Impression, LearnedRanker, Pool, RankCounts};
 
 use crate::features::FeatureTables;
 use crate::models::{ModelSet, Served};
@@ -137,7 +141,23 @@ pub struct Engine {
     /// The item table: rules and candidates' own columns.
     pub rules: Option<ItemRules>,
     explorer: Explorer,
+    /// The learned order, if on.
+    learned: Option<LearnedRanker>,
+    /// Per user: the last recommendation's impression, until the user's
+    /// next trigger says what they did; and its sequence number.
+    pending: FastMap<u64, (Impression, u64)>,
+    /// (user, sequence number) in the order impressions were made: the
+    /// oldest are forgotten past [`PENDING_USERS`].
+    pending_order: VecDeque<(u64, u64)>,
+    sequence: u64,
+    /// Impressions replaced by a newer one for the same user, or forgotten
+    /// past [`PENDING_USERS`], before any outcome: never learned.
+    pub impressions_unanswered: u64,
 }
+
+/// Users whose last recommendation is remembered until their next event
+/// (about 1 KB each): beyond this, the oldest are forgotten and counted.
+pub const PENDING_USERS: usize = 200_000;
 
 impl Engine {
     /// `trigger_columns`: the trigger source's columns, if there is one.
@@ -229,6 +249,41 @@ impl Engine {
             names: FastMap::default(),
             rules,
             explorer,
+            learned: spec.learned_order.unwrap_or(true).then(LearnedRanker::new),
+            pending: FastMap::default(),
+            pending_order: VecDeque::new(),
+            sequence: 0,
+            impressions_unanswered: 0,
+        }
+    }
+
+    /// What the learned order has learned from, if it is on.
+    pub fn ranker_counts(&self) -> Option<RankCounts> {
+        self.learned.as_ref().map(|l| l.counts)
+    }
+
+    /// Remembers `imp`, the user's latest recommendation, until their next
+    /// event.
+    fn remember(&mut self, user: u64, imp: Impression) {
+        self.sequence += 1;
+        if self.pending.insert(user, (imp, self.sequence)).is_some() {
+            self.impressions_unanswered += 1;
+        }
+        self.pending_order.push_back((user, self.sequence));
+        while self.pending.len() > PENDING_USERS {
+            let Some((u, seq)) = self.pending_order.pop_front() else {
+                break;
+            };
+            if self.pending.get(&u).is_some_and(|p| p.1 == seq) {
+                self.pending.remove(&u);
+                self.impressions_unanswered += 1;
+            }
+        }
+        // Entries of answered or replaced impressions are dropped lazily.
+        if self.pending_order.len() > 2 * PENDING_USERS.max(self.pending.len()) {
+            let pending = &self.pending;
+            self.pending_order
+                .retain(|(u, seq)| pending.get(u).is_some_and(|p| p.1 == *seq));
         }
     }
 
@@ -253,6 +308,12 @@ impl Engine {
         }
         if self.shown.get(&u).is_some_and(|s| s.contains(&item)) {
             self.explorer.clicked(item);
+        }
+        if let Some(l) = &mut self.learned {
+            if let Some((imp, _)) = self.pending.remove(&u) {
+                l.learn(&imp, item);
+            }
+            l.engaged(item);
         }
         let (recent, set) = self.history.entry(u).or_default();
         if set.insert(item) {
@@ -283,7 +344,10 @@ impl Engine {
         let exclude = |i: u64| {
             (self.exclude_seen && seen.contains(&i)) || rules.is_some_and(|r| !r.allows(i))
         };
-        // 1. Candidates, first recommender first.
+        let history = seen.len();
+        // 1. Candidates, first recommender first; the pool keeps each
+        // one's rank in every recommender.
+        let mut pool = Pool::new(self.candidates.len());
         let mut candidates: Vec<(u64, f64, usize)> = Vec::new();
         let mut taken: FastSet<u64> = FastSet::default();
         for (m, name) in self.candidates.iter().enumerate() {
@@ -305,7 +369,8 @@ impl Engine {
                     .recommender()
                     .recommend(u, req.ts, self.per_model, &exclude),
             };
-            for (item, score) in proposed {
+            for (rank, (item, score)) in proposed.into_iter().enumerate() {
+                pool.add(m, rank, item);
                 if taken.insert(item) {
                     candidates.push((item, f64::from(score), m));
                 }
@@ -369,15 +434,39 @@ impl Engine {
                     let p = x.map_or(f64::NEG_INFINITY, |x| ftrl.predict(x));
                     scored.push((*item, p, *m));
                 }
+                if self.learned.is_some() {
+                    // Pool and candidates list items in the same order.
+                    for (i, c) in scored.iter().enumerate() {
+                        pool.set_outside(i, c.1);
+                    }
+                }
                 scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
                 scored
             }
             _ => candidates,
         };
+        let k = req.k;
+        let ranked = match &self.learned {
+            Some(learned) => {
+                let order = learned.rank(&pool, history);
+                // A candidate's source is the first recommender that
+                // proposed it.
+                let out: Vec<(u64, f64, usize)> = order
+                    .iter()
+                    .map(|&(i, margin)| {
+                        let source = pool.proposed_by(i).next().unwrap_or(0);
+                        (pool.items[i], eddy_training::ftrl::sigmoid(margin), source)
+                    })
+                    .collect();
+                let imp = learned.impression(&pool, &order, k, history);
+                self.remember(u, imp);
+                out
+            }
+            None => ranked,
+        };
         // 3. (Filters ran inside the recommenders' `exclude`.) 4. Explore.
         // Callers check k (`check_k`); a zero here answers nothing rather
         // than quietly answering one item.
-        let k = req.k;
         let top: Vec<(u64, f32)> = ranked
             .iter()
             .take(k)
@@ -625,6 +714,78 @@ serving:
         assert_eq!(items(&first), ["9", "5", "2"]);
         let again = e.recommend(&request(1, 3), &models, &features);
         assert_eq!(first, again);
+    }
+
+    /// Two candidate sources, `popular` (items 1..=5) and `other`
+    /// (items 101..=105): every user's next event is `other`'s best item.
+    /// Untrained, the order is reciprocal rank fusion (both sources' best
+    /// tie at rank 0, the lower id first: item 1); after the engine has
+    /// seen users act on its recommendations, `other`'s best comes first.
+    #[test]
+    fn the_learned_order_learns_from_what_users_did_after_a_recommendation() {
+        let extra = "  learned_order: true\n";
+        let text = format!("{SPEC}{extra}")
+            .replace("  candidates: [popular]", "  candidates: [popular, other]")
+            .replace(
+                "serving:",
+                "  other:\n    kind: popularity\n    source: events\n    item: item_id\nserving:",
+            );
+        let loaded = eddy_features::spec::parse(std::path::Path::new("t.yaml"), &text).unwrap();
+        let sources = [("events".to_string(), columns())].into_iter().collect();
+        let plans = eddy_training::plan::plan(&loaded, &sources, &[]).unwrap();
+        let cols = columns();
+        let serving = loaded.spec.serving.clone().unwrap();
+        let mut e = Engine::new(&serving, &plans, Some(("events", &cols)), None);
+        let refs: Vec<&ModelPlan> = plans.iter().collect();
+        let mut models = ModelSet::new(&refs);
+        for (name, first) in [("popular", 1u64), ("other", 101)] {
+            let mut pop = Popularity::new(30 * 86_400_000);
+            for item in first..first + 5 {
+                for i in 0..(first + 10 - item) {
+                    pop.learn(1000 + i, item, 1_000);
+                }
+            }
+            if let Some(Served::Recommender { model, .. }) = models.models.get_mut(name) {
+                *model = Some((1, Model::Popularity(pop)));
+            }
+        }
+        let features = FeatureTables::in_process(FeatureReader::new(&[]), &[]);
+        let before = e.recommend(&request(1, 3), &models, &features);
+        assert_eq!(items(&before)[0], "1");
+        assert_eq!(before.items[0].source, "popular");
+        for user in 2..400 {
+            e.recommend(&request(user, 3), &models, &features);
+            let event = [Scalar::Long(user), Scalar::Long(101), Scalar::Long(1_500)];
+            e.observe(&Scalar::Long(user), &event);
+        }
+        let after = e.recommend(&request(1000, 3), &models, &features);
+        assert_eq!(items(&after)[0], "101", "{after:?}");
+        assert_eq!(after.items[0].source, "other");
+        let counts = e.ranker_counts().unwrap();
+        assert_eq!(counts.learned, 398);
+        assert_eq!(counts.outside_pool, 0);
+        // User 1's first recommendation was never answered by an event:
+        // a newer one for the same user counts it.
+        assert_eq!(e.impressions_unanswered, 0);
+        e.recommend(&request(1, 3), &models, &features);
+        assert_eq!(e.impressions_unanswered, 1);
+        // An event with an item no source proposed is counted, not learned.
+        let event = [Scalar::Long(1), Scalar::Long(999), Scalar::Long(1_600)];
+        e.observe(&Scalar::Long(1), &event);
+        assert_eq!(e.ranker_counts().unwrap().outside_pool, 1);
+    }
+
+    /// `learned_order: false` keeps the fixed order: first source first.
+    #[test]
+    fn with_the_learned_order_off_nothing_is_learned() {
+        let (mut e, models, features) = engine("  learned_order: false\n", &[(7, 5), (3, 9)]);
+        e.recommend(&request(1, 3), &models, &features);
+        e.observe(
+            &Scalar::Long(1),
+            &[Scalar::Long(1), Scalar::Long(7), Scalar::Long(1_500)],
+        );
+        assert_eq!(e.ranker_counts(), None);
+        assert_eq!(e.impressions_unanswered, 0);
     }
 
     #[test]

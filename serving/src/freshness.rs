@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use eddy_training::online::recommender::RecommenderModel;
 use eddy_training::plan::ModelPlan;
+use eddy_training::recommend::rank::{Impression, LearnedRanker, Pool};
 
 /// How the replay scores.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +39,9 @@ pub struct Options {
     pub period_ms: i64,
     /// Interactions learned before scoring starts (both copies learn them).
     pub warmup: usize,
+    /// Candidates taken from each recommender for the serving chain
+    /// (serving's `candidates_per_model`; at least `k`).
+    pub per_model: usize,
 }
 
 /// HR@k and NDCG@k of one recommender, both ways.
@@ -99,16 +103,51 @@ struct Score {
 /// (user, item, event time) interactions in event-time order.
 pub type Interaction = (u64, u64, i64);
 
-/// Replays `events` through streaming and daily copies of each model in
-/// `plans` (recommenders), and of the serving chain (the first model's
-/// items, then the next one's, and so on).
-pub fn evaluate(plans: &[&ModelPlan], events: &[Interaction], o: Options) -> Vec<Lift> {
+/// What the replay's learned order did, for the copy updated on every
+/// event.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct RankerReport {
+    /// Impressions learned from (their outcome was a candidate).
+    pub learned: u64,
+    /// Impressions whose outcome no candidate source proposed: they say
+    /// nothing about the order and were not learned.
+    pub outside_pool: u64,
+}
+
+/// One copy of the serving stack: the recommenders and the learned order.
+struct Stack {
+    models: Vec<RecommenderModel>,
+    ranker: LearnedRanker,
+}
+
+impl Stack {
+    fn new(plans: &[&ModelPlan]) -> Stack {
+        Stack {
+            models: plans.iter().map(|p| RecommenderModel::new(p)).collect(),
+            ranker: LearnedRanker::new(),
+        }
+    }
+
+    /// Learns an interaction, and the impression made just before it.
+    fn learn(&mut self, (user, item, ts): Interaction, imp: &Impression) {
+        for m in &mut self.models {
+            m.model.as_recommender().learn(user, item, ts);
+        }
+        self.ranker.learn(imp, item);
+        self.ranker.engaged(item);
+    }
+}
+
+/// Replays `events` through streaming, daily and frozen copies of each
+/// model in `plans` (recommenders) and of the serving chain: every
+/// recommender's candidates in one pool, ordered by a [`LearnedRanker`]
+/// that learns from each recommendation (the pool, best first) and what
+/// the user did next, on the copy's own schedule. A row for the fixed
+/// order (the first model's items, then the next one's) shows what the
+/// learned order adds.
+pub fn evaluate(plans: &[&ModelPlan], events: &[Interaction], o: Options) -> Evaluation {
     let n = plans.len();
-    let mut streaming: Vec<RecommenderModel> =
-        plans.iter().map(|p| RecommenderModel::new(p)).collect();
-    let mut daily: Vec<RecommenderModel> = plans.iter().map(|p| RecommenderModel::new(p)).collect();
-    let mut frozen: Vec<RecommenderModel> =
-        plans.iter().map(|p| RecommenderModel::new(p)).collect();
+    let mut stacks = [Stack::new(plans), Stack::new(plans), Stack::new(plans)];
     // The next items of each event's user, this one included.
     let mut upcoming: Vec<Vec<u64>> = vec![Vec::new(); events.len()];
     let mut by_user: HashMap<u64, Vec<usize>> = HashMap::new();
@@ -123,74 +162,94 @@ pub fn evaluate(plans: &[&ModelPlan], events: &[Interaction], o: Options) -> Vec
     let ideal: f64 = (0..o.next.min(o.k))
         .map(|r| 1.0 / (r as f64 + 2.0).log2())
         .sum();
-    let mut scores: Vec<[Score; 3]> = (0..=n)
+    // Per row (models, the fixed order, the learned order): per copy.
+    let mut scores: Vec<[Score; 3]> = (0..n + 2)
         .map(|_| [Score::default(), Score::default(), Score::default()])
         .collect();
     let mut evaluated = 0u64;
     let mut seen: HashMap<u64, HashSet<u64>> = HashMap::new();
-    let mut backlog: Vec<Interaction> = Vec::new();
+    // Interactions (with each copy's impression) the daily and frozen
+    // copies learn at the next period's start.
+    let mut backlog: Vec<(Interaction, [Impression; 3])> = Vec::new();
     let mut period = i64::MIN;
     let empty = HashSet::new();
+    let per_model = o.per_model.max(o.k);
     for (i, &(user, item, ts)) in events.iter().enumerate() {
         let p = ts.div_euclid(o.period_ms.max(1));
         if p != period {
             // The nightly retrain: the daily copies catch up, and the
             // frozen ones too until scoring begins.
-            for (u, it, t) in backlog.drain(..) {
-                for m in &mut daily {
-                    m.model.as_recommender().learn(u, it, t);
-                }
+            for (e, imps) in backlog.drain(..) {
+                stacks[1].learn(e, &imps[1]);
                 if evaluated == 0 {
-                    for m in &mut frozen {
-                        m.model.as_recommender().learn(u, it, t);
-                    }
+                    stacks[2].learn(e, &imps[2]);
                 }
             }
             period = p;
         }
-        if i >= o.warmup {
-            evaluated += 1;
-            let s = seen.get(&user).unwrap_or(&empty);
-            let exclude = |x: u64| s.contains(&x);
-            for (way, copies) in [&streaming, &daily, &frozen].into_iter().enumerate() {
-                let mut chain: Vec<u64> = Vec::new();
-                for (m, model) in copies.iter().enumerate() {
-                    let top: Vec<u64> = model
-                        .model
-                        .recommender()
-                        .recommend(user, ts, o.k, &exclude)
-                        .into_iter()
-                        .map(|(x, _)| x)
-                        .collect();
-                    score(&mut scores[m][way], &top, &upcoming[i], ideal, ts);
-                    for x in top {
-                        if chain.len() < o.k && !chain.contains(&x) {
-                            chain.push(x);
+        let scoring = i >= o.warmup;
+        evaluated += u64::from(scoring);
+        let s = seen.get(&user).unwrap_or(&empty);
+        let exclude = |x: u64| s.contains(&x);
+        let imps: [Impression; 3] = std::array::from_fn(|way| {
+            let stack = &stacks[way];
+            let mut pool = Pool::new(n);
+            let mut fixed: Vec<u64> = Vec::new();
+            for (m, model) in stack.models.iter().enumerate() {
+                let top: Vec<u64> = model
+                    .model
+                    .recommender()
+                    .recommend(user, ts, per_model, &exclude)
+                    .into_iter()
+                    .map(|(x, _)| x)
+                    .collect();
+                for (r, &x) in top.iter().enumerate() {
+                    pool.add(m, r, x);
+                }
+                if scoring {
+                    score(
+                        &mut scores[m][way],
+                        &top[..top.len().min(o.k)],
+                        &upcoming[i],
+                        ideal,
+                        ts,
+                    );
+                    for &x in top.iter().take(o.k) {
+                        if fixed.len() < o.k && !fixed.contains(&x) {
+                            fixed.push(x);
                         }
                     }
                 }
-                score(&mut scores[n][way], &chain, &upcoming[i], ideal, ts);
             }
-        }
-        for m in &mut streaming {
+            let order = stack.ranker.rank(&pool, s.len());
+            if scoring {
+                score(&mut scores[n][way], &fixed, &upcoming[i], ideal, ts);
+                let learned: Vec<u64> = order.iter().take(o.k).map(|c| pool.items[c.0]).collect();
+                score(&mut scores[n + 1][way], &learned, &upcoming[i], ideal, ts);
+            }
+            stack.ranker.impression(&pool, &order, o.k, s.len())
+        });
+        let e = (user, item, ts);
+        let Stack { models, ranker } = &mut stacks[0];
+        for m in models.iter_mut() {
             m.model.as_recommender().learn(user, item, ts);
         }
-        backlog.push((user, item, ts));
+        ranker.learn(&imps[0], item);
+        ranker.engaged(item);
+        backlog.push((e, imps));
         seen.entry(user).or_default().insert(item);
     }
-    let names = plans
+    let chain = plans
         .iter()
-        .map(|p| p.name.clone())
-        .chain(std::iter::once(format!(
-            "serving ({})",
-            plans
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect::<Vec<_>>()
-                .join(" → ")
-        )));
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join(" → ");
+    let names = plans.iter().map(|p| p.name.clone()).chain([
+        format!("fixed order ({chain})"),
+        format!("serving: learned order ({chain})"),
+    ]);
     let e = evaluated.max(1) as f64;
-    names
+    let lifts = names
         .zip(scores)
         .map(|(model, [s, d, f])| {
             let (sh, dh, fh) = (s.hits as f64 / e, d.hits as f64 / e, f.hits as f64 / e);
@@ -222,7 +281,73 @@ pub fn evaluate(plans: &[&ModelPlan], events: &[Interaction], o: Options) -> Vec
                     .collect(),
             }
         })
-        .collect()
+        .collect();
+    let c = stacks[0].ranker.counts;
+    Evaluation {
+        lifts,
+        ranker: RankerReport {
+            learned: c.learned,
+            outside_pool: c.outside_pool,
+        },
+    }
+}
+
+/// The replay's result.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Evaluation {
+    /// One row per recommender, then the fixed order, then the learned
+    /// order serving uses (last).
+    pub lifts: Vec<Lift>,
+    /// What the streaming copy's learned order learned from.
+    pub ranker: RankerReport,
+}
+
+impl Evaluation {
+    /// The serving chain's row (the learned order).
+    pub fn serving(&self) -> &Lift {
+        self.lifts
+            .last()
+            .expect("the replay always has the serving row")
+    }
+
+    /// The recommenders' rows.
+    pub fn sources(&self) -> &[Lift] {
+        &self.lifts[..self.lifts.len().saturating_sub(2)]
+    }
+
+    /// If the serving chain scores below its best single source (HR@k or
+    /// NDCG@k, streaming copies), which source and by how much: serving
+    /// must say so rather than silently lose.
+    pub fn below_best_source(&self) -> Option<String> {
+        let chain = self.serving();
+        let best_hr = self
+            .sources()
+            .iter()
+            .max_by(|a, b| a.streaming_hit_rate.total_cmp(&b.streaming_hit_rate))?;
+        let best_ndcg = self
+            .sources()
+            .iter()
+            .max_by(|a, b| a.streaming_ndcg.total_cmp(&b.streaming_ndcg))?;
+        let mut why = Vec::new();
+        if chain.streaming_hit_rate < best_hr.streaming_hit_rate {
+            why.push(format!(
+                "HR {:.4} below `{}` alone ({:.4})",
+                chain.streaming_hit_rate, best_hr.model, best_hr.streaming_hit_rate
+            ));
+        }
+        if chain.streaming_ndcg < best_ndcg.streaming_ndcg {
+            why.push(format!(
+                "NDCG {:.4} below `{}` alone ({:.4})",
+                chain.streaming_ndcg, best_ndcg.model, best_ndcg.streaming_ndcg
+            ));
+        }
+        (!why.is_empty()).then(|| {
+            format!(
+                "the serving chain loses to a single candidate source: {}; serve that source alone, or give the ranker what tells its candidates apart",
+                why.join("; ")
+            )
+        })
+    }
 }
 
 fn score(s: &mut Score, top: &[u64], upcoming: &[u64], ideal: f64, ts: i64) {
@@ -375,8 +500,10 @@ mod tests {
                 next: 3,
                 period_ms: day,
                 warmup: 150,
+                per_model: 10,
             },
-        );
+        )
+        .lifts;
         let l = &lifts[0];
         assert_eq!(l.evaluated, events.len() as u64 - 150);
         assert!(l.streaming_hit_rate > 0.9, "{l:?}");
@@ -386,7 +513,8 @@ mod tests {
         // fashion: no better than the nightly copy, and often worse.
         assert!(l.frozen_hit_rate <= l.daily_hit_rate, "{l:?}");
         assert!(l.frozen_hit_rate_lift >= l.hit_rate_lift, "{l:?}");
-        assert_eq!(lifts[1].model, "serving (popular)");
+        assert_eq!(lifts[1].model, "fixed order (popular)");
+        assert_eq!(lifts[2].model, "serving: learned order (popular)");
         // The synthetic events start at the epoch; and year boundaries.
         assert_eq!(l.by_year.len(), 1);
         assert_eq!(l.by_year[0].year, 1970);
@@ -417,8 +545,11 @@ mod tests {
             next: 5,
             period_ms: 5,
             warmup: 100,
+            per_model: 30,
         };
-        for l in evaluate(&refs, &events, o) {
+        let e = evaluate(&refs, &events, o);
+        assert_eq!(e.lifts.len(), 5);
+        for l in e.lifts {
             assert!(l.streaming_hit_rate > 0.0, "{l:?}");
             assert_eq!(l.streaming_hit_rate, l.daily_hit_rate, "{l:?}");
             assert_eq!(l.streaming_ndcg, l.daily_ndcg, "{l:?}");

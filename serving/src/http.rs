@@ -67,6 +67,7 @@ fn recommend(
         ..
     } = &mut *state;
     let r = engine.recommend(&request, models, features);
+    metrics.sync_ranker(engine);
     metrics.http_requests.fetch_add(1, Ordering::Relaxed);
     axum::Json(to_json(&r, now_ms())).into_response()
 }

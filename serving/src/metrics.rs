@@ -40,6 +40,15 @@ pub struct ServeMetrics {
     /// Model updates that could not be decoded (another eddy version, or
     /// not a model update at all).
     pub model_undecodable: AtomicU64,
+    /// Recommendations the learned order learned from (the user's next
+    /// item was a candidate).
+    pub impressions_learned: AtomicU64,
+    /// Recommendations followed by an item no candidate source proposed
+    /// (nothing to learn about the order).
+    pub impressions_outside_pool: AtomicU64,
+    /// Recommendations never answered by a next event before a newer one
+    /// replaced them or they were forgotten (never learned).
+    pub impressions_unanswered: AtomicU64,
     /// Every model loaded and state caught up.
     pub ready: AtomicBool,
     /// Time from reading a trigger to handing its recommendation to the
@@ -48,6 +57,17 @@ pub struct ServeMetrics {
 }
 
 impl ServeMetrics {
+    /// Copies the engine's learned-order counts into the metrics.
+    pub fn sync_ranker(&self, engine: &crate::engine::Engine) {
+        if let Some(c) = engine.ranker_counts() {
+            self.impressions_learned.store(c.learned, Ordering::Relaxed);
+            self.impressions_outside_pool
+                .store(c.outside_pool, Ordering::Relaxed);
+        }
+        self.impressions_unanswered
+            .store(engine.impressions_unanswered, Ordering::Relaxed);
+    }
+
     /// Counts one answer's latency, in seconds.
     pub fn observe_latency(&self, seconds: f64) {
         let mut l = self.latency.lock().expect("poisoned");
@@ -127,6 +147,21 @@ impl Report for ServeMetrics {
                 "eddy_serve_model_updates_undecodable_total",
                 "Model updates that could not be decoded and were skipped.",
                 &self.model_undecodable,
+            ),
+            counter(
+                "eddy_serve_impressions_learned_total",
+                "Recommendations the learned order learned from: the user's next item was one of the candidates.",
+                &self.impressions_learned,
+            ),
+            counter(
+                "eddy_serve_impressions_outside_pool_total",
+                "Recommendations followed by an item no candidate source proposed: nothing to learn about the order.",
+                &self.impressions_outside_pool,
+            ),
+            counter(
+                "eddy_serve_impressions_unanswered_total",
+                "Recommendations replaced by a newer one, or forgotten, before the user's next event: never learned.",
+                &self.impressions_unanswered,
             ),
             Family::gauge(
                 "eddy_serve_ready",

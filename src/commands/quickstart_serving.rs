@@ -12,7 +12,7 @@ use eddy_features::avro::{AvroCodec, Encoder};
 use eddy_features::engine::job::schema_lookup;
 use eddy_features::registry::SchemaRegistry;
 use eddy_features::topic::ProducerRecord;
-use eddy_serving::freshness::{self, Lift, Options};
+use eddy_serving::freshness::{self, Evaluation, Options};
 use eddy_serving::service::{ServeOptions, Service};
 use eddy_training::recommend::Rng;
 
@@ -20,7 +20,7 @@ use crate::context::Context;
 
 /// What the serving step did.
 pub struct ServingSummary {
-    pub lifts: Vec<Lift>,
+    pub evaluation: Evaluation,
     pub evaluated_secs: f64,
     pub tail: usize,
     pub latencies_us: Vec<f64>,
@@ -66,7 +66,7 @@ pub fn run(
         .filter_map(|n| models.iter().find(|m| &m.name == n))
         .collect();
     let started = std::time::Instant::now();
-    let lifts = freshness::evaluate(
+    let evaluation = freshness::evaluate(
         &plans,
         &likes(ratings),
         Options {
@@ -74,6 +74,7 @@ pub fn run(
             next: 5,
             period_ms: 86_400_000,
             warmup: 1000,
+            per_model: serving.candidates_per_model.unwrap_or(100),
         },
     );
     let evaluated_secs = started.elapsed().as_secs_f64();
@@ -222,7 +223,7 @@ pub fn run(
         }
     }
     Ok(ServingSummary {
-        lifts,
+        evaluation,
         evaluated_secs,
         tail,
         latencies_us,
@@ -234,14 +235,16 @@ pub fn run(
 
 /// Prints the serving step's part of the quickstart summary.
 pub fn print(s: &ServingSummary) {
-    if let Some(chain) = s.lifts.last() {
+    let e = &s.evaluation;
+    {
+        let chain = e.serving();
         println!(
             "  freshness: recommenders updated on every rating against the same ones rebuilt nightly, over the history ({:.1} s):",
             s.evaluated_secs
         );
-        for l in &s.lifts {
+        for l in &e.lifts {
             println!(
-                "             {:<40} HR@10 {:.4} vs {:.4} ({:.2}x), NDCG@10 {:.4} vs {:.4} ({:.2}x)",
+                "             {:<56} HR@10 {:.4} vs {:.4} ({:.2}x), NDCG@10 {:.4} vs {:.4} ({:.2}x)",
                 l.model,
                 l.streaming_hit_rate,
                 l.daily_hit_rate,
@@ -255,6 +258,13 @@ pub fn print(s: &ServingSummary) {
             "             freshness lift of what serving recommends: {:.2}x HR@10 over a nightly rebuild, {:.2}x over a model never rebuilt (HR@10 {:.4})",
             chain.hit_rate_lift, chain.frozen_hit_rate_lift, chain.frozen_hit_rate
         );
+        println!(
+            "             the learned order learned from {} recommendations; {} were followed by an item no candidate source had proposed (not learned)",
+            e.ranker.learned, e.ranker.outside_pool
+        );
+        if let Some(warning) = e.below_best_source() {
+            println!("  WARNING:   {warning}");
+        }
     }
     let (p50, p99, _) = super::live_tail::percentiles(s.latencies_us.clone());
     println!(

@@ -63,6 +63,12 @@ pub fn serve(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
         summary.recommendations,
         summary.dead_lettered
     );
+    let (learned, outside, unanswered) = summary.impressions;
+    if learned + outside + unanswered > 0 {
+        println!(
+            "the learned order learned from {learned} recommendations; {outside} were followed by an item no candidate source had proposed, {unanswered} by no event of the user before a newer recommendation (neither learned)"
+        );
+    }
     if let Some(warning) = summary.ahead_warning() {
         println!("{warning}");
     }
@@ -102,7 +108,7 @@ pub fn evaluate(global: &Global, args: &EvaluateArgs) -> anyhow::Result<()> {
         schema,
     )
     .map_err(serve_failure)?;
-    let lifts = freshness::evaluate(
+    let evaluation = freshness::evaluate(
         &plans,
         &events,
         Options {
@@ -110,8 +116,11 @@ pub fn evaluate(global: &Global, args: &EvaluateArgs) -> anyhow::Result<()> {
             next: args.next.max(1),
             period_ms: period.0,
             warmup: args.warmup,
+            per_model: serving.candidates_per_model.unwrap_or(100),
         },
     );
+    let lifts = &evaluation.lifts;
+    let below = evaluation.below_best_source();
     if args.json {
         println!(
             "{}",
@@ -119,6 +128,7 @@ pub fn evaluate(global: &Global, args: &EvaluateArgs) -> anyhow::Result<()> {
                 "source": first.source, "events": read, "undecodable": undecodable,
                 "interactions": events.len(), "k": args.k, "next": args.next,
                 "period": args.period, "models": lifts,
+                "ranker": evaluation.ranker, "below_best_source": below,
             })
         );
         return Ok(());
@@ -139,7 +149,7 @@ pub fn evaluate(global: &Global, args: &EvaluateArgs) -> anyhow::Result<()> {
         args.k, args.next
     );
     println!(
-        "{:<44} {:>10} {:>10} {:>7} {:>10} {:>7} {:>10} {:>10} {:>7}",
+        "{:<56} {:>10} {:>10} {:>7} {:>10} {:>7} {:>10} {:>10} {:>7}",
         "recommender",
         format!("HR@{} live", args.k),
         format!("{} batch", args.period),
@@ -150,9 +160,9 @@ pub fn evaluate(global: &Global, args: &EvaluateArgs) -> anyhow::Result<()> {
         format!("{} batch", args.period),
         "lift"
     );
-    for l in &lifts {
+    for l in lifts {
         println!(
-            "{:<44} {:>10.4} {:>10.4} {:>6.2}x {:>10.4} {:>6.2}x {:>10.4} {:>10.4} {:>6.2}x",
+            "{:<56} {:>10.4} {:>10.4} {:>6.2}x {:>10.4} {:>6.2}x {:>10.4} {:>10.4} {:>6.2}x",
             l.model,
             l.streaming_hit_rate,
             l.daily_hit_rate,
@@ -175,6 +185,13 @@ pub fn evaluate(global: &Global, args: &EvaluateArgs) -> anyhow::Result<()> {
             l.frozen_hit_rate_lift,
             args.k
         );
+    }
+    println!(
+        "the learned order learned from {} recommendations; {} were followed by an item no candidate source had proposed (not learned)",
+        evaluation.ranker.learned, evaluation.ranker.outside_pool
+    );
+    if let Some(warning) = below {
+        println!("WARNING: {warning}");
     }
     Ok(())
 }

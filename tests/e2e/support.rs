@@ -255,3 +255,41 @@ pub fn assert_live_equals_offline(live: &Json, offline: &Json) {
         );
     }
 }
+
+/// Asserts that `eddy evaluate --json`'s serving chain (the learned order,
+/// its last row) scores at least its best single candidate source, HR@k
+/// and NDCG@k, and that the evaluation did not warn otherwise; returns the
+/// chain's HR@k and the best source's.
+pub fn assert_chain_beats_its_sources(out: &str) -> (f64, f64) {
+    let json: Json = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let rows = json["models"].as_array().expect("models");
+    let chain = rows.last().expect("the serving row");
+    assert!(
+        chain["model"]
+            .as_str()
+            .unwrap()
+            .starts_with("serving: learned order"),
+        "{out}"
+    );
+    let sources = &rows[..rows.len() - 2];
+    let best = |key: &str| {
+        sources
+            .iter()
+            .map(|r| r[key].as_f64().unwrap())
+            .fold(0.0, f64::max)
+    };
+    for key in ["streaming_hit_rate", "streaming_ndcg"] {
+        let c = chain[key].as_f64().unwrap();
+        assert!(
+            c >= best(key),
+            "{key}: chain {c} below {}: {out}",
+            best(key)
+        );
+    }
+    assert!(json["below_best_source"].is_null(), "{out}");
+    assert!(json["ranker"]["learned"].as_u64().unwrap() > 0, "{out}");
+    (
+        chain["streaming_hit_rate"].as_f64().unwrap(),
+        best("streaming_hit_rate"),
+    )
+}

@@ -30,10 +30,20 @@ pub struct ServingSpec {
     #[serde(default)]
     pub candidates_per_model: Option<usize>,
     /// An `ftrl` model whose inputs include the item column: it scores
-    /// every candidate for the user. Default: none (candidates keep their
-    /// recommenders' scores, first recommender first).
+    /// every candidate for the user. With `learned_order` its probability
+    /// is one of the learned order's features; without, it is the order.
+    /// Default: none.
     #[serde(default)]
     pub ranker: Option<String>,
+    /// Order the candidates by a model serving trains on its own
+    /// recommendations and what each user did next (which source, at
+    /// which rank, for which user, leads to engagement; see
+    /// `eddy_training::recommend::rank`). It starts as reciprocal rank
+    /// fusion and learns from every trigger. `false`: the `ranker`'s
+    /// order, or without one the first recommender's items first.
+    /// Default true.
+    #[serde(default)]
+    pub learned_order: Option<bool>,
     /// Items per recommendation when a request does not say. Default 10.
     #[serde(default)]
     pub k: Option<usize>,

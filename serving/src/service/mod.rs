@@ -109,6 +109,9 @@ pub struct ServeSummary {
     pub ahead_of_trigger: u64,
     /// Records sent to a dead-letter topic.
     pub dead_lettered: u64,
+    /// The learned order's impressions: (learned, followed by an item
+    /// outside the pool, never answered).
+    pub impressions: (u64, u64, u64),
     /// How long the run took.
     pub elapsed: Duration,
 }
@@ -223,6 +226,11 @@ impl Service {
             recommendations: m.recommendations.load(Ordering::Relaxed),
             ahead_of_trigger: m.ahead_of_trigger.load(Ordering::Relaxed),
             dead_lettered: m.dead_lettered.load(Ordering::Relaxed),
+            impressions: (
+                m.impressions_learned.load(Ordering::Relaxed),
+                m.impressions_outside_pool.load(Ordering::Relaxed),
+                m.impressions_unanswered.load(Ordering::Relaxed),
+            ),
             elapsed: started.elapsed(),
         })
     }
@@ -305,7 +313,9 @@ impl Service {
                 features,
                 ..
             } = &mut *state;
-            engine.recommend(&request, models, features)
+            let r = engine.recommend(&request, models, features);
+            self.metrics.sync_ranker(engine);
+            r
         };
         self.emit(&recommendation, &lineage_id)?;
         self.metrics.observe_latency(t0.elapsed().as_secs_f64());

@@ -69,8 +69,7 @@ impl Pool {
         }
         let i = *self.index.entry(item).or_insert_with(|| {
             self.items.push(item);
-            self.ranks
-                .extend(std::iter::repeat_n(ABSENT, self.sources));
+            self.ranks.extend(std::iter::repeat_n(ABSENT, self.sources));
             self.outside.push(None);
             self.items.len() - 1
         });
@@ -256,8 +255,18 @@ impl LearnedRanker {
 
     /// The impression to remember for `pool` ranked as `order`, of which
     /// the first `shown` were shown: the best `keep` candidates.
-    pub fn impression(&self, pool: &Pool, order: &[(usize, f64)], shown: usize, history: usize) -> Impression {
-        let kept: Vec<usize> = order.iter().take(self.keep.max(shown)).map(|o| o.0).collect();
+    pub fn impression(
+        &self,
+        pool: &Pool,
+        order: &[(usize, f64)],
+        shown: usize,
+        history: usize,
+    ) -> Impression {
+        let kept: Vec<usize> = order
+            .iter()
+            .take(self.keep.max(shown))
+            .map(|o| o.0)
+            .collect();
         Impression {
             pool: pool.select(&kept),
             shown: shown.min(kept.len()),
@@ -359,7 +368,13 @@ mod tests {
         assert_eq!(items(&p, &r.rank(&p, 5))[0], 7001);
         let imp = r.impression(&p, &r.rank(&p, 5), 3, 5);
         assert!(!r.learn(&imp, 99));
-        assert_eq!(r.counts, RankCounts { learned: 300, outside_pool: 1 });
+        assert_eq!(
+            r.counts,
+            RankCounts {
+                learned: 300,
+                outside_pool: 1
+            }
+        );
     }
 
     /// Which source wins depends on the user: new users engage with the
