@@ -69,6 +69,19 @@ impl Learners for Tapped {
         self.inner.sources()
     }
 
+    fn joined(
+        &self,
+    ) -> Vec<(
+        String,
+        Vec<eddy_features::engine::job::learners::TableColumn>,
+    )> {
+        self.inner.joined()
+    }
+
+    fn reads_features(&self) -> bool {
+        self.inner.reads_features()
+    }
+
     fn bind(&mut self, job_sources: &[String]) {
         self.inner.bind(job_sources)
     }

@@ -396,3 +396,53 @@ models:
     assert_eq!(get("nulls"), 0, "{rows}");
     assert!(get("categories") > 10, "{rows}");
 }
+
+/// Regression: `eddy run --serve` wrapped the learners to copy their
+/// updates to serving, and the wrapper did not pass on which table
+/// columns the models read. The clickstream tutorial's click model reads
+/// `items.category`, and the co-located run panicked on its first example
+/// (index out of bounds). It must train and serve as `eddy run` does.
+#[test]
+fn eddy_run_serve_hands_models_the_table_columns_they_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spec = spec();
+    ok(
+        eddy_in(
+            d,
+            &[
+                "datasets",
+                "generate",
+                "clickstream",
+                "--users",
+                "200",
+                "--items",
+                "50",
+                "--events",
+                "5000",
+                "--seed",
+                "3",
+            ],
+        ),
+        "",
+    );
+    let out = ok(
+        eddy_in(
+            d,
+            &[
+                "run",
+                &spec,
+                "--until-end",
+                "--serve",
+                "--serve-http",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ],
+        ),
+        "",
+    );
+    assert!(out.contains("model click (ftrl)"), "{out}");
+    assert!(number_after(&out, "model click (ftrl):") > 0.0, "{out}");
+    assert!(out.contains("recommendations"), "{out}");
+}

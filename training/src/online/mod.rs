@@ -318,6 +318,15 @@ impl Learners for OnlineModels {
         out
     }
 
+    fn reads_features(&self) -> bool {
+        self.models.iter().any(|m| {
+            m.plan
+                .inputs
+                .iter()
+                .any(|i| matches!(i.from, crate::plan::InputFrom::Feature(_)))
+        })
+    }
+
     fn bind(&mut self, job_sources: &[String]) {
         for m in &mut self.models {
             let index = |name: &str| job_sources.iter().position(|s| s == name);

@@ -54,10 +54,15 @@ pub trait Learners: Send {
     fn sources(&self) -> Vec<String>;
 
     /// Per source (by name): the table columns appended to each of its
-    /// events, in this order, before the learners see it. Default: none.
-    fn joined(&self) -> Vec<(String, Vec<TableColumn>)> {
-        Vec::new()
-    }
+    /// events, in this order, before the learners see it. No default: a
+    /// wrapper that forgot to forward it handed its models events without
+    /// the columns they read (`eddy run --serve` did).
+    fn joined(&self) -> Vec<(String, Vec<TableColumn>)>;
+
+    /// Whether any learner reads the views' features. If none does (only
+    /// recommenders), the job does not read every view for each event.
+    /// No default, for the reason `joined` has none.
+    fn reads_features(&self) -> bool;
 
     /// Tells the learners the job's sources in index order: probed rows
     /// name their source by that index.

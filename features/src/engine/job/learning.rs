@@ -20,6 +20,8 @@ pub(super) struct Learning {
     /// the source's join column, the table's column), appended to each
     /// event's columns as of its time.
     pub(super) joins: Vec<Vec<(usize, usize, usize)>>,
+    /// Whether any learner reads features (else views are not probed).
+    reads_features: bool,
 }
 
 /// Appends to each event's columns the table columns its source's models
@@ -42,10 +44,12 @@ pub(super) fn join_model_columns(
 impl Learning {
     pub(super) fn probe(&mut self, partition: i32) -> &mut Probe {
         let sources = &self.sources;
+        let read_views = self.reads_features;
         self.probes.entry(partition).or_insert_with(|| {
             let mut probe = Probe::events(usize::MAX, i64::MIN);
             probe.sources = sources.clone();
             probe.keep_columns = true;
+            probe.read_views = read_views;
             probe
         })
     }
@@ -93,6 +97,7 @@ impl Job {
                 .collect::<Result<_, _>>()?;
         }
         self.learning = Some(Learning {
+            reads_features: learners.reads_features(),
             learners,
             sources,
             probes: BTreeMap::new(),

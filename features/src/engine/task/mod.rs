@@ -434,8 +434,10 @@ impl Task {
                         for row in &released[i..end] {
                             if probe.sources.contains(&row.source) {
                                 let values = &mut probe.scratch;
-                                for v in &mut self.views {
-                                    v.probe_into(&row.key, ts, values);
+                                if probe.read_views {
+                                    for v in &mut self.views {
+                                        v.probe_into(&row.key, ts, values);
+                                    }
                                 }
                                 probe.rows.push(&self.cfg, row, probe.keep_columns, values);
                             }

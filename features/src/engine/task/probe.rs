@@ -14,6 +14,10 @@ pub struct Probe {
     /// Keep each probed event's own columns too (learners read raw event
     /// fields; a training set does not need them).
     pub keep_columns: bool,
+    /// Read every view for each probed event. False when no reader needs
+    /// features (recommenders learn from the event alone): the rows then
+    /// hold no feature columns.
+    pub read_views: bool,
     /// Only events at or after this time are probed (a backfill's
     /// `--from`); earlier ones still count as features.
     pub from: i64,
@@ -50,6 +54,7 @@ impl Probe {
         Probe {
             sources: vec![source],
             keep_columns: false,
+            read_views: true,
             from,
             rows: ProbedRows::default(),
             scratch: Vec::new(),
@@ -123,7 +128,8 @@ impl ProbedRows {
         keep_columns: bool,
         values: &mut Vec<Scalar>,
     ) {
-        if self.features.is_empty() {
+        // Without values (views not read), no feature columns.
+        if self.features.is_empty() && !values.is_empty() {
             self.features = cfg
                 .views
                 .iter()
