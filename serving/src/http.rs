@@ -67,7 +67,7 @@ fn recommend(
         ..
     } = &mut *state;
     let r = engine.recommend(&request, models, features);
-    metrics.sync_ranker(engine);
+    metrics.sync_ranker(engine.ranker_counts(), engine.impressions_unanswered);
     metrics.http_requests.fetch_add(1, Ordering::Relaxed);
     axum::Json(to_json(&r, now_ms())).into_response()
 }

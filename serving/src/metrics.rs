@@ -57,15 +57,20 @@ pub struct ServeMetrics {
 }
 
 impl ServeMetrics {
-    /// Copies the engine's learned-order counts into the metrics.
-    pub fn sync_ranker(&self, engine: &crate::engine::Engine) {
-        if let Some(c) = engine.ranker_counts() {
+    /// Sets the learned order's counts: what it learned from (none if
+    /// it is off) and the impressions never answered.
+    pub fn sync_ranker(
+        &self,
+        counts: Option<eddy_training::recommend::rank::RankCounts>,
+        unanswered: u64,
+    ) {
+        if let Some(c) = counts {
             self.impressions_learned.store(c.learned, Ordering::Relaxed);
             self.impressions_outside_pool
                 .store(c.outside_pool, Ordering::Relaxed);
         }
         self.impressions_unanswered
-            .store(engine.impressions_unanswered, Ordering::Relaxed);
+            .store(unanswered, Ordering::Relaxed);
     }
 
     /// Counts one answer's latency, in seconds.

@@ -314,7 +314,8 @@ impl Service {
                 ..
             } = &mut *state;
             let r = engine.recommend(&request, models, features);
-            self.metrics.sync_ranker(engine);
+            self.metrics
+                .sync_ranker(engine.ranker_counts(), engine.impressions_unanswered);
             r
         };
         self.emit(&recommendation, &lineage_id)?;
