@@ -25,6 +25,33 @@ fn eddy_in(dir: &Path, args: &[&str]) -> std::process::Command {
     c
 }
 
+/// `eddy datasets generate clickstream` in `dir` with these sizes, seed
+/// and `extra` flags; its output.
+fn generate(
+    dir: &Path,
+    users: &str,
+    items: &str,
+    events: &str,
+    seed: &str,
+    extra: &[&str],
+) -> String {
+    let mut args = vec![
+        "datasets",
+        "generate",
+        "clickstream",
+        "--users",
+        users,
+        "--items",
+        items,
+        "--events",
+        events,
+        "--seed",
+        seed,
+    ];
+    args.extend_from_slice(extra);
+    ok(eddy_in(dir, &args), "")
+}
+
 /// The number before `what` in `text` ("43733 views").
 fn count(text: &str, what: &str) -> u64 {
     let at = text
@@ -96,25 +123,7 @@ fn the_clickstream_tutorial_validates_runs_trains_above_the_base_rate_and_serves
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let spec = spec();
-    let generated = ok(
-        eddy_in(
-            d,
-            &[
-                "datasets",
-                "generate",
-                "clickstream",
-                "--users",
-                "1000",
-                "--items",
-                "300",
-                "--events",
-                "60000",
-                "--seed",
-                "11",
-            ],
-        ),
-        "",
-    );
+    let generated = generate(d, "1000", "300", "60000", "11", &[]);
     let (views, clicks) = (count(&generated, " views,"), count(&generated, " clicks,"));
     assert!(
         generated.contains("datasets/clickstream/pipeline.yaml"),
@@ -271,27 +280,7 @@ fn the_clickstream_tutorial_validates_runs_trains_above_the_base_rate_and_serves
 fn a_model_column_joined_from_a_table_is_the_same_live_and_in_its_training_set() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(
-        eddy_in(
-            d,
-            &[
-                "datasets",
-                "generate",
-                "clickstream",
-                "--users",
-                "300",
-                "--items",
-                "100",
-                "--events",
-                "20000",
-                "--seed",
-                "5",
-                "--partitions",
-                "1",
-            ],
-        ),
-        "",
-    );
+    generate(d, "300", "100", "20000", "5", &["--partitions", "1"]);
     // The tutorial's sources, tables and views, and one model whose label
     // is in the event.
     let tutorial = std::fs::read_to_string(spec()).unwrap();
@@ -407,25 +396,7 @@ fn eddy_run_serve_hands_models_the_table_columns_they_read() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let spec = spec();
-    ok(
-        eddy_in(
-            d,
-            &[
-                "datasets",
-                "generate",
-                "clickstream",
-                "--users",
-                "200",
-                "--items",
-                "50",
-                "--events",
-                "5000",
-                "--seed",
-                "3",
-            ],
-        ),
-        "",
-    );
+    generate(d, "200", "50", "5000", "3", &[]);
     let out = ok(
         eddy_in(
             d,
