@@ -11,6 +11,7 @@ pub mod agg;
 pub mod archive;
 pub mod backfill;
 pub mod delayed;
+pub mod expr;
 pub mod frame;
 pub mod job;
 pub mod keyed;
