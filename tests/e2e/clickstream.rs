@@ -142,6 +142,7 @@ fn the_clickstream_tutorial_validates_runs_trains_above_the_base_rate_and_serves
     );
     let learned_live = count(&run, "examples, logloss");
     assert!(run.contains("model click (ftrl)"), "{run}");
+    derived_ctr_is_the_same_everywhere(d, &spec);
 
     // The training set of the click model: the same examples, each
     // labeled by whether its click came within the minute.
@@ -416,4 +417,74 @@ fn eddy_run_serve_hands_models_the_table_columns_they_read() {
     assert!(out.contains("model click (ftrl)"), "{out}");
     assert!(number_after(&out, "model click (ftrl):") > 0.0, "{out}");
     assert!(out.contains("recommendations"), "{out}");
+}
+
+/// The tutorial's derived `ctr_1d` (clicks ÷ views over a day): in the
+/// Parquet table it is what polars computes from the same rows' counts,
+/// and a replay (`eddy consistency`) finds it, like every feature, equal
+/// to the live topic's.
+fn derived_ctr_is_the_same_everywhere(d: &Path, spec: &str) {
+    use polars::prelude::*;
+    let parquet = d.join("eddy-data/parquet/shopper");
+    let files: Vec<PathBuf> = std::fs::read_dir(&parquet)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    assert!(!files.is_empty(), "{}", parquet.display());
+    let paths: Vec<PlPath> = files
+        .iter()
+        .map(|p| PlPath::new(p.to_str().unwrap()))
+        .collect();
+    let rows = LazyFrame::scan_parquet_files(paths.into(), ScanArgsParquet::default())
+        .unwrap()
+        .select([
+            col("ctr_1d"),
+            when(col("views_1d").gt(lit(0)))
+                .then(
+                    col("clicks_1d").cast(DataType::Float64)
+                        / col("views_1d").cast(DataType::Float64),
+                )
+                .otherwise(lit(NULL))
+                .alias("want"),
+        ])
+        .collect()
+        .unwrap();
+    let (got, want) = (
+        rows.column("ctr_1d").unwrap().f64().unwrap().clone(),
+        rows.column("want").unwrap().f64().unwrap().clone(),
+    );
+    let mut with_views = 0;
+    for (g, w) in got.into_iter().zip(&want) {
+        assert_eq!(g.is_some(), w.is_some(), "{g:?} vs {w:?}");
+        if let (Some(g), Some(w)) = (g, w) {
+            assert!((g - w).abs() <= 1e-12, "{g} vs {w}");
+            with_views += 1;
+        }
+    }
+    assert!(with_views > 0, "some rows have views in their day");
+    let report = ok(
+        eddy_in(
+            d,
+            &[
+                "consistency",
+                spec,
+                "--view",
+                "shopper",
+                "--sample",
+                "100",
+                "--json",
+            ],
+        ),
+        "",
+    );
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let features = report["features"].as_array().unwrap();
+    assert!(
+        features.iter().any(|f| f.to_string().contains("ctr_1d")),
+        "{report}"
+    );
+    for f in features {
+        assert_eq!(f["mismatches"], 0, "{f}");
+    }
 }

@@ -34,6 +34,9 @@ pub struct Layout {
     pub keeps_forever: bool,
     /// The feature plans, in output order.
     pub plans: Vec<FeaturePlan>,
+    /// Derived features (feature index, expression), in order: computed
+    /// from the values before them once the windows' are in.
+    pub derived: Vec<(usize, crate::engine::expr::Expr)>,
 }
 
 impl Layout {
@@ -42,7 +45,12 @@ impl Layout {
         let mut windows: Vec<Window> = Vec::new();
         let mut members: Vec<Vec<(usize, usize)>> = Vec::new();
         let mut inputs: Vec<Option<String>> = Vec::new();
+        let mut derived = Vec::new();
         for (f, plan) in features.iter().enumerate() {
+            if let Some(d) = &plan.derived {
+                derived.push((f, d.expr.clone()));
+                continue;
+            }
             let input = match inputs.iter().position(|i| *i == plan.input) {
                 Some(i) => i,
                 None => {
@@ -68,6 +76,7 @@ impl Layout {
             inputs,
             features: features.len(),
             plans: features.to_vec(),
+            derived,
         }
     }
 }
@@ -286,6 +295,9 @@ impl KeyState {
                 };
                 out[*f] = agg.value(t, &slice);
             }
+        }
+        for (f, expr) in &layout.derived {
+            out[*f] = expr.eval(out);
         }
     }
 

@@ -147,6 +147,14 @@ pub struct ViewSpec {
     pub filter: Option<String>,
     /// The features. Required: at least one.
     pub aggregations: Vec<AggregationSpec>,
+    /// Features computed from the view's other features, by name: SQL over
+    /// their columns (`clicks_1d / NULLIF(views_1d, 0)`), in order (a later
+    /// one may use an earlier one). Computed wherever the view's values
+    /// are produced (topic rows, Parquet, training sets, models, serving),
+    /// so online and offline cannot differ. The SQL supported, and what a
+    /// division by zero gives, are in `engine::expr`. Default: none.
+    #[serde(default)]
+    pub derived_features: IndexMap<String, String>,
     /// Where the feature table goes. Default: the topic
     /// `features.<view>` and no Parquet.
     #[serde(default)]

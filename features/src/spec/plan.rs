@@ -23,6 +23,38 @@ pub struct FeaturePlan {
     pub quantile: f64,
     /// The half-life of `decayed_sum`, ms.
     pub half_life_ms: i64,
+    /// A derived feature (`derived_features`): computed from the view's
+    /// other values, not aggregated (its `op` and `window` are unused).
+    #[serde(default)]
+    pub derived: Option<Derived>,
+}
+
+/// A derived feature's SQL, compiled, and its type.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Derived {
+    /// The SQL, as written.
+    pub sql: String,
+    /// The compiled expression over the view's values.
+    pub expr: crate::engine::expr::Expr,
+    /// Its type (the column is nullable).
+    pub ty: ColumnType,
+}
+
+impl FeaturePlan {
+    /// A derived feature named `column`.
+    pub fn derived(column: String, derived: Derived) -> FeaturePlan {
+        FeaturePlan {
+            column,
+            op: Op::Last,
+            window: Window::Lifetime,
+            input: None,
+            input_type: None,
+            k: 0,
+            quantile: 0.0,
+            half_life_ms: 0,
+            derived: Some(derived),
+        }
+    }
 }
 
 /// A resolved join.
@@ -81,6 +113,9 @@ pub enum OutType {
 impl OutType {
     /// The output type of feature `f`.
     pub fn of(f: &FeaturePlan) -> OutType {
+        if let Some(d) = &f.derived {
+            return OutType::Nullable(d.ty.clone());
+        }
         let input = f.input_type.clone().unwrap_or(ColumnType::Long);
         let element = match &input {
             ColumnType::List(inner) => (**inner).clone(),

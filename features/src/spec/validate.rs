@@ -13,7 +13,7 @@ use super::columns::field_schema;
 pub use super::columns::{
     ColumnType, Columns, TimeScale, expression_type, record_columns, time_scale,
 };
-pub use super::plan::{FeaturePlan, JoinPlan, OutType, ViewPlan};
+pub use super::plan::{Derived, FeaturePlan, JoinPlan, OutType, ViewPlan};
 pub(crate) use super::shape::shape;
 pub use super::shape::{is_identifier, sql_syntax};
 use super::{KeyPath, LoadedSpec, Op, SpecProblem};
@@ -224,9 +224,13 @@ pub fn validate(
                     k: agg.k.unwrap_or(10),
                     quantile: agg.quantile.unwrap_or(0.5),
                     half_life_ms: agg.half_life.map_or(0, |h| h.0),
+                    derived: None,
                 });
             }
         }
+        derive_features(&view.derived_features, &mut features, &mut |key, why| {
+            problems.push(loaded.problem(&at.key("derived_features").key(key), why))
+        });
         let key_type = source_columns
             .get(&source.key)
             .cloned()
@@ -254,6 +258,49 @@ pub fn validate(
         Ok(plans)
     } else {
         Err(problems)
+    }
+}
+
+/// Compiles a view's `derived_features` over its features (and the
+/// derived ones before each), appending them; `problem(name, why)` for
+/// each that cannot be.
+fn derive_features(
+    derived: &IndexMap<String, String>,
+    features: &mut Vec<FeaturePlan>,
+    problem: &mut dyn FnMut(&str, String),
+) {
+    for (name, sql) in derived {
+        if features.iter().any(|f| f.column == *name) {
+            problem(
+                name,
+                format!("`{name}` is already a feature of the view; pick another name"),
+            );
+            continue;
+        }
+        let columns: Vec<(String, Result<ColumnType, String>)> = features
+            .iter()
+            .map(|f| {
+                let t = match OutType::of(f) {
+                    OutType::Plain(t) | OutType::Nullable(t) => Ok(t),
+                    OutType::Array(_) => Err(format!(
+                        "is a list ({}): derived features read numbers, text and booleans",
+                        f.op.name()
+                    )),
+                };
+                (f.column.clone(), t)
+            })
+            .collect();
+        match crate::engine::expr::compile(sql, &columns) {
+            Ok((expr, ty)) => features.push(FeaturePlan::derived(
+                name.clone(),
+                Derived {
+                    sql: sql.clone(),
+                    expr,
+                    ty,
+                },
+            )),
+            Err(why) => problem(name, why),
+        }
     }
 }
 
@@ -398,6 +445,78 @@ features:
         assert_eq!(p.features[2].input_type, Some(ColumnType::Double));
         assert_eq!(p.features[3].k, 2);
         assert_eq!(p.output_topic, "features.shopper");
+    }
+
+    #[test]
+    fn derived_features_follow_the_aggregations_typed_by_their_sql() {
+        let plans = plan(
+            "  v:
+    source: events
+    derive: { viewed: \"kind = 'view'\" }
+    aggregations:
+      - { name: views, op: count, windows: [1d] }
+      - { name: clicks, op: count, windows: [1d] }
+      - { name: spend, op: sum, column: price, windows: [1d] }
+    derived_features:
+      ctr_1d: \"clicks_1d / NULLIF(views_1d, 0)\"
+      busy_1d: \"views_1d > 10\"
+      twice_ctr_1d: \"ctr_1d * 2\"
+",
+        )
+        .unwrap();
+        let f = &plans[0].features;
+        let names: Vec<&str> = f.iter().map(|f| f.column.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "views_1d",
+                "clicks_1d",
+                "spend_1d",
+                "ctr_1d",
+                "busy_1d",
+                "twice_ctr_1d"
+            ]
+        );
+        assert_eq!(OutType::of(&f[3]), OutType::Nullable(ColumnType::Double));
+        assert_eq!(OutType::of(&f[4]), OutType::Nullable(ColumnType::Boolean));
+        assert_eq!(f[5].derived.as_ref().unwrap().sql, "ctr_1d * 2");
+        // Derived features reach no further back than what they read.
+        assert_eq!(crate::engine::backfill::lookback(&plans), Some(86_400_000));
+    }
+
+    /// Each mistake is located by file, line and the derived feature's key.
+    #[test]
+    fn a_derived_feature_that_cannot_be_computed_is_located_and_says_why() {
+        let e = plan(
+            "  v:
+    source: events
+    aggregations:
+      - { name: views, op: count, windows: [1d] }
+      - { name: cats, op: top_k, column: kind, windows: [1d] }
+    derived_features:
+      ctr: \"clicks_1d / views_1d\"
+      views_1d: \"1\"
+      odd: \"cats_1d + 1\"
+      bad: \"views_1d +\"
+",
+        )
+        .unwrap_err();
+        for (key, says) in [
+            (
+                "features.v.derived_features.ctr",
+                "unknown column `clicks_1d`",
+            ),
+            ("features.v.derived_features.views_1d", "already a feature"),
+            ("features.v.derived_features.odd", "is a list (top_k)"),
+            ("features.v.derived_features.bad", "not a SQL expression"),
+        ] {
+            let line = e
+                .lines()
+                .find(|l| l.contains(key))
+                .unwrap_or_else(|| panic!("{key}: {e}"));
+            assert!(line.contains(says), "{line}");
+            assert!(line.contains("v.yaml:"), "{line}");
+        }
     }
 
     #[test]

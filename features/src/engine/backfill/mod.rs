@@ -149,7 +149,12 @@ pub struct Backfill {
 /// full at `--from`; None if some window reaches back indefinitely.
 pub fn lookback(plans: &[ViewPlan]) -> Option<i64> {
     let mut longest = 0i64;
-    for f in plans.iter().flat_map(|p| &p.features) {
+    // A derived feature reaches as far as the features it reads.
+    for f in plans
+        .iter()
+        .flat_map(|p| &p.features)
+        .filter(|f| f.derived.is_none())
+    {
         let reach = match f.window {
             Window::Sliding(size) | Window::Tumbling(size) => size.0,
             Window::Hopping { size, .. } => size.0,

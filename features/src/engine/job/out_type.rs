@@ -37,8 +37,15 @@ pub fn feature_schema(plan: &ViewPlan) -> String {
                "doc": "Event time the features are valid for (the task's watermark)."}),
     ];
     for f in &plan.features {
-        let mut field = json!({"name": f.column, "type": avro(&OutType::of(f)),
-            "doc": format!("{} over {}", f.op.name(), serde_json::to_value(f.window).unwrap_or_default())});
+        let doc = match &f.derived {
+            Some(d) => format!("derived: {}", d.sql),
+            None => format!(
+                "{} over {}",
+                f.op.name(),
+                serde_json::to_value(f.window).unwrap_or_default()
+            ),
+        };
+        let mut field = json!({"name": f.column, "type": avro(&OutType::of(f)), "doc": doc});
         if let OutType::Nullable(_) = OutType::of(f) {
             field["default"] = serde_json::Value::Null;
         }

@@ -236,6 +236,7 @@ mod tests {
                 k: 10,
                 quantile: 0.5,
                 half_life_ms: 0,
+                derived: None,
             }],
             output_topic: "features.v".into(),
             parquet: None,
