@@ -25,7 +25,10 @@ pub struct FeaturePlan {
     pub half_life_ms: i64,
     /// A derived feature (`derived_features`): computed from the view's
     /// other values, not aggregated (its `op` and `window` are unused).
-    #[serde(default)]
+    /// Not serialized when none, so the plans of views without derived
+    /// features, and the checkpoint fingerprints made of them, are what
+    /// they were before derived features existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub derived: Option<Derived>,
 }
 

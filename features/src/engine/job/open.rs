@@ -9,12 +9,15 @@ use std::time::Duration;
 use super::*;
 
 /// A hash of what a checkpoint's state depends on: the views' inputs,
-/// expressions and features, not where their outputs go (moving a Parquet
-/// directory must not throw state away).
+/// expressions and aggregated features, not where their outputs go
+/// (moving a Parquet directory must not throw state away) nor derived
+/// features (computed from the state when read: adding one keeps it).
 fn fingerprint(plans: &[ViewPlan]) -> u32 {
     let state: Vec<serde_json::Value> = plans
         .iter()
         .map(|p| {
+            let aggregated: Vec<&crate::spec::validate::FeaturePlan> =
+                p.features.iter().filter(|f| f.derived.is_none()).collect();
             serde_json::json!([
                 p.name,
                 p.source,
@@ -23,7 +26,7 @@ fn fingerprint(plans: &[ViewPlan]) -> u32 {
                 p.joins,
                 p.derive,
                 p.filter,
-                p.features
+                aggregated
             ])
         })
         .collect();
@@ -174,5 +177,50 @@ impl Job {
             job.restored_rows(p);
         }
         Ok(job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plans(derived: &str) -> Vec<ViewPlan> {
+        let text = format!(
+            "name: t
+sources:
+  events: {{ topic: events, key: user, event_time: ts }}
+features:
+  v:
+    source: events
+    aggregations:
+      - {{ name: views, op: count, windows: [1d] }}
+      - {{ name: clicks, op: sum, column: n, windows: [1d] }}
+{derived}"
+        );
+        let loaded = crate::spec::parse(std::path::Path::new("t.yaml"), &text).unwrap();
+        let schema = apache_avro::Schema::parse_str(
+            r#"{"type": "record", "name": "E", "fields": [
+              {"name": "user", "type": "long"}, {"name": "n", "type": "long"},
+              {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}"#,
+        )
+        .unwrap();
+        crate::spec::validate(&loaded, &|_| Ok(Some(schema.clone()))).unwrap()
+    }
+
+    /// Regression: derived features added a `derived: null` to every
+    /// feature's plan, which changed the fingerprint of every existing
+    /// spec: upgrading eddy would have refused every checkpoint. Adding a
+    /// derived feature must not throw state away either.
+    #[test]
+    fn derived_features_leave_the_checkpoint_fingerprint_as_it_was() {
+        let plain = plans("");
+        let json = serde_json::to_string(&plain[0].features).unwrap();
+        assert!(!json.contains("derived"), "{json}");
+        let with = plans("    derived_features: { ctr_1d: \"clicks_1d / NULLIF(views_1d, 0)\" }\n");
+        assert_eq!(with[0].features.len(), 3);
+        assert_eq!(fingerprint(&plain), fingerprint(&with));
+        // An aggregation does change it.
+        let more = plans("      - { name: top, op: max, column: n, windows: [1d] }\n");
+        assert_ne!(fingerprint(&plain), fingerprint(&more));
     }
 }
