@@ -44,10 +44,10 @@ pub fn run(
     let mut parquet = None;
     if let Some(dir) = &ctx.data_dir {
         for (name, view) in loaded.spec.features.iter_mut() {
-            if view.output.parquet.is_some() {
+            if !view.output.parquet.0.is_empty() {
                 let path = dir.join("parquet").join(name).display().to_string();
                 parquet = Some(path.clone());
-                view.output.parquet = Some(path);
+                view.output.parquet = eddy_features::spec::Urls(vec![path]);
             }
         }
     }

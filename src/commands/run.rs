@@ -34,7 +34,7 @@ pub fn validate(global: &Global, args: &ValidateArgs) -> anyhow::Result<()> {
         urls.push(("archive.url", a.url.clone()));
     }
     for plan in &plans {
-        if let Some(url) = &plan.parquet {
+        for url in &plan.parquet {
             urls.push(("parquet output", url.clone()));
         }
     }

@@ -87,10 +87,15 @@ fn parquet_archive_checkpoints_and_model_snapshots_on_s3_and_a_resume_from_them(
         ok(cmd(&args), lines);
     };
     produce("items", "item", "item.avsc", &items());
+    // Parquet to S3 and to a local directory at once: each gets every part.
+    let local = dir.path().join("local-parquet");
     let spec_text = click_spec("ons3", "clicks", "items", "features")
         .replace(
             "output: { topic: features }",
-            &format!("output: {{ topic: features, parquet: \"{base}/features\" }}"),
+            &format!(
+                "output: {{ topic: features, parquet: [\"{base}/features\", \"{}\"] }}",
+                local.display()
+            ),
         )
         .replace(
             "checkpoint: { interval: 200ms }",
@@ -109,8 +114,8 @@ fn parquet_archive_checkpoints_and_model_snapshots_on_s3_and_a_resume_from_them(
     let out = ok(cmd(&["validate", spec]), "");
     assert_eq!(
         out.matches("reachable and writable").count(),
-        3,
-        "checkpoints, archive, Parquet: {out}"
+        4,
+        "checkpoints, archive, Parquet twice: {out}"
     );
 
     let run_until_end = || {
@@ -152,6 +157,22 @@ fn parquet_archive_checkpoints_and_model_snapshots_on_s3_and_a_resume_from_them(
             "{what}: {listed:?}"
         );
     }
+    // The same part files in both Parquet locations.
+    let name = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
+    let mut on_s3: Vec<String> = objects(&bucket, &format!("{prefix}/features"))
+        .iter()
+        .map(|o| name(o))
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    let mut on_disk: Vec<String> = std::fs::read_dir(&local)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    on_s3.sort();
+    on_disk.sort();
+    assert!(!on_disk.is_empty());
+    assert_eq!(on_s3, on_disk);
     // A backfill reads the archive back from S3 and writes there too.
     let out = ok(
         cmd(&["backfill", spec, "--out", &format!("{base}/backfill")]),

@@ -292,10 +292,39 @@ pub struct OutputSpec {
     /// `<topic>-value`. Default `features.<view>`.
     #[serde(default)]
     pub topic: Option<String>,
-    /// An object-store URL for Parquet (`file://`, `s3://`, `gs://`,
-    /// `az://`; a bare path means a local directory). Default: none.
+    /// Object-store URLs for Parquet (`file://`, `s3://`, `gs://`,
+    /// `az://`; a bare path means a local directory): one, or a list, each
+    /// written the same part files (S3 and GCS at once). Default: none.
     #[serde(default)]
-    pub parquet: Option<String>,
+    pub parquet: Urls,
+}
+
+/// One URL or a list of them, as the spec writes either.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Urls(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Urls {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Urls, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Urls;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a URL or a list of URLs")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Urls, E> {
+                Ok(Urls(vec![v.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Urls, A::Error> {
+                let mut out = Vec::new();
+                while let Some(url) = seq.next_element::<String>()? {
+                    out.push(url);
+                }
+                Ok(Urls(out))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// The archive of raw source records (see `engine::archive`).

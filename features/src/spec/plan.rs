@@ -98,8 +98,8 @@ pub struct ViewPlan {
     pub features: Vec<FeaturePlan>,
     /// The feature topic.
     pub output_topic: String,
-    /// The Parquet URL, if any.
-    pub parquet: Option<String>,
+    /// The Parquet URLs (none, one or several: each gets every part file).
+    pub parquet: Vec<String>,
 }
 
 /// The type of a feature column in the output.

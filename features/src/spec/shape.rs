@@ -121,10 +121,23 @@ pub(crate) fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
             let at = at.key("aggregations").index(i);
             shape_aggregation(agg, &at, &mut columns, &mut problem);
         }
-        if let Some(url) = &view.output.parquet
-            && let Err(e) = crate::store::parse_url(url)
-        {
-            problem(at.key("output").key("parquet"), e.to_string());
+        let urls = &view.output.parquet.0;
+        for (i, url) in urls.iter().enumerate() {
+            // A single URL is located at the key, one of a list by index.
+            let at = match urls.len() {
+                1 => at.key("output").key("parquet"),
+                _ => at.key("output").key("parquet").index(i),
+            };
+            if let Err(e) = crate::store::parse_url(url) {
+                problem(at, e.to_string());
+            } else if urls[..i].contains(url) {
+                problem(
+                    at,
+                    format!(
+                        "`{url}` is listed twice: both writers would write the same part files"
+                    ),
+                );
+            }
         }
     }
     for (name, source) in &spec.sources {

@@ -251,7 +251,7 @@ pub fn validate(
             columns,
             features,
             output_topic: view.output_topic(name),
-            parquet: view.output.parquet.clone(),
+            parquet: view.output.parquet.0.clone(),
         });
     }
     if problems.is_empty() {
@@ -517,6 +517,50 @@ features:
             assert!(line.contains(says), "{line}");
             assert!(line.contains("v.yaml:"), "{line}");
         }
+    }
+
+    #[test]
+    fn parquet_takes_one_url_or_a_list_and_refuses_one_listed_twice() {
+        let one = plan(
+            "  v:
+    source: events
+    aggregations: [{ name: n, op: count, windows: [1h] }]
+    output: { parquet: \"file:///tmp/a\" }
+",
+        )
+        .unwrap();
+        assert_eq!(one[0].parquet, ["file:///tmp/a"]);
+        let two = plan(
+            "  v:
+    source: events
+    aggregations: [{ name: n, op: count, windows: [1h] }]
+    output: { parquet: [\"file:///tmp/a\", \"s3://b/a\"] }
+",
+        )
+        .unwrap();
+        assert_eq!(two[0].parquet, ["file:///tmp/a", "s3://b/a"]);
+        let e = plan(
+            "  v:
+    source: events
+    aggregations: [{ name: n, op: count, windows: [1h] }]
+    output: { parquet: [\"s3://b/a\", \"s3://b/a\", \"ftp://x\"] }
+",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("features.v.output.parquet[1]") && e.contains("listed twice"),
+            "{e}"
+        );
+        assert!(e.contains("features.v.output.parquet[2]"), "{e}");
+        let e = plan(
+            "  v:
+    source: events
+    aggregations: [{ name: n, op: count, windows: [1h] }]
+    output: { parquet: { url: x } }
+",
+        )
+        .unwrap_err();
+        assert!(e.contains("a URL or a list of URLs"), "{e}");
     }
 
     #[test]

@@ -239,7 +239,7 @@ mod tests {
                 derived: None,
             }],
             output_topic: "features.v".into(),
-            parquet: None,
+            parquet: Vec::new(),
         };
         FeatureReader::new(&[plan])
     }

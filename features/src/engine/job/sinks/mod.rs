@@ -89,7 +89,7 @@ pub(super) fn open(
     let mut sinks: Vec<Box<dyn Sink>> =
         vec![Box::new(topic::FeatureTopics::new(plans, codec, producer)?)];
     for (v, plan) in plans.iter().enumerate() {
-        if let Some(url) = &plan.parquet {
+        for url in &plan.parquet {
             sinks.push(Box::new(parquet::ParquetFiles::new(
                 v,
                 Store::open(url)?,
