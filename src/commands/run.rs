@@ -45,6 +45,27 @@ pub fn validate(global: &Global, args: &ValidateArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{}: {what} `{url}`", args.spec.display()))?;
         storage.push(format!("  storage {url} ({what}): reachable and writable"));
     }
+    for plan in &plans {
+        if let Some(r) = &plan.redis {
+            let reachable = redis::Client::open(r.url.as_str())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if let Err(e) = reachable {
+                return Err(CliError::fail(
+                    ExitCode::Unreachable,
+                    format!(
+                        "{}: view `{}`: the online store does not answer: {e}",
+                        args.spec.display(),
+                        plan.name
+                    ),
+                ));
+            }
+            storage.push(format!(
+                "  online store for view {} (Redis): reachable",
+                plan.name
+            ));
+        }
+    }
     println!("{}: valid", args.spec.display());
     for line in storage {
         println!("{line}");
@@ -273,6 +294,17 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
     }
     for file in &summary.parquet_files {
         tracing::info!(%file, "parquet written");
+    }
+    let (written, older) = summary.online_store;
+    if written + older > 0 {
+        println!(
+            "online store: {written} rows written to Redis{}",
+            if older > 0 {
+                format!(", {older} older than what Redis held skipped (a replay)")
+            } else {
+                String::new()
+            }
+        );
     }
     if let Some(served) = served {
         let s = served?;

@@ -16,6 +16,7 @@ mod interop_kcat;
 mod learn;
 mod models;
 mod notebooks;
+mod online_store;
 mod pipeline;
 mod quickstart;
 mod serving;

@@ -297,6 +297,24 @@ pub struct OutputSpec {
     /// written the same part files (S3 and GCS at once). Default: none.
     #[serde(default)]
     pub parquet: Urls,
+    /// An online store: Redis, one hash per entity. Default: none.
+    #[serde(default)]
+    pub redis: Option<RedisSpec>,
+}
+
+/// A view's rows in Redis, as Feast lays out its online store: one hash
+/// per entity, `<pipeline>:<key column>=<key>`, shared by the views keyed
+/// by the same column; a field `<view>:<feature>` per feature (its value
+/// as JSON text: `3`, `0.25`, `"c06"`, `["a","b"]`, `null`) and
+/// `_ts:<view>` (the row's `as_of`, epoch ms).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSpec {
+    /// The server: `redis://[user:password@]host[:port][/db]`. Required.
+    pub url: String,
+    /// Keys expire this long after their last write (`7d`). Default: never.
+    #[serde(default)]
+    pub ttl: Option<Millis>,
 }
 
 /// One URL or a list of them, as the spec writes either.

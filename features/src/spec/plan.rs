@@ -100,6 +100,8 @@ pub struct ViewPlan {
     pub output_topic: String,
     /// The Parquet URLs (none, one or several: each gets every part file).
     pub parquet: Vec<String>,
+    /// The online store, if any.
+    pub redis: Option<super::RedisSpec>,
 }
 
 /// The type of a feature column in the output.

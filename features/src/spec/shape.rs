@@ -121,6 +121,21 @@ pub(crate) fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
             let at = at.key("aggregations").index(i);
             shape_aggregation(agg, &at, &mut columns, &mut problem);
         }
+        if let Some(r) = &view.output.redis {
+            let at = at.key("output").key("redis");
+            if let Err(e) = redis::Client::open(r.url.as_str()) {
+                problem(
+                    at.key("url"),
+                    format!("not a Redis URL (redis://host:port/db): {e}"),
+                );
+            }
+            if r.ttl.is_some_and(|t| t.0 <= 0) {
+                problem(
+                    at.key("ttl"),
+                    "a TTL must be positive; leave it out for keys that never expire".into(),
+                );
+            }
+        }
         let urls = &view.output.parquet.0;
         for (i, url) in urls.iter().enumerate() {
             // A single URL is located at the key, one of a list by index.

@@ -252,6 +252,7 @@ pub fn validate(
             features,
             output_topic: view.output_topic(name),
             parquet: view.output.parquet.0.clone(),
+            redis: view.output.redis.clone(),
         });
     }
     if problems.is_empty() {

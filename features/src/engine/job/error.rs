@@ -46,6 +46,15 @@ pub enum JobError {
     /// must change it).
     #[error("{0}")]
     Options(String),
+    /// An online store (Redis) could not be reached or written: the job
+    /// stops before its checkpoint, so nothing it covers is lost.
+    #[error("online store {url}: {why}")]
+    OnlineStore {
+        /// The store's URL, password left out.
+        url: String,
+        /// What failed.
+        why: String,
+    },
     /// History a backfill must read is in neither the archive nor the
     /// topic.
     #[error("{0}")]
@@ -84,9 +93,9 @@ impl JobError {
             JobError::Avro(e) => e.blame(),
             JobError::NotCoPartitioned { .. } | JobError::Options(_) => crate::topic::Blame::User,
             // Data that must be read is gone: the topics or the archive.
-            JobError::HistoryGap(_) | JobError::PositionLost { .. } => {
-                crate::topic::Blame::Environment
-            }
+            JobError::HistoryGap(_)
+            | JobError::PositionLost { .. }
+            | JobError::OnlineStore { .. } => crate::topic::Blame::Environment,
             JobError::Learners(e) => e.blame(),
             JobError::Output(_) => crate::topic::Blame::Internal,
         }

@@ -89,6 +89,9 @@ pub struct RunSummary {
     pub checkpoint_fallbacks: Vec<String>,
     /// Parquet files written.
     pub parquet_files: Vec<String>,
+    /// Online-store (Redis) rows written, and rows skipped because the
+    /// store held a newer one (a replay).
+    pub online_store: (u64, u64),
     /// Source records copied to the archive.
     pub archived: u64,
     /// How long the run took.
@@ -311,6 +314,7 @@ impl Job {
             restored_tasks: self.restored,
             checkpoint_fallbacks: self.checkpointer.fallbacks(),
             parquet_files: Vec::new(),
+            online_store: (0, 0),
             archived: 0,
             elapsed: started.elapsed(),
         };

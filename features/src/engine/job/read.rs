@@ -240,6 +240,7 @@ mod tests {
             }],
             output_topic: "features.v".into(),
             parquet: Vec::new(),
+            redis: None,
         };
         FeatureReader::new(&[plan])
     }

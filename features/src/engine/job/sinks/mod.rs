@@ -11,12 +11,14 @@
 //! An output is one file here plus one line in [`open`]:
 //! - [`topic`]: the view's compacted feature topic, Avro;
 //! - [`parquet`]: the view's Parquet directory on object storage;
+//! - [`redis`]: the view's rows in Redis, the online store;
 //! - [`reader`]: the in-process read API (`eddy run --serve`);
 //! - [`archive`]: the raw source records, for backfills.
 
 pub mod archive;
 pub mod parquet;
 pub mod reader;
+pub mod redis;
 pub mod topic;
 
 use std::sync::{Arc, Mutex};
@@ -95,6 +97,9 @@ pub(super) fn open(
                 Store::open(url)?,
                 plan,
             )));
+        }
+        if let Some(r) = &plan.redis {
+            sinks.push(Box::new(redis::RedisRows::new(v, &spec.name, plan, r)?));
         }
     }
     if let Some(a) = &spec.archive {

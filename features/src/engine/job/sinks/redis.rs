@@ -1,0 +1,192 @@
+//! A view's rows in Redis: the online store services read by key.
+//!
+//! The layout is Feast's: one hash per entity, `<pipeline>:<key
+//! column>=<key>`, shared by every view keyed by that column, with a field
+//! `<view>:<feature>` per feature (its value as JSON text) and `_ts:<view>`
+//! (the row's `as_of`). Rows are held per task and written when the task
+//! checkpoints, before its offsets are recorded: a crash loses nothing a
+//! checkpoint covers. Only the latest row of each key is written.
+//!
+//! A replay after a crash re-emits rows the store may already hold, some
+//! older than what it holds. The write is a Lua script that compares the
+//! row's `as_of` with the hash's `_ts:<view>` and skips an older row, so a
+//! replay never moves a value back in time: writes are idempotent and
+//! monotonic. Skipped rows are counted in the run's summary.
+
+use std::collections::HashMap;
+
+use crate::engine::view::FeatureRow;
+use crate::spec::RedisSpec;
+use crate::spec::validate::ViewPlan;
+
+use super::{JobError, RunSummary, Sink};
+
+/// Writes a row unless the hash holds a newer one for the view.
+/// KEYS[1]: the entity's hash. ARGV: `_ts:<view>`, as_of, ttl ms (0: none),
+/// then field, value pairs.
+const UPSERT: &str = r#"
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held and tonumber(held) > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], unpack(ARGV, 4))
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+"#;
+
+/// One view's rows to Redis.
+pub struct RedisRows {
+    view: usize,
+    /// `<pipeline>:<key column>=`.
+    prefix: String,
+    /// `_ts:<view>`.
+    ts_field: String,
+    /// `<view>:<feature>`, in feature order.
+    fields: Vec<String>,
+    ttl_ms: i64,
+    url: String,
+    client: redis::Client,
+    connection: Option<redis::Connection>,
+    script: Option<String>,
+    /// Per task: key text → (as_of, values as JSON text), the latest.
+    pending: HashMap<i32, HashMap<String, (i64, Vec<String>)>>,
+    written: u64,
+    older_skipped: u64,
+}
+
+/// The URL without its password, for messages.
+fn shown(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+impl RedisRows {
+    /// View `view`'s rows to the store `spec` says, for pipeline `pipeline`.
+    pub fn new(
+        view: usize,
+        pipeline: &str,
+        plan: &ViewPlan,
+        spec: &RedisSpec,
+    ) -> Result<RedisRows, JobError> {
+        let client = redis::Client::open(spec.url.as_str()).map_err(|e| JobError::OnlineStore {
+            url: shown(&spec.url),
+            why: e.to_string(),
+        })?;
+        Ok(RedisRows {
+            view,
+            prefix: format!("{pipeline}:{}=", plan.key),
+            ts_field: format!("_ts:{}", plan.name),
+            fields: plan
+                .features
+                .iter()
+                .map(|f| format!("{}:{}", plan.name, f.column))
+                .collect(),
+            ttl_ms: spec.ttl.map_or(0, |t| t.0),
+            url: shown(&spec.url),
+            client,
+            connection: None,
+            script: None,
+            pending: HashMap::new(),
+            written: 0,
+            older_skipped: 0,
+        })
+    }
+
+    fn failed(&self, e: redis::RedisError) -> JobError {
+        JobError::OnlineStore {
+            url: self.url.clone(),
+            why: e.to_string(),
+        }
+    }
+
+    /// Writes `rows`: (key text, as_of, values).
+    fn write(&mut self, rows: Vec<(String, (i64, Vec<String>))>) -> Result<(), JobError> {
+        if self.connection.is_none() {
+            let c = self.client.get_connection().map_err(|e| self.failed(e))?;
+            self.connection = Some(c);
+        }
+        let con = self.connection.as_mut().expect("connected");
+        let sha: String = match &self.script {
+            Some(s) => s.clone(),
+            None => {
+                let sha: String = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(UPSERT)
+                    .query(con)
+                    .map_err(|e| JobError::OnlineStore {
+                        url: self.url.clone(),
+                        why: e.to_string(),
+                    })?;
+                self.script = Some(sha.clone());
+                sha
+            }
+        };
+        for chunk in rows.chunks(500) {
+            let mut pipe = redis::pipe();
+            for (key, (as_of, values)) in chunk {
+                let cmd = pipe
+                    .cmd("EVALSHA")
+                    .arg(&sha)
+                    .arg(1)
+                    .arg(format!("{}{key}", self.prefix))
+                    .arg(&self.ts_field)
+                    .arg(*as_of)
+                    .arg(self.ttl_ms);
+                for (f, v) in self.fields.iter().zip(values) {
+                    cmd.arg(f).arg(v);
+                }
+            }
+            let done: Vec<i64> = pipe.query(con).map_err(|e| JobError::OnlineStore {
+                url: self.url.clone(),
+                why: e.to_string(),
+            })?;
+            let applied = done.iter().filter(|d| **d == 1).count() as u64;
+            self.written += applied;
+            self.older_skipped += done.len() as u64 - applied;
+        }
+        Ok(())
+    }
+}
+
+impl Sink for RedisRows {
+    fn rows(
+        &mut self,
+        partition: i32,
+        rows: &[(usize, FeatureRow)],
+        _watermark: Option<i64>,
+    ) -> Result<(), JobError> {
+        let pending = self.pending.entry(partition).or_default();
+        for (v, row) in rows {
+            if *v == self.view {
+                let values = row.values.iter().map(|x| x.to_json().to_string()).collect();
+                pending.insert(row.key.key_text(), (row.as_of, values));
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, partition: i32, _seq: u64) -> Result<(), JobError> {
+        let Some(rows) = self.pending.remove(&partition) else {
+            return Ok(());
+        };
+        let mut rows: Vec<_> = rows.into_iter().collect();
+        // A deterministic order: the same writes for the same rows.
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Err(e) = self.write(rows) {
+            // Reconnect next time; the job stops before its checkpoint.
+            self.connection = None;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn discard(&mut self, partition: i32) {
+        self.pending.remove(&partition);
+    }
+
+    fn report(&self, summary: &mut RunSummary) {
+        summary.online_store.0 += self.written;
+        summary.online_store.1 += self.older_skipped;
+    }
+}

@@ -1,0 +1,143 @@
+//! The online store for real: a view written to Redis (started by
+//! tests/run from Debian's redis-server), read back by key and compared
+//! with the feature topic, replayed without moving a value back in time.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+
+use crate::pipeline::{load_clicks, run_args};
+use crate::support::*;
+
+/// Every hash under `prefix*`: key → field → value.
+fn hashes(con: &mut redis::Connection, prefix: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(con)
+        .unwrap();
+    keys.into_iter()
+        .map(|k| {
+            let fields: BTreeMap<String, String> =
+                redis::cmd("HGETALL").arg(&k).query(con).unwrap();
+            (k, fields)
+        })
+        .collect()
+}
+
+#[test]
+fn a_view_in_redis_equals_its_topic_and_a_replay_does_not_move_it_back() {
+    let Some(url) = external("EDDY_TEST_REDIS") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("eddy-data");
+    let cmd = |args: &[&str]| {
+        let mut c = eddy(&data);
+        c.args(args);
+        c
+    };
+    let clicks = load_clicks(d, &cmd, "", 2000);
+    let text = std::fs::read_to_string(&clicks.spec).unwrap();
+    let name = text
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("name: ")
+        .to_string();
+    let text = text.replace(
+        &format!("output: {{ topic: {} }}", clicks.features),
+        &format!(
+            "output: {{ topic: {}, redis: {{ url: \"{url}\", ttl: 30d }} }}",
+            clicks.features
+        ),
+    );
+    assert!(text.contains("redis:"), "{text}");
+    std::fs::write(&clicks.spec, text).unwrap();
+    let spec = clicks.spec.to_str().unwrap();
+    let valid = ok(cmd(&["validate", spec]), "");
+    assert!(
+        valid.contains("online store for view shopper (Redis): reachable"),
+        "{valid}"
+    );
+
+    let ckpt = d.join("ckpt-1").display().to_string();
+    let args = run_args(d, &clicks, &ckpt);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = ok(cmd(&args), "");
+    assert!(first.contains("rows written to Redis"), "{first}");
+
+    // Each key's hash holds its latest topic row, feature by feature.
+    let mut latest: BTreeMap<String, Json> = BTreeMap::new();
+    for row in json_lines(&ok(
+        cmd(&["topics", "consume", "--topic", &clicks.features]),
+        "",
+    )) {
+        latest.insert(row["user"].to_string(), row);
+    }
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let prefix = format!("{name}:user=");
+    let stored = hashes(&mut con, &prefix);
+    assert_eq!(stored.len(), latest.len(), "one hash per key");
+    for (user, row) in &latest {
+        let hash = &stored[&format!("{prefix}{user}")];
+        assert_eq!(hash["_ts:shopper"], row["as_of"].to_string(), "{user}");
+        for (column, want) in row.as_object().unwrap() {
+            if column == "user" || column == "as_of" {
+                continue;
+            }
+            let got: Json = serde_json::from_str(&hash[&format!("shopper:{column}")]).unwrap();
+            assert_eq!(&got, want, "{user} {column}");
+        }
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(format!("{prefix}{user}"))
+            .query(&mut con)
+            .unwrap();
+        assert!(ttl > 0 && ttl <= 30 * 86_400_000, "{ttl}");
+    }
+
+    // A replay from scratch (no checkpoint) writes the same rows again:
+    // the store ends as it was. One key holds a row newer than any the
+    // replay has (as if a later run had written it): the replay's older
+    // row for it is skipped, never written over it.
+    let (newer_key, _) = stored.iter().next().unwrap();
+    let far = 4_102_444_800_000i64; // 2100-01-01
+    let _: () = redis::cmd("HSET")
+        .arg(newer_key)
+        .arg("_ts:shopper")
+        .arg(far)
+        .arg("shopper:clicks_lifetime")
+        .arg("999999")
+        .query(&mut con)
+        .unwrap();
+    let ckpt = d.join("ckpt-2").display().to_string();
+    let args = run_args(d, &clicks, &ckpt);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let replay = ok(cmd(&args), "");
+    assert!(
+        replay.contains(&format!(
+            "{} rows written to Redis, 1 older than what Redis held skipped",
+            stored.len() - 1
+        )),
+        "{replay}"
+    );
+    let after = hashes(&mut con, &prefix);
+    for (key, fields) in &stored {
+        if key == newer_key {
+            assert_eq!(after[key]["shopper:clicks_lifetime"], "999999");
+            assert_eq!(after[key]["_ts:shopper"], far.to_string());
+        } else {
+            assert_eq!(&after[key], fields, "{key}");
+        }
+    }
+
+    // A store that does not answer: validate says so and exits 4.
+    let bad = std::fs::read_to_string(&clicks.spec)
+        .unwrap()
+        .replace(&url, "redis://127.0.0.1:1");
+    let bad_spec = d.join("bad.yaml");
+    std::fs::write(&bad_spec, bad).unwrap();
+    let why = fails_with(cmd(&["validate", bad_spec.to_str().unwrap()]), "", 4);
+    assert!(why.contains("the online store does not answer"), "{why}");
+}
