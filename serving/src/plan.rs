@@ -139,6 +139,14 @@ pub fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
             format!("unknown table `{t}`; the tables are {known:?}"),
         );
     }
+    if let Some(t) = s.item_table.as_ref().and_then(|t| spec.tables.get(t))
+        && t.format == eddy_features::spec::TableFormat::Debezium
+    {
+        problem(
+            at.key("item_table"),
+            "serving does not read Debezium change events yet: give it the table as rows (a topic of Avro rows), or leave item_table out".into(),
+        );
+    }
     for (i, sql) in s.rules.iter().enumerate() {
         if let Err(e) = polars::sql::sql_expr(sql) {
             problem(

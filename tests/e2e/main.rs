@@ -6,6 +6,7 @@
 mod support;
 
 mod backfill;
+mod cdc;
 mod cli_kafka;
 mod cli_local;
 mod clickstream;

@@ -119,9 +119,27 @@ pub struct TableSpec {
     #[serde(default)]
     pub versioned: bool,
     /// The field holding when a version became valid (epoch ms). Default:
-    /// the record's timestamp.
+    /// the record's timestamp (`format: debezium`: the change's database
+    /// time, `source.ts_ms`).
     #[serde(default)]
     pub valid_from: Option<String>,
+    /// How the topic's records are laid out: `avro` (each record a row) or
+    /// `debezium` (Debezium change events, Avro envelope: creates, updates
+    /// and snapshot reads are versions, deletes end the row). Default
+    /// `avro`.
+    #[serde(default)]
+    pub format: TableFormat,
+}
+
+/// How a table's records are laid out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableFormat {
+    /// Each record is a row (Avro, Confluent wire format).
+    #[default]
+    Avro,
+    /// Each record is a Debezium change event (Avro envelope).
+    Debezium,
 }
 
 /// A feature view: one keyed feature table computed from one source.

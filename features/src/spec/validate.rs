@@ -95,8 +95,21 @@ pub fn validate(
     let mut table_columns = IndexMap::new();
     for (name, table) in &spec.tables {
         let at = root.key("tables").key(name);
-        let Some((_, columns)) = record(&table.topic, &at, &mut problems) else {
+        let Some((schema, columns)) = record(&table.topic, &at, &mut problems) else {
             continue;
+        };
+        // A Debezium table's columns are its rows', inside the envelope.
+        let columns = match table.format {
+            super::TableFormat::Avro => columns,
+            super::TableFormat::Debezium => {
+                match crate::engine::job::decode::envelope_row(&schema) {
+                    Ok(row) => record_columns(row).unwrap_or_default(),
+                    Err(why) => {
+                        problems.push(loaded.problem(&at.key("format"), why));
+                        continue;
+                    }
+                }
+            }
         };
         if !columns.contains_key(&table.key) {
             problems.push(loaded.problem(&at.key("key"), unknown_column(&table.key, &columns)));
@@ -562,6 +575,34 @@ features:
         )
         .unwrap_err();
         assert!(e.contains("a URL or a list of URLs"), "{e}");
+    }
+
+    /// `format: debezium` on a topic whose schema is not Debezium's
+    /// envelope is refused at the key, saying what an envelope has.
+    #[test]
+    fn a_debezium_table_whose_schema_is_not_an_envelope_is_located() {
+        let text = "name: t
+sources:
+  events: { topic: events, key: user, event_time: ts }
+tables:
+  items: { topic: items, key: item, format: debezium }
+features:
+  v:
+    source: events
+    aggregations: [{ name: n, op: count, windows: [1h] }]
+";
+        let loaded = crate::spec::parse(Path::new("v.yaml"), text).unwrap();
+        let lookup = |topic: &str| -> Result<Option<Schema>, String> {
+            Ok(Some(
+                Schema::parse_str(if topic == "events" { EVENT } else { ITEM }).unwrap(),
+            ))
+        };
+        let e = validate(&loaded, &lookup).unwrap_err();
+        let e: Vec<String> = e.iter().map(|p| p.to_string()).collect();
+        assert!(
+            e.iter().any(|p| p.contains("tables.items.format") && p.contains("not a Debezium envelope")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::JobError;
-use super::decode::RecordDecoder;
+use super::decode::{ChangeDecoder, RecordDecoder, envelope_row};
 use crate::engine::table::TableState;
 use crate::engine::task::{Row, TaskConfig};
 use crate::registry::{RegistryError, SchemaRegistry, value_subject};
@@ -29,7 +29,11 @@ pub(crate) struct Table {
     /// Its name in the spec.
     pub name: String,
     pub topic: String,
+    /// Rows of the table's columns (for a Debezium table: its columns and
+    /// key; the records are read by `changes`).
     pub decoder: RecordDecoder,
+    /// A Debezium table's change decoder.
+    pub changes: Option<ChangeDecoder>,
 }
 
 /// Everything a job reads, ready to use.
@@ -147,20 +151,38 @@ impl Inputs {
         let mut table_columns = Vec::new();
         for (name, t) in &spec.tables {
             let schema = schema_of(&t.topic)?;
-            let columns = crate::spec::validate::record_columns(&schema).unwrap_or_default();
+            let (row_schema, changes) = match t.format {
+                crate::spec::TableFormat::Avro => (schema, None),
+                crate::spec::TableFormat::Debezium => {
+                    let row = envelope_row(&schema)
+                        .map_err(|why| JobError::Output(format!("table `{name}`: {why}")))?
+                        .clone();
+                    let columns = crate::spec::validate::record_columns(&row).unwrap_or_default();
+                    let changes = ChangeDecoder::new(
+                        registry.clone(),
+                        schema,
+                        &columns,
+                        &t.key,
+                        t.valid_from.as_deref(),
+                    );
+                    (row, Some(changes))
+                }
+            };
+            let columns = crate::spec::validate::record_columns(&row_schema).unwrap_or_default();
             table_columns.push((name.clone(), columns.keys().cloned().collect::<Vec<_>>()));
             tables.push(Table {
                 name: name.clone(),
                 topic: t.topic.clone(),
                 decoder: RecordDecoder::new(
                     registry.clone(),
-                    schema,
+                    row_schema,
                     &columns,
                     &t.key,
                     t.valid_from
                         .as_deref()
                         .map(|v| (v, crate::spec::TimeUnit::Ms)),
                 ),
+                changes,
             });
             table_state.push(TableState::new(t.versioned));
         }
@@ -240,6 +262,18 @@ pub(crate) fn apply_table_record(
         return Ok(());
     };
     let table = &tables[t];
+    if let Some(changes) = &table.changes {
+        // Debezium follows each delete with a tombstone (for compaction):
+        // the delete has already ended the row.
+        let Some(value) = rec.value.as_deref() else {
+            return Ok(());
+        };
+        let change = changes
+            .decode(value)
+            .map_err(|reason| format!("table `{}`: {reason}", rec.topic))?;
+        state[t].upsert(change.key, change.valid_from, change.row);
+        return Ok(());
+    }
     if rec.value.is_none() {
         if let Some(key) = rec
             .key

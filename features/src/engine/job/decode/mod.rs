@@ -5,7 +5,8 @@
 //! must be set, the event time must be set and in range. How a record's
 //! value becomes the columns is its [`Format`]'s: the Confluent Avro wire
 //! format (`avro.rs`, with its fast path in `avro_flat.rs`) is the one
-//! eddy reads today. A new format is a file here implementing [`Format`],
+//! eddy reads for sources; tables may also hold Debezium change events
+//! (`debezium.rs`), each a version of a row or its deletion. A new format is a file here implementing [`Format`],
 //! opened where the decoder is made ([`RecordDecoder::new`] for Avro).
 //!
 //! Each source and table gets a decoder bound to the schema the spec was
@@ -25,8 +26,10 @@ use crate::topic::Record;
 
 mod avro;
 mod avro_flat;
+mod debezium;
 
 pub use avro::{AvroFormat, to_scalar};
+pub use debezium::{Change, ChangeDecoder, envelope_row};
 
 /// How the values of one topic's records are read: one implementation per
 /// wire format.
