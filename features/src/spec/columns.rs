@@ -171,3 +171,27 @@ type Schema_ = polars::prelude::Schema;
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_string()
 }
+
+/// The record schema of the rows inside a Debezium envelope (`before`'s or
+/// `after`'s), or why `schema` is not an envelope.
+pub fn envelope_row(schema: &Schema) -> Result<&Schema, String> {
+    let Schema::Record(envelope) = schema else {
+        return Err("the value schema is not an Avro record".into());
+    };
+    let field = |name: &str| envelope.fields.iter().find(|f| f.name == name);
+    if !field("op").is_some_and(|f| matches!(f.schema, Schema::String)) {
+        return Err(
+            "not a Debezium envelope: it has no string field `op` (Debezium's change events have before, after, source, op, ts_ms)"
+                .into(),
+        );
+    }
+    // `before` defines the row record; `after` usually refers to it by name.
+    for name in ["before", "after"] {
+        if let Some(Schema::Union(u)) = field(name).map(|f| &f.schema)
+            && let Some(row) = u.variants().iter().find(|v| matches!(v, Schema::Record(_)))
+        {
+            return Ok(row);
+        }
+    }
+    Err("not a Debezium envelope: neither `before` nor `after` is a nullable record of the table's columns".into())
+}

@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 
 use super::columns::field_schema;
 pub use super::columns::{
-    ColumnType, Columns, TimeScale, expression_type, record_columns, time_scale,
+    ColumnType, Columns, TimeScale, envelope_row, expression_type, record_columns, time_scale,
 };
 pub use super::plan::{Derived, FeaturePlan, JoinPlan, OutType, ViewPlan};
 pub(crate) use super::shape::shape;
@@ -101,15 +101,13 @@ pub fn validate(
         // A Debezium table's columns are its rows', inside the envelope.
         let columns = match table.format {
             super::TableFormat::Avro => columns,
-            super::TableFormat::Debezium => {
-                match crate::engine::job::decode::envelope_row(&schema) {
-                    Ok(row) => record_columns(row).unwrap_or_default(),
-                    Err(why) => {
-                        problems.push(loaded.problem(&at.key("format"), why));
-                        continue;
-                    }
+            super::TableFormat::Debezium => match envelope_row(&schema) {
+                Ok(row) => record_columns(row).unwrap_or_default(),
+                Err(why) => {
+                    problems.push(loaded.problem(&at.key("format"), why));
+                    continue;
                 }
-            }
+            },
         };
         if !columns.contains_key(&table.key) {
             problems.push(loaded.problem(&at.key("key"), unknown_column(&table.key, &columns)));
