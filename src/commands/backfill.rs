@@ -98,6 +98,12 @@ pub fn backfill(global: &Global, args: &BackfillArgs) -> anyhow::Result<()> {
         s.from_archive,
         s.from_topics
     );
+    if s.table_records_archived > 0 {
+        println!(
+            "tables: {} archived records applied before the table topics (versions compaction may have taken from them)",
+            s.table_records_archived
+        );
+    }
     if s.late + s.undecodable + s.rejected > 0 {
         println!(
             "not counted, as live: {} late, {} undecodable, {} rejected by expressions{}",

@@ -23,3 +23,4 @@ mod quickstart;
 mod serving;
 mod serving_items;
 mod storage;
+mod table_history;

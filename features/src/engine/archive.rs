@@ -75,6 +75,12 @@ impl ArchiveError {
 pub struct ArchiveSink {
     store: Store,
     topics: Vec<String>,
+    /// Table topics: read whole by every process at every start, so only
+    /// records above what the archive holds are kept (`table_high`), and
+    /// they are written at every checkpoint, whichever task's.
+    tables: Vec<String>,
+    /// Per table (topic, partition): the highest offset archived.
+    table_high: BTreeMap<(String, i32), i64>,
     /// Per (topic, partition): records since the last flush.
     buffers: BTreeMap<(String, i32), Vec<Record>>,
     /// Records archived so far.
@@ -87,13 +93,52 @@ impl ArchiveSink {
         ArchiveSink {
             store,
             topics,
+            tables: Vec::new(),
+            table_high: BTreeMap::new(),
             buffers: BTreeMap::new(),
             archived: 0,
         }
     }
 
+    /// Archives the records of table topics `tables` too: their history,
+    /// which compaction would otherwise take from backfills. Reads the
+    /// archive's last file of each of their partitions, so records it
+    /// already holds are not written again (a table is read from its start
+    /// at every start, and after compaction those records would otherwise
+    /// be written again under the same file names, with fewer records).
+    pub fn with_tables(mut self, tables: Vec<String>) -> Result<ArchiveSink, ArchiveError> {
+        for topic in &tables {
+            for (partition, files) in files_of(&self.store, topic)? {
+                if let Some(last) = files.last() {
+                    let high = read_file(&self.store, topic, &last.name)?
+                        .iter()
+                        .map(|r| r.offset)
+                        .max()
+                        .unwrap_or(last.first);
+                    self.table_high.insert((topic.clone(), partition), high);
+                }
+            }
+        }
+        self.tables = tables;
+        Ok(self)
+    }
+
     /// Keeps a record for the next flush (if its topic is archived).
     pub fn push(&mut self, rec: &Record) {
+        if self.tables.contains(&rec.topic) {
+            let high = self
+                .table_high
+                .entry((rec.topic.clone(), rec.partition))
+                .or_insert(i64::MIN);
+            if rec.offset > *high {
+                *high = rec.offset;
+                self.buffers
+                    .entry((rec.topic.clone(), rec.partition))
+                    .or_default()
+                    .push(rec.clone());
+            }
+            return;
+        }
         if self.topics.contains(&rec.topic) {
             self.buffers
                 .entry((rec.topic.clone(), rec.partition))
@@ -105,7 +150,9 @@ impl ArchiveSink {
     /// Forgets what was read from `partition` (its task moved to another
     /// process, which will read and archive it again).
     pub fn discard(&mut self, partition: i32) {
-        self.buffers.retain(|(_, p), _| *p != partition);
+        let tables = &self.tables;
+        self.buffers
+            .retain(|(t, p), _| *p != partition || tables.contains(t));
     }
 
     /// Writes the buffered records of `partition`: one file per topic and
@@ -114,7 +161,7 @@ impl ArchiveSink {
         let keys: Vec<(String, i32)> = self
             .buffers
             .keys()
-            .filter(|(_, p)| *p == partition)
+            .filter(|(t, p)| *p == partition || self.tables.contains(t))
             .cloned()
             .collect();
         let mut written = Vec::new();

@@ -388,6 +388,15 @@ impl PipelineSpec {
             .map(|(_, s)| s.topic.clone())
             .collect()
     }
+
+    /// The topics of the tables whose records the archive keeps (every
+    /// table's, with an archive): their history outlives compaction.
+    pub fn archived_tables(&self) -> Vec<String> {
+        if self.archive.is_none() {
+            return Vec::new();
+        }
+        self.tables.values().map(|t| t.topic.clone()).collect()
+    }
 }
 
 /// Checkpointing of state and offsets.

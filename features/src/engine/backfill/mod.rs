@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::engine::job::JobError;
-use crate::engine::job::inputs::{Inputs, bootstrap_tables, decode_event};
+use crate::engine::job::inputs::{Inputs, apply_table_record, bootstrap_tables, decode_event};
 use crate::engine::job::output::ParquetSink;
 use crate::engine::table::append_joined;
 use crate::engine::task::{Offer, Output, Probe, Query, Task};
@@ -111,6 +111,10 @@ pub struct BackfillSummary {
     pub lost: Vec<String>,
     /// Records the archive held twice, dropped (lossless).
     pub archive_duplicates: u64,
+    /// Table records read from the archive before the table topics: the
+    /// versions compaction has taken from them, and the rest again
+    /// (re-applying a version changes nothing).
+    pub table_records_archived: u64,
     /// The first record not counted, and why.
     pub first_problem: Option<String>,
     /// Per query id: the view's values for the key as of the query's time.
@@ -198,6 +202,32 @@ impl Backfill {
         let mut inputs = Inputs::open(loaded, backend.as_ref(), &registry, label_source)?;
         let out = Store::open(&options.out)?;
         let mut problem = None;
+        let archive = match &spec.archive {
+            Some(a) => Some(Store::open(&a.url)?),
+            None => None,
+        };
+        // A table's archived history first (versions compaction has taken
+        // from the topic), in offset order, then the topic.
+        let mut table_records_archived = 0;
+        if let Some(store) = &archive {
+            for topic in spec.archived_tables() {
+                for files in crate::engine::archive::files_of(store, &topic)?.into_values() {
+                    for file in files {
+                        for rec in crate::engine::archive::read_file(store, &topic, &file.name)? {
+                            table_records_archived += 1;
+                            if let Err(reason) =
+                                apply_table_record(&inputs.tables, &mut inputs.table_state, &rec)
+                            {
+                                problem.get_or_insert(format!(
+                                    "table `{}` partition {} offset {} (archived): {reason}",
+                                    rec.topic, rec.partition, rec.offset
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
         if !inputs.tables.is_empty() {
             let mut consumer = backend.consumer(None)?;
             bootstrap_tables(
@@ -211,6 +241,7 @@ impl Backfill {
                         rec.topic, rec.partition, rec.offset
                     ));
                 },
+                &mut |_| {},
             )?;
         }
         let start = match (options.from, lookback(&inputs.plans)) {
@@ -225,10 +256,6 @@ impl Backfill {
                 (p, task)
             })
             .collect();
-        let archive = match &spec.archive {
-            Some(a) => Some(Store::open(&a.url)?),
-            None => None,
-        };
         let topics: Vec<String> = inputs.sources.iter().map(|s| s.topic.clone()).collect();
         let bounds: HashMap<(usize, i32), (i64, i64)> = inputs
             .ends
@@ -250,6 +277,7 @@ impl Backfill {
             labels,
             summary: BackfillSummary {
                 first_problem: problem,
+                table_records_archived,
                 ..Default::default()
             },
             options,

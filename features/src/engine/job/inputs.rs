@@ -220,6 +220,7 @@ pub(crate) fn bootstrap_tables(
     tables: &[Table],
     state: &mut [TableState],
     rejected: &mut dyn FnMut(&Record, String),
+    read: &mut dyn FnMut(&Record),
 ) -> Result<(), JobError> {
     let mut ends: HashMap<(String, i32), i64> = HashMap::new();
     for t in tables {
@@ -243,6 +244,7 @@ pub(crate) fn bootstrap_tables(
             if ends.get(&key).is_some_and(|end| rec.offset + 1 >= *end) {
                 ends.remove(&key);
             }
+            read(&rec);
             if let Err(reason) = apply_table_record(tables, state, &rec) {
                 rejected(&rec, reason);
             }

@@ -192,12 +192,15 @@ impl Job {
         }
         let mut consumer = self.backend.consumer(None)?;
         let mut rejected = Vec::new();
+        let sinks = &mut self.sinks;
         bootstrap_tables(
             self.backend.as_ref(),
             consumer.as_mut(),
             &self.tables,
             &mut self.table_state,
             &mut |rec, reason| rejected.push((rec.clone(), reason)),
+            // The archive keeps the tables' history too.
+            &mut |rec| sinks.iter_mut().for_each(|s| s.record(rec)),
         )?;
         for (rec, reason) in rejected {
             self.dead_letter(&rec, &reason)?;
@@ -207,6 +210,9 @@ impl Job {
     }
 
     fn apply_table_record(&mut self, rec: &Record) -> Result<(), JobError> {
+        for sink in &mut self.sinks {
+            sink.record(rec);
+        }
         match apply_table_record(&self.tables, &mut self.table_state, rec) {
             Ok(()) => Ok(()),
             Err(reason) => self.dead_letter(rec, &reason),

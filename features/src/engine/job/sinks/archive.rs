@@ -1,6 +1,7 @@
-//! The archive: every source record the job reads, raw (undecodable ones
-//! too), copied to Parquet on object storage at each checkpoint, so a
-//! backfill can read history that topics no longer retain. Written before
+//! The archive: every source and table record the job reads, raw
+//! (undecodable ones too), copied to Parquet on object storage at each
+//! checkpoint, so a backfill can read history that topics no longer
+//! retain (a table's versions that compaction removed). Written before
 //! the checkpoint records the offsets: archived records are never ahead
 //! of them.
 
@@ -16,11 +17,15 @@ pub struct Archive {
 }
 
 impl Archive {
-    /// An archive of `topics` under `store`.
-    pub fn new(store: Store, topics: Vec<String>) -> Archive {
-        Archive {
-            files: ArchiveSink::new(store, topics),
-        }
+    /// An archive of `topics` and table topics `tables` under `store`.
+    pub fn new(
+        store: Store,
+        topics: Vec<String>,
+        tables: Vec<String>,
+    ) -> Result<Archive, JobError> {
+        Ok(Archive {
+            files: ArchiveSink::new(store, topics).with_tables(tables)?,
+        })
     }
 }
 

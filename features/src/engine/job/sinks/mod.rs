@@ -106,7 +106,8 @@ pub(super) fn open(
         sinks.push(Box::new(archive::Archive::new(
             Store::open(&a.url)?,
             spec.archived_topics(),
-        )));
+            spec.archived_tables(),
+        )?));
     }
     sinks.push(Box::new(reader::ReadApi::new(reader)));
     Ok(sinks)
