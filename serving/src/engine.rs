@@ -385,12 +385,19 @@ impl Engine {
                 // read them once.
                 let mut user_features: HashMap<usize, Scalar> = HashMap::new();
                 if !candidates.is_empty() {
-                    for input in r.inputs.inputs() {
-                        if let InputFrom::Feature(f) = input.from {
-                            let (v, as_of) = features.feature(&user_key, f);
-                            features_as_of = features_as_of.max(as_of);
-                            user_features.insert(f, v);
-                        }
+                    let wanted: Vec<usize> = r
+                        .inputs
+                        .inputs()
+                        .filter_map(|input| match input.from {
+                            InputFrom::Feature(f) => Some(f),
+                            _ => None,
+                        })
+                        .collect();
+                    // One read per view (an online store: one round trip).
+                    for (f, (v, as_of)) in wanted.iter().zip(features.features(&user_key, &wanted))
+                    {
+                        features_as_of = features_as_of.max(as_of);
+                        user_features.insert(*f, v);
                     }
                 }
                 let mut scored = Vec::with_capacity(candidates.len());

@@ -10,6 +10,12 @@
 //! job's tables through that in-process API instead ([`FeatureReader`]):
 //! no topic round trip, and a row is visible as soon as the job releases
 //! it rather than after the next output flush.
+//!
+//! With `features_from: redis`, serving keeps no rows: each request reads
+//! the user's row of each view it needs from the view's online store, one
+//! `HMGET` per view (the layout `sinks/redis.rs` writes). A store that
+//! fails is counted (`store_errors`) and the request goes on without
+//! those features, as for a user with no row.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,6 +49,82 @@ enum Rows {
         reader: FeatureReader,
         views: Vec<(String, usize)>,
     },
+    /// Each view's online store, read per request.
+    Redis(Vec<RedisView>),
+}
+
+/// One view's rows in Redis.
+struct RedisView {
+    name: String,
+    /// `<pipeline>:<key column>=`.
+    prefix: String,
+    /// `_ts:<view>`, then `<view>:<feature>` per feature.
+    fields: Vec<String>,
+    /// Each feature's type, to read its JSON text back.
+    types: Vec<eddy_features::spec::validate::OutType>,
+    client: redis::Client,
+    connection: std::sync::Mutex<Option<redis::Connection>>,
+}
+
+impl RedisView {
+    /// The row of `key` (as_of, values), None if the store has none; Err
+    /// if the store failed.
+    fn row(&self, key: &str) -> Result<Option<(i64, Vec<Scalar>)>, String> {
+        let mut slot = self.connection.lock().expect("poisoned");
+        if slot.is_none() {
+            *slot = Some(self.client.get_connection().map_err(|e| e.to_string())?);
+        }
+        let con = slot.as_mut().expect("connected");
+        let values: Vec<Option<String>> = match redis::cmd("HMGET")
+            .arg(format!("{}{key}", self.prefix))
+            .arg(&self.fields)
+            .query(con)
+        {
+            Ok(v) => v,
+            Err(e) => {
+                *slot = None;
+                return Err(e.to_string());
+            }
+        };
+        let Some(Some(as_of)) = values.first() else {
+            return Ok(None);
+        };
+        let as_of: i64 = as_of
+            .parse()
+            .map_err(|_| format!("`{}` is not a time", self.fields[0]))?;
+        let row = values[1..]
+            .iter()
+            .zip(&self.types)
+            .map(|(text, t)| match text {
+                Some(text) => serde_json::from_str::<serde_json::Value>(text)
+                    .map(|json| from_json(&json, t))
+                    .unwrap_or(Scalar::Null),
+                None => Scalar::Null,
+            })
+            .collect();
+        Ok(Some((as_of, row)))
+    }
+}
+
+/// A feature's JSON text back as a scalar of its type.
+fn from_json(json: &serde_json::Value, t: &eddy_features::spec::validate::OutType) -> Scalar {
+    use eddy_features::spec::ColumnType;
+    use eddy_features::spec::validate::OutType;
+    let scalar = |v: &serde_json::Value, t: &ColumnType| match (v, t) {
+        (serde_json::Value::Null, _) => Scalar::Null,
+        (v, ColumnType::Long) => v.as_i64().map_or(Scalar::Null, Scalar::Long),
+        (v, ColumnType::Double) => v.as_f64().map_or(Scalar::Null, Scalar::Double),
+        (serde_json::Value::Bool(b), ColumnType::Boolean) => Scalar::Bool(*b),
+        (serde_json::Value::String(s), _) => Scalar::from(s.as_str()),
+        _ => Scalar::Null,
+    };
+    match (t, json) {
+        (OutType::Array(element), serde_json::Value::Array(items)) => {
+            Scalar::List(items.iter().map(|v| scalar(v, element)).collect())
+        }
+        (OutType::Plain(c) | OutType::Nullable(c), v) => scalar(v, c),
+        _ => Scalar::Null,
+    }
 }
 
 /// Every view's latest row per key.
@@ -50,6 +132,9 @@ pub struct FeatureTables {
     rows: Rows,
     /// Records that could not be decoded.
     pub undecodable: u64,
+    /// Reads from the online store that failed (the request went on
+    /// without that view's features).
+    pub store_errors: std::sync::atomic::AtomicU64,
 }
 
 /// Why the tables could not be set up.
@@ -109,6 +194,7 @@ impl FeatureTables {
         Ok(FeatureTables {
             rows: Rows::Topics(views),
             undecodable: 0,
+            store_errors: Default::default(),
         })
     }
 
@@ -123,14 +209,95 @@ impl FeatureTables {
                     .collect(),
             },
             undecodable: 0,
+            store_errors: Default::default(),
         }
+    }
+
+    /// Tables of `plans` read per request from each view's Redis store
+    /// (`output.redis`, checked by validation), for pipeline `pipeline`.
+    pub fn redis(plans: &[ViewPlan], pipeline: &str) -> Result<FeatureTables, FeatureTableError> {
+        let mut views = Vec::new();
+        for plan in plans {
+            let store = plan.redis.as_ref().ok_or_else(|| FeatureTableError {
+                topic: plan.output_topic.clone(),
+                why: format!("view `{}` has no output.redis to read from", plan.name),
+            })?;
+            let client =
+                redis::Client::open(store.url.as_str()).map_err(|e| FeatureTableError {
+                    topic: plan.output_topic.clone(),
+                    why: e.to_string(),
+                })?;
+            views.push(RedisView {
+                name: plan.name.clone(),
+                prefix: format!("{pipeline}:{}=", plan.key),
+                fields: std::iter::once(format!("_ts:{}", plan.name))
+                    .chain(
+                        plan.features
+                            .iter()
+                            .map(|f| format!("{}:{}", plan.name, f.column)),
+                    )
+                    .collect(),
+                types: plan
+                    .features
+                    .iter()
+                    .map(eddy_features::spec::validate::OutType::of)
+                    .collect(),
+                client,
+                connection: std::sync::Mutex::new(None),
+            });
+        }
+        Ok(FeatureTables {
+            rows: Rows::Redis(views),
+            undecodable: 0,
+            store_errors: Default::default(),
+        })
+    }
+
+    /// `view`'s row of `key` from its store, counting a failure.
+    fn redis_row(&self, view: &RedisView, key: &str) -> Option<(i64, Vec<Scalar>)> {
+        match view.row(key) {
+            Ok(row) => row,
+            Err(why) => {
+                self.store_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(view = %view.name, %why, "online store read failed");
+                None
+            }
+        }
+    }
+
+    /// Features `wanted` (indices over every view) for `key`, with the
+    /// time each one's row is valid for: one read per view.
+    pub fn features(&self, key: &str, wanted: &[usize]) -> Vec<(Scalar, Option<i64>)> {
+        let Rows::Redis(views) = &self.rows else {
+            return wanted.iter().map(|f| self.feature(key, *f)).collect();
+        };
+        let mut rows: HashMap<usize, Option<(i64, Vec<Scalar>)>> = HashMap::new();
+        wanted
+            .iter()
+            .map(|&f| {
+                let (mut v, mut i) = (0, f);
+                while v < views.len() && i >= views[v].types.len() {
+                    i -= views[v].types.len();
+                    v += 1;
+                }
+                let Some(view) = views.get(v) else {
+                    return (Scalar::Null, None);
+                };
+                let row = rows.entry(v).or_insert_with(|| self.redis_row(view, key));
+                match row {
+                    Some((as_of, values)) => (values[i].clone(), Some(*as_of)),
+                    None => (Scalar::Null, None),
+                }
+            })
+            .collect()
     }
 
     /// The topics to follow (none when the job is in this process).
     pub fn topics(&self) -> Vec<String> {
         match &self.rows {
             Rows::Topics(views) => views.iter().map(|v| v.topic.clone()).collect(),
-            Rows::Job { .. } => Vec::new(),
+            Rows::Job { .. } | Rows::Redis(_) => Vec::new(),
         }
     }
 
@@ -194,6 +361,7 @@ impl FeatureTables {
                     f -= n;
                 }
             }
+            Rows::Redis(_) => return self.features(key, &[f]).remove(0),
         }
         (Scalar::Null, None)
     }
@@ -211,6 +379,11 @@ impl FeatureTables {
             Rows::Job { reader, .. } => {
                 let row = reader.get(view, key, None).ok()??;
                 return Some((row.as_of, row.values));
+            }
+            Rows::Redis(views) => {
+                let (as_of, values) = self.redis_row(&views[i], key)?;
+                let names = plans[i].features.iter().map(|f| f.column.clone());
+                return Some((as_of, names.zip(values).collect()));
             }
         };
         let (as_of, values) = views[i].rows.get(key)?;
@@ -230,6 +403,8 @@ impl FeatureTables {
         match &self.rows {
             Rows::Topics(views) => views.iter().map(|v| v.rows.len()).sum(),
             Rows::Job { reader, views } => views.iter().map(|(n, _)| reader.len(n)).sum(),
+            // Keys live in the store; serving holds none.
+            Rows::Redis(_) => 0,
         }
     }
 

@@ -68,6 +68,10 @@ fn recommend(
     } = &mut *state;
     let r = engine.recommend(&request, models, features);
     metrics.sync_ranker(engine.ranker_counts(), engine.impressions_unanswered);
+    metrics.feature_store_errors.store(
+        features.store_errors.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
     metrics.http_requests.fetch_add(1, Ordering::Relaxed);
     axum::Json(to_json(&r, now_ms())).into_response()
 }

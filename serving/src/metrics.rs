@@ -30,6 +30,9 @@ pub struct ServeMetrics {
     pub ahead_of_trigger: AtomicU64,
     /// Feature-topic rows that did not decode (the key keeps its older row).
     pub feature_rows_undecodable: AtomicU64,
+    /// Online-store (Redis) reads that failed: those requests went on
+    /// without that view's features.
+    pub feature_store_errors: AtomicU64,
     /// Item-table rows the business rules could not read or evaluate (the
     /// item is not allowed).
     pub item_rows_rejected: AtomicU64,
@@ -122,6 +125,11 @@ impl Report for ServeMetrics {
                 "eddy_serve_empty_total",
                 "Recommendations with no item.",
                 &self.empty,
+            ),
+            counter(
+                "eddy_serve_feature_store_errors_total",
+                "Reads of the views' online store (Redis) that failed; those requests were answered without that view's features.",
+                &self.feature_store_errors,
             ),
             counter(
                 "eddy_serve_feature_rows_undecodable_total",

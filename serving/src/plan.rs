@@ -139,6 +139,18 @@ pub fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
             format!("unknown table `{t}`; the tables are {known:?}"),
         );
     }
+    if s.features_from == eddy_features::spec::serving::FeaturesFrom::Redis {
+        for (name, view) in &spec.features {
+            if view.output.redis.is_none() {
+                problem(
+                    at.key("features_from"),
+                    format!(
+                        "serving reads features from Redis, but view `{name}` has no `output.redis`: add one, or read from `topics`"
+                    ),
+                );
+            }
+        }
+    }
     if let Some(t) = s.item_table.as_ref().and_then(|t| spec.tables.get(t))
         && t.format == eddy_features::spec::TableFormat::Debezium
     {

@@ -53,6 +53,10 @@ fn a_view_in_redis_equals_its_topic_and_a_replay_does_not_move_it_back() {
         ),
     );
     assert!(text.contains("redis:"), "{text}");
+    // Serving reads the user's features from Redis, not the topics.
+    let text = text
+        + "models:\n  popular: { kind: popularity, source: clicks, item: item }\n\
+           serving:\n  trigger: clicks\n  candidates: [popular]\n  features_from: redis\n";
     std::fs::write(&clicks.spec, text).unwrap();
     let spec = clicks.spec.to_str().unwrap();
     let valid = ok(cmd(&["validate", spec]), "");
@@ -96,6 +100,33 @@ fn a_view_in_redis_equals_its_topic_and_a_replay_does_not_move_it_back() {
             .unwrap();
         assert!(ttl > 0 && ttl <= 30 * 86_400_000, "{ttl}");
     }
+
+    // `eddy serve` with `features_from: redis` answers from the store.
+    let serve = LiveRun::start(cmd(&["serve", spec, "--http", "127.0.0.1:0"]));
+    let (user, row) = latest.iter().next().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let body = loop {
+        let (status, body) =
+            crate::pipeline::http_get(&serve.addr, &format!("/v1/features/shopper/{user}"));
+        if status == 200 {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status} {body}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let served: Json = serde_json::from_str(&body).unwrap();
+    assert_eq!(served["as_of"], row["as_of"], "{body}");
+    for (column, want) in row.as_object().unwrap() {
+        if column != "user" && column != "as_of" {
+            assert_eq!(&served["features"][column], want, "{column}: {body}");
+        }
+    }
+    let (_, metrics) = crate::pipeline::http_get(&serve.addr, "/metrics");
+    assert!(
+        metrics.contains("eddy_serve_feature_store_errors_total"),
+        "{metrics}"
+    );
+    serve.stop();
 
     // A replay from scratch (no checkpoint) writes the same rows again:
     // the store ends as it was. One key holds a row newer than any the

@@ -79,6 +79,24 @@ pub struct ServingSpec {
     /// `hold` (wait until every model has loaded). Default `fallback`.
     #[serde(default)]
     pub when_not_ready: NotReady,
+    /// Where `eddy serve` reads the user's features: `topics` (it follows
+    /// the feature topics and keeps every row in memory) or `redis` (it
+    /// reads each request's rows from the views' `output.redis`: every
+    /// view needs one). Default `topics`. `eddy run --serve` reads the
+    /// job's tables in process either way.
+    #[serde(default)]
+    pub features_from: FeaturesFrom,
+}
+
+/// Where serving reads features.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeaturesFrom {
+    #[default]
+    /// The feature topics, materialized in memory.
+    Topics,
+    /// The views' online store (Redis), per request.
+    Redis,
 }
 
 /// Exploration for cold items.

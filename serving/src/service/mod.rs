@@ -316,6 +316,10 @@ impl Service {
             let r = engine.recommend(&request, models, features);
             self.metrics
                 .sync_ranker(engine.ranker_counts(), engine.impressions_unanswered);
+            self.metrics.feature_store_errors.store(
+                features.store_errors.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
             r
         };
         self.emit(&recommendation, &lineage_id)?;

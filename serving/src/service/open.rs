@@ -125,6 +125,9 @@ impl Service {
         );
         let (features, learner_feed) = match colocated {
             Some(c) => (FeatureTables::in_process(c.reader, &views), Some(c.models)),
+            None if serving.features_from == eddy_features::spec::serving::FeaturesFrom::Redis => {
+                (FeatureTables::redis(&views, &spec.name)?, None)
+            }
             None => (FeatureTables::new(&views, registry.clone())?, None),
         };
         // Topics: outputs, and the state to follow.
