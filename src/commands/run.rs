@@ -65,6 +65,27 @@ pub fn validate(global: &Global, args: &ValidateArgs) -> anyhow::Result<()> {
                 plan.name
             ));
         }
+        if let Some(pg) = &plan.postgres {
+            let reachable = pg
+                .url
+                .parse::<postgres::Config>()
+                .and_then(|c| c.connect(postgres::NoTls))
+                .and_then(|mut c| c.simple_query("SELECT 1").map(|_| ()));
+            if let Err(e) = reachable {
+                return Err(CliError::fail(
+                    ExitCode::Unreachable,
+                    format!(
+                        "{}: view `{}`: PostgreSQL does not answer: {e}",
+                        args.spec.display(),
+                        plan.name
+                    ),
+                ));
+            }
+            storage.push(format!(
+                "  PostgreSQL table for view {}: reachable",
+                plan.name
+            ));
+        }
     }
     println!("{}: valid", args.spec.display());
     for line in storage {
@@ -294,6 +315,17 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
     }
     for file in &summary.parquet_files {
         tracing::info!(%file, "parquet written");
+    }
+    let (written, older) = summary.postgres;
+    if written + older > 0 {
+        println!(
+            "postgres: {written} rows upserted{}",
+            if older > 0 {
+                format!(", {older} older than the table's skipped (a replay)")
+            } else {
+                String::new()
+            }
+        );
     }
     let (written, older) = summary.online_store;
     if written + older > 0 {

@@ -172,3 +172,106 @@ fn a_view_in_redis_equals_its_topic_and_a_replay_does_not_move_it_back() {
     let why = fails_with(cmd(&["validate", bad_spec.to_str().unwrap()]), "", 4);
     assert!(why.contains("the online store does not answer"), "{why}");
 }
+
+/// The same view upserted into PostgreSQL (started by tests/run from
+/// Debian's postgresql): a row per key equal to the topic's latest, lists
+/// as JSONB; a replay leaves the table as it was and skips a row older
+/// than the stored one.
+#[test]
+fn a_view_in_postgres_equals_its_topic_and_a_replay_does_not_move_it_back() {
+    let Some(url) = external("EDDY_TEST_POSTGRES") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("eddy-data");
+    let cmd = |args: &[&str]| {
+        let mut c = eddy(&data);
+        c.args(args);
+        c
+    };
+    let clicks = load_clicks(d, &cmd, "", 2000);
+    let table = unique("shopper").replace('-', "_");
+    let text = std::fs::read_to_string(&clicks.spec).unwrap().replace(
+        &format!("output: {{ topic: {} }}", clicks.features),
+        &format!(
+            "output: {{ topic: {}, postgres: {{ url: \"{url}\", table: {table} }} }}",
+            clicks.features
+        ),
+    );
+    std::fs::write(&clicks.spec, text).unwrap();
+    let spec = clicks.spec.to_str().unwrap();
+    let valid = ok(cmd(&["validate", spec]), "");
+    assert!(
+        valid.contains("PostgreSQL table for view shopper: reachable"),
+        "{valid}"
+    );
+    let ckpt = d.join("ckpt-1").display().to_string();
+    let args = run_args(d, &clicks, &ckpt);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = ok(cmd(&args), "");
+    assert!(first.contains("postgres: "), "{first}");
+
+    let mut latest: BTreeMap<i64, Json> = BTreeMap::new();
+    for row in json_lines(&ok(
+        cmd(&["topics", "consume", "--topic", &clicks.features]),
+        "",
+    )) {
+        latest.insert(row["user"].as_i64().unwrap(), row);
+    }
+    let mut pg = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    // Every column as JSON, so the comparison is the topic's JSON.
+    let read = |pg: &mut postgres::Client| -> BTreeMap<i64, Json> {
+        pg.query(&format!("SELECT to_jsonb(t) FROM \"{table}\" t"), &[])
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let j: Json = r.get(0);
+                (j["user"].as_i64().unwrap(), j)
+            })
+            .collect()
+    };
+    let stored = read(&mut pg);
+    assert_eq!(stored.len(), latest.len(), "one row per key");
+    for (user, row) in &latest {
+        let got = &stored[user];
+        for (column, want) in row.as_object().unwrap() {
+            let have = &got[column];
+            match (have.as_f64(), want.as_f64()) {
+                (Some(a), Some(b)) => assert!(
+                    (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                    "{user} {column}: {have} vs {want}"
+                ),
+                _ => assert_eq!(have, want, "{user} {column}"),
+            }
+        }
+    }
+
+    // One row made newer by hand: the replay skips its older row, and
+    // leaves the others as they were.
+    let (newer, _) = stored.iter().next().unwrap();
+    pg.execute(
+        &format!("UPDATE \"{table}\" SET as_of = 4102444800000, clicks_lifetime = 999999 WHERE \"user\" = $1"),
+        &[newer],
+    )
+    .unwrap();
+    let ckpt = d.join("ckpt-2").display().to_string();
+    let args = run_args(d, &clicks, &ckpt);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let replay = ok(cmd(&args), "");
+    assert!(
+        replay.contains(&format!(
+            "postgres: {} rows upserted, 1 older than the table's skipped",
+            stored.len() - 1
+        )),
+        "{replay}"
+    );
+    let after = read(&mut pg);
+    for (user, row) in &stored {
+        if user == newer {
+            assert_eq!(after[user]["clicks_lifetime"], 999999);
+        } else {
+            assert_eq!(&after[user], row, "{user}");
+        }
+    }
+}

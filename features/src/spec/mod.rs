@@ -318,6 +318,24 @@ pub struct OutputSpec {
     /// An online store: Redis, one hash per entity. Default: none.
     #[serde(default)]
     pub redis: Option<RedisSpec>,
+    /// A PostgreSQL table of the view's rows, upserted by key: an online
+    /// store services query with SQL, and a table reports read. Default:
+    /// none.
+    #[serde(default)]
+    pub postgres: Option<PostgresSpec>,
+}
+
+/// A view's rows in a PostgreSQL table: one row per key (the key column,
+/// `as_of`, a column per feature; lists as JSONB), created if missing.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSpec {
+    /// The server: `postgresql://user[:password]@host[:port]/database`.
+    /// Required.
+    pub url: String,
+    /// The table. Default: the view's name.
+    #[serde(default)]
+    pub table: Option<String>,
 }
 
 /// A view's rows in Redis, as Feast lays out its online store: one hash

@@ -102,6 +102,8 @@ pub struct ViewPlan {
     pub parquet: Vec<String>,
     /// The online store, if any.
     pub redis: Option<super::RedisSpec>,
+    /// The PostgreSQL table, if any.
+    pub postgres: Option<super::PostgresSpec>,
 }
 
 /// The type of a feature column in the output.

@@ -136,6 +136,14 @@ pub(crate) fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
                 );
             }
         }
+        if let Some(pg) = &view.output.postgres
+            && let Err(e) = pg.url.parse::<postgres::Config>()
+        {
+            problem(
+                at.key("output").key("postgres").key("url"),
+                format!("not a PostgreSQL URL (postgresql://user@host:port/db): {e}"),
+            );
+        }
         let urls = &view.output.parquet.0;
         for (i, url) in urls.iter().enumerate() {
             // A single URL is located at the key, one of a list by index.

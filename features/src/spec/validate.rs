@@ -264,6 +264,7 @@ pub fn validate(
             output_topic: view.output_topic(name),
             parquet: view.output.parquet.0.clone(),
             redis: view.output.redis.clone(),
+            postgres: view.output.postgres.clone(),
         });
     }
     if problems.is_empty() {

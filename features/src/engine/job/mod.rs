@@ -92,6 +92,9 @@ pub struct RunSummary {
     /// Online-store (Redis) rows written, and rows skipped because the
     /// store held a newer one (a replay).
     pub online_store: (u64, u64),
+    /// PostgreSQL rows written, and rows skipped because the table held a
+    /// newer one (a replay).
+    pub postgres: (u64, u64),
     /// Source records copied to the archive.
     pub archived: u64,
     /// How long the run took.
@@ -321,6 +324,7 @@ impl Job {
             checkpoint_fallbacks: self.checkpointer.fallbacks(),
             parquet_files: Vec::new(),
             online_store: (0, 0),
+            postgres: (0, 0),
             archived: 0,
             elapsed: started.elapsed(),
         };

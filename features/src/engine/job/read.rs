@@ -241,6 +241,7 @@ mod tests {
             output_topic: "features.v".into(),
             parquet: Vec::new(),
             redis: None,
+            postgres: None,
         };
         FeatureReader::new(&[plan])
     }

@@ -12,11 +12,13 @@
 //! - [`topic`]: the view's compacted feature topic, Avro;
 //! - [`parquet`]: the view's Parquet directory on object storage;
 //! - [`redis`]: the view's rows in Redis, the online store;
+//! - [`postgres`]: the view's rows in a PostgreSQL table;
 //! - [`reader`]: the in-process read API (`eddy run --serve`);
 //! - [`archive`]: the raw source records, for backfills.
 
 pub mod archive;
 pub mod parquet;
+pub mod postgres;
 pub mod reader;
 pub mod redis;
 pub mod topic;
@@ -100,6 +102,9 @@ pub(super) fn open(
         }
         if let Some(r) = &plan.redis {
             sinks.push(Box::new(redis::RedisRows::new(v, &spec.name, plan, r)?));
+        }
+        if let Some(pg) = &plan.postgres {
+            sinks.push(Box::new(postgres::PostgresRows::new(v, plan, pg)?));
         }
     }
     if let Some(a) = &spec.archive {

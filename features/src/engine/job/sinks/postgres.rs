@@ -1,0 +1,272 @@
+//! A view's rows in PostgreSQL: one table per view, one row per key,
+//! upserted when the task checkpoints, for services that query features
+//! with SQL and for reports over windowed summaries.
+//!
+//! The table (created if missing) has the key column as its primary key,
+//! `as_of` (epoch ms) and a column per feature: BIGINT, DOUBLE PRECISION,
+//! TEXT or BOOLEAN, lists as JSONB, every feature nullable. Rows are held
+//! per task and written in one transaction before the task's offsets are
+//! recorded, so a crash loses nothing a checkpoint covers. The upsert
+//! changes a row only if its `as_of` is not older than the stored one
+//! (`ON CONFLICT … WHERE`), so a replay never moves a row back in time;
+//! the rows it skips are counted.
+
+use std::collections::HashMap;
+
+use postgres::types::ToSql;
+
+use crate::engine::value::Scalar;
+use crate::engine::view::FeatureRow;
+use crate::spec::ColumnType;
+use crate::spec::PostgresSpec;
+use crate::spec::validate::{OutType, ViewPlan};
+
+use super::{JobError, RunSummary, Sink};
+
+/// A SQL identifier, quoted.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The SQL type of a feature.
+fn sql_type(t: &OutType) -> &'static str {
+    match t {
+        OutType::Array(_) => "JSONB",
+        OutType::Plain(t) | OutType::Nullable(t) => match t {
+            ColumnType::Long => "BIGINT",
+            ColumnType::Double => "DOUBLE PRECISION",
+            ColumnType::Boolean => "BOOLEAN",
+            ColumnType::String => "TEXT",
+            ColumnType::List(_) => "JSONB",
+        },
+    }
+}
+
+/// A value as a parameter of the column's type (a NULL of that type too).
+fn param(v: &Scalar, t: &OutType) -> Box<dyn ToSql + Sync> {
+    match (t, v) {
+        (OutType::Array(_), Scalar::Null) => Box::new(None::<serde_json::Value>),
+        (OutType::Array(_), v) => Box::new(v.to_json()),
+        (OutType::Plain(c) | OutType::Nullable(c), v) => match (c, v) {
+            (ColumnType::Long, Scalar::Long(x)) => Box::new(*x),
+            (ColumnType::Long, _) => Box::new(None::<i64>),
+            (ColumnType::Double, Scalar::Double(x)) => Box::new(*x),
+            (ColumnType::Double, Scalar::Long(x)) => Box::new(*x as f64),
+            (ColumnType::Double, _) => Box::new(None::<f64>),
+            (ColumnType::Boolean, Scalar::Bool(b)) => Box::new(*b),
+            (ColumnType::Boolean, _) => Box::new(None::<bool>),
+            (ColumnType::String, Scalar::Str(s)) => Box::new(s.to_string()),
+            (ColumnType::String, _) => Box::new(None::<String>),
+            (ColumnType::List(_), Scalar::Null) => Box::new(None::<serde_json::Value>),
+            (ColumnType::List(_), v) => Box::new(v.to_json()),
+        },
+    }
+}
+
+/// A row to upsert: the key, its `as_of` and the values.
+type Upsert = (Scalar, i64, Vec<Scalar>);
+
+/// One view's rows to PostgreSQL.
+pub struct PostgresRows {
+    view: usize,
+    table: String,
+    key_type: ColumnType,
+    types: Vec<OutType>,
+    /// CREATE TABLE IF NOT EXISTS …
+    create: String,
+    /// The upsert, `$1` the key, `$2` as_of, then the features.
+    upsert: String,
+    url: String,
+    config: postgres::Config,
+    client: Option<postgres::Client>,
+    /// Per task: key text → (key, as_of, values), the latest.
+    pending: HashMap<i32, HashMap<String, Upsert>>,
+    written: u64,
+    older_skipped: u64,
+}
+
+/// The URL without its password, for messages.
+fn shown(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
+    }
+}
+
+impl PostgresRows {
+    /// View `view`'s rows to the table `spec` says.
+    pub fn new(
+        view: usize,
+        plan: &ViewPlan,
+        spec: &PostgresSpec,
+    ) -> Result<PostgresRows, JobError> {
+        let config: postgres::Config =
+            spec.url
+                .parse()
+                .map_err(|e: postgres::Error| JobError::OnlineStore {
+                    url: shown(&spec.url),
+                    why: e.to_string(),
+                })?;
+        let table = spec.table.clone().unwrap_or_else(|| plan.name.clone());
+        let types: Vec<OutType> = plan.features.iter().map(OutType::of).collect();
+        let key_sql = if plan.key_type == ColumnType::Long {
+            "BIGINT"
+        } else {
+            "TEXT"
+        };
+        let mut columns = vec![
+            format!("{} {key_sql} PRIMARY KEY", ident(&plan.key)),
+            "\"as_of\" BIGINT NOT NULL".to_string(),
+        ];
+        columns.extend(
+            plan.features
+                .iter()
+                .zip(&types)
+                .map(|(f, t)| format!("{} {}", ident(&f.column), sql_type(t))),
+        );
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {} ({})",
+            ident(&table),
+            columns.join(", ")
+        );
+        let names: Vec<String> = std::iter::once(ident(&plan.key))
+            .chain(std::iter::once("\"as_of\"".to_string()))
+            .chain(plan.features.iter().map(|f| ident(&f.column)))
+            .collect();
+        let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
+        let updates: Vec<String> = names[1..]
+            .iter()
+            .map(|n| format!("{n} = EXCLUDED.{n}"))
+            .collect();
+        let upsert = format!(
+            "INSERT INTO {t} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {} WHERE {t}.\"as_of\" <= EXCLUDED.\"as_of\"",
+            names.join(", "),
+            placeholders.join(", "),
+            names[0],
+            updates.join(", "),
+            t = ident(&table)
+        );
+        Ok(PostgresRows {
+            view,
+            table,
+            key_type: plan.key_type.clone(),
+            types,
+            create,
+            upsert,
+            url: shown(&spec.url),
+            config,
+            client: None,
+            pending: HashMap::new(),
+            written: 0,
+            older_skipped: 0,
+        })
+    }
+
+    fn failed(&self, e: postgres::Error) -> JobError {
+        JobError::OnlineStore {
+            url: self.url.clone(),
+            why: format!("table `{}`: {e}", self.table),
+        }
+    }
+
+    fn write(&mut self, rows: Vec<Upsert>) -> Result<(), JobError> {
+        if self.client.is_none() {
+            let mut client = self
+                .config
+                .connect(postgres::NoTls)
+                .map_err(|e| self.failed(e))?;
+            client
+                .batch_execute(&self.create)
+                .map_err(|e| self.failed(e))?;
+            self.client = Some(client);
+        }
+        let key_long = self.key_type == ColumnType::Long;
+        let (upsert, types) = (self.upsert.clone(), self.types.clone());
+        let client = self.client.as_mut().expect("connected");
+        let mut tx = client.transaction().map_err(|e| JobError::OnlineStore {
+            url: self.url.clone(),
+            why: e.to_string(),
+        })?;
+        let statement = tx.prepare(&upsert).map_err(|e| JobError::OnlineStore {
+            url: self.url.clone(),
+            why: e.to_string(),
+        })?;
+        let (mut written, mut skipped) = (0, 0);
+        for (key, as_of, values) in rows {
+            let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::with_capacity(values.len() + 2);
+            params.push(match (&key, key_long) {
+                (Scalar::Long(k), true) => Box::new(*k),
+                (k, _) => Box::new(k.key_text()),
+            });
+            params.push(Box::new(as_of));
+            for (v, t) in values.iter().zip(&types) {
+                params.push(param(v, t));
+            }
+            let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
+            let changed = tx
+                .execute(&statement, &refs)
+                .map_err(|e| JobError::OnlineStore {
+                    url: self.url.clone(),
+                    why: e.to_string(),
+                })?;
+            if changed == 1 {
+                written += 1;
+            } else {
+                skipped += 1;
+            }
+        }
+        tx.commit().map_err(|e| JobError::OnlineStore {
+            url: self.url.clone(),
+            why: e.to_string(),
+        })?;
+        self.written += written;
+        self.older_skipped += skipped;
+        Ok(())
+    }
+}
+
+impl Sink for PostgresRows {
+    fn rows(
+        &mut self,
+        partition: i32,
+        rows: &[(usize, FeatureRow)],
+        _watermark: Option<i64>,
+    ) -> Result<(), JobError> {
+        let pending = self.pending.entry(partition).or_default();
+        for (v, row) in rows {
+            if *v == self.view {
+                pending.insert(
+                    row.key.key_text(),
+                    (row.key.clone(), row.as_of, row.values.clone()),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, partition: i32, _seq: u64) -> Result<(), JobError> {
+        let Some(rows) = self.pending.remove(&partition) else {
+            return Ok(());
+        };
+        let mut rows: Vec<(String, Upsert)> = rows.into_iter().collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Err(e) = self.write(rows.into_iter().map(|(_, r)| r).collect()) {
+            // Reconnect next time; the job stops before its checkpoint.
+            self.client = None;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn discard(&mut self, partition: i32) {
+        self.pending.remove(&partition);
+    }
+
+    fn report(&self, summary: &mut RunSummary) {
+        summary.postgres.0 += self.written;
+        summary.postgres.1 += self.older_skipped;
+    }
+}
