@@ -48,6 +48,10 @@ pub struct BenchServeArgs {
     /// Partitions of the events topic. Default 1.
     #[arg(long, default_value_t = 1)]
     pub partitions: i32,
+    /// Serving's learned order (`serving.learned_order`), to measure what
+    /// it costs against the FTRL ranker's order alone. Default true.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub learned_order: bool,
 }
 
 #[derive(Debug, Args)]

@@ -32,7 +32,7 @@ const EVENT: &str = r#"{"type":"record","name":"BenchRating","namespace":"eddy.b
   {"name":"user","type":"long"},{"name":"item","type":"long"},
   {"name":"rating","type":"double"},{"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#;
 
-fn bench_spec(stamp: u128, events: &str, k: usize) -> String {
+fn bench_spec(stamp: u128, events: &str, k: usize, learned_order: bool) -> String {
     format!(
         "name: bench_serve_{stamp}
 sources:
@@ -78,6 +78,7 @@ serving:
   trigger: ratings
   candidates: [next, taste, popular]
   ranker: like
+  learned_order: {learned_order}
   k: {k}
   topic: {events}.recommendations
 "
@@ -135,7 +136,7 @@ pub fn serve_bench(global: &Global, args: &BenchServeArgs) -> anyhow::Result<()>
     producer.flush()?;
     bar.finish_and_clear();
     // The pipeline trains and publishes the models.
-    let text = bench_spec(stamp, &events, args.k);
+    let text = bench_spec(stamp, &events, args.k, args.learned_order);
     let loaded = super::common::parse("bench-serve.yaml", &text)?;
     let ckpt = std::env::temp_dir().join(format!("eddy-bench-serve-{stamp}"));
     let mut job = Job::open(
