@@ -66,8 +66,13 @@ pub(crate) fn serve_failure(e: ServeError) -> anyhow::Error {
     }
 }
 
-/// Sets `stop` on Ctrl-C or SIGTERM.
+/// Sets `stop` on Ctrl-C or SIGTERM. Returns once both handlers are
+/// installed: until then a signal would kill the process outright (no
+/// checkpoint, no flush), and callers announce they are running right
+/// after this (regression: a Ctrl-C just after `eddy serve` printed its
+/// address, on a loaded machine, killed it with no output).
 pub(crate) fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let (ready, installed) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -76,17 +81,22 @@ pub(crate) fn stop_on_signals(stop: Arc<AtomicBool>) -> anyhow::Result<()> {
                 .build()
                 .expect("runtime");
             rt.block_on(async {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("SIGTERM");
+                use tokio::signal::unix::{SignalKind, signal};
+                // Creating the streams installs the handlers.
+                let mut term = signal(SignalKind::terminate()).expect("SIGTERM");
+                let mut int = signal(SignalKind::interrupt()).expect("SIGINT");
+                let _ = ready.send(());
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {},
+                    _ = int.recv() => {},
                     _ = term.recv() => {},
                 }
             });
             eprintln!("stopping: checkpointing...");
             stop.store(true, Ordering::Relaxed);
         })?;
+    installed
+        .recv()
+        .map_err(|_| anyhow::anyhow!("the signal handlers could not be installed"))?;
     Ok(())
 }
 

@@ -23,22 +23,29 @@ pub fn serve(ctx: Context, listen: SocketAddr, topic: &str) -> anyhow::Result<()
         let listener =
             tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding the registry to {listen}"))?;
         let addr = listener.local_addr()?;
+        // The handlers exist before the address is announced: a signal
+        // right after it stops the registry rather than kill it.
+        let stopped = shutdown_signal();
         println!("listening on http://{addr}");
         use std::io::Write as _;
         std::io::stdout().flush()?;
         eprintln!("eddy schema registry on http://{addr}, schemas in topic `{topic}` ({} backend); Ctrl-C stops it", ctx.backend.kind());
-        server::serve(store, listener, shutdown_signal()).await?;
+        server::serve(store, listener, stopped).await?;
         eprintln!("registry stopped");
         anyhow::Ok(())
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term.recv() => {},
+/// Resolves on Ctrl-C or SIGTERM; the handlers are installed when it is
+/// called, not when it is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
     }
 }
