@@ -374,6 +374,7 @@ pub fn interactions(
     plan: &ModelPlan,
     key: &str,
     event_time: (&str, eddy_features::spec::TimeUnit),
+    format: eddy_features::spec::RecordFormat,
     backend: &dyn eddy_features::topic::Backend,
     registry: std::sync::Arc<dyn eddy_features::registry::SchemaRegistry>,
     schema: apache_avro::Schema,
@@ -381,12 +382,13 @@ pub fn interactions(
     use eddy_features::engine::backfill::training::Labeler;
     use eddy_features::engine::job::decode::RecordDecoder;
     use eddy_training::online::recommender::id_of;
-    let decoder = RecordDecoder::new(
+    let decoder = RecordDecoder::source(
         registry,
         schema,
         &plan.source_columns,
         key,
         Some(event_time),
+        format,
     );
     let records = eddy_features::topic::read_to_end(
         backend,

@@ -152,7 +152,7 @@ pub fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
         }
     }
     if let Some(t) = s.item_table.as_ref().and_then(|t| spec.tables.get(t))
-        && t.format == eddy_features::spec::TableFormat::Debezium
+        && t.format == eddy_features::spec::RecordFormat::Debezium
     {
         problem(
             at.key("item_table"),

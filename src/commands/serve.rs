@@ -103,6 +103,7 @@ pub fn evaluate(global: &Global, args: &EvaluateArgs) -> anyhow::Result<()> {
         first,
         &source.key,
         (&source.event_time, source.event_time_unit),
+        source.format,
         ctx.backend.as_ref(),
         registry.clone(),
         schema,

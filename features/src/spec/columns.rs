@@ -195,3 +195,32 @@ pub fn envelope_row(schema: &Schema) -> Result<&Schema, String> {
     }
     Err("not a Debezium envelope: neither `before` nor `after` is a nullable record of the table's columns".into())
 }
+
+/// The record a Debezium source's events read as: the row's fields, then
+/// `__op` (c, r, u or d) and `__source_ts_ms` (the change's time in the
+/// database, epoch ms): Debezium's own names for them in its
+/// `ExtractNewRecordState` transform.
+pub fn change_schema(envelope: &Schema) -> Result<Schema, String> {
+    let row = envelope_row(envelope)?;
+    let mut json = serde_json::to_value(row).map_err(|e| e.to_string())?;
+    let fields = json["fields"]
+        .as_array_mut()
+        .ok_or("the row schema is not a record")?;
+    for reserved in ["__op", "__source_ts_ms"] {
+        if fields.iter().any(|f| f["name"] == reserved) {
+            return Err(format!("the row already has a column `{reserved}`"));
+        }
+    }
+    fields.push(serde_json::json!({"name": "__op", "type": "string"}));
+    fields.push(serde_json::json!({"name": "__source_ts_ms", "type": "long"}));
+    Schema::parse(&json).map_err(|e| e.to_string())
+}
+
+/// A source's columns: its record's, or for Debezium change events the
+/// row's plus `__op` and `__source_ts_ms` ([`change_schema`]).
+pub fn source_columns(schema: &Schema, format: super::RecordFormat) -> Option<Columns> {
+    match format {
+        super::RecordFormat::Avro => record_columns(schema),
+        super::RecordFormat::Debezium => record_columns(&change_schema(schema).ok()?),
+    }
+}

@@ -89,6 +89,13 @@ pub struct SourceSpec {
     /// stall every feature. Default `30s`; `0s` disables idleness.
     #[serde(default = "default_idle")]
     pub idle_timeout: Millis,
+    /// How the topic's records are laid out: `avro` (each record an event)
+    /// or `debezium` (each Debezium change event an event: the row's
+    /// columns, `after`, or `before` for a delete, plus `__op` and
+    /// `__source_ts_ms`, the change's time in the database; use
+    /// `event_time: __source_ts_ms`). Default `avro`.
+    #[serde(default)]
+    pub format: RecordFormat,
 }
 
 fn default_idle() -> Millis {
@@ -128,13 +135,13 @@ pub struct TableSpec {
     /// and snapshot reads are versions, deletes end the row). Default
     /// `avro`.
     #[serde(default)]
-    pub format: TableFormat,
+    pub format: RecordFormat,
 }
 
 /// How a table's records are laid out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum TableFormat {
+pub enum RecordFormat {
     /// Each record is a row (Avro, Confluent wire format).
     #[default]
     Avro,

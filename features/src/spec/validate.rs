@@ -11,7 +11,8 @@ use indexmap::IndexMap;
 
 use super::columns::field_schema;
 pub use super::columns::{
-    ColumnType, Columns, TimeScale, envelope_row, expression_type, record_columns, time_scale,
+    ColumnType, Columns, TimeScale, change_schema, envelope_row, expression_type, record_columns,
+    source_columns, time_scale,
 };
 pub use super::plan::{Derived, FeaturePlan, JoinPlan, OutType, ViewPlan};
 pub(crate) use super::shape::shape;
@@ -72,6 +73,21 @@ pub fn validate(
         let Some((schema, columns)) = record(&source.topic, &at, &mut problems) else {
             continue;
         };
+        // A Debezium source's events are its rows plus the change's op and
+        // time: checked as that record.
+        let (schema, columns) = match source.format {
+            super::RecordFormat::Avro => (schema, columns),
+            super::RecordFormat::Debezium => match change_schema(&schema) {
+                Ok(events) => {
+                    let columns = record_columns(&events).unwrap_or_default();
+                    (events, columns)
+                }
+                Err(why) => {
+                    problems.push(loaded.problem(&at.key("format"), why));
+                    continue;
+                }
+            },
+        };
         match field_schema(&schema, &source.key).and_then(ColumnType::from_avro) {
             Some(ColumnType::Long | ColumnType::String) => {}
             Some(other) => problems.push(loaded.problem(
@@ -100,8 +116,8 @@ pub fn validate(
         };
         // A Debezium table's columns are its rows', inside the envelope.
         let columns = match table.format {
-            super::TableFormat::Avro => columns,
-            super::TableFormat::Debezium => match envelope_row(&schema) {
+            super::RecordFormat::Avro => columns,
+            super::RecordFormat::Debezium => match envelope_row(&schema) {
                 Ok(row) => record_columns(row).unwrap_or_default(),
                 Err(why) => {
                     problems.push(loaded.problem(&at.key("format"), why));

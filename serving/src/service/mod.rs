@@ -24,7 +24,7 @@ use eddy_features::engine::job::schema_lookup;
 use eddy_features::engine::value::Scalar;
 use eddy_features::registry::SchemaRegistry;
 use eddy_features::spec::serving::NotReady;
-use eddy_features::spec::validate::{ColumnType, ViewPlan, record_columns};
+use eddy_features::spec::validate::{ColumnType, ViewPlan, source_columns};
 use eddy_features::spec::{LoadedSpec, SpecError};
 use eddy_features::topic::dead_letter::DeadLetterTopics;
 pub use eddy_features::topic::now_ms;

@@ -67,7 +67,7 @@ impl Service {
         if let Some(name) = &serving.trigger {
             let source = &spec.sources[name];
             let schema = schema_of(&source.topic)?;
-            let columns = record_columns(&schema).unwrap_or_default();
+            let columns = source_columns(&schema, source.format).unwrap_or_default();
             partitions = backend
                 .describe_topic(&source.topic)?
                 .partitions
@@ -76,12 +76,13 @@ impl Service {
             trigger_columns = Some((name.clone(), columns.clone()));
             trigger = Some((
                 source.topic.clone(),
-                RecordDecoder::new(
+                RecordDecoder::source(
                     registry.clone(),
                     schema,
                     &columns,
                     &source.key,
                     Some((&source.event_time, source.event_time_unit)),
+                    source.format,
                 ),
             ));
         }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use eddy_features::engine::delayed::DelayedPlan;
 use eddy_features::engine::job::TableColumn;
-use eddy_features::spec::validate::{SchemaLookup, record_columns};
+use eddy_features::spec::validate::{SchemaLookup, source_columns};
 use eddy_features::spec::{ColumnType, Columns, LoadedSpec, SpecProblem, ViewPlan};
 
 pub mod params;
@@ -130,7 +130,7 @@ pub fn validate_with_models(
         for name in m.sources() {
             if let Some(source) = loaded.spec.sources.get(name)
                 && let Ok(Some(schema)) = lookup(&source.topic)
-                && let Some(c) = record_columns(&schema)
+                && let Some(c) = source_columns(&schema, source.format)
             {
                 columns.insert(name.to_string(), c);
             }

@@ -185,13 +185,15 @@ impl LabelState {
             let schema = crate::engine::job::schema_lookup(registry)(&source.topic)
                 .map_err(JobError::Output)?
                 .ok_or_else(|| JobError::Output(format!("`{name}` has no schema")))?;
-            let columns = crate::spec::validate::record_columns(&schema).unwrap_or_default();
-            Ok(RecordDecoder::new(
+            let columns =
+                crate::spec::validate::source_columns(&schema, source.format).unwrap_or_default();
+            Ok(RecordDecoder::source(
                 registry.clone(),
                 schema,
                 &columns,
                 &source.key,
                 Some((&source.event_time, source.event_time_unit)),
+                source.format,
             ))
         };
         let decoder = full_decoder(&l.source)?;

@@ -111,7 +111,9 @@ impl Inputs {
             let schema = schema_of(&s.topic)?;
             let columns = match read_by_views {
                 Some(plan) => plan.source_columns.clone(),
-                None => crate::spec::validate::record_columns(&schema).unwrap_or_default(),
+                None => {
+                    crate::spec::validate::source_columns(&schema, s.format).unwrap_or_default()
+                }
             };
             let d = backend.describe_topic(&s.topic)?;
             match &partitions {
@@ -135,12 +137,13 @@ impl Inputs {
             sources.push(Source {
                 name: name.clone(),
                 topic: s.topic.clone(),
-                decoder: RecordDecoder::new(
+                decoder: RecordDecoder::source(
                     registry.clone(),
                     schema,
                     &columns,
                     &s.key,
                     Some((&s.event_time, s.event_time_unit)),
+                    s.format,
                 ),
                 idle_timeout: Duration::from_millis(s.idle_timeout.0 as u64),
             });
@@ -152,8 +155,8 @@ impl Inputs {
         for (name, t) in &spec.tables {
             let schema = schema_of(&t.topic)?;
             let (row_schema, changes) = match t.format {
-                crate::spec::TableFormat::Avro => (schema, None),
-                crate::spec::TableFormat::Debezium => {
+                crate::spec::RecordFormat::Avro => (schema, None),
+                crate::spec::RecordFormat::Debezium => {
                     let row = envelope_row(&schema)
                         .map_err(|why| JobError::Output(format!("table `{name}`: {why}")))?
                         .clone();

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use apache_avro::Schema;
 use apache_avro::types::Value;
 
+use super::Format;
 use super::avro::to_scalar;
 use crate::avro::AvroCodec;
 use crate::engine::value::Scalar;
@@ -177,5 +178,84 @@ impl ChangeDecoder {
             valid_from,
             row,
         })
+    }
+}
+
+/// Debezium change events read as events (a source with `format:
+/// debezium`): the row's columns (`after`, or `before` for a delete), then
+/// `__op` and `__source_ts_ms`. A truncate names no row: refused with its
+/// reason (dead-lettered by the job).
+pub struct DebeziumEvents {
+    codec: AvroCodec,
+    /// Per row column, the field's position in the row record.
+    positions: Vec<usize>,
+}
+
+impl DebeziumEvents {
+    /// Events of `envelope` (validated) into `columns` (the row's columns,
+    /// then `__op` and `__source_ts_ms`).
+    pub fn new(
+        registry: Arc<dyn SchemaRegistry>,
+        envelope: Schema,
+        columns: &Columns,
+    ) -> DebeziumEvents {
+        let row = envelope_row(&envelope).expect("validated: a Debezium envelope");
+        let Schema::Record(record) = row else {
+            unreachable!("envelope_row returns a record")
+        };
+        let positions = columns
+            .keys()
+            .take(columns.len().saturating_sub(2))
+            .map(|c| {
+                record
+                    .fields
+                    .iter()
+                    .position(|f| f.name == *c)
+                    .expect("validated column")
+            })
+            .collect();
+        DebeziumEvents {
+            positions,
+            codec: AvroCodec::with_reader_schema(registry, envelope),
+        }
+    }
+}
+
+impl Format for DebeziumEvents {
+    fn columns(&self, bytes: &[u8]) -> Result<Box<[Scalar]>, String> {
+        let decoded = self.codec.decode(bytes).map_err(|e| e.to_string())?;
+        let Value::Record(fields) = decoded.value else {
+            return Err("the value is not an Avro record".into());
+        };
+        let op = match field(&fields, "op").map(unwrap_union) {
+            Some(Value::String(op)) => op.clone(),
+            _ => return Err("a Debezium change without `op`".into()),
+        };
+        let side = match op.as_str() {
+            "c" | "r" | "u" => "after",
+            "d" => "before",
+            "t" => {
+                return Err(
+                    "a Debezium truncate: it names no row, so it is not an event of one".into(),
+                );
+            }
+            other => return Err(format!("a Debezium change with unknown op `{other}`")),
+        };
+        let Some(Value::Record(row)) = field(&fields, side).map(unwrap_union) else {
+            return Err(format!("a Debezium `{op}` change without `{side}`"));
+        };
+        let time = match field(&fields, "source").map(unwrap_union) {
+            Some(Value::Record(s)) => match field(s, "ts_ms").map(unwrap_union) {
+                Some(Value::Long(t)) => Scalar::Long(*t),
+                _ => Scalar::Null,
+            },
+            _ => Scalar::Null,
+        };
+        Ok(self
+            .positions
+            .iter()
+            .map(|p| to_scalar(&row[*p].1))
+            .chain([Scalar::from(op.as_str()), time])
+            .collect())
     }
 }

@@ -29,7 +29,7 @@ mod avro_flat;
 mod debezium;
 
 pub use avro::{AvroFormat, to_scalar};
-pub use debezium::{Change, ChangeDecoder, envelope_row};
+pub use debezium::{Change, ChangeDecoder, DebeziumEvents, envelope_row};
 
 /// How the values of one topic's records are read: one implementation per
 /// wire format.
@@ -90,6 +90,46 @@ impl RecordDecoder {
         let key = index(key);
         let format = AvroFormat::new(registry, schema, columns);
         RecordDecoder::with_format(Box::new(format), columns, key, time)
+    }
+
+    /// A decoder of a source's records in its `format`: Avro rows, or
+    /// Debezium change events read as events (the row's columns, then
+    /// `__op` and `__source_ts_ms`). `schema` is the topic's (for Debezium,
+    /// the envelope); the rest as [`RecordDecoder::new`].
+    pub fn source(
+        registry: Arc<dyn SchemaRegistry>,
+        schema: Schema,
+        columns: &Columns,
+        key: &str,
+        time: Option<(&str, TimeUnit)>,
+        format: crate::spec::RecordFormat,
+    ) -> RecordDecoder {
+        match format {
+            crate::spec::RecordFormat::Avro => {
+                RecordDecoder::new(registry, schema, columns, key, time)
+            }
+            crate::spec::RecordFormat::Debezium => {
+                let events = crate::spec::validate::change_schema(&schema)
+                    .expect("validated: a Debezium envelope");
+                let Schema::Record(record) = &events else {
+                    unreachable!("change_schema returns a record")
+                };
+                let index = |name: &str| columns.get_index_of(name).expect("validated column");
+                let time = time.map(|(name, unit)| {
+                    let field = record
+                        .fields
+                        .iter()
+                        .find(|f| f.name == name)
+                        .expect("validated");
+                    (
+                        index(name),
+                        time_scale(&field.schema, unit).expect("validated time field"),
+                    )
+                });
+                let format = DebeziumEvents::new(registry, schema, columns);
+                RecordDecoder::with_format(Box::new(format), columns, index(key), time)
+            }
+        }
     }
 
     /// A decoder over any format: `key` and `time` are indices into
