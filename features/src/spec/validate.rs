@@ -620,6 +620,30 @@ features:
         );
     }
 
+    /// The stores' settings are checked where the spec is loaded, each
+    /// located at its key.
+    #[test]
+    fn a_bad_online_store_setting_is_located_at_its_key() {
+        let e = plan(
+            "  v:
+    source: events
+    aggregations: [{ name: n, op: count, windows: [1h] }]
+    output:
+      redis: { url: \"http//nowhere\", ttl: 0s }
+      postgres: { url: \"postgresql://eddy@127.0.0.1:notaport/db\" }
+",
+        )
+        .unwrap_err();
+        for key in [
+            "features.v.output.redis.url",
+            "features.v.output.redis.ttl",
+            "features.v.output.postgres.url",
+        ] {
+            assert!(e.contains(key), "{key}: {e}");
+        }
+        assert!(e.contains("v.yaml:"), "{e}");
+    }
+
     #[test]
     fn an_unknown_column_names_its_key_and_the_columns_there_are() {
         let e = plan(
