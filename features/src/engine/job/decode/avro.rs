@@ -59,16 +59,7 @@ impl AvroFormat {
         let Schema::Record(record) = &schema else {
             unreachable!("validated: the schema is a record")
         };
-        let positions: Vec<usize> = columns
-            .keys()
-            .map(|c| {
-                record
-                    .fields
-                    .iter()
-                    .position(|f| f.name == *c)
-                    .expect("validated column")
-            })
-            .collect();
+        let positions: Vec<usize> = super::field_positions(record, columns.keys());
         AvroFormat {
             reader_form: schema.canonical_form(),
             reader_layout: FlatLayout::new(&schema, &positions).map(Arc::new),

@@ -88,16 +88,7 @@ impl ChangeDecoder {
         let Schema::Record(record) = row else {
             unreachable!("envelope_row returns a record")
         };
-        let positions = columns
-            .keys()
-            .map(|c| {
-                record
-                    .fields
-                    .iter()
-                    .position(|f| f.name == *c)
-                    .expect("validated column")
-            })
-            .collect();
+        let positions = super::field_positions(record, columns.keys());
         let index = |name: &str| columns.get_index_of(name).expect("validated column");
         ChangeDecoder {
             positions,
@@ -203,17 +194,8 @@ impl DebeziumEvents {
         let Schema::Record(record) = row else {
             unreachable!("envelope_row returns a record")
         };
-        let positions = columns
-            .keys()
-            .take(columns.len().saturating_sub(2))
-            .map(|c| {
-                record
-                    .fields
-                    .iter()
-                    .position(|f| f.name == *c)
-                    .expect("validated column")
-            })
-            .collect();
+        let positions =
+            super::field_positions(record, columns.keys().take(columns.len().saturating_sub(2)));
         DebeziumEvents {
             positions,
             codec: AvroCodec::with_reader_schema(registry, envelope),

@@ -39,6 +39,23 @@ pub trait Format: Send + Sync {
     fn columns(&self, value: &[u8]) -> Result<Box<[Scalar]>, String>;
 }
 
+/// The positions in `record` of the fields named `names` (validated: each
+/// is a field), in the order of `names`.
+fn field_positions<'a>(
+    record: &apache_avro::schema::RecordSchema,
+    names: impl Iterator<Item = &'a String>,
+) -> Vec<usize> {
+    names
+        .map(|c| {
+            record
+                .fields
+                .iter()
+                .position(|f| f.name == *c)
+                .expect("validated column")
+        })
+        .collect()
+}
+
 /// The largest event time accepted, in ms either side of the epoch.
 pub const MAX_EVENT_TIME: i64 = 1_000_000_000_000_000;
 

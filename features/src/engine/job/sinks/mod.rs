@@ -17,6 +17,7 @@
 //! - [`archive`]: the raw source records, for backfills.
 
 pub mod archive;
+pub mod latest;
 pub mod parquet;
 pub mod postgres;
 pub mod reader;

@@ -11,8 +11,6 @@
 //! (`ON CONFLICT … WHERE`), so a replay never moves a row back in time;
 //! the rows it skips are counted.
 
-use std::collections::HashMap;
-
 use postgres::types::ToSql;
 
 use crate::engine::value::Scalar;
@@ -21,6 +19,7 @@ use crate::spec::ColumnType;
 use crate::spec::PostgresSpec;
 use crate::spec::validate::{OutType, ViewPlan};
 
+use super::latest::{Latest, without_password};
 use super::{JobError, RunSummary, Sink};
 
 /// A SQL identifier, quoted.
@@ -68,7 +67,6 @@ type Upsert = (Scalar, i64, Vec<Scalar>);
 
 /// One view's rows to PostgreSQL.
 pub struct PostgresRows {
-    view: usize,
     table: String,
     key_type: ColumnType,
     types: Vec<OutType>,
@@ -79,21 +77,10 @@ pub struct PostgresRows {
     url: String,
     config: postgres::Config,
     client: Option<postgres::Client>,
-    /// Per task: key text → (key, as_of, values), the latest.
-    pending: HashMap<i32, HashMap<String, Upsert>>,
+    /// Rows per task until it checkpoints, the latest per key.
+    pending: Latest,
     written: u64,
     older_skipped: u64,
-}
-
-/// The URL without its password, for messages.
-fn shown(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-            None => url.to_string(),
-        },
-        _ => url.to_string(),
-    }
 }
 
 impl PostgresRows {
@@ -107,7 +94,7 @@ impl PostgresRows {
             spec.url
                 .parse()
                 .map_err(|e: postgres::Error| JobError::OnlineStore {
-                    url: shown(&spec.url),
+                    url: without_password(&spec.url),
                     why: e.to_string(),
                 })?;
         let table = spec.table.clone().unwrap_or_else(|| plan.name.clone());
@@ -150,16 +137,15 @@ impl PostgresRows {
             t = ident(&table)
         );
         Ok(PostgresRows {
-            view,
             table,
             key_type: plan.key_type.clone(),
             types,
             create,
             upsert,
-            url: shown(&spec.url),
+            url: without_password(&spec.url),
             config,
             client: None,
-            pending: HashMap::new(),
+            pending: Latest::new(view),
             written: 0,
             older_skipped: 0,
         })
@@ -235,25 +221,21 @@ impl Sink for PostgresRows {
         rows: &[(usize, FeatureRow)],
         _watermark: Option<i64>,
     ) -> Result<(), JobError> {
-        let pending = self.pending.entry(partition).or_default();
-        for (v, row) in rows {
-            if *v == self.view {
-                pending.insert(
-                    row.key.key_text(),
-                    (row.key.clone(), row.as_of, row.values.clone()),
-                );
-            }
-        }
+        self.pending.keep(partition, rows);
         Ok(())
     }
 
     fn flush(&mut self, partition: i32, _seq: u64) -> Result<(), JobError> {
-        let Some(rows) = self.pending.remove(&partition) else {
+        let rows: Vec<Upsert> = self
+            .pending
+            .take(partition)
+            .into_iter()
+            .map(|(_, row)| (row.key, row.as_of, row.values))
+            .collect();
+        if rows.is_empty() {
             return Ok(());
-        };
-        let mut rows: Vec<(String, Upsert)> = rows.into_iter().collect();
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
-        if let Err(e) = self.write(rows.into_iter().map(|(_, r)| r).collect()) {
+        }
+        if let Err(e) = self.write(rows) {
             // Reconnect next time; the job stops before its checkpoint.
             self.client = None;
             return Err(e);
@@ -262,7 +244,7 @@ impl Sink for PostgresRows {
     }
 
     fn discard(&mut self, partition: i32) {
-        self.pending.remove(&partition);
+        self.pending.discard(partition);
     }
 
     fn report(&self, summary: &mut RunSummary) {

@@ -13,12 +13,11 @@
 //! replay never moves a value back in time: writes are idempotent and
 //! monotonic. Skipped rows are counted in the run's summary.
 
-use std::collections::HashMap;
-
 use crate::engine::view::FeatureRow;
 use crate::spec::RedisSpec;
 use crate::spec::validate::ViewPlan;
 
+use super::latest::{Latest, without_password};
 use super::{JobError, RunSummary, Sink};
 
 /// Writes a row unless the hash holds a newer one for the view.
@@ -35,7 +34,6 @@ return 1
 
 /// One view's rows to Redis.
 pub struct RedisRows {
-    view: usize,
     /// `<pipeline>:<key column>=`.
     prefix: String,
     /// `_ts:<view>`.
@@ -47,18 +45,10 @@ pub struct RedisRows {
     client: redis::Client,
     connection: Option<redis::Connection>,
     script: Option<String>,
-    /// Per task: key text → (as_of, values as JSON text), the latest.
-    pending: HashMap<i32, HashMap<String, (i64, Vec<String>)>>,
+    /// Rows per task until it checkpoints, the latest per key.
+    pending: Latest,
     written: u64,
     older_skipped: u64,
-}
-
-/// The URL without its password, for messages.
-fn shown(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_string(),
-    }
 }
 
 impl RedisRows {
@@ -70,11 +60,10 @@ impl RedisRows {
         spec: &RedisSpec,
     ) -> Result<RedisRows, JobError> {
         let client = redis::Client::open(spec.url.as_str()).map_err(|e| JobError::OnlineStore {
-            url: shown(&spec.url),
+            url: without_password(&spec.url),
             why: e.to_string(),
         })?;
         Ok(RedisRows {
-            view,
             prefix: format!("{pipeline}:{}=", plan.key),
             ts_field: format!("_ts:{}", plan.name),
             fields: plan
@@ -83,11 +72,11 @@ impl RedisRows {
                 .map(|f| format!("{}:{}", plan.name, f.column))
                 .collect(),
             ttl_ms: spec.ttl.map_or(0, |t| t.0),
-            url: shown(&spec.url),
+            url: without_password(&spec.url),
             client,
             connection: None,
             script: None,
-            pending: HashMap::new(),
+            pending: Latest::new(view),
             written: 0,
             older_skipped: 0,
         })
@@ -156,23 +145,23 @@ impl Sink for RedisRows {
         rows: &[(usize, FeatureRow)],
         _watermark: Option<i64>,
     ) -> Result<(), JobError> {
-        let pending = self.pending.entry(partition).or_default();
-        for (v, row) in rows {
-            if *v == self.view {
-                let values = row.values.iter().map(|x| x.to_json().to_string()).collect();
-                pending.insert(row.key.key_text(), (row.as_of, values));
-            }
-        }
+        self.pending.keep(partition, rows);
         Ok(())
     }
 
     fn flush(&mut self, partition: i32, _seq: u64) -> Result<(), JobError> {
-        let Some(rows) = self.pending.remove(&partition) else {
+        let rows: Vec<(String, (i64, Vec<String>))> = self
+            .pending
+            .take(partition)
+            .into_iter()
+            .map(|(key, row)| {
+                let values = row.values.iter().map(|x| x.to_json().to_string()).collect();
+                (key, (row.as_of, values))
+            })
+            .collect();
+        if rows.is_empty() {
             return Ok(());
-        };
-        let mut rows: Vec<_> = rows.into_iter().collect();
-        // A deterministic order: the same writes for the same rows.
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        }
         if let Err(e) = self.write(rows) {
             // Reconnect next time; the job stops before its checkpoint.
             self.connection = None;
@@ -182,7 +171,7 @@ impl Sink for RedisRows {
     }
 
     fn discard(&mut self, partition: i32) {
-        self.pending.remove(&partition);
+        self.pending.discard(partition);
     }
 
     fn report(&self, summary: &mut RunSummary) {

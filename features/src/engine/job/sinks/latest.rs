@@ -1,0 +1,85 @@
+//! What the stores that upsert by key (Redis, PostgreSQL) share: a view's
+//! rows held per task until its checkpoint, only the latest per key, and
+//! their URLs shown without passwords.
+//!
+//! Why only the latest: a checkpoint covers every row its task released
+//! since the last one, and a store keyed by entity keeps one row per key,
+//! so earlier rows of the same key would be written only to be replaced.
+
+use std::collections::HashMap;
+
+use crate::engine::view::FeatureRow;
+
+/// One view's rows per task, the latest per key, until the task flushes.
+#[derive(Default)]
+pub struct Latest {
+    view: usize,
+    pending: HashMap<i32, HashMap<String, FeatureRow>>,
+}
+
+impl Latest {
+    /// Rows of view `view`.
+    pub fn new(view: usize) -> Latest {
+        Latest {
+            view,
+            pending: HashMap::new(),
+        }
+    }
+
+    /// Keeps the view's rows among `rows` (task `partition`'s, in order).
+    pub fn keep(&mut self, partition: i32, rows: &[(usize, FeatureRow)]) {
+        let pending = self.pending.entry(partition).or_default();
+        for (v, row) in rows {
+            if *v == self.view {
+                pending.insert(row.key.key_text(), row.clone());
+            }
+        }
+    }
+
+    /// Task `partition`'s rows, in key order (the same writes for the same
+    /// rows), handed over.
+    pub fn take(&mut self, partition: i32) -> Vec<(String, FeatureRow)> {
+        let mut rows: Vec<(String, FeatureRow)> = self
+            .pending
+            .remove(&partition)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
+    }
+
+    /// Forgets task `partition`'s rows (it moved to another process).
+    pub fn discard(&mut self, partition: i32) {
+        self.pending.remove(&partition);
+    }
+}
+
+/// `url` without its password, for messages and logs.
+pub fn without_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_is_never_shown() {
+        assert_eq!(
+            without_password("redis://user:secret@host:6379/0"),
+            "redis://user:***@host:6379/0"
+        );
+        assert_eq!(
+            without_password("postgresql://eddy@127.0.0.1/db"),
+            "postgresql://eddy@127.0.0.1/db"
+        );
+        assert_eq!(without_password("redis://host"), "redis://host");
+    }
+}
