@@ -19,7 +19,7 @@ pub const RECOMMENDATION_SCHEMA: &str = r#"{
     {"name": "items", "doc": "Best first.", "type": {"type": "array", "items": {
       "type": "record", "name": "RankedItem", "fields": [
         {"name": "item", "type": "string", "doc": "The item id, as text."},
-        {"name": "score", "type": "double", "doc": "The ranker's probability, or the proposing recommender's score without a ranker."},
+        {"name": "score", "type": "double", "doc": "The learned order's probability that the user engages with the item next; with learned_order false, the ranker's probability, or the proposing recommender's score without one."},
         {"name": "source", "type": "string", "doc": "The recommender that proposed the item, or `explore`."}
       ]}}},
     {"name": "model_version", "type": "string", "doc": "name@version of every model used, comma-separated."},
