@@ -122,9 +122,12 @@ fn job_code(e: &JobError) -> Option<ExitCode> {
         JobError::Checkpoint(CheckpointError::Corrupt { .. }) => ExitCode::DataLost,
         JobError::Store(e) | JobError::Checkpoint(CheckpointError::Store(e)) => store_code(e),
         JobError::Checkpoint(CheckpointError::SpecChanged { .. }) => ExitCode::Usage,
-        JobError::Spec(_) | JobError::Options(_) | JobError::NotCoPartitioned { .. } => {
-            ExitCode::Usage
-        }
+        JobError::Spec(_)
+        | JobError::Options(_)
+        | JobError::NotCoPartitioned { .. }
+        | JobError::StoreMismatch(_) => ExitCode::Usage,
+        // Redis or PostgreSQL did not answer, or failed a write.
+        JobError::OnlineStore { .. } => ExitCode::Unreachable,
         _ => return None,
     })
 }

@@ -171,6 +171,23 @@ fn a_view_in_redis_equals_its_topic_and_a_replay_does_not_move_it_back() {
     std::fs::write(&bad_spec, bad).unwrap();
     let why = fails_with(cmd(&["validate", bad_spec.to_str().unwrap()]), "", 4);
     assert!(why.contains("the online store does not answer"), "{why}");
+    // And a run whose store stops answering stops before its checkpoint,
+    // with exit 4 (regression: it exited 1, as if eddy had a bug).
+    let ckpt = d.join("ckpt-3").display().to_string();
+    let why = fails_with(
+        cmd(&[
+            "run",
+            bad_spec.to_str().unwrap(),
+            "--until-end",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--checkpoint-url",
+            &ckpt,
+        ]),
+        "",
+        4,
+    );
+    assert!(why.contains("online store redis://127.0.0.1:1"), "{why}");
 }
 
 /// The same view upserted into PostgreSQL (started by tests/run from
@@ -274,4 +291,25 @@ fn a_view_in_postgres_equals_its_topic_and_a_replay_does_not_move_it_back() {
             assert_eq!(&after[user], row, "{user}");
         }
     }
+
+    // A table made for another version of the view (a column of another
+    // type) is refused, naming the column: exit 2, the user's to resolve.
+    let old_table = format!("{table}_old");
+    pg.batch_execute(&format!(
+        "CREATE TABLE \"{old_table}\" (\"user\" BIGINT PRIMARY KEY, as_of BIGINT NOT NULL, clicks_lifetime TEXT)"
+    ))
+    .unwrap();
+    let spec_text = std::fs::read_to_string(&clicks.spec)
+        .unwrap()
+        .replace(&format!("table: {table} "), &format!("table: {old_table} "));
+    std::fs::write(&clicks.spec, spec_text).unwrap();
+    let ckpt = d.join("ckpt-3").display().to_string();
+    let args = run_args(d, &clicks, &ckpt);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let why = fails_with(cmd(&args), "", 2);
+    assert!(
+        why.contains("does not fit")
+            && why.contains("`clicks_lifetime` is text, the view writes BIGINT"),
+        "{why}"
+    );
 }

@@ -55,6 +55,10 @@ pub enum JobError {
         /// What failed.
         why: String,
     },
+    /// An output store holds a table that does not fit the view (the
+    /// spec changed): the user must migrate or drop it.
+    #[error("{0}")]
+    StoreMismatch(String),
     /// History a backfill must read is in neither the archive nor the
     /// topic.
     #[error("{0}")]
@@ -91,7 +95,9 @@ impl JobError {
             JobError::Checkpoint(e) => e.blame(),
             JobError::Registry(e) => e.blame(),
             JobError::Avro(e) => e.blame(),
-            JobError::NotCoPartitioned { .. } | JobError::Options(_) => crate::topic::Blame::User,
+            JobError::NotCoPartitioned { .. }
+            | JobError::Options(_)
+            | JobError::StoreMismatch(_) => crate::topic::Blame::User,
             // Data that must be read is gone: the topics or the archive.
             JobError::HistoryGap(_)
             | JobError::PositionLost { .. }

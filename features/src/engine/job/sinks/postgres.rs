@@ -11,6 +11,8 @@
 //! (`ON CONFLICT … WHERE`), so a replay never moves a row back in time;
 //! the rows it skips are counted.
 
+use std::collections::HashMap;
+
 use postgres::types::ToSql;
 
 use crate::engine::value::Scalar;
@@ -72,6 +74,9 @@ pub struct PostgresRows {
     types: Vec<OutType>,
     /// CREATE TABLE IF NOT EXISTS …
     create: String,
+    /// Every column the table must have: (name, PostgreSQL's name of its
+    /// type in `information_schema`).
+    expected: Vec<(String, &'static str)>,
     /// The upsert, `$1` the key, `$2` as_of, then the features.
     upsert: String,
     url: String,
@@ -119,6 +124,16 @@ impl PostgresRows {
             ident(&table),
             columns.join(", ")
         );
+        let expected: Vec<(String, &'static str)> =
+            [(plan.key.clone(), key_sql), ("as_of".to_string(), "BIGINT")]
+                .into_iter()
+                .chain(
+                    plan.features
+                        .iter()
+                        .zip(&types)
+                        .map(|(f, t)| (f.column.clone(), sql_type(t))),
+                )
+                .collect();
         let names: Vec<String> = std::iter::once(ident(&plan.key))
             .chain(std::iter::once("\"as_of\"".to_string()))
             .chain(plan.features.iter().map(|f| ident(&f.column)))
@@ -141,6 +156,7 @@ impl PostgresRows {
             key_type: plan.key_type.clone(),
             types,
             create,
+            expected,
             upsert,
             url: without_password(&spec.url),
             config,
@@ -149,6 +165,43 @@ impl PostgresRows {
             written: 0,
             older_skipped: 0,
         })
+    }
+
+    /// A table that already existed must have the view's columns with
+    /// their types: a changed spec over an old table is the user's to
+    /// resolve (migrate or drop it), said plainly rather than as a failed
+    /// upsert.
+    fn check_columns(&self, client: &mut postgres::Client) -> Result<(), JobError> {
+        let rows = client
+            .query(
+                "SELECT column_name, data_type FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1",
+                &[&self.table],
+            )
+            .map_err(|e| self.failed(e))?;
+        let have: HashMap<String, String> = rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect();
+        let mut wrong = Vec::new();
+        for (name, ty) in &self.expected {
+            match have.get(name) {
+                None => wrong.push(format!("`{name}` is missing ({ty})")),
+                Some(t) if !t.eq_ignore_ascii_case(ty) => {
+                    wrong.push(format!("`{name}` is {t}, the view writes {ty}"))
+                }
+                Some(_) => {}
+            }
+        }
+        if wrong.is_empty() {
+            return Ok(());
+        }
+        Err(JobError::StoreMismatch(format!(
+            "PostgreSQL table `{}` at {} does not fit view's rows: {}. It was made for another version of the view: migrate it, drop it (eddy recreates it), or name another `output.postgres.table`",
+            self.table,
+            self.url,
+            wrong.join("; ")
+        )))
     }
 
     fn failed(&self, e: postgres::Error) -> JobError {
@@ -167,6 +220,7 @@ impl PostgresRows {
             client
                 .batch_execute(&self.create)
                 .map_err(|e| self.failed(e))?;
+            self.check_columns(&mut client)?;
             self.client = Some(client);
         }
         let key_long = self.key_type == ColumnType::Long;
