@@ -345,9 +345,12 @@ impl Engine {
             (self.exclude_seen && seen.contains(&i)) || rules.is_some_and(|r| !r.allows(i))
         };
         let history = seen.len();
-        // 1. Candidates, first recommender first; the pool keeps each
-        // one's rank in every recommender.
-        let mut pool = Pool::new(self.candidates.len());
+        // 1. Candidates, first recommender first; with the learned order,
+        // the pool keeps each one's rank in every recommender.
+        let mut pool = self
+            .learned
+            .as_ref()
+            .map(|_| Pool::new(self.candidates.len()));
         let mut candidates: Vec<(u64, f64, usize)> = Vec::new();
         let mut taken: FastSet<u64> = FastSet::default();
         for (m, name) in self.candidates.iter().enumerate() {
@@ -370,7 +373,9 @@ impl Engine {
                     .recommend(u, req.ts, self.per_model, &exclude),
             };
             for (rank, (item, score)) in proposed.into_iter().enumerate() {
-                pool.add(m, rank, item);
+                if let Some(pool) = &mut pool {
+                    pool.add(m, rank, item);
+                }
                 if taken.insert(item) {
                     candidates.push((item, f64::from(score), m));
                 }
@@ -441,7 +446,7 @@ impl Engine {
                     let p = x.map_or(f64::NEG_INFINITY, |x| ftrl.predict(x));
                     scored.push((*item, p, *m));
                 }
-                if self.learned.is_some() {
+                if let Some(pool) = &mut pool {
                     // Pool and candidates list items in the same order.
                     for (i, c) in scored.iter().enumerate() {
                         pool.set_outside(i, c.1);
@@ -453,9 +458,9 @@ impl Engine {
             _ => candidates,
         };
         let k = req.k;
-        let ranked = match &self.learned {
-            Some(learned) => {
-                let order = learned.rank(&pool, history);
+        let ranked = match (&self.learned, &pool) {
+            (Some(learned), Some(pool)) => {
+                let order = learned.rank(pool, history);
                 // A candidate's source is the first recommender that
                 // proposed it.
                 let out: Vec<(u64, f64, usize)> = order
@@ -465,11 +470,11 @@ impl Engine {
                         (pool.items[i], eddy_training::ftrl::sigmoid(margin), source)
                     })
                     .collect();
-                let imp = learned.impression(&pool, &order, k, history);
+                let imp = learned.impression(pool, &order, k, history);
                 self.remember(u, imp);
                 out
             }
-            None => ranked,
+            _ => ranked,
         };
         // 3. (Filters ran inside the recommenders' `exclude`.) 4. Explore.
         // Callers check k (`check_k`); a zero here answers nothing rather
