@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
-use crate::pipeline::{load_clicks, run_args};
+use crate::pipeline::{Clicks, load_clicks, run_args};
 use crate::support::*;
 
 /// Every hash under `prefix*`: key → field → value.
@@ -24,6 +24,37 @@ fn hashes(con: &mut redis::Connection, prefix: &str) -> BTreeMap<String, BTreeMa
         .collect()
 }
 
+/// The click fixture loaded in `d`, its view writing also to `store`
+/// (`redis: {...}` or `postgres: {...}`): the spec rewritten in place.
+fn clicks_with_store(
+    d: &std::path::Path,
+    cmd: &dyn Fn(&[&str]) -> std::process::Command,
+    store: &str,
+) -> Clicks {
+    let clicks = load_clicks(d, cmd, "", 2000);
+    let text = std::fs::read_to_string(&clicks.spec).unwrap().replace(
+        &format!("output: {{ topic: {} }}", clicks.features),
+        &format!("output: {{ topic: {}, {store} }}", clicks.features),
+    );
+    assert!(text.contains(store), "{text}");
+    std::fs::write(&clicks.spec, text).unwrap();
+    clicks
+}
+
+/// `eddy run --until-end` of `clicks` from a fresh checkpoint directory
+/// (`ckpt-<n>`): a replay of everything the topics hold.
+fn run_from_scratch(
+    d: &std::path::Path,
+    clicks: &Clicks,
+    n: u32,
+    cmd: &dyn Fn(&[&str]) -> std::process::Command,
+) -> std::process::Command {
+    let ckpt = d.join(format!("ckpt-{n}")).display().to_string();
+    let args = run_args(d, clicks, &ckpt);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cmd(&args)
+}
+
 #[test]
 fn a_view_in_redis_equals_its_topic_and_a_replay_does_not_move_it_back() {
     let Some(url) = external("EDDY_TEST_REDIS") else {
@@ -37,7 +68,7 @@ fn a_view_in_redis_equals_its_topic_and_a_replay_does_not_move_it_back() {
         c.args(args);
         c
     };
-    let clicks = load_clicks(d, &cmd, "", 2000);
+    let clicks = clicks_with_store(d, &cmd, &format!("redis: {{ url: \"{url}\", ttl: 30d }}"));
     let text = std::fs::read_to_string(&clicks.spec).unwrap();
     let name = text
         .lines()
@@ -45,14 +76,6 @@ fn a_view_in_redis_equals_its_topic_and_a_replay_does_not_move_it_back() {
         .unwrap()
         .trim_start_matches("name: ")
         .to_string();
-    let text = text.replace(
-        &format!("output: {{ topic: {} }}", clicks.features),
-        &format!(
-            "output: {{ topic: {}, redis: {{ url: \"{url}\", ttl: 30d }} }}",
-            clicks.features
-        ),
-    );
-    assert!(text.contains("redis:"), "{text}");
     // Serving reads the user's features from Redis, not the topics.
     let text = text
         + "models:\n  popular: { kind: popularity, source: clicks, item: item }\n\
@@ -65,10 +88,7 @@ fn a_view_in_redis_equals_its_topic_and_a_replay_does_not_move_it_back() {
         "{valid}"
     );
 
-    let ckpt = d.join("ckpt-1").display().to_string();
-    let args = run_args(d, &clicks, &ckpt);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let first = ok(cmd(&args), "");
+    let first = ok(run_from_scratch(d, &clicks, 1, &cmd), "");
     assert!(first.contains("rows written to Redis"), "{first}");
 
     // Each key's hash holds its latest topic row, feature by feature.
@@ -142,10 +162,7 @@ fn a_view_in_redis_equals_its_topic_and_a_replay_does_not_move_it_back() {
         .arg("999999")
         .query(&mut con)
         .unwrap();
-    let ckpt = d.join("ckpt-2").display().to_string();
-    let args = run_args(d, &clicks, &ckpt);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let replay = ok(cmd(&args), "");
+    let replay = ok(run_from_scratch(d, &clicks, 2, &cmd), "");
     assert!(
         replay.contains(&format!(
             "{} rows written to Redis, 1 older than what Redis held skipped",
@@ -207,26 +224,19 @@ fn a_view_in_postgres_equals_its_topic_and_a_replay_does_not_move_it_back() {
         c.args(args);
         c
     };
-    let clicks = load_clicks(d, &cmd, "", 2000);
     let table = unique("shopper").replace('-', "_");
-    let text = std::fs::read_to_string(&clicks.spec).unwrap().replace(
-        &format!("output: {{ topic: {} }}", clicks.features),
-        &format!(
-            "output: {{ topic: {}, postgres: {{ url: \"{url}\", table: {table} }} }}",
-            clicks.features
-        ),
+    let clicks = clicks_with_store(
+        d,
+        &cmd,
+        &format!("postgres: {{ url: \"{url}\", table: {table} }}"),
     );
-    std::fs::write(&clicks.spec, text).unwrap();
     let spec = clicks.spec.to_str().unwrap();
     let valid = ok(cmd(&["validate", spec]), "");
     assert!(
         valid.contains("PostgreSQL table for view shopper: reachable"),
         "{valid}"
     );
-    let ckpt = d.join("ckpt-1").display().to_string();
-    let args = run_args(d, &clicks, &ckpt);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let first = ok(cmd(&args), "");
+    let first = ok(run_from_scratch(d, &clicks, 1, &cmd), "");
     assert!(first.contains("postgres: "), "{first}");
 
     let mut latest: BTreeMap<i64, Json> = BTreeMap::new();
@@ -272,10 +282,7 @@ fn a_view_in_postgres_equals_its_topic_and_a_replay_does_not_move_it_back() {
         &[newer],
     )
     .unwrap();
-    let ckpt = d.join("ckpt-2").display().to_string();
-    let args = run_args(d, &clicks, &ckpt);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let replay = ok(cmd(&args), "");
+    let replay = ok(run_from_scratch(d, &clicks, 2, &cmd), "");
     assert!(
         replay.contains(&format!(
             "postgres: {} rows upserted, 1 older than the table's skipped",
@@ -303,10 +310,7 @@ fn a_view_in_postgres_equals_its_topic_and_a_replay_does_not_move_it_back() {
         .unwrap()
         .replace(&format!("table: {table} "), &format!("table: {old_table} "));
     std::fs::write(&clicks.spec, spec_text).unwrap();
-    let ckpt = d.join("ckpt-3").display().to_string();
-    let args = run_args(d, &clicks, &ckpt);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let why = fails_with(cmd(&args), "", 2);
+    let why = fails_with(run_from_scratch(d, &clicks, 3, &cmd), "", 2);
     assert!(
         why.contains("does not fit")
             && why.contains("`clicks_lifetime` is text, the view writes BIGINT"),
