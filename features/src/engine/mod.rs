@@ -21,4 +21,6 @@ pub mod value;
 pub mod view;
 
 #[cfg(test)]
+mod rekey_tests;
+#[cfg(test)]
 mod tests;

@@ -155,8 +155,11 @@ pub enum RecordFormat {
 pub struct ViewSpec {
     /// The source it reads. Required.
     pub source: String,
-    /// The entity key. Default: the source's key (it must be the source's
-    /// key: views are computed per source partition).
+    /// The entity key: a column of the event after joins and `derive`
+    /// (long or string). Default: the source's key. Any other column
+    /// re-keys the view: its events go through the pipeline's repartition
+    /// topic to the task that owns the new key. A composite key is a
+    /// `derive` column, like `user_id || ':' || category`.
     #[serde(default)]
     pub key: Option<String>,
     /// Reference-table joins, applied first, in order. Default: none.

@@ -80,8 +80,14 @@ pub struct ViewPlan {
     pub name: String,
     /// Its source.
     pub source: String,
-    /// The source's key column.
+    /// The view's key column: the source's key, or the column it is
+    /// re-keyed by.
     pub key: String,
+    /// Keyed by another column than its source's key: its events go
+    /// through the repartition topic (skipped when false, so plans of
+    /// views that do not re-key serialize as before).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rekeyed: bool,
     /// Its type.
     pub key_type: ColumnType,
     /// The source record's columns.

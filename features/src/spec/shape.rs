@@ -57,7 +57,7 @@ pub(crate) fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
                 ),
             );
         }
-        let Some(source) = spec.sources.get(&view.source) else {
+        let Some(_) = spec.sources.get(&view.source) else {
             let known: Vec<&String> = spec.sources.keys().collect();
             problem(
                 at.key("source"),
@@ -68,17 +68,6 @@ pub(crate) fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
             );
             continue;
         };
-        if let Some(key) = &view.key
-            && key != &source.key
-        {
-            problem(
-                at.key("key"),
-                format!(
-                    "a view is keyed by its source's key (`{}`): state is split by source partition, so a view cannot re-key",
-                    source.key
-                ),
-            );
-        }
         for (i, join) in view.join.iter().enumerate() {
             if !spec.tables.contains_key(&join.table) {
                 let known: Vec<&String> = spec.tables.keys().collect();

@@ -258,14 +258,27 @@ pub fn validate(
         derive_features(&view.derived_features, &mut features, &mut |key, why| {
             problems.push(loaded.problem(&at.key("derived_features").key(key), why))
         });
-        let key_type = source_columns
-            .get(&source.key)
-            .cloned()
-            .unwrap_or(ColumnType::String);
+        let key = view.key.clone().unwrap_or_else(|| source.key.clone());
+        let rekeyed = key != source.key;
+        let key_type = match columns.get(&key) {
+            Some(t @ (ColumnType::Long | ColumnType::String)) => t.clone(),
+            Some(other) => {
+                problems.push(loaded.problem(
+                    &at.key("key"),
+                    format!("`{key}` is {other:?}; a view's key must be long or string"),
+                ));
+                ColumnType::String
+            }
+            None => {
+                problems.push(loaded.problem(&at.key("key"), unknown_column(&key, &columns)));
+                ColumnType::String
+            }
+        };
         plans.push(ViewPlan {
             name: name.clone(),
             source: view.source.clone(),
-            key: source.key.clone(),
+            key,
+            rekeyed,
             key_type,
             source_columns: source_columns.clone(),
             joins,

@@ -230,12 +230,22 @@ pub fn plan(
         };
         let mut inputs = Vec::new();
         if !kind.is_recommender() {
+            // A re-keyed view is keyed by something else than the event's
+            // key: reading it as of an event needs the task owning that
+            // key, which a model does not ask (yet).
             let chosen: Vec<&ViewPlan> = match &m.features {
-                None => views.iter().collect(),
+                None => views.iter().filter(|p| !p.rekeyed).collect(),
                 Some(names) => {
                     let mut out = Vec::new();
                     for (i, v) in names.iter().enumerate() {
                         match views.iter().find(|p| &p.name == v) {
+                            Some(p) if p.rekeyed => problems.push(loaded.problem(
+                                &at.key("features").index(i),
+                                format!(
+                                    "view `{v}` is keyed by `{}`, not by the events' key: a model cannot read a re-keyed view yet (key the view by its source's key, or leave it out of `features`)",
+                                    p.key
+                                ),
+                            )),
                             Some(p) => out.push(p),
                             None => problems.push(loaded.problem(
                                 &at.key("features").index(i),

@@ -301,6 +301,7 @@ impl Backfill {
             .keys()
             .map(|p| {
                 let mut probe = Probe::queries(self.options.queries.clone());
+                probe.split_rekeyed(&self.inputs.cfg);
                 if let Some(l) = &self.labels {
                     probe.sources = vec![l.source];
                     if let Some((d, _)) = &l.delayed
@@ -408,9 +409,10 @@ impl Backfill {
                 }
             }
             let tables = &self.inputs.table_state;
-            let outs = on_every_task(&mut self.tasks, &mut probes, |task, probe| {
+            let mut outs = on_every_task(&mut self.tasks, &mut probes, |task, probe| {
                 task.advance(cap, tables, Some(probe))
             });
+            self.exchange(&mut outs);
             phases[3] += t0.elapsed();
             let t0 = Instant::now();
             for (p, out) in outs {
@@ -442,12 +444,33 @@ impl Backfill {
             .collect();
         let tables = &self.inputs.table_state;
         let until = self.options.until;
-        let outs = on_every_task(&mut self.tasks, &mut probes, |task, probe| {
+        let mut outs = on_every_task(&mut self.tasks, &mut probes, |task, probe| {
             task.finish(until, tables, Some(probe))
         });
-        for (p, out) in outs {
-            let probe = probes.get_mut(&p).expect("one per task");
-            self.take(p, out, probe, Some(&mut sinks))?;
+        // Re-keyed views finish once every task's last events and final
+        // mark have reached them: one more step.
+        let mut steps = 0;
+        loop {
+            self.exchange(&mut outs);
+            for (p, out) in outs {
+                let probe = probes.get_mut(&p).expect("one per task");
+                self.take(p, out, probe, Some(&mut sinks))?;
+            }
+            if self.tasks.values().all(|t| t.finished) {
+                break;
+            }
+            steps += 1;
+            if steps > 2 {
+                return Err(JobError::Output(
+                    "internal: re-keyed views did not finish after every task had".into(),
+                ));
+            }
+            let tables = &self.inputs.table_state;
+            outs = on_every_task(&mut self.tasks, &mut probes, |task, probe| {
+                task.advance(cap, tables, Some(probe))
+            });
+        }
+        for p in self.tasks.keys().copied().collect::<Vec<_>>() {
             for (v, sink) in sinks.iter_mut().enumerate() {
                 if let Some(name) = sink.flush(p, 0)? {
                     self.summary.feature_files.push(format!(

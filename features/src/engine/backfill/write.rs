@@ -70,6 +70,35 @@ impl Backfill {
         Ok(())
     }
 
+    /// Hands each task's re-keyed events and marks to the tasks they are
+    /// for, in task order: the repartition topic of a live job, in memory.
+    /// The receiving side is the live one, so the order it releases in is
+    /// the same.
+    pub(super) fn exchange(&mut self, outs: &mut [(i32, Output)]) {
+        for (_, out) in outs.iter_mut() {
+            for (to, msg) in std::mem::take(&mut out.shuffled) {
+                let Some(task) = self.tasks.get_mut(&to) else {
+                    continue;
+                };
+                let row = match &msg {
+                    crate::engine::task::shuffle::Shuffled::Row(r) => Some(r.as_row()),
+                    _ => None,
+                };
+                if let crate::engine::task::shuffle::Received::Late { watermark } =
+                    task.receive(msg, None)
+                {
+                    self.summary.late += 1;
+                    if let Some(r) = row {
+                        self.summary.first_problem.get_or_insert(format!(
+                            "partition {to}: a re-keyed event at {} came after the watermark {watermark}",
+                            r.ts
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
     /// `manifest.json` next to the outputs: what was replayed and where
     /// everything went, for notebooks and for the next person.
     pub(super) fn write_manifest(&self) -> Result<(), JobError> {

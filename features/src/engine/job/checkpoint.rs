@@ -243,8 +243,14 @@ enum Damage {
     Bad(String),
 }
 
+/// The body is the checkpoint, then (tasks with re-keyed views) the task's
+/// exchange: appended rather than a field, so checkpoints of older eddy
+/// versions, which end after the checkpoint, still decode.
 fn encode(ckpt: &Checkpoint) -> Result<Vec<u8>, String> {
-    let body = postcard::to_allocvec(ckpt).map_err(|e| e.to_string())?;
+    let mut body = postcard::to_allocvec(ckpt).map_err(|e| e.to_string())?;
+    if let Some(x) = &ckpt.task.exchange {
+        body.extend(postcard::to_allocvec(x).map_err(|e| e.to_string())?);
+    }
     let mut out = Vec::with_capacity(body.len() + 12);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
@@ -265,8 +271,14 @@ fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
     if crc32fast::hash(body) != crc {
         return Err("checksum mismatch: the object was damaged or truncated".into());
     }
-    let (ckpt, rest): (Checkpoint, &[u8]) =
+    let (mut ckpt, mut rest): (Checkpoint, &[u8]) =
         postcard::take_from_bytes(body).map_err(|e| format!("does not decode: {e}"))?;
+    if !rest.is_empty() {
+        let (exchange, after) = postcard::take_from_bytes(rest)
+            .map_err(|e| format!("its exchange does not decode: {e}"))?;
+        ckpt.task.exchange = Some(exchange);
+        rest = after;
+    }
     if !rest.is_empty() {
         return Err(format!("{} bytes after the checkpoint", rest.len()));
     }

@@ -4,6 +4,9 @@
 
 use std::time::Instant;
 
+use crate::engine::task::shuffle::{Received, Shuffled};
+use crate::topic::ProducerRecord;
+
 use super::*;
 
 impl Job {
@@ -34,7 +37,9 @@ impl Job {
                     self.seqs.insert(task.partition, seq);
                     let mut task = *task;
                     // A bounded run finished it; a live run goes on from there.
-                    task.finished &= self.options.until_end;
+                    if !self.options.until_end {
+                        task.reopen();
+                    }
                     let p = task.partition;
                     self.tasks.insert(p, task);
                     self.restored_rows(p);
@@ -53,6 +58,73 @@ impl Job {
         Ok(())
     }
 
+    /// Sends re-keyed events and marks to the tasks they are for, on the
+    /// repartition topic.
+    fn shuffle(&mut self, messages: Vec<(i32, Shuffled)>) -> Result<(), JobError> {
+        let topic = self
+            .repartition
+            .clone()
+            .expect("re-keyed views have a topic");
+        let mut producer = self.producer.lock().expect("poisoned");
+        for (partition, msg) in messages {
+            let (key, ts) = match &msg {
+                Shuffled::Row(r) => (Some(r.key.key_text().into_bytes()), Some(r.ts)),
+                Shuffled::Mark { .. } => (None, None),
+            };
+            let value = postcard::to_allocvec(&msg)
+                .map_err(|e| JobError::Output(format!("encoding a re-keyed event: {e}")))?;
+            let mut record = ProducerRecord::new(topic.clone(), key, Some(value));
+            record.partition = Some(partition);
+            record.timestamp_ms = ts;
+            producer.send(record)?;
+            self.metrics.shuffled.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// A record of the repartition topic, for the task of its partition.
+    fn receive(&mut self, rec: &Record) -> Result<(), JobError> {
+        let Some(task) = self.tasks.get_mut(&rec.partition) else {
+            return Ok(());
+        };
+        let msg: Shuffled = match rec.value.as_deref().map(postcard::from_bytes) {
+            Some(Ok(msg)) => msg,
+            other => {
+                // Only eddy writes this topic: a record it cannot read was
+                // written by another version or another pipeline.
+                task.receive_skipped(rec.offset);
+                let why = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "no value".into(),
+                };
+                self.metrics
+                    .shuffle_undecodable
+                    .fetch_add(1, Ordering::Relaxed);
+                return self.dead_letter(
+                    rec,
+                    &format!("not a re-keyed event of this eddy version: {why}"),
+                );
+            }
+        };
+        match task.receive(msg, Some(rec.offset)) {
+            Received::Accepted => {}
+            Received::Duplicate => {
+                self.metrics
+                    .shuffle_duplicates
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Received::Late { watermark } => {
+                self.metrics.late.fetch_add(1, Ordering::Relaxed);
+                let reason = format!(
+                    "late after re-keying: event time {} is at or below the watermark {watermark} of task {}'s re-keyed views (its origin task was idle meanwhile; raise the source's `idle_timeout`)",
+                    rec.timestamp_ms, rec.partition
+                );
+                self.dead_letter(rec, &reason)?;
+            }
+        }
+        Ok(())
+    }
+
     /// A bounded run that finished a task marked it so in its checkpoint;
     /// records that arrived since then must still be read, so a task that
     /// is not at its end any more is not finished.
@@ -60,12 +132,12 @@ impl Job {
         let reopen: Vec<i32> = self
             .tasks
             .iter()
-            .filter(|(p, t)| t.finished && !self.task_at_end(**p))
+            .filter(|(p, t)| t.upstream_finished() && !self.task_at_end(**p))
             .map(|(p, _)| *p)
             .collect();
         for p in reopen {
             if let Some(t) = self.tasks.get_mut(&p) {
-                t.finished = false;
+                t.reopen();
             }
         }
     }
@@ -94,6 +166,9 @@ impl Job {
 
     pub(super) fn offer(&mut self, rec: &Record, now: Instant) -> Result<(), JobError> {
         let Some(s) = self.sources.iter().position(|s| s.topic == rec.topic) else {
+            if self.repartition.as_deref() == Some(rec.topic.as_str()) {
+                return self.receive(rec);
+            }
             return Ok(());
         };
         self.last_seen.insert((s, rec.partition), now);
@@ -176,7 +251,10 @@ impl Job {
             };
             self.dead_letter(&rec, &rejected.reason)?;
         }
-        let watermark = self.tasks.get(&partition).map(Task::watermark);
+        if !out.shuffled.is_empty() {
+            self.shuffle(out.shuffled)?;
+        }
+        let watermark = self.tasks.get(&partition).map(Task::complete_watermark);
         let n = out.rows.len() as u64;
         if let Some((last, others)) = self.sinks.split_last_mut() {
             for sink in others {
@@ -195,7 +273,7 @@ impl Job {
             return;
         };
         let rows = task.current_rows();
-        let watermark = task.watermark();
+        let watermark = task.complete_watermark();
         for sink in &mut self.sinks {
             sink.restored(partition, &rows, watermark);
         }

@@ -31,6 +31,8 @@ pub struct TaskListener {
     pub cfg: Arc<TaskConfig>,
     /// Source topics, by source index.
     pub topics: Vec<String>,
+    /// The repartition topic (re-keyed views), read from the task's offset.
+    pub repartition: Option<String>,
     pub producer: Arc<Mutex<Box<dyn Producer>>>,
     pub changes: Arc<Mutex<Vec<TaskChange>>>,
 }
@@ -55,9 +57,14 @@ impl RebalanceListener for TaskListener {
         let starts = partitions
             .iter()
             .map(|(topic, p)| {
-                let s = self.topics.iter().position(|t| t == topic);
-                s.and_then(|s| tasks[p].0.inputs[s].next_offset)
-                    .map_or(StartOffset::Earliest, StartOffset::At)
+                let task = &tasks[p].0;
+                let next = if self.repartition.as_ref() == Some(topic) {
+                    task.repartition_offset()
+                } else {
+                    let s = self.topics.iter().position(|t| t == topic);
+                    s.and_then(|s| task.inputs[s].next_offset)
+                };
+                next.map_or(StartOffset::Earliest, StartOffset::At)
             })
             .collect();
         for (_, (task, seq)) in tasks {

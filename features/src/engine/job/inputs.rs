@@ -197,10 +197,12 @@ impl Inputs {
             .filter(|(n, _)| sources.iter().any(|s| s.name == **n))
             .map(|(n, s)| (n.clone(), s.lateness.0))
             .collect();
-        let cfg = Arc::new(
-            super::TaskConfig::new(&source_lateness, &table_columns, &plans)
-                .map_err(|e| JobError::Output(e.to_string()))?,
-        );
+        let mut cfg = super::TaskConfig::new(&source_lateness, &table_columns, &plans)
+            .map_err(|e| JobError::Output(e.to_string()))?;
+        // Re-keyed events go to the task owning their key, one per source
+        // partition.
+        cfg.partitions = partitions.as_ref().map_or(1, |p| p.1 as i32).max(1);
+        let cfg = Arc::new(cfg);
         Ok(Inputs {
             plans,
             sources,

@@ -17,6 +17,13 @@ pub struct JobMetrics {
     pub late: AtomicU64,
     /// Records sent to dead-letter topics.
     pub dead_lettered: AtomicU64,
+    /// Re-keyed events and marks sent on the repartition topic.
+    pub shuffled: AtomicU64,
+    /// Repartition records already received (an origin task replayed
+    /// them after a restart), skipped.
+    pub shuffle_duplicates: AtomicU64,
+    /// Repartition records that did not decode (dead-lettered).
+    pub shuffle_undecodable: AtomicU64,
     /// Feature rows emitted.
     pub rows_out: AtomicU64,
     /// Task checkpoints written.
@@ -72,6 +79,21 @@ impl Report for JobMetrics {
                 "eddy_dead_letters_total",
                 "Records sent to dead-letter topics, late ones included.",
                 count(&self.dead_lettered),
+            ),
+            Family::counter(
+                "eddy_repartition_records_total",
+                "Re-keyed events and watermark marks sent on the repartition topic.",
+                count(&self.shuffled),
+            ),
+            Family::counter(
+                "eddy_repartition_duplicates_total",
+                "Repartition records received twice (a task replayed them after a restart) and skipped.",
+                count(&self.shuffle_duplicates),
+            ),
+            Family::counter(
+                "eddy_repartition_undecodable_total",
+                "Repartition records that did not decode (sent to the dead-letter topic).",
+                count(&self.shuffle_undecodable),
             ),
             Family::counter(
                 "eddy_feature_rows_total",

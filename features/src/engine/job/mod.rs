@@ -133,6 +133,8 @@ pub struct Job {
     ends: HashMap<(usize, i32), i64>,
     /// Per (source, partition): when a record last arrived.
     last_seen: HashMap<(usize, i32), Instant, foldhash::fast::RandomState>,
+    /// The repartition topic, if some view is re-keyed.
+    repartition: Option<String>,
     /// The job's counters, for `/metrics`.
     pub metrics: Arc<JobMetrics>,
     /// A handle on the read API (a sink keeps it current).
@@ -276,12 +278,14 @@ impl Job {
                 let tables = &self.table_state;
                 let mut probe = self.learning.as_mut().map(|l| l.probe(p));
                 let probe_now = probe.as_deref_mut();
-                let out = if at_end {
+                let finishing = at_end && !task.upstream_finished();
+                let out = if finishing {
                     task.finish(None, tables, probe_now)
                 } else {
                     task.advance(i64::MAX, tables, probe_now)
                 };
-                newly_finished |= at_end;
+                // The re-keyed views may finish later, in an advance.
+                newly_finished |= finishing || task.finished;
                 let examples = probe.map(|probe| probe.rows.take());
                 self.write(p, out)?;
                 if let (Some(mut rows), Some(l)) = (examples, &mut self.learning)
@@ -359,7 +363,7 @@ impl Job {
                 state_bytes += task.view(v).size_bytes();
                 keys += task.view(v).len();
             }
-            min_wm = min_wm.min(task.watermark());
+            min_wm = min_wm.min(task.complete_watermark());
         }
         self.metrics
             .state_bytes

@@ -41,8 +41,15 @@ fn restore(
     options: &JobOptions,
 ) -> Task {
     let mut task = Task::restore(cfg.clone(), snapshot);
-    task.finished &= options.until_end;
+    if !options.until_end {
+        task.reopen();
+    }
     task
+}
+
+/// The topic re-keyed views' events travel on, between tasks.
+pub fn repartition_topic(pipeline: &str) -> String {
+    format!("{pipeline}.repartition")
 }
 
 impl Job {
@@ -72,6 +79,15 @@ impl Job {
                 &TopicSpec::new(plan.output_topic.clone())
                     .partitions(partitions.max(1) as i32)
                     .compacted(),
+            )?;
+        }
+        // Re-keyed views' events go to the task owning their key through
+        // one repartition topic, partitioned like the sources (task p reads
+        // partition p).
+        let repartition = cfg.rekeys().then(|| repartition_topic(&spec.name));
+        if let Some(topic) = &repartition {
+            backend.ensure_topic(
+                &TopicSpec::new(topic.clone()).partitions(partitions.max(1) as i32),
             )?;
         }
         let producer: Arc<Mutex<Box<dyn Producer>>> = Arc::new(Mutex::new(backend.producer()?));
@@ -107,10 +123,12 @@ impl Job {
                 checkpointer: checkpointer.clone(),
                 cfg: cfg.clone(),
                 topics: sources.iter().map(|s| s.topic.clone()).collect(),
+                repartition: repartition.clone(),
                 producer: producer.clone(),
                 changes: changes.clone(),
             };
-            let topics: Vec<String> = sources.iter().map(|s| s.topic.clone()).collect();
+            let mut topics: Vec<String> = sources.iter().map(|s| s.topic.clone()).collect();
+            topics.extend(repartition.clone());
             consumer.subscribe(&topics, Arc::new(listener))?;
             group_changes = Some(changes);
         } else {
@@ -139,6 +157,18 @@ impl Job {
                     .collect();
                 consumer.assign(&s.topic, &assignment)?;
             }
+            if let Some(topic) = &repartition {
+                let assignment: Vec<(i32, StartOffset)> = tasks
+                    .values()
+                    .map(|t| {
+                        let start = t
+                            .repartition_offset()
+                            .map_or(StartOffset::Earliest, StartOffset::At);
+                        (t.partition, start)
+                    })
+                    .collect();
+                consumer.assign(topic, &assignment)?;
+            }
         }
         let metrics = Arc::new(JobMetrics::new());
         metrics
@@ -165,6 +195,7 @@ impl Job {
             options,
             ends,
             last_seen: HashMap::default(),
+            repartition,
             metrics,
             reader,
             restored,

@@ -220,6 +220,7 @@ mod tests {
         let plan = ViewPlan {
             name: "v".into(),
             source: "s".into(),
+            rekeyed: false,
             key: "user".into(),
             key_type: ColumnType::Long,
             source_columns: Default::default(),

@@ -13,6 +13,11 @@
 //! event time minus the source's lateness, minus 1 ms (so an event at the
 //! maximum time itself is never late). The task's watermark is the minimum
 //! over its inputs that are not idle.
+//!
+//! A re-keyed view is counted by the task owning its new key, not the one
+//! that reads the event: the reading task sends it there ([`shuffle`]), and
+//! the owner releases it under a watermark of its own, the minimum of
+//! every origin's.
 
 use std::sync::Arc;
 
@@ -29,10 +34,12 @@ use crate::spec::validate::ViewPlan;
 
 mod prepare;
 mod probe;
+pub mod shuffle;
 
 use prepare::prepare_rows;
 use probe::answer_queries;
 pub use probe::{Probe, ProbedRows, Query};
+use shuffle::{Exchange, OriginState, Received, Shuffled, ShuffledRow};
 
 /// A decoded source event.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -66,6 +73,16 @@ pub struct ViewRuntime {
     inputs: Vec<Option<usize>>,
     /// Names and types of the columns after joins (the frame's columns).
     joined: Vec<(String, ColumnType)>,
+    /// A re-keyed view: its key's column index after joins and derives
+    /// (carried as the last input, then split off).
+    rekey: Option<usize>,
+}
+
+impl ViewRuntime {
+    /// Keyed by another column than its source's key.
+    pub fn rekeyed(&self) -> bool {
+        self.rekey.is_some()
+    }
 }
 
 /// What every task of a job shares.
@@ -74,6 +91,9 @@ pub struct TaskConfig {
     pub lateness: Vec<i64>,
     /// Every view, in spec order.
     pub views: Vec<ViewRuntime>,
+    /// Tasks of the pipeline (source partitions): where re-keyed events
+    /// go. Default 1.
+    pub partitions: i32,
 }
 
 impl TaskConfig {
@@ -129,6 +149,11 @@ impl TaskConfig {
                     })
                 })
                 .collect();
+            let rekey = plan.rekeyed.then(|| {
+                all.iter()
+                    .position(|c| **c == plan.key)
+                    .expect("validated key")
+            });
             views.push(ViewRuntime {
                 plan: plan.clone(),
                 source,
@@ -137,12 +162,19 @@ impl TaskConfig {
                 joins,
                 inputs,
                 joined,
+                rekey,
             });
         }
         Ok(TaskConfig {
             lateness: sources.iter().map(|(_, l)| *l).collect(),
             views,
+            partitions: 1,
         })
+    }
+
+    /// Some view is re-keyed: tasks exchange events.
+    pub fn rekeys(&self) -> bool {
+        self.views.iter().any(ViewRuntime::rekeyed)
     }
 }
 
@@ -186,6 +218,9 @@ pub struct Output {
     pub rows: Vec<(usize, FeatureRow)>,
     /// Events a join or an expression rejected.
     pub rejected: Vec<Rejected>,
+    /// Re-keyed events and marks for other tasks: (task, message), in the
+    /// order they must arrive.
+    pub shuffled: Vec<(i32, Shuffled)>,
 }
 
 /// One task.
@@ -206,6 +241,10 @@ pub struct Task {
     /// Advances keep windows and timers moving but compute no rows (a
     /// backfill keeps only its final table); finishing still emits.
     pub quiet: bool,
+    /// The re-keyed views' receiving side (None without re-keyed views).
+    exchange: Option<Exchange>,
+    /// The last mark sent to the other tasks (None: none since opening).
+    sent: Option<(i64, OriginState)>,
 }
 
 /// What a checkpoint keeps of a task.
@@ -223,6 +262,10 @@ pub struct TaskSnapshot {
     pub views: Vec<ViewSnapshot>,
     /// A bounded run finished the task.
     pub finished: bool,
+    /// The re-keyed views' receiving side. Not in the postcard body, which
+    /// older checkpoints lack: the checkpoint appends it after the body.
+    #[serde(skip)]
+    pub exchange: Option<Exchange>,
 }
 
 impl Task {
@@ -235,6 +278,8 @@ impl Task {
             .collect();
         Task {
             inputs: vec![InputState::default(); cfg.lateness.len()],
+            exchange: cfg.rekeys().then(|| Exchange::new(cfg.partitions)),
+            sent: None,
             cfg,
             partition,
             pending: Vec::new(),
@@ -258,14 +303,82 @@ impl Task {
     /// Every view's rows as of the watermark, by view index (see
     /// [`ViewState::rows`]); none before the first event.
     pub fn current_rows(&self) -> Vec<(usize, FeatureRow)> {
-        if self.watermark == i64::MIN {
-            return Vec::new();
+        let mut rows = Vec::new();
+        for (v, view) in self.views.iter().enumerate() {
+            let w = self.view_watermark(v);
+            if w != i64::MIN {
+                rows.extend(view.rows(w).into_iter().map(|r| (v, r)));
+            }
         }
-        self.views
-            .iter()
-            .enumerate()
-            .flat_map(|(v, view)| view.rows(self.watermark).into_iter().map(move |r| (v, r)))
-            .collect()
+        rows
+    }
+
+    /// The watermark view `v`'s rows are as of: the task's, or for a
+    /// re-keyed view the exchange's.
+    pub fn view_watermark(&self, v: usize) -> i64 {
+        match &self.exchange {
+            Some(x) if self.cfg.views[v].rekeyed() => x.watermark,
+            _ => self.watermark,
+        }
+    }
+
+    /// How far every view of the task is complete: the task's watermark,
+    /// or the exchange's if that is behind.
+    pub fn complete_watermark(&self) -> i64 {
+        self.exchange
+            .as_ref()
+            .map_or(self.watermark, |x| x.watermark.min(self.watermark))
+    }
+
+    /// The exchange's watermark (re-keyed views), if any.
+    pub fn exchange_watermark(&self) -> Option<i64> {
+        self.exchange.as_ref().map(|x| x.watermark)
+    }
+
+    /// Where this task reads its partition of the repartition topic (None:
+    /// from the beginning, or no re-keyed view).
+    pub fn repartition_offset(&self) -> Option<i64> {
+        self.exchange.as_ref().and_then(|x| x.next_offset)
+    }
+
+    /// The task has re-keyed views (it reads the repartition topic).
+    pub fn exchanges(&self) -> bool {
+        self.exchange.is_some()
+    }
+
+    /// The reading half finished (a bounded run); the re-keyed views may
+    /// still wait for other tasks.
+    pub fn upstream_finished(&self) -> bool {
+        self.exchange
+            .as_ref()
+            .map_or(self.finished, |x| x.upstream_finished)
+    }
+
+    /// A finished bounded run goes on: live, or with records that arrived
+    /// since.
+    pub fn reopen(&mut self) {
+        self.finished = false;
+        if let Some(x) = &mut self.exchange {
+            x.reopen();
+        }
+    }
+
+    /// Records that the repartition topic was read up to `offset` without a
+    /// message to take (one that did not decode).
+    pub fn receive_skipped(&mut self, offset: i64) {
+        if let Some(x) = &mut self.exchange {
+            x.next_offset = Some(offset + 1);
+        }
+    }
+
+    /// Takes a re-keyed event or a mark from another task (read at
+    /// `offset` of the repartition topic, live).
+    pub fn receive(&mut self, msg: Shuffled, offset: Option<i64>) -> Received {
+        match &mut self.exchange {
+            Some(x) => x.receive(msg, offset),
+            // No re-keyed view here: the message is not for this spec.
+            None => Received::Duplicate,
+        }
     }
 
     /// Offers an event read at `offset` of this task's partition of `source`.
@@ -321,10 +434,148 @@ impl Task {
         tables: &[TableState],
         probe: Option<&mut Probe>,
     ) -> Output {
-        match self.allowed() {
-            Some(w) if w.min(cap) > self.watermark => self.release_to(w.min(cap), tables, probe),
+        let mut probe = probe;
+        let mut out = match self.allowed() {
+            Some(w) if w.min(cap) > self.watermark => {
+                self.release_to(w.min(cap), tables, probe.as_deref_mut())
+            }
             _ => Output::default(),
+        };
+        self.exchange_step(cap, probe, &mut out);
+        out
+    }
+
+    /// The re-keyed views' side of a step: tell the other tasks how far
+    /// this one has released, then release what every origin allows (or
+    /// everything, once every origin has finished).
+    fn exchange_step(&mut self, cap: i64, probe: Option<&mut Probe>, out: &mut Output) {
+        let Some(x) = &self.exchange else {
+            return;
+        };
+        let state = if x.upstream_finished {
+            OriginState::Finished
+        } else if self.allowed().is_none() {
+            OriginState::Idle
+        } else {
+            OriginState::Live
+        };
+        if self.sent != Some((self.watermark, state)) {
+            self.sent = Some((self.watermark, state));
+            for p in 0..self.cfg.partitions {
+                out.shuffled.push((
+                    p,
+                    Shuffled::Mark {
+                        origin: self.partition,
+                        watermark: self.watermark,
+                        state,
+                    },
+                ));
+            }
         }
+        let x = self.exchange.as_ref().expect("checked");
+        if x.finished {
+            return;
+        }
+        if let Some(end) = x.all_finished() {
+            // The final table of the re-keyed views, whatever `quiet` says.
+            for (v, view) in self.cfg.views.iter().enumerate() {
+                if view.rekeyed() {
+                    self.views[v].touch_all();
+                }
+            }
+            let quiet = std::mem::replace(&mut self.quiet, false);
+            self.release_exchange(end, probe, out);
+            self.quiet = quiet;
+            let x = self.exchange.as_mut().expect("checked");
+            x.finished = true;
+            self.finished = x.upstream_finished;
+            return;
+        }
+        if let Some(w) = x.allowed()
+            && w.min(cap) > x.watermark
+        {
+            self.release_exchange(w.min(cap), probe, out);
+        }
+    }
+
+    /// Applies the re-keyed events up to `w` in (time, origin, source,
+    /// offset) order, answering the probe's queries of re-keyed views on
+    /// the way, and emits the re-keyed views' changed keys as of `w`.
+    fn release_exchange(&mut self, w: i64, probe: Option<&mut Probe>, out: &mut Output) {
+        let x = self.exchange.as_mut().expect("exchanging");
+        let released = x.release(w);
+        let w = x.watermark;
+        match probe.filter(|p| !p.exchange_queries.is_empty()) {
+            None => {
+                for row in released {
+                    self.views[row.view as usize].apply(&row.key, row.ts, row.inputs);
+                }
+            }
+            Some(probe) => {
+                let mut rows = released.into_iter().peekable();
+                while let Some(first) = rows.next() {
+                    let ts = first.ts;
+                    answer_queries(
+                        &mut self.views,
+                        &mut probe.exchange_queries,
+                        &mut probe.answers,
+                        ts - 1,
+                    );
+                    self.views[first.view as usize].apply(&first.key, ts, first.inputs);
+                    while let Some(row) = rows.next_if(|r| r.ts == ts) {
+                        self.views[row.view as usize].apply(&row.key, ts, row.inputs);
+                    }
+                }
+                answer_queries(
+                    &mut self.views,
+                    &mut probe.exchange_queries,
+                    &mut probe.answers,
+                    w,
+                );
+            }
+        }
+        for (v, view) in self.cfg.views.iter().enumerate() {
+            if !view.rekeyed() {
+                continue;
+            }
+            if self.quiet {
+                self.views[v].emit_quietly(w);
+            } else {
+                out.rows
+                    .extend(self.views[v].emit(w).into_iter().map(|r| (v, r)));
+            }
+        }
+    }
+
+    /// Sends a re-keyed view's event to the task owning its new key (the
+    /// last input), or rejects it if the key is null.
+    fn shuffle(&self, v: usize, row: &Row, mut inputs: Box<[Scalar]>, out: &mut Output) {
+        let n = inputs.len() - 1;
+        let key = std::mem::take(&mut inputs[n]);
+        if key.is_null() {
+            out.rejected.push(Rejected {
+                row: row.clone(),
+                reason: format!(
+                    "view {}: its key `{}` is null, so the event has no key to be counted under",
+                    self.cfg.views[v].plan.name, self.cfg.views[v].plan.key
+                ),
+            });
+            return;
+        }
+        let mut inputs = inputs.into_vec();
+        inputs.truncate(n);
+        out.shuffled.push((
+            shuffle::owner(&key, self.cfg.partitions),
+            Shuffled::Row(ShuffledRow {
+                view: v as u32,
+                origin: self.partition,
+                ts: row.ts,
+                source: row.source as u32,
+                offset: row.offset,
+                key,
+                inputs: inputs.into_boxed_slice(),
+            }),
+        ));
     }
 
     /// The end of a bounded input: releases everything up to `until`
@@ -336,23 +587,33 @@ impl Task {
         tables: &[TableState],
         probe: Option<&mut Probe>,
     ) -> Output {
-        self.finished = true;
+        let mut probe = probe;
+        match &mut self.exchange {
+            // The re-keyed views finish once every origin has.
+            Some(x) => x.upstream_finished = true,
+            None => self.finished = true,
+        }
         let last = self.inputs.iter().filter_map(|i| i.max_ts).max();
         let w = match until {
             Some(u) => u.max(self.watermark),
             None => last.map_or(self.watermark, |l| l.max(self.watermark)),
         };
-        if w == i64::MIN {
-            return Output::default();
-        }
-        for view in &mut self.views {
-            view.touch_all();
-        }
-        // A backfill's quiet task builds rows for its final table.
-        let quiet = std::mem::replace(&mut self.quiet, false);
-        let out = self.release_to(w, tables, probe);
-        self.quiet = quiet;
-        self.pending.clear();
+        let mut out = if w == i64::MIN {
+            Output::default()
+        } else {
+            for (v, view) in self.views.iter_mut().enumerate() {
+                if !self.cfg.views[v].rekeyed() {
+                    view.touch_all();
+                }
+            }
+            // A backfill's quiet task builds rows for its final table.
+            let quiet = std::mem::replace(&mut self.quiet, false);
+            let out = self.release_to(w, tables, probe.as_deref_mut());
+            self.quiet = quiet;
+            self.pending.clear();
+            out
+        };
+        self.exchange_step(until.unwrap_or(i64::MAX), probe, &mut out);
         out
     }
 
@@ -399,10 +660,13 @@ impl Task {
                         continue;
                     }
                     let inputs = prepare_rows(view, &rows, tables, &mut out.rejected);
-                    let state = &mut self.views[v];
                     for (row, inputs) in rows.iter().zip(inputs) {
                         if let Some(inputs) = inputs {
-                            state.apply(&row.key, row.ts, inputs);
+                            if view.rekeyed() {
+                                self.shuffle(v, row, inputs, &mut out);
+                            } else {
+                                self.views[v].apply(&row.key, row.ts, inputs);
+                            }
                         }
                     }
                 }
@@ -429,14 +693,27 @@ impl Task {
                 while i < released.len() {
                     let ts = released[i].ts;
                     let end = i + released[i..].partition_point(|r| r.ts == ts);
-                    answer_queries(&mut self.views, probe, ts - 1);
+                    answer_queries(
+                        &mut self.views,
+                        &mut probe.queries,
+                        &mut probe.answers,
+                        ts - 1,
+                    );
                     if ts >= probe.from {
                         for row in &released[i..end] {
                             if probe.sources.contains(&row.source) {
                                 let values = &mut probe.scratch;
                                 if probe.read_views {
-                                    for v in &mut self.views {
-                                        v.probe_into(&row.key, ts, values);
+                                    // A re-keyed view's state here is
+                                    // for other keys: it is not read.
+                                    for (v, view) in self.views.iter_mut().enumerate() {
+                                        let runtime = &self.cfg.views[v];
+                                        if runtime.rekeyed() {
+                                            let n = runtime.plan.features.len();
+                                            values.extend(std::iter::repeat_n(Scalar::Null, n));
+                                        } else {
+                                            view.probe_into(&row.key, ts, values);
+                                        }
                                     }
                                 }
                                 probe.rows.push(&self.cfg, row, probe.keep_columns, values);
@@ -446,16 +723,23 @@ impl Task {
                     for (k, row) in released.iter().enumerate().take(end).skip(i) {
                         for (v, column) in prepared.iter_mut().enumerate() {
                             if let Some(inputs) = column[k].take() {
-                                self.views[v].apply(&row.key, ts, inputs);
+                                if self.cfg.views[v].rekeyed() {
+                                    self.shuffle(v, row, inputs, &mut out);
+                                } else {
+                                    self.views[v].apply(&row.key, ts, inputs);
+                                }
                             }
                         }
                     }
                     i = end;
                 }
-                answer_queries(&mut self.views, probe, w);
+                answer_queries(&mut self.views, &mut probe.queries, &mut probe.answers, w);
             }
         }
         for v in 0..self.views.len() {
+            if self.cfg.views[v].rekeyed() {
+                continue;
+            }
             if self.quiet {
                 self.views[v].emit_quietly(w);
             } else {
@@ -475,6 +759,7 @@ impl Task {
             watermark: self.watermark,
             views: self.views.iter().map(ViewState::snapshot).collect(),
             finished: self.finished,
+            exchange: self.exchange.clone(),
         }
     }
 
@@ -486,8 +771,20 @@ impl Task {
             .zip(snap.views)
             .map(|(v, s)| ViewState::restore(v.layout.clone(), s))
             .collect();
+        let exchange = match snap.exchange {
+            Some(x) => Some(x),
+            None if cfg.rekeys() => {
+                let mut x = Exchange::new(cfg.partitions);
+                x.upstream_finished = snap.finished;
+                x.finished = snap.finished;
+                Some(x)
+            }
+            None => None,
+        };
         Task {
             quiet: false,
+            exchange,
+            sent: None,
             cfg,
             partition: snap.partition,
             inputs: snap.inputs,

@@ -22,15 +22,17 @@ pub(super) fn join_into(
     true
 }
 
-/// A view's aggregation inputs from a row's columns (after joins).
+/// A view's aggregation inputs from a row's columns (after joins); a
+/// re-keyed view's new key follows them.
 pub(super) fn inputs_of(view: &ViewRuntime, cols: &[Scalar]) -> Box<[Scalar]> {
-    view.inputs
-        .iter()
-        .map(|i| match i {
-            Some(i) => cols[*i].clone(),
-            None => Scalar::Bool(true),
-        })
-        .collect()
+    let inputs = view.inputs.iter().map(|i| match i {
+        Some(i) => cols[*i].clone(),
+        None => Scalar::Bool(true),
+    });
+    match view.rekey {
+        None => inputs.collect(),
+        Some(k) => inputs.chain(std::iter::once(cols[k].clone())).collect(),
+    }
 }
 
 /// Joins, derives and filters released rows of one view: the aggregation

@@ -30,6 +30,9 @@ pub struct Probe {
     /// emitted as of that watermark. Sorted by time, latest first (they
     /// are popped).
     pub queries: Vec<Query>,
+    /// The queries of re-keyed views, answered as the task's exchange
+    /// releases (see [`Probe::split_rekeyed`]).
+    pub exchange_queries: Vec<Query>,
     /// (query id, the view's values for the key; None if this task holds
     /// no state for it).
     pub answers: Vec<(usize, Option<Vec<Scalar>>)>,
@@ -59,6 +62,7 @@ impl Probe {
             rows: ProbedRows::default(),
             scratch: Vec::new(),
             queries: Vec::new(),
+            exchange_queries: Vec::new(),
             answers: Vec::new(),
         }
     }
@@ -71,6 +75,16 @@ impl Probe {
             sources: Vec::new(),
             ..Probe::events(usize::MAX, i64::MAX)
         }
+    }
+
+    /// Moves the queries of re-keyed views to where the exchange answers
+    /// them: a re-keyed view's state is not as of the task's watermark.
+    pub fn split_rekeyed(&mut self, cfg: &TaskConfig) {
+        let (exchange, own): (Vec<Query>, Vec<Query>) = std::mem::take(&mut self.queries)
+            .into_iter()
+            .partition(|q| cfg.views[q.view].rekeyed());
+        self.queries = own;
+        self.exchange_queries = exchange;
     }
 }
 
@@ -90,7 +104,10 @@ pub struct ProbedRows {
     /// Each event's own columns, if the probe keeps them.
     pub columns: Vec<Box<[Scalar]>>,
     /// One per feature over all views: view after view, each in its
-    /// feature order.
+    /// feature order. A re-keyed view's are null: its state in the task
+    /// that reads an event is for other keys, so it is not read, and
+    /// nothing may use its columns (models and training sets leave them
+    /// out).
     pub features: Vec<ColumnBuilder>,
 }
 
@@ -151,12 +168,17 @@ impl ProbedRows {
 }
 
 /// Answers the queries at or before `t` (every event up to `t` has
-/// counted, none after it).
-pub(super) fn answer_queries(views: &mut [ViewState], probe: &mut Probe, t: i64) {
-    while probe.queries.last().is_some_and(|q| q.t <= t) {
-        let q = probe.queries.pop().expect("checked");
+/// counted, none after it); `queries` are sorted latest first.
+pub(super) fn answer_queries(
+    views: &mut [ViewState],
+    queries: &mut Vec<Query>,
+    answers: &mut Vec<(usize, Option<Vec<Scalar>>)>,
+    t: i64,
+) {
+    while queries.last().is_some_and(|q| q.t <= t) {
+        let q = queries.pop().expect("checked");
         let view = &mut views[q.view];
         let values = view.holds(&q.key).then(|| view.probe(&q.key, q.t));
-        probe.answers.push((q.id, values));
+        answers.push((q.id, values));
     }
 }

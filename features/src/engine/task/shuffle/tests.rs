@@ -1,0 +1,163 @@
+//! The exchange alone: release order independent of how origins'
+//! messages interleave, replays skipped, lateness after idleness.
+
+use super::*;
+
+fn row(origin: i32, ts: i64, offset: i64, key: i64) -> Shuffled {
+    Shuffled::Row(ShuffledRow {
+        view: 0,
+        origin,
+        ts,
+        source: 0,
+        offset,
+        key: Scalar::Long(key),
+        inputs: Box::new([Scalar::Long(offset)]),
+    })
+}
+
+fn mark(origin: i32, watermark: i64, state: OriginState) -> Shuffled {
+    Shuffled::Mark {
+        origin,
+        watermark,
+        state,
+    }
+}
+
+/// Each origin's messages in its order; `pick` chooses which origin's
+/// next message arrives next.
+fn interleave(streams: &[Vec<Shuffled>], pick: &mut dyn FnMut(usize) -> usize) -> Vec<Shuffled> {
+    let mut at = vec![0; streams.len()];
+    let mut out = Vec::new();
+    loop {
+        let open: Vec<usize> = (0..streams.len())
+            .filter(|o| at[*o] < streams[*o].len())
+            .collect();
+        if open.is_empty() {
+            return out;
+        }
+        let o = open[pick(open.len())];
+        out.push(streams[o][at[o]].clone());
+        at[o] += 1;
+    }
+}
+
+/// Releases after every message; returns every (ts, origin, offset) in the
+/// order released.
+fn run(messages: Vec<Shuffled>, origins: i32) -> Vec<(i64, i32, i64)> {
+    let mut x = Exchange::new(origins);
+    let mut released = Vec::new();
+    for m in messages {
+        let got = x.receive(m, None);
+        assert!(!matches!(got, Received::Late { .. }), "{got:?}");
+        let w = x.all_finished().or(x.allowed());
+        if let Some(w) = w
+            && w > x.watermark
+        {
+            released.extend(x.release(w).into_iter().map(|r| (r.ts, r.origin, r.offset)));
+        }
+    }
+    released
+}
+
+proptest::proptest! {
+    /// Whatever order the topic interleaves origins in, the rows are
+    /// released in the same order, every one of them: what makes a live
+    /// re-keyed view equal to its backfill.
+    #[test]
+    fn release_order_does_not_depend_on_interleaving(
+        times in proptest::collection::vec(proptest::collection::vec(0i64..50, 0..30), 1..4),
+        seed_a in 0u64..1000,
+        seed_b in 0u64..1000,
+    ) {
+        let origins = times.len() as i32;
+        // Each origin releases its (sorted) rows in batches, each batch
+        // followed by its mark, then finishes.
+        let streams: Vec<Vec<Shuffled>> = times
+            .iter()
+            .enumerate()
+            .map(|(o, ts)| {
+                let mut ts = ts.clone();
+                ts.sort_unstable();
+                let mut out = Vec::new();
+                for (i, t) in ts.iter().enumerate() {
+                    out.push(row(o as i32, *t, i as i64, *t % 3));
+                    // Everything up to just before this time is out (a
+                    // later row may share it).
+                    if i % 4 == 3 {
+                        out.push(mark(o as i32, *t - 1, OriginState::Live));
+                    }
+                }
+                out.push(mark(o as i32, ts.last().copied().unwrap_or(0), OriginState::Finished));
+                out
+            })
+            .collect();
+        let lcg = |seed: u64| {
+            let mut s = seed;
+            move |n: usize| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 33) as usize) % n
+            }
+        };
+        let a = run(interleave(&streams, &mut lcg(seed_a)), origins);
+        let b = run(interleave(&streams, &mut lcg(seed_b)), origins);
+        let total: usize = times.iter().map(Vec::len).sum();
+        proptest::prop_assert_eq!(a.len(), total);
+        proptest::prop_assert_eq!(&a, &b);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        proptest::prop_assert_eq!(a, sorted);
+    }
+}
+
+/// An origin restarted from an older checkpoint sends its rows again: the
+/// exchange skips those it already has, and takes the new ones.
+#[test]
+fn rows_replayed_by_a_restarted_origin_are_skipped() {
+    let mut x = Exchange::new(1);
+    assert_eq!(x.receive(row(0, 10, 0, 1), Some(0)), Received::Accepted);
+    assert_eq!(x.receive(row(0, 11, 1, 1), Some(1)), Received::Accepted);
+    assert_eq!(x.receive(row(0, 10, 0, 1), Some(2)), Received::Duplicate);
+    assert_eq!(x.receive(row(0, 11, 1, 1), Some(3)), Received::Duplicate);
+    assert_eq!(x.receive(row(0, 12, 2, 1), Some(4)), Received::Accepted);
+    assert_eq!(x.next_offset, Some(5));
+    x.receive(mark(0, 12, OriginState::Live), Some(5));
+    assert_eq!(x.release(x.allowed().unwrap()).len(), 3);
+}
+
+/// Nothing is released until every origin has been heard from: an origin
+/// that said nothing yet may still send the oldest event.
+#[test]
+fn an_unheard_origin_holds_the_watermark_back() {
+    let mut x = Exchange::new(2);
+    x.receive(row(0, 5, 0, 1), None);
+    x.receive(mark(0, 5, OriginState::Live), None);
+    assert_eq!(x.allowed(), None);
+    x.receive(mark(1, 3, OriginState::Live), None);
+    assert_eq!(x.allowed(), Some(3));
+    x.receive(mark(1, 9, OriginState::Idle), None);
+    assert_eq!(x.allowed(), Some(5));
+}
+
+/// An idle origin does not hold others back; if it comes back with an
+/// event older than what was released, that event is late, and said so.
+#[test]
+fn an_event_from_an_origin_back_from_idle_below_the_watermark_is_late() {
+    let mut x = Exchange::new(2);
+    x.receive(mark(1, i64::MIN, OriginState::Idle), None);
+    x.receive(row(0, 20, 0, 1), None);
+    x.receive(mark(0, 20, OriginState::Live), None);
+    assert_eq!(x.release(x.allowed().unwrap()).len(), 1);
+    assert_eq!(
+        x.receive(row(1, 15, 0, 1), None),
+        Received::Late { watermark: 20 }
+    );
+}
+
+/// Every message survives the repartition topic's encoding.
+#[test]
+fn messages_round_trip_through_postcard() {
+    for m in [row(3, -5, 7, 42), mark(1, i64::MIN, OriginState::Unknown)] {
+        let bytes = postcard::to_allocvec(&m).unwrap();
+        assert_eq!(postcard::from_bytes::<Shuffled>(&bytes).unwrap(), m);
+    }
+}
