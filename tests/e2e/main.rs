@@ -20,6 +20,7 @@ mod notebooks;
 mod online_store;
 mod pipeline;
 mod quickstart;
+mod rekey;
 mod serving;
 mod serving_items;
 mod storage;
