@@ -140,11 +140,29 @@ fn movielens_pipeline_features_match_the_csv() {
 
 #[test]
 fn a_pipeline_killed_mid_stream_ends_with_the_table_of_an_uninterrupted_run() {
-    let spec_text = std::fs::read_to_string(MOVIELENS_SPEC).unwrap().replace(
-        "name: movielens",
-        // A name of its own: quickstart's run of `movielens` has finished.
-        "name: crash\ncheckpoint: { interval: 100ms }",
-    );
+    let spec_text = std::fs::read_to_string(MOVIELENS_SPEC)
+        .unwrap()
+        .replace(
+            "name: movielens",
+            // A name of its own: quickstart's run of `movielens` has finished.
+            "name: crash\ncheckpoint: { interval: 100ms }",
+        )
+        // And a view re-keyed by movie: its events cross tasks through the
+        // repartition topic, which the kills cut at any point.
+        .replace(
+            "\nmodels:",
+            "\n  movie_stats:
+    source: ratings
+    key: movie_id
+    aggregations:
+      - { name: ratings, op: count, windows: [1d, 30d, lifetime] }
+      - { name: avg_rating, op: mean, column: rating, windows: [30d, lifetime] }
+      - { name: raters, op: last_k, column: user_id, k: 5, windows: [lifetime] }
+    output: { topic: features.movie_stats }
+
+models:",
+        );
+    assert!(spec_text.contains("movie_stats"));
     let whole = tempfile::tempdir().unwrap();
     let cut = tempfile::tempdir().unwrap();
     for d in [whole.path(), cut.path()] {
@@ -208,6 +226,15 @@ fn a_pipeline_killed_mid_stream_ends_with_the_table_of_an_uninterrupted_run() {
     for (k, row) in &a {
         assert_eq!(Some(row), b.get(k), "user {k}");
     }
+    let movies = |d: &Path| {
+        table(
+            consume(eddy(&d.join("eddy-data")), "features.movie_stats"),
+            "movie_id",
+        )
+    };
+    let (a, b) = (movies(whole.path()), movies(cut.path()));
+    assert!(!a.is_empty());
+    assert_eq!(a, b, "the re-keyed view survived the kills");
 }
 
 fn validate(dir: &Path, spec: &Path) -> Command {
@@ -341,6 +368,18 @@ features:
       - {{ name: last_items, op: last_k, column: item, k: 3, windows: [10m] }}
       - {{ name: max_amount, op: max, column: amount, windows: [\"hopping 10m every 1m\"] }}
     output: {{ topic: {features} }}
+  # Keyed by item over clicks keyed by user: every test of this fixture
+  # runs the repartition topic too.
+  per_item:
+    source: clicks
+    key: item
+    join: [{{ table: items, on: item, select: [category] }}]
+    aggregations:
+      - {{ name: clicks, op: count, windows: [10m, lifetime] }}
+      - {{ name: spend, op: sum, column: amount, windows: [10m] }}
+      - {{ name: buyers, op: last_k, column: user, k: 3, windows: [lifetime] }}
+      - {{ name: category, op: last, column: category, windows: [lifetime] }}
+    output: {{ topic: {features}.per_item }}
 checkpoint: {{ interval: 200ms }}
 "
     )
@@ -566,6 +605,12 @@ fn two_processes_in_a_group_on_tansu_with_one_stopped_halfway_give_the_table_of_
         on_local(&["topics", "consume", "--topic", &lc.features]),
         "user",
     );
+    let per_item = |c: &crate::pipeline::Clicks| format!("{}.per_item", c.features);
+    let want_items = table(
+        on_local(&["topics", "consume", "--topic", &per_item(&lc)]),
+        "item",
+    );
+    assert!(!want_items.is_empty());
 
     let dir = tempfile::tempdir().unwrap();
     let schemas = unique("schemas");
@@ -671,6 +716,13 @@ fn two_processes_in_a_group_on_tansu_with_one_stopped_halfway_give_the_table_of_
     for (k, row) in &want {
         assert_eq!(Some(row), got.get(k), "user {k}");
     }
+    // The re-keyed view crossed tasks in two processes through the
+    // repartition topic, and came out as one process's.
+    let got_items = table(
+        on_kafka(&["topics", "consume", "--topic", &per_item(&kc)]),
+        "item",
+    );
+    assert_eq!(want_items, got_items);
 }
 
 /// A plain HTTP GET on loopback: (status, body).

@@ -528,6 +528,60 @@ features:
 
     /// Each mistake is located by file, line and the derived feature's key.
     #[test]
+    fn a_view_keyed_by_a_joined_or_derived_column_is_rekeyed_and_a_bad_key_is_located() {
+        let plans = plan(
+            "  by_category:
+    source: events
+    join: [{ table: items, on: item, select: [category] }]
+    key: category
+    aggregations: [{ name: n, op: count, windows: [1d] }]
+  by_pair:
+    source: events
+    derive: { pair: \"CAST(item AS VARCHAR) || ':' || kind\" }
+    key: pair
+    aggregations: [{ name: n, op: count, windows: [1d] }]
+  by_user:
+    source: events
+    key: user
+    aggregations: [{ name: n, op: count, windows: [1d] }]
+",
+        )
+        .unwrap();
+        let keyed: Vec<(&str, bool, &ColumnType)> = plans
+            .iter()
+            .map(|p| (p.key.as_str(), p.rekeyed, &p.key_type))
+            .collect();
+        assert_eq!(
+            keyed,
+            [
+                ("category", true, &ColumnType::String),
+                ("pair", true, &ColumnType::String),
+                ("user", false, &ColumnType::Long),
+            ]
+        );
+        let e = plan(
+            "  v:
+    source: events
+    key: nope
+    aggregations: [{ name: n, op: count, windows: [1d] }]
+  w:
+    source: events
+    key: price
+    aggregations: [{ name: n, op: count, windows: [1d] }]
+",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("v.yaml:9: key `features.v.key`: unknown column `nope`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("v.yaml:13: key `features.w.key`: `price` is Double; a view's key must be long or string"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_derived_feature_that_cannot_be_computed_is_located_and_says_why() {
         let e = plan(
             "  v:

@@ -163,6 +163,45 @@ models:
         }
     }
 
+    /// A model names a re-keyed view: refused, located; by default it
+    /// reads only the views keyed like its events.
+    #[test]
+    fn a_model_reading_a_rekeyed_view_is_refused_at_its_name() {
+        let text = "name: t
+sources:
+  a: { topic: a, key: k, event_time: ts }
+features:
+  v:
+    source: a
+    aggregations: [{ name: n, op: count, windows: [lifetime] }]
+  per_item:
+    source: a
+    key: item
+    aggregations: [{ name: n, op: count, windows: [lifetime] }]
+models:
+  m:
+    kind: ftrl
+    source: a
+    label: \"x > 0\"
+    features: [v, per_item]
+";
+        let schema = apache_avro::Schema::parse_str(
+            r#"{"type": "record", "name": "A", "fields": [
+              {"name": "k", "type": "long"}, {"name": "item", "type": "long"},
+              {"name": "x", "type": "long"}, {"name": "ts", "type": "long"}]}"#,
+        )
+        .unwrap();
+        let loaded = eddy_features::spec::parse(Path::new("m.yaml"), text).unwrap();
+        let e = super::validate_with_models(&loaded, &|_| Ok(Some(schema.clone()))).unwrap_err();
+        let e: Vec<String> = e.iter().map(|p| p.to_string()).collect();
+        assert!(
+            e.iter().any(|p| p.contains(
+                "m.yaml:17: key `models.m.features[1]`: view `per_item` is keyed by `item`"
+            )),
+            "{e:?}"
+        );
+    }
+
     #[test]
     fn model_shape_problems_name_file_line_and_key() {
         let p = problems(
