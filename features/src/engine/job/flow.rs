@@ -33,6 +33,14 @@ impl Job {
                         let topics: Vec<String> =
                             self.sources.iter().map(|s| s.topic.clone()).collect();
                         check_positions(&task, &topics, &bounds, self.checkpointer.url())?;
+                        if let Some(topic) = &self.repartition {
+                            check_repartition(
+                                &task,
+                                topic,
+                                self.backend.as_ref(),
+                                self.checkpointer.url(),
+                            )?;
+                        }
                     }
                     self.seqs.insert(task.partition, seq);
                     let mut task = *task;

@@ -49,7 +49,7 @@ use inputs::{Inputs, Source, Table, apply_table_record, bootstrap_tables, decode
 pub use learners::{Learners, TableColumn};
 use learning::{Learning, join_model_columns};
 pub use metrics::JobMetrics;
-pub(crate) use positions::check_positions;
+pub(crate) use positions::{check_positions, check_repartition};
 pub use read::{FeatureReader, ReadError};
 pub use sinks::Sink;
 

@@ -47,10 +47,15 @@ fn restore(
     task
 }
 
-/// The topic re-keyed views' events travel on, between tasks.
-pub fn repartition_topic(pipeline: &str) -> String {
-    format!("{pipeline}.repartition")
+/// The topic re-keyed views' events travel on, between tasks: one per
+/// version of the views (their fingerprint), so a changed spec, whose
+/// checkpoints are refused, never reads events laid out for the old one.
+pub fn repartition_topic(pipeline: &str, fingerprint: u32) -> String {
+    format!("{pipeline}.repartition-{fingerprint:08x}")
 }
+
+/// How long the repartition topic keeps records: 7 days, Kafka's default.
+const REPARTITION_RETENTION_MS: i64 = 7 * 24 * 3_600_000;
 
 impl Job {
     /// Validates, creates outputs, bootstraps tables and restores tasks.
@@ -84,11 +89,15 @@ impl Job {
         // Re-keyed views' events go to the task owning their key through
         // one repartition topic, partitioned like the sources (task p reads
         // partition p).
-        let repartition = cfg.rekeys().then(|| repartition_topic(&spec.name));
+        let repartition = cfg
+            .rekeys()
+            .then(|| repartition_topic(&spec.name, fingerprint(&plans)));
         if let Some(topic) = &repartition {
-            backend.ensure_topic(
-                &TopicSpec::new(topic.clone()).partitions(partitions.max(1) as i32),
-            )?;
+            let mut t = TopicSpec::new(topic.clone()).partitions(partitions.max(1) as i32);
+            // Read within moments live; a week covers a job stopped for
+            // days (a checkpoint behind it stops the run, never skips).
+            t.retention_ms = Some(REPARTITION_RETENTION_MS);
+            backend.ensure_topic(&t)?;
         }
         let producer: Arc<Mutex<Box<dyn Producer>>> = Arc::new(Mutex::new(backend.producer()?));
         let reader = FeatureReader::new(&plans);
@@ -138,6 +147,9 @@ impl Job {
                         restored += 1;
                         let task = restore(&cfg, c.task, &options);
                         check_positions(&task, &source_topics, &bounds, checkpointer.url())?;
+                        if let Some(topic) = &repartition {
+                            check_repartition(&task, topic, backend.as_ref(), checkpointer.url())?;
+                        }
                         (task, c.seq + 1)
                     }
                     None => (Task::new(cfg.clone(), p), 0),

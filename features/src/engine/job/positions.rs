@@ -43,3 +43,41 @@ pub(crate) fn check_positions(
     }
     Ok(())
 }
+
+/// Checks a restored task's position in the repartition topic (re-keyed
+/// views) as [`check_positions`] checks its sources': records retention
+/// took before the task read them would be re-keyed events lost.
+pub(crate) fn check_repartition(
+    task: &Task,
+    topic: &str,
+    backend: &dyn crate::topic::Backend,
+    url: &str,
+) -> Result<(), JobError> {
+    let Some(at) = task.repartition_offset() else {
+        return Ok(());
+    };
+    let Some(p) = backend
+        .describe_topic(topic)?
+        .partitions
+        .into_iter()
+        .find(|p| p.id == task.partition)
+    else {
+        return Ok(());
+    };
+    let why = if at > p.high {
+        "the checkpoint is past the end of the repartition topic (it was recreated, or emptied)"
+    } else if at < p.low {
+        "re-keyed events were deleted (retention) before the task read them"
+    } else {
+        return Ok(());
+    };
+    Err(JobError::PositionLost {
+        topic: topic.to_string(),
+        partition: task.partition,
+        at,
+        low: p.low,
+        high: p.high,
+        why,
+        url: url.to_string(),
+    })
+}
