@@ -62,7 +62,9 @@ struct RedisView {
     fields: Vec<String>,
     /// Each feature's type, to read its JSON text back.
     types: Vec<eddy_features::spec::validate::OutType>,
-    client: redis::Client,
+    /// None: a re-keyed view without a store, which serving never reads by
+    /// user (models cannot read re-keyed views).
+    client: Option<redis::Client>,
     connection: std::sync::Mutex<Option<redis::Connection>>,
 }
 
@@ -70,9 +72,12 @@ impl RedisView {
     /// The row of `key` (as_of, values), None if the store has none; Err
     /// if the store failed.
     fn row(&self, key: &str) -> Result<Option<(i64, Vec<Scalar>)>, String> {
+        let Some(client) = &self.client else {
+            return Ok(None);
+        };
         let mut slot = self.connection.lock().expect("poisoned");
         if slot.is_none() {
-            *slot = Some(self.client.get_connection().map_err(|e| e.to_string())?);
+            *slot = Some(client.get_connection().map_err(|e| e.to_string())?);
         }
         let con = slot.as_mut().expect("connected");
         let values: Vec<Option<String>> = match redis::cmd("HMGET")
@@ -218,15 +223,21 @@ impl FeatureTables {
     pub fn redis(plans: &[ViewPlan], pipeline: &str) -> Result<FeatureTables, FeatureTableError> {
         let mut views = Vec::new();
         for plan in plans {
-            let store = plan.redis.as_ref().ok_or_else(|| FeatureTableError {
-                topic: plan.output_topic.clone(),
-                why: format!("view `{}` has no output.redis to read from", plan.name),
-            })?;
-            let client =
-                redis::Client::open(store.url.as_str()).map_err(|e| FeatureTableError {
-                    topic: plan.output_topic.clone(),
-                    why: e.to_string(),
-                })?;
+            let client = match &plan.redis {
+                Some(store) => Some(redis::Client::open(store.url.as_str()).map_err(|e| {
+                    FeatureTableError {
+                        topic: plan.output_topic.clone(),
+                        why: e.to_string(),
+                    }
+                })?),
+                None if plan.rekeyed => None,
+                None => {
+                    return Err(FeatureTableError {
+                        topic: plan.output_topic.clone(),
+                        why: format!("view `{}` has no output.redis to read from", plan.name),
+                    });
+                }
+            };
             views.push(RedisView {
                 name: plan.name.clone(),
                 prefix: format!("{pipeline}:{}=", plan.key),

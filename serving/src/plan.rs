@@ -141,7 +141,13 @@ pub fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
     }
     if s.features_from == eddy_features::spec::serving::FeaturesFrom::Redis {
         for (name, view) in &spec.features {
-            if view.output.redis.is_none() {
+            // Serving reads the views keyed like its users; a re-keyed one
+            // (by item, say) is not read by user.
+            let rekeyed = spec
+                .sources
+                .get(&view.source)
+                .is_some_and(|src| view.key.as_ref().is_some_and(|k| *k != src.key));
+            if view.output.redis.is_none() && !rekeyed {
                 problem(
                     at.key("features_from"),
                     format!(

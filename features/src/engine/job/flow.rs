@@ -161,6 +161,27 @@ impl Job {
         })
     }
 
+    /// Every re-keyed event sent to this process's tasks has been read:
+    /// the producer flushed, each task's repartition partition read to its
+    /// end. Finished tasks send nothing more, but their last events may
+    /// still be on their way to a task that finished before them (which
+    /// then goes on); a bounded run that stopped here would leave them
+    /// unread.
+    pub(super) fn repartition_drained(&mut self) -> Result<bool, JobError> {
+        let Some(topic) = &self.repartition else {
+            return Ok(true);
+        };
+        self.producer.lock().expect("poisoned").flush()?;
+        for p in self.backend.describe_topic(topic)?.partitions {
+            if let Some(task) = self.tasks.get(&p.id)
+                && task.repartition_offset().unwrap_or(p.low) < p.high
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Every task of the pipeline, in any process, has finished.
     pub(super) fn all_tasks_finished(&self) -> Result<bool, JobError> {
         for p in 0..self.task_count {

@@ -302,13 +302,16 @@ impl Job {
             }
             if self.options.until_end && self.tasks.values().all(|t| t.finished) {
                 if self.group_changes.is_none() {
-                    break;
+                    if self.repartition_drained()? {
+                        break;
+                    }
+                    continue;
                 }
                 // Other processes hold the other tasks: stop once every
                 // task's checkpoint says it has finished.
                 if last_group_check.elapsed() >= Duration::from_millis(500) {
                     last_group_check = Instant::now();
-                    if self.all_tasks_finished()? {
+                    if self.all_tasks_finished()? && self.repartition_drained()? {
                         break;
                     }
                 }

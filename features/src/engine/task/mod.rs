@@ -375,7 +375,12 @@ impl Task {
     /// `offset` of the repartition topic, live).
     pub fn receive(&mut self, msg: Shuffled, offset: Option<i64>) -> Received {
         match &mut self.exchange {
-            Some(x) => x.receive(msg, offset),
+            Some(x) => {
+                let received = x.receive(msg, offset);
+                // A finished task with news for its re-keyed views goes on.
+                self.finished &= x.finished;
+                received
+            }
             // No re-keyed view here: the message is not for this spec.
             None => Received::Duplicate,
         }

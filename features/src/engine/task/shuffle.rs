@@ -164,11 +164,13 @@ impl Exchange {
                 let Some(o) = self.origins.get_mut(origin as usize) else {
                     return Received::Duplicate;
                 };
-                o.watermark = o.watermark.max(watermark);
-                o.state = state;
-                if state != OriginState::Finished {
+                // Finished again after the same mark changes nothing; any
+                // other news reopens a finished exchange.
+                if o.state != state || watermark > o.watermark {
                     self.finished = false;
                 }
+                o.watermark = o.watermark.max(watermark);
+                o.state = state;
                 Received::Accepted
             }
             Shuffled::Row(row) => {
@@ -179,11 +181,18 @@ impl Exchange {
                     return Received::Duplicate;
                 }
                 o.last = Some(row.position());
+                // An origin that sends rows is not finished (a bounded run
+                // that finished it has started again): its `Finished` from
+                // then must not finish this exchange before its new rows.
+                if o.state == OriginState::Finished {
+                    o.state = OriginState::Live;
+                }
                 if row.ts <= self.watermark {
                     return Received::Late {
                         watermark: self.watermark,
                     };
                 }
+                self.finished = false;
                 self.pending.push(row);
                 Received::Accepted
             }

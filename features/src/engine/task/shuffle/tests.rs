@@ -161,3 +161,27 @@ fn messages_round_trip_through_postcard() {
         assert_eq!(postcard::from_bytes::<Shuffled>(&bytes).unwrap(), m);
     }
 }
+
+/// Regression: a second bounded run (new records after a finished one)
+/// finished the re-keyed views at once, on the origins' `Finished` marks of
+/// the first run, and stopped before the new rows arrived: they were never
+/// counted. A row from a finished origin means it runs again.
+#[test]
+fn a_finished_exchange_waits_for_an_origin_that_runs_again() {
+    let mut x = Exchange::new(2);
+    x.receive(mark(0, 10, OriginState::Finished), None);
+    x.receive(mark(1, 12, OriginState::Finished), None);
+    let end = x.all_finished().unwrap();
+    x.release(end);
+    x.finished = true;
+    // The same mark again changes nothing.
+    x.receive(mark(1, 12, OriginState::Finished), None);
+    assert!(x.finished);
+    // The next run: origin 0 sends a row.
+    assert_eq!(x.receive(row(0, 20, 5, 1), None), Received::Accepted);
+    assert!(!x.finished);
+    assert_eq!(x.all_finished(), None, "origin 0 runs again");
+    x.receive(mark(0, 20, OriginState::Finished), None);
+    assert_eq!(x.all_finished(), Some(20));
+    assert_eq!(x.release(20).len(), 1);
+}
