@@ -158,7 +158,7 @@ pub fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
         }
     }
     if let Some(t) = s.item_table.as_ref().and_then(|t| spec.tables.get(t))
-        && t.format == eddy_features::spec::RecordFormat::Debezium
+        && t.format.is_debezium()
     {
         problem(
             at.key("item_table"),

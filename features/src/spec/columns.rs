@@ -221,6 +221,76 @@ pub fn change_schema(envelope: &Schema) -> Result<Schema, String> {
 pub fn source_columns(schema: &Schema, format: super::RecordFormat) -> Option<Columns> {
     match format {
         super::RecordFormat::Avro => record_columns(schema),
-        super::RecordFormat::Debezium => record_columns(&change_schema(schema).ok()?),
+        super::RecordFormat::Debezium | super::RecordFormat::DebeziumJson => {
+            record_columns(&change_schema(schema).ok()?)
+        }
+    }
+}
+
+/// The Debezium envelope (as an Avro schema) of a topic whose columns the
+/// spec declares (`format: debezium_json`): so a JSON change stream is
+/// checked, planned and typed by the same code as an Avro one. Every column
+/// is nullable but the key, as Debezium writes a table's primary key.
+pub fn declared_envelope(
+    columns: &IndexMap<String, super::DeclaredType>,
+    key: &str,
+) -> Result<Schema, String> {
+    let fields: Vec<serde_json::Value> = columns
+        .iter()
+        .map(|(name, t)| {
+            let t = match t {
+                super::DeclaredType::Long => "long",
+                super::DeclaredType::Double => "double",
+                super::DeclaredType::String => "string",
+                super::DeclaredType::Boolean => "boolean",
+            };
+            if name == key {
+                serde_json::json!({"name": name, "type": t})
+            } else {
+                serde_json::json!({"name": name, "type": ["null", t], "default": null})
+            }
+        })
+        .collect();
+    let json = serde_json::json!({
+        "type": "record", "name": "Envelope", "namespace": "eddy.debezium_json",
+        "fields": [
+            {"name": "before", "type": ["null", {"type": "record", "name": "Value", "fields": fields}], "default": null},
+            {"name": "after", "type": ["null", "Value"], "default": null},
+            {"name": "source", "type": ["null", {"type": "record", "name": "Source", "fields": [
+                {"name": "ts_ms", "type": ["null", "long"], "default": null}]}], "default": null},
+            {"name": "op", "type": "string"},
+            {"name": "ts_ms", "type": ["null", "long"], "default": null}
+        ]
+    });
+    Schema::parse(&json).map_err(|e| e.to_string())
+}
+
+/// `lookup` with the declared envelopes of the spec's `debezium_json`
+/// topics in front: those have no registered schema.
+pub fn with_declared<'a>(
+    spec: &super::PipelineSpec,
+    lookup: &'a dyn Fn(&str) -> Result<Option<Schema>, String>,
+) -> impl Fn(&str) -> Result<Option<Schema>, String> + 'a {
+    let mut declared: std::collections::HashMap<String, Schema> = Default::default();
+    let sources = spec
+        .sources
+        .values()
+        .map(|s| (&s.topic, s.format, &s.columns, &s.key));
+    let tables = spec
+        .tables
+        .values()
+        .map(|t| (&t.topic, t.format, &t.columns, &t.key));
+    for (topic, format, columns, key) in sources.chain(tables) {
+        if format == super::RecordFormat::DebeziumJson
+            && let Some(columns) = columns
+            && !declared.contains_key(topic)
+            && let Ok(schema) = declared_envelope(columns, key)
+        {
+            declared.insert(topic.clone(), schema);
+        }
+    }
+    move |topic: &str| match declared.get(topic) {
+        Some(s) => Ok(Some(s.clone())),
+        None => lookup(topic),
     }
 }

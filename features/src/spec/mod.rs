@@ -93,9 +93,16 @@ pub struct SourceSpec {
     /// or `debezium` (each Debezium change event an event: the row's
     /// columns, `after`, or `before` for a delete, plus `__op` and
     /// `__source_ts_ms`, the change's time in the database; use
-    /// `event_time: __source_ts_ms`). Default `avro`.
+    /// `event_time: __source_ts_ms`), or `debezium_json` (the same from
+    /// Kafka Connect's JSON converter, with `columns:`). Default `avro`.
     #[serde(default)]
     pub format: RecordFormat,
+    /// The row's columns and their types (`long`, `double`, `string`,
+    /// `boolean`), in order, for `format: debezium_json`: JSON has no
+    /// registered schema to read them from. Default: none (required for
+    /// `debezium_json`, refused with another format).
+    #[serde(default)]
+    pub columns: Option<IndexMap<String, DeclaredType>>,
 }
 
 fn default_idle() -> Millis {
@@ -132,10 +139,15 @@ pub struct TableSpec {
     pub valid_from: Option<String>,
     /// How the topic's records are laid out: `avro` (each record a row) or
     /// `debezium` (Debezium change events, Avro envelope: creates, updates
-    /// and snapshot reads are versions, deletes end the row). Default
-    /// `avro`.
+    /// and snapshot reads are versions, deletes end the row), or
+    /// `debezium_json` (the same from Kafka Connect's JSON converter, with
+    /// `columns:`). Default `avro`.
     #[serde(default)]
     pub format: RecordFormat,
+    /// The row's columns and their types, for `format: debezium_json` (as
+    /// a source's `columns`). Default: none.
+    #[serde(default)]
+    pub columns: Option<IndexMap<String, DeclaredType>>,
 }
 
 /// How a table's records are laid out.
@@ -147,6 +159,32 @@ pub enum RecordFormat {
     Avro,
     /// Each record is a Debezium change event (Avro envelope).
     Debezium,
+    /// Each record is a Debezium change event from Kafka Connect's JSON
+    /// converter (with or without its `schema`/`payload` wrapping); the
+    /// row's columns are declared in the spec (`columns:`).
+    DebeziumJson,
+}
+
+impl RecordFormat {
+    /// Debezium change events, in either converter's encoding.
+    pub fn is_debezium(self) -> bool {
+        matches!(self, RecordFormat::Debezium | RecordFormat::DebeziumJson)
+    }
+}
+
+/// A column's type where the spec declares it (JSON carries no registered
+/// schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeclaredType {
+    /// A 64-bit integer (JSON integers; epoch times).
+    Long,
+    /// A 64-bit float.
+    Double,
+    /// Text.
+    String,
+    /// `true` or `false`.
+    Boolean,
 }
 
 /// A feature view: one keyed feature table computed from one source.

@@ -160,6 +160,33 @@ pub(crate) fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
             );
         }
     }
+    // JSON carries no registered schema: its columns are declared, and only
+    // there (an Avro topic's come from its schema).
+    let declared = spec
+        .sources
+        .iter()
+        .map(|(n, s)| (root.key("sources").key(n), s.format, s.columns.as_ref()))
+        .chain(
+            spec.tables
+                .iter()
+                .map(|(n, t)| (root.key("tables").key(n), t.format, t.columns.as_ref())),
+        );
+    for (at, format, columns) in declared {
+        match (format, columns) {
+            (super::RecordFormat::DebeziumJson, None) => problem(
+                at.key("format"),
+                "`debezium_json` needs `columns:` (the row's columns and types: long, double, string, boolean): JSON has no registered schema".into(),
+            ),
+            (super::RecordFormat::DebeziumJson, Some(c)) if c.is_empty() => {
+                problem(at.key("columns"), "declare at least one column".into())
+            }
+            (super::RecordFormat::Avro | super::RecordFormat::Debezium, Some(_)) => problem(
+                at.key("columns"),
+                "`columns:` is for `format: debezium_json`; an Avro topic's columns come from its registered schema".into(),
+            ),
+            _ => {}
+        }
+    }
     if spec.checkpoint.interval.0 <= 0 {
         problem(
             root.key("checkpoint").key("interval"),

@@ -11,8 +11,8 @@ use indexmap::IndexMap;
 
 use super::columns::field_schema;
 pub use super::columns::{
-    ColumnType, Columns, TimeScale, change_schema, envelope_row, expression_type, record_columns,
-    source_columns, time_scale,
+    ColumnType, Columns, TimeScale, change_schema, declared_envelope, envelope_row,
+    expression_type, record_columns, source_columns, time_scale, with_declared,
 };
 pub use super::plan::{Derived, FeaturePlan, JoinPlan, OutType, ViewPlan};
 pub(crate) use super::shape::shape;
@@ -30,6 +30,8 @@ pub fn validate(
     let spec = &loaded.spec;
     let root = KeyPath::default();
     let mut problems = Vec::new();
+    // JSON change streams have no registered schema: the spec declares it.
+    let lookup = with_declared(spec, lookup);
     let mut schemas: IndexMap<String, Schema> = IndexMap::new();
     let mut fetch = |topic: &str, at: KeyPath, problems: &mut Vec<SpecProblem>| -> Option<Schema> {
         if let Some(s) = schemas.get(topic) {
@@ -77,16 +79,18 @@ pub fn validate(
         // time: checked as that record.
         let (schema, columns) = match source.format {
             super::RecordFormat::Avro => (schema, columns),
-            super::RecordFormat::Debezium => match change_schema(&schema) {
-                Ok(events) => {
-                    let columns = record_columns(&events).unwrap_or_default();
-                    (events, columns)
+            super::RecordFormat::Debezium | super::RecordFormat::DebeziumJson => {
+                match change_schema(&schema) {
+                    Ok(events) => {
+                        let columns = record_columns(&events).unwrap_or_default();
+                        (events, columns)
+                    }
+                    Err(why) => {
+                        problems.push(loaded.problem(&at.key("format"), why));
+                        continue;
+                    }
                 }
-                Err(why) => {
-                    problems.push(loaded.problem(&at.key("format"), why));
-                    continue;
-                }
-            },
+            }
         };
         match field_schema(&schema, &source.key).and_then(ColumnType::from_avro) {
             Some(ColumnType::Long | ColumnType::String) => {}
@@ -117,13 +121,15 @@ pub fn validate(
         // A Debezium table's columns are its rows', inside the envelope.
         let columns = match table.format {
             super::RecordFormat::Avro => columns,
-            super::RecordFormat::Debezium => match envelope_row(&schema) {
-                Ok(row) => record_columns(row).unwrap_or_default(),
-                Err(why) => {
-                    problems.push(loaded.problem(&at.key("format"), why));
-                    continue;
+            super::RecordFormat::Debezium | super::RecordFormat::DebeziumJson => {
+                match envelope_row(&schema) {
+                    Ok(row) => record_columns(row).unwrap_or_default(),
+                    Err(why) => {
+                        problems.push(loaded.problem(&at.key("format"), why));
+                        continue;
+                    }
                 }
-            },
+            }
         };
         if !columns.contains_key(&table.key) {
             problems.push(loaded.problem(&at.key("key"), unknown_column(&table.key, &columns)));
@@ -527,6 +533,30 @@ features:
     }
 
     /// Each mistake is located by file, line and the derived feature's key.
+    #[test]
+    fn debezium_json_without_columns_and_columns_on_avro_are_located() {
+        let text = "name: t
+sources:
+  events: { topic: events, key: user, event_time: ts, columns: { user: long } }
+tables:
+  customers: { topic: customers, key: id, format: debezium_json }
+features: {}
+";
+        let e = crate::spec::parse(Path::new("j.yaml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "j.yaml:3: key `sources.events.columns`: `columns:` is for `format: debezium_json`"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains("j.yaml:5: key `tables.customers.format`: `debezium_json` needs `columns:`"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn a_view_keyed_by_a_joined_or_derived_column_is_rekeyed_and_a_bad_key_is_located() {
         let plans = plan(

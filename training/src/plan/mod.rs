@@ -125,6 +125,8 @@ pub fn validate_with_models(
     lookup: &SchemaLookup<'_>,
 ) -> Result<(Vec<ViewPlan>, Vec<ModelPlan>), Vec<SpecProblem>> {
     let views = eddy_features::spec::validate(loaded, lookup)?;
+    // JSON change streams have no registered schema: the spec declares it.
+    let lookup = eddy_features::spec::validate::with_declared(&loaded.spec, lookup);
     let mut columns: IndexMap<String, Columns> = IndexMap::new();
     for m in loaded.spec.models.values() {
         for name in m.sources() {

@@ -78,7 +78,9 @@ impl Inputs {
         let spec = &loaded.spec;
         // Validation reads every topic's schema; keep them, rather than ask
         // the registry again for the decoders.
-        let fetch = schema_lookup(registry);
+        let registered = schema_lookup(registry);
+        // JSON change streams have no registered schema: the spec declares it.
+        let fetch = crate::spec::validate::with_declared(spec, &registered);
         let seen = std::cell::RefCell::new(HashMap::new());
         let lookup = |topic: &str| -> Result<Option<apache_avro::Schema>, String> {
             if let Some(s) = seen.borrow().get(topic) {
@@ -156,7 +158,7 @@ impl Inputs {
             let schema = schema_of(&t.topic)?;
             let (row_schema, changes) = match t.format {
                 crate::spec::RecordFormat::Avro => (schema, None),
-                crate::spec::RecordFormat::Debezium => {
+                crate::spec::RecordFormat::Debezium | crate::spec::RecordFormat::DebeziumJson => {
                     let row = envelope_row(&schema)
                         .map_err(|why| JobError::Output(format!("table `{name}`: {why}")))?
                         .clone();
@@ -167,6 +169,7 @@ impl Inputs {
                         &columns,
                         &t.key,
                         t.valid_from.as_deref(),
+                        t.format,
                     );
                     (row, Some(changes))
                 }

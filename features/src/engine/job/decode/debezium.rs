@@ -1,6 +1,9 @@
 //! Debezium change events as table changes: a table whose topic a
-//! Debezium connector fills (`format: debezium`), in the Confluent Avro
-//! wire format with Debezium's envelope.
+//! Debezium connector fills, in the Confluent Avro wire format
+//! (`format: debezium`) or Kafka Connect's JSON converter
+//! (`format: debezium_json`, with or without its `schema`/`payload`
+//! wrapping; the columns are declared in the spec), with Debezium's
+//! envelope.
 //!
 //! The envelope (Debezium's documentation, "change event values") holds
 //! `before` and `after` (the row before and after the change, each null or
@@ -30,8 +33,9 @@ use super::avro::to_scalar;
 use crate::avro::AvroCodec;
 use crate::engine::value::Scalar;
 use crate::registry::SchemaRegistry;
-use crate::spec::Columns;
+use crate::spec::validate::ColumnType;
 pub use crate::spec::validate::envelope_row;
+use crate::spec::{Columns, RecordFormat};
 
 /// One change to a table's row.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,13 +57,29 @@ enum ValidFrom {
     Column(usize),
 }
 
-/// Decodes Debezium change events of one topic.
-pub struct ChangeDecoder {
-    codec: AvroCodec,
-    /// Per column, the field's position in the row record.
-    positions: Vec<usize>,
-    key: usize,
-    valid_from: ValidFrom,
+/// One change event, read from either encoding: what the rest of this
+/// file needs of Debezium's envelope.
+struct Envelope {
+    op: String,
+    before: Option<Box<[Scalar]>>,
+    after: Option<Box<[Scalar]>>,
+    /// `source.ts_ms`: when the database made the change.
+    source_ts: Option<i64>,
+    /// The envelope's `ts_ms`: when the connector saw it.
+    ts_ms: Option<i64>,
+}
+
+/// How a topic's change events are encoded.
+enum Reader {
+    /// Confluent Avro, read as the validated envelope; per row column, the
+    /// field's position in the row record.
+    Avro {
+        codec: AvroCodec,
+        positions: Vec<usize>,
+    },
+    /// Kafka Connect JSON: the row's columns by name, with their declared
+    /// types.
+    Json { columns: Vec<(String, ColumnType)> },
 }
 
 fn field<'v>(fields: &'v [(String, Value)], name: &str) -> Option<&'v Value> {
@@ -73,60 +93,171 @@ fn unwrap_union(v: &Value) -> &Value {
     }
 }
 
+/// A JSON value as a column of `t`; the error names the column.
+fn json_scalar(v: &serde_json::Value, name: &str, t: &ColumnType) -> Result<Scalar, String> {
+    use serde_json::Value as J;
+    Ok(match (t, v) {
+        (_, J::Null) => Scalar::Null,
+        (ColumnType::Long, J::Number(n)) if n.as_i64().is_some() => {
+            Scalar::Long(n.as_i64().expect("checked"))
+        }
+        (ColumnType::Double, J::Number(n)) => Scalar::Double(n.as_f64().unwrap_or(f64::NAN)),
+        (ColumnType::String, J::String(s)) => Scalar::from(s.as_str()),
+        (ColumnType::Boolean, J::Bool(b)) => Scalar::Bool(*b),
+        (t, other) => {
+            return Err(format!(
+                "column `{name}` is declared {t:?} but the change holds {other} (Debezium's JSON converter writes decimals as text or bytes: declare them `string`, or set `decimal.handling.mode=double`)"
+            ));
+        }
+    })
+}
+
+impl Reader {
+    fn new(
+        registry: Arc<dyn SchemaRegistry>,
+        envelope: Schema,
+        columns: &[(String, ColumnType)],
+        format: RecordFormat,
+    ) -> Reader {
+        if format == RecordFormat::DebeziumJson {
+            return Reader::Json {
+                columns: columns.to_vec(),
+            };
+        }
+        let row = envelope_row(&envelope).expect("validated: a Debezium envelope");
+        let Schema::Record(record) = row else {
+            unreachable!("envelope_row returns a record")
+        };
+        let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
+        Reader::Avro {
+            positions: super::field_positions(record, names.iter()),
+            codec: AvroCodec::with_reader_schema(registry, envelope),
+        }
+    }
+
+    fn read(&self, bytes: &[u8]) -> Result<Envelope, String> {
+        match self {
+            Reader::Avro { codec, positions } => {
+                let decoded = codec.decode(bytes).map_err(|e| e.to_string())?;
+                let Value::Record(fields) = decoded.value else {
+                    return Err("the value is not an Avro record".into());
+                };
+                let op = match field(&fields, "op").map(unwrap_union) {
+                    Some(Value::String(op)) => op.clone(),
+                    _ => return Err("a Debezium change without `op`".into()),
+                };
+                let row_of = |name: &str| match field(&fields, name).map(unwrap_union) {
+                    Some(Value::Record(row)) => {
+                        Some(positions.iter().map(|p| to_scalar(&row[*p].1)).collect())
+                    }
+                    _ => None,
+                };
+                let long = |v: Option<&Value>| match v.map(unwrap_union) {
+                    Some(Value::Long(t)) => Some(*t),
+                    _ => None,
+                };
+                let source_ts = match field(&fields, "source").map(unwrap_union) {
+                    Some(Value::Record(s)) => long(field(s, "ts_ms")),
+                    _ => None,
+                };
+                Ok(Envelope {
+                    before: row_of("before"),
+                    after: row_of("after"),
+                    source_ts,
+                    ts_ms: long(field(&fields, "ts_ms")),
+                    op,
+                })
+            }
+            Reader::Json { columns } => {
+                let value: serde_json::Value = serde_json::from_slice(bytes)
+                    .map_err(|e| format!("not JSON (format: debezium_json): {e}"))?;
+                // With `schemas.enable` (the converter's default) the
+                // change is the `payload` beside its `schema`.
+                let payload = match value.get("payload") {
+                    Some(p) if value.get("schema").is_some() => p,
+                    _ => &value,
+                };
+                let op = match payload.get("op") {
+                    Some(serde_json::Value::String(op)) => op.clone(),
+                    _ => return Err("a Debezium change without `op`".into()),
+                };
+                let row_of = |name: &str| -> Result<Option<Box<[Scalar]>>, String> {
+                    match payload.get(name) {
+                        Some(row @ serde_json::Value::Object(_)) => columns
+                            .iter()
+                            .map(|(c, t)| json_scalar(&row[c.as_str()], c, t))
+                            .collect::<Result<_, _>>()
+                            .map(Some),
+                        _ => Ok(None),
+                    }
+                };
+                Ok(Envelope {
+                    before: row_of("before")?,
+                    after: row_of("after")?,
+                    source_ts: payload
+                        .get("source")
+                        .and_then(|s| s.get("ts_ms"))
+                        .and_then(serde_json::Value::as_i64),
+                    ts_ms: payload.get("ts_ms").and_then(serde_json::Value::as_i64),
+                    op,
+                })
+            }
+        }
+    }
+}
+
+/// The names and types of `columns`, in order.
+fn typed(columns: &Columns) -> Vec<(String, ColumnType)> {
+    columns
+        .iter()
+        .map(|(n, t)| (n.clone(), t.clone()))
+        .collect()
+}
+
+/// Decodes Debezium change events of one topic.
+pub struct ChangeDecoder {
+    reader: Reader,
+    key: usize,
+    valid_from: ValidFrom,
+}
+
 impl ChangeDecoder {
-    /// A decoder of `envelope` (validated) into `columns` (the row
-    /// record's), keyed by `key`, timed by `valid_from` (a column) or the
-    /// envelope's times.
+    /// A decoder of `envelope` (validated; for JSON, the declared one) into
+    /// `columns` (the row record's), keyed by `key`, timed by `valid_from`
+    /// (a column) or the envelope's times.
     pub fn new(
         registry: Arc<dyn SchemaRegistry>,
         envelope: Schema,
         columns: &Columns,
         key: &str,
         valid_from: Option<&str>,
+        format: RecordFormat,
     ) -> ChangeDecoder {
-        let row = envelope_row(&envelope).expect("validated: a Debezium envelope");
-        let Schema::Record(record) = row else {
-            unreachable!("envelope_row returns a record")
-        };
-        let positions = super::field_positions(record, columns.keys());
         let index = |name: &str| columns.get_index_of(name).expect("validated column");
         ChangeDecoder {
-            positions,
             key: index(key),
             valid_from: valid_from.map_or(ValidFrom::Source, |c| ValidFrom::Column(index(c))),
-            codec: AvroCodec::with_reader_schema(registry, envelope),
+            reader: Reader::new(registry, envelope, &typed(columns), format),
         }
     }
 
     /// The change a record's value holds, or why it cannot be applied.
     pub fn decode(&self, bytes: &[u8]) -> Result<Change, String> {
-        let decoded = self.codec.decode(bytes).map_err(|e| e.to_string())?;
-        let Value::Record(fields) = decoded.value else {
-            return Err("the value is not an Avro record".into());
-        };
-        let op = match field(&fields, "op").map(unwrap_union) {
-            Some(Value::String(op)) => op.clone(),
-            _ => return Err("a Debezium change without `op`".into()),
-        };
-        let row_of = |name: &str| -> Option<Box<[Scalar]>> {
-            match field(&fields, name).map(unwrap_union) {
-                Some(Value::Record(row)) => Some(
-                    self.positions
-                        .iter()
-                        .map(|p| to_scalar(&row[*p].1))
-                        .collect(),
-                ),
-                _ => None,
-            }
-        };
+        let Envelope {
+            op,
+            before,
+            after,
+            source_ts,
+            ts_ms,
+        } = self.reader.read(bytes)?;
         let (key_row, row) = match op.as_str() {
             "c" | "r" | "u" => {
-                let after = row_of("after")
-                    .ok_or_else(|| format!("a Debezium `{op}` change without `after`"))?;
+                let after =
+                    after.ok_or_else(|| format!("a Debezium `{op}` change without `after`"))?;
                 (after.clone(), Some(after))
             }
             "d" => (
-                row_of("before").ok_or_else(|| {
+                before.ok_or_else(|| {
                     "a Debezium delete without `before`: the table's key is unknown (set the table's REPLICA IDENTITY so deletes carry the key)".to_string()
                 })?,
                 None,
@@ -147,22 +278,9 @@ impl ChangeDecoder {
                 Scalar::Long(t) => *t,
                 _ => return Err("the change's `valid_from` column is null".into()),
             },
-            ValidFrom::Source => {
-                let source_ts = match field(&fields, "source").map(unwrap_union) {
-                    Some(Value::Record(s)) => match field(s, "ts_ms").map(unwrap_union) {
-                        Some(Value::Long(t)) => Some(*t),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                let envelope_ts = match field(&fields, "ts_ms").map(unwrap_union) {
-                    Some(Value::Long(t)) => Some(*t),
-                    _ => None,
-                };
-                source_ts.or(envelope_ts).ok_or(
-                    "a Debezium change with neither `source.ts_ms` nor `ts_ms`: its time is unknown",
-                )?
-            }
+            ValidFrom::Source => source_ts.or(ts_ms).ok_or(
+                "a Debezium change with neither `source.ts_ms` nor `ts_ms`: its time is unknown",
+            )?,
         };
         Ok(Change {
             key,
@@ -173,13 +291,11 @@ impl ChangeDecoder {
 }
 
 /// Debezium change events read as events (a source with `format:
-/// debezium`): the row's columns (`after`, or `before` for a delete), then
-/// `__op` and `__source_ts_ms`. A truncate names no row: refused with its
-/// reason (dead-lettered by the job).
+/// debezium` or `debezium_json`): the row's columns (`after`, or `before`
+/// for a delete), then `__op` and `__source_ts_ms`. A truncate names no
+/// row: refused with its reason (dead-lettered by the job).
 pub struct DebeziumEvents {
-    codec: AvroCodec,
-    /// Per row column, the field's position in the row record.
-    positions: Vec<usize>,
+    reader: Reader,
 }
 
 impl DebeziumEvents {
@@ -189,33 +305,28 @@ impl DebeziumEvents {
         registry: Arc<dyn SchemaRegistry>,
         envelope: Schema,
         columns: &Columns,
+        format: RecordFormat,
     ) -> DebeziumEvents {
-        let row = envelope_row(&envelope).expect("validated: a Debezium envelope");
-        let Schema::Record(record) = row else {
-            unreachable!("envelope_row returns a record")
-        };
-        let positions =
-            super::field_positions(record, columns.keys().take(columns.len().saturating_sub(2)));
+        let mut row = typed(columns);
+        row.truncate(row.len().saturating_sub(2));
         DebeziumEvents {
-            positions,
-            codec: AvroCodec::with_reader_schema(registry, envelope),
+            reader: Reader::new(registry, envelope, &row, format),
         }
     }
 }
 
 impl Format for DebeziumEvents {
     fn columns(&self, bytes: &[u8]) -> Result<Box<[Scalar]>, String> {
-        let decoded = self.codec.decode(bytes).map_err(|e| e.to_string())?;
-        let Value::Record(fields) = decoded.value else {
-            return Err("the value is not an Avro record".into());
-        };
-        let op = match field(&fields, "op").map(unwrap_union) {
-            Some(Value::String(op)) => op.clone(),
-            _ => return Err("a Debezium change without `op`".into()),
-        };
-        let side = match op.as_str() {
-            "c" | "r" | "u" => "after",
-            "d" => "before",
+        let Envelope {
+            op,
+            before,
+            after,
+            source_ts,
+            ..
+        } = self.reader.read(bytes)?;
+        let (side, row) = match op.as_str() {
+            "c" | "r" | "u" => ("after", after),
+            "d" => ("before", before),
             "t" => {
                 return Err(
                     "a Debezium truncate: it names no row, so it is not an event of one".into(),
@@ -223,20 +334,11 @@ impl Format for DebeziumEvents {
             }
             other => return Err(format!("a Debezium change with unknown op `{other}`")),
         };
-        let Some(Value::Record(row)) = field(&fields, side).map(unwrap_union) else {
-            return Err(format!("a Debezium `{op}` change without `{side}`"));
-        };
-        let time = match field(&fields, "source").map(unwrap_union) {
-            Some(Value::Record(s)) => match field(s, "ts_ms").map(unwrap_union) {
-                Some(Value::Long(t)) => Scalar::Long(*t),
-                _ => Scalar::Null,
-            },
-            _ => Scalar::Null,
-        };
-        Ok(self
-            .positions
-            .iter()
-            .map(|p| to_scalar(&row[*p].1))
+        let row = row.ok_or_else(|| format!("a Debezium `{op}` change without `{side}`"))?;
+        let time = source_ts.map_or(Scalar::Null, Scalar::Long);
+        Ok(row
+            .into_vec()
+            .into_iter()
             .chain([Scalar::from(op.as_str()), time])
             .collect())
     }

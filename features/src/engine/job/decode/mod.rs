@@ -125,7 +125,7 @@ impl RecordDecoder {
             crate::spec::RecordFormat::Avro => {
                 RecordDecoder::new(registry, schema, columns, key, time)
             }
-            crate::spec::RecordFormat::Debezium => {
+            crate::spec::RecordFormat::Debezium | crate::spec::RecordFormat::DebeziumJson => {
                 let events = crate::spec::validate::change_schema(&schema)
                     .expect("validated: a Debezium envelope");
                 let Schema::Record(record) = &events else {
@@ -143,7 +143,7 @@ impl RecordDecoder {
                         time_scale(&field.schema, unit).expect("validated time field"),
                     )
                 });
-                let format = DebeziumEvents::new(registry, schema, columns);
+                let format = DebeziumEvents::new(registry, schema, columns, format);
                 RecordDecoder::with_format(Box::new(format), columns, index(key), time)
             }
         }
@@ -323,5 +323,60 @@ mod tests {
             let err = decoder.decode(&record(bad)).err().unwrap();
             assert!(err.contains("out of range"), "{err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod debezium_json_tests {
+    //! Debezium's JSON converter: both wrappings, and a value of another
+    //! type than declared named by its column.
+
+    use super::*;
+    use crate::registry::store::SchemaStore;
+    use crate::spec::{DeclaredType, RecordFormat};
+    use crate::topic::local::{LocalLog, LocalLogConfig};
+
+    #[test]
+    fn json_changes_read_with_or_without_their_schema_and_a_wrong_type_names_its_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LocalLog::open(LocalLogConfig::new(dir.path())).unwrap();
+        let registry: Arc<dyn SchemaRegistry> =
+            Arc::new(SchemaStore::open(Arc::new(log), "_schemas").unwrap());
+        let declared: indexmap::IndexMap<String, DeclaredType> = [
+            ("id".to_string(), DeclaredType::Long),
+            ("name".to_string(), DeclaredType::String),
+            ("score".to_string(), DeclaredType::Double),
+        ]
+        .into_iter()
+        .collect();
+        let envelope = crate::spec::validate::declared_envelope(&declared, "id").unwrap();
+        let row = envelope_row(&envelope).unwrap().clone();
+        let columns = crate::spec::validate::record_columns(&row).unwrap();
+        let decoder = ChangeDecoder::new(
+            registry,
+            envelope,
+            &columns,
+            "id",
+            None,
+            RecordFormat::DebeziumJson,
+        );
+        let payload = r#"{"before": null, "after": {"id": 7, "name": "Sally", "score": 1.5},
+            "source": {"ts_ms": 1000}, "op": "c", "ts_ms": 1040}"#;
+        let wrapped = format!(r#"{{"schema": {{"type": "struct"}}, "payload": {payload}}}"#);
+        for value in [payload.to_string(), wrapped] {
+            let change = decoder.decode(value.as_bytes()).unwrap();
+            assert_eq!(change.key, Scalar::Long(7));
+            assert_eq!(change.valid_from, 1000);
+            assert_eq!(
+                change.row.unwrap().to_vec(),
+                vec![Scalar::Long(7), Scalar::from("Sally"), Scalar::Double(1.5)]
+            );
+        }
+        let why = decoder
+            .decode(br#"{"op": "u", "after": {"id": 7, "score": "1.50"}, "ts_ms": 1}"#)
+            .unwrap_err();
+        assert!(why.contains("column `score` is declared Double"), "{why}");
+        let why = decoder.decode(b"not json").unwrap_err();
+        assert!(why.contains("not JSON"), "{why}");
     }
 }
