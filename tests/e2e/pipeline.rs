@@ -851,3 +851,51 @@ fn a_live_run_serves_metrics_stops_on_ctrl_c_and_resumes_where_it_stopped() {
     );
     assert_eq!(want, got);
 }
+
+/// Regression: live, a re-keyed view saw its events only when the job
+/// checkpointed (the local log buffers what is sent until told), so with a
+/// long checkpoint interval it stayed empty for that long. Now the events
+/// go out every poll.
+#[test]
+fn a_live_rekeyed_view_waited_for_the_next_checkpoint_to_see_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("eddy-data");
+    let on_local = |args: &[&str]| {
+        let mut c = eddy(&data);
+        c.args(args);
+        c
+    };
+    let c = load_clicks(dir.path(), &on_local, "", 2000);
+    let text = std::fs::read_to_string(&c.spec).unwrap().replace(
+        "checkpoint: { interval: 200ms }",
+        "checkpoint: { interval: 1h }",
+    );
+    assert!(text.contains("interval: 1h"));
+    std::fs::write(&c.spec, text).unwrap();
+    let ckpt = dir.path().join("ckpt").display().to_string();
+    let live = LiveRun::start(on_local(&[
+        "run",
+        c.spec.to_str().unwrap(),
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--checkpoint-url",
+        &ckpt,
+    ]));
+    let topic = format!("{}.per_item", c.features);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = json_lines(&ok(on_local(&["topics", "consume", "--topic", &topic]), ""));
+        if let Some(row) = rows.first() {
+            assert!(row["clicks_lifetime"].as_i64().unwrap() > 0, "{row}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the per-item view never got a row before the checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, metrics) = http_get(&live.addr, "/metrics");
+    assert!(metric(&metrics, "eddy_repartition_records_total") > 0.0);
+    live.stop();
+}

@@ -87,6 +87,19 @@ impl Job {
             producer.send(record)?;
             self.metrics.shuffled.fetch_add(1, Ordering::Relaxed);
         }
+        self.unpublished = true;
+        Ok(())
+    }
+
+    /// Makes the re-keyed events and feature rows sent since the last call
+    /// visible (not yet durable: the checkpoint flushes), so re-keyed views
+    /// wait for the next poll and readers of feature topics for the next
+    /// batch, not for the next checkpoint (the local log buffers until
+    /// told).
+    pub(super) fn publish_shuffled(&mut self) -> Result<(), JobError> {
+        if std::mem::take(&mut self.unpublished) {
+            self.producer.lock().expect("poisoned").publish()?;
+        }
         Ok(())
     }
 
@@ -285,6 +298,7 @@ impl Job {
         }
         let watermark = self.tasks.get(&partition).map(Task::complete_watermark);
         let n = out.rows.len() as u64;
+        self.unpublished |= n > 0;
         if let Some((last, others)) = self.sinks.split_last_mut() {
             for sink in others {
                 sink.rows(partition, &out.rows, watermark)?;

@@ -135,6 +135,8 @@ pub struct Job {
     last_seen: HashMap<(usize, i32), Instant, foldhash::fast::RandomState>,
     /// The repartition topic, if some view is re-keyed.
     repartition: Option<String>,
+    /// Re-keyed events or feature rows were sent and not yet published.
+    unpublished: bool,
     /// The job's counters, for `/metrics`.
     pub metrics: Arc<JobMetrics>,
     /// A handle on the read API (a sink keeps it current).
@@ -295,6 +297,7 @@ impl Job {
                     l.learners.learn(p, rows)?;
                 }
             }
+            self.publish_shuffled()?;
             progress(read);
             if newly_finished || last_checkpoint.elapsed() >= self.interval {
                 self.checkpoint()?;

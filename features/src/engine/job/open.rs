@@ -208,6 +208,7 @@ impl Job {
             ends,
             last_seen: HashMap::default(),
             repartition,
+            unpublished: false,
             metrics,
             reader,
             restored,
