@@ -6,14 +6,17 @@
 //! `as_of` (epoch ms) and a column per feature: BIGINT, DOUBLE PRECISION,
 //! TEXT or BOOLEAN, lists as JSONB, every feature nullable. Rows are held
 //! per task and written in one transaction before the task's offsets are
-//! recorded, so a crash loses nothing a checkpoint covers. The upsert
-//! changes a row only if its `as_of` is not older than the stored one
-//! (`ON CONFLICT … WHERE`), so a replay never moves a row back in time;
-//! the rows it skips are counted.
+//! recorded, so a crash loses nothing a checkpoint covers. The rows go in
+//! with `COPY` (binary) into a temporary table, then one `INSERT … SELECT
+//! … ON CONFLICT … WHERE` merges them: a statement per checkpoint, not per
+//! row. The merge changes a row only if its `as_of` is not older than the
+//! stored one, so a replay never moves a row back in time; the rows it
+//! skips are counted.
 
 use std::collections::HashMap;
 
-use postgres::types::ToSql;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
 
 use crate::engine::value::Scalar;
 use crate::engine::view::FeatureRow;
@@ -40,6 +43,17 @@ fn sql_type(t: &OutType) -> &'static str {
             ColumnType::String => "TEXT",
             ColumnType::List(_) => "JSONB",
         },
+    }
+}
+
+/// The wire type of a column of `sql_type`, for binary `COPY`.
+fn wire_type(sql: &str) -> Type {
+    match sql {
+        "BIGINT" => Type::INT8,
+        "DOUBLE PRECISION" => Type::FLOAT8,
+        "BOOLEAN" => Type::BOOL,
+        "JSONB" => Type::JSONB,
+        _ => Type::TEXT,
     }
 }
 
@@ -77,8 +91,14 @@ pub struct PostgresRows {
     /// Every column the table must have: (name, PostgreSQL's name of its
     /// type in `information_schema`).
     expected: Vec<(String, &'static str)>,
-    /// The upsert, `$1` the key, `$2` as_of, then the features.
-    upsert: String,
+    /// The staging table: created per session, emptied at each commit.
+    stage: String,
+    /// `COPY <stage> (…) FROM STDIN (FORMAT binary)`.
+    copy: String,
+    /// The merge of the staged rows into the table.
+    merge: String,
+    /// Each column's wire type, in `COPY` order.
+    wire: Vec<Type>,
     url: String,
     config: postgres::Config,
     client: Option<postgres::Client>,
@@ -138,26 +158,30 @@ impl PostgresRows {
             .chain(std::iter::once("\"as_of\"".to_string()))
             .chain(plan.features.iter().map(|f| ident(&f.column)))
             .collect();
-        let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
         let updates: Vec<String> = names[1..]
             .iter()
             .map(|n| format!("{n} = EXCLUDED.{n}"))
             .collect();
-        let upsert = format!(
-            "INSERT INTO {t} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {} WHERE {t}.\"as_of\" <= EXCLUDED.\"as_of\"",
-            names.join(", "),
-            placeholders.join(", "),
+        let stage = ident(&format!("eddy_stage_{table}"));
+        let columns = names.join(", ");
+        let copy = format!("COPY {stage} ({columns}) FROM STDIN (FORMAT binary)");
+        let merge = format!(
+            "INSERT INTO {t} ({columns}) SELECT {columns} FROM {stage} ON CONFLICT ({}) DO UPDATE SET {} WHERE {t}.\"as_of\" <= EXCLUDED.\"as_of\"",
             names[0],
             updates.join(", "),
             t = ident(&table)
         );
+        let wire = expected.iter().map(|(_, sql)| wire_type(sql)).collect();
         Ok(PostgresRows {
             table,
             key_type: plan.key_type.clone(),
             types,
             create,
             expected,
-            upsert,
+            stage,
+            copy,
+            merge,
+            wire,
             url: without_password(&spec.url),
             config,
             client: None,
@@ -221,20 +245,35 @@ impl PostgresRows {
                 .batch_execute(&self.create)
                 .map_err(|e| self.failed(e))?;
             self.check_columns(&mut client)?;
+            // The table's columns, nothing else (no key: a batch holds
+            // each key once, its latest row).
+            client
+                .batch_execute(&format!(
+                    "CREATE TEMP TABLE IF NOT EXISTS {} AS SELECT {} FROM {} WITH NO DATA",
+                    self.stage,
+                    self.expected
+                        .iter()
+                        .map(|(n, _)| ident(n))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    ident(&self.table)
+                ))
+                .map_err(|e| self.failed(e))?;
             self.client = Some(client);
         }
         let key_long = self.key_type == ColumnType::Long;
-        let (upsert, types) = (self.upsert.clone(), self.types.clone());
+        let n = rows.len() as u64;
+        let url = self.url.clone();
+        let failed = |e: postgres::Error| JobError::OnlineStore {
+            url: url.clone(),
+            why: e.to_string(),
+        };
         let client = self.client.as_mut().expect("connected");
-        let mut tx = client.transaction().map_err(|e| JobError::OnlineStore {
-            url: self.url.clone(),
-            why: e.to_string(),
-        })?;
-        let statement = tx.prepare(&upsert).map_err(|e| JobError::OnlineStore {
-            url: self.url.clone(),
-            why: e.to_string(),
-        })?;
-        let (mut written, mut skipped) = (0, 0);
+        let mut tx = client.transaction().map_err(failed)?;
+        tx.batch_execute(&format!("TRUNCATE {}", self.stage))
+            .map_err(failed)?;
+        let sink = tx.copy_in(&self.copy).map_err(failed)?;
+        let mut writer = BinaryCopyInWriter::new(sink, &self.wire);
         for (key, as_of, values) in rows {
             let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::with_capacity(values.len() + 2);
             params.push(match (&key, key_long) {
@@ -242,28 +281,17 @@ impl PostgresRows {
                 (k, _) => Box::new(k.key_text()),
             });
             params.push(Box::new(as_of));
-            for (v, t) in values.iter().zip(&types) {
+            for (v, t) in values.iter().zip(&self.types) {
                 params.push(param(v, t));
             }
             let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
-            let changed = tx
-                .execute(&statement, &refs)
-                .map_err(|e| JobError::OnlineStore {
-                    url: self.url.clone(),
-                    why: e.to_string(),
-                })?;
-            if changed == 1 {
-                written += 1;
-            } else {
-                skipped += 1;
-            }
+            writer.write(&refs).map_err(failed)?;
         }
-        tx.commit().map_err(|e| JobError::OnlineStore {
-            url: self.url.clone(),
-            why: e.to_string(),
-        })?;
+        writer.finish().map_err(failed)?;
+        let written = tx.execute(&self.merge, &[]).map_err(failed)?;
+        tx.commit().map_err(failed)?;
         self.written += written;
-        self.older_skipped += skipped;
+        self.older_skipped += n - written;
         Ok(())
     }
 }
