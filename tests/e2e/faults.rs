@@ -714,3 +714,42 @@ fn a_second_bounded_run_counted_no_new_event_of_a_rekeyed_view() {
     assert!(!want.is_empty());
     assert_eq!(want, per_item(&shop));
 }
+
+/// Regression: re-keyed events went to the repartition topic stamped with
+/// their event time. Retention (7 days) counts from the record timestamp,
+/// so a replay of older events could be deleted before the receiving task
+/// read it. They are stamped with the time they were sent.
+#[test]
+fn repartition_records_stamped_with_event_time_could_expire_before_they_were_read() {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let shop = Shop::new(2, &[]);
+    shop.clicks(0, 200);
+    ok(shop.run(), "");
+    let topics = ok(shop.cmd(&["topics", "list"]), "");
+    let repartition = topics
+        .lines()
+        .map(str::trim)
+        .find(|t| t.starts_with("shop.repartition-") && !t.ends_with(".dlq"))
+        .unwrap_or_else(|| panic!("a repartition topic: {topics}"))
+        .to_string();
+    let records = json_lines(&ok(
+        shop.cmd(&[
+            "topics",
+            "consume",
+            "--topic",
+            &repartition,
+            "--envelope",
+            "--format",
+            "raw",
+        ]),
+        "",
+    ));
+    assert!(records.len() > 200, "rows and marks: {}", records.len());
+    for r in &records {
+        // The clicks are of November 2023; the records of now.
+        assert!(r["timestamp"].as_i64().unwrap() >= started, "{r}");
+    }
+}

@@ -75,15 +75,18 @@ impl Job {
             .expect("re-keyed views have a topic");
         let mut producer = self.producer.lock().expect("poisoned");
         for (partition, msg) in messages {
-            let (key, ts) = match &msg {
-                Shuffled::Row(r) => (Some(r.key.key_text().into_bytes()), Some(r.ts)),
-                Shuffled::Mark { .. } => (None, None),
+            let key = match &msg {
+                Shuffled::Row(r) => Some(r.key.key_text().into_bytes()),
+                Shuffled::Mark { .. } => None,
             };
             let value = postcard::to_allocvec(&msg)
                 .map_err(|e| JobError::Output(format!("encoding a re-keyed event: {e}")))?;
             let mut record = ProducerRecord::new(topic.clone(), key, Some(value));
             record.partition = Some(partition);
-            record.timestamp_ms = ts;
+            // The record's timestamp is when it was sent, not the event's
+            // time (in its value): retention counts from the former, and a
+            // replay of last year's events must not be deleted unread.
+            record.timestamp_ms = None;
             producer.send(record)?;
             self.metrics.shuffled.fetch_add(1, Ordering::Relaxed);
         }
@@ -127,6 +130,10 @@ impl Job {
                 );
             }
         };
+        let ts = match &msg {
+            Shuffled::Row(r) => r.ts,
+            Shuffled::Mark { watermark, .. } => *watermark,
+        };
         match task.receive(msg, Some(rec.offset)) {
             Received::Accepted => {}
             Received::Duplicate => {
@@ -137,8 +144,8 @@ impl Job {
             Received::Late { watermark } => {
                 self.metrics.late.fetch_add(1, Ordering::Relaxed);
                 let reason = format!(
-                    "late after re-keying: event time {} is at or below the watermark {watermark} of task {}'s re-keyed views (its origin task was idle meanwhile; raise the source's `idle_timeout`)",
-                    rec.timestamp_ms, rec.partition
+                    "late after re-keying: event time {ts} is at or below the watermark {watermark} of task {}'s re-keyed views (its origin task was idle meanwhile; raise the source's `idle_timeout`)",
+                    rec.partition
                 );
                 self.dead_letter(rec, &reason)?;
             }
