@@ -92,8 +92,14 @@ pub fn validate(global: &Global, args: &ValidateArgs) -> anyhow::Result<()> {
         println!("{line}");
     }
     for plan in &plans {
+        // A re-keyed view says so: its events cross tasks.
+        let keyed = if plan.rekeyed {
+            format!(", re-keyed by {} through the repartition topic", plan.key)
+        } else {
+            String::new()
+        };
         println!(
-            "  view {} ({} → {}): {} features: {}",
+            "  view {} ({} → {}{keyed}): {} features: {}",
             plan.name,
             plan.source,
             plan.output_topic,
@@ -309,6 +315,17 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
     );
     for line in &summary.checkpoint_fallbacks {
         println!("warning: damaged checkpoint: {line}");
+    }
+    let (sent, repeated) = summary.repartition;
+    if sent + repeated > 0 {
+        println!(
+            "re-keyed views: {sent} records through the repartition topic{}",
+            if repeated > 0 {
+                format!(", {repeated} received twice (replayed after a restart) and skipped")
+            } else {
+                String::new()
+            }
+        );
     }
     for line in job.model_summary() {
         println!("model {line}");

@@ -668,6 +668,10 @@ fn a_record_eddy_did_not_write_in_the_repartition_topic_is_dead_lettered() {
     shop.clicks(500, 1000);
     let out = ok(shop.run(), "");
     assert!(out.contains(" 1 dead-lettered"), "{out}");
+    assert!(
+        out.contains("records through the repartition topic"),
+        "the summary counts re-keyed traffic: {out}"
+    );
     let dlq = json_lines(&ok(
         shop.cmd(&[
             "topics",

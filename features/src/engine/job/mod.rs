@@ -97,6 +97,9 @@ pub struct RunSummary {
     pub postgres: (u64, u64),
     /// Source records copied to the archive.
     pub archived: u64,
+    /// Re-keyed events sent (rows and marks), and those received twice (an
+    /// origin task replayed them after a restart) and skipped.
+    pub repartition: (u64, u64),
     /// How long the run took.
     pub elapsed: Duration,
 }
@@ -336,6 +339,10 @@ impl Job {
             online_store: (0, 0),
             postgres: (0, 0),
             archived: 0,
+            repartition: (
+                self.metrics.shuffled.load(Ordering::Relaxed),
+                self.metrics.shuffle_duplicates.load(Ordering::Relaxed),
+            ),
             elapsed: started.elapsed(),
         };
         for sink in &self.sinks {
