@@ -11,11 +11,12 @@
 //! no topic round trip, and a row is visible as soon as the job releases
 //! it rather than after the next output flush.
 //!
-//! With `features_from: redis`, serving keeps no rows: each request reads
-//! the user's row of each view it needs from the view's online store, one
-//! `HMGET` per view (the layout `sinks/redis.rs` writes). A store that
-//! fails is counted (`store_errors`) and the request goes on without
-//! those features, as for a user with no row.
+//! With `features_from: redis` or `postgres`, serving keeps no rows: each
+//! request reads the user's row of each view it needs from the view's
+//! store, one `HMGET` (the layout `sinks/redis.rs` writes) or one
+//! `SELECT` by primary key (the table `sinks/postgres.rs` upserts) per
+//! view. A store that fails is counted (`store_errors`) and the request
+//! goes on without those features, as for a user with no row.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,7 +51,128 @@ enum Rows {
         views: Vec<(String, usize)>,
     },
     /// Each view's online store, read per request.
-    Redis(Vec<RedisView>),
+    Store(Vec<OnlineView>),
+}
+
+/// One view's rows in an online store.
+enum OnlineView {
+    Redis(Box<RedisView>),
+    Postgres(PostgresView),
+}
+
+impl OnlineView {
+    fn name(&self) -> &str {
+        match self {
+            OnlineView::Redis(v) => &v.name,
+            OnlineView::Postgres(v) => &v.name,
+        }
+    }
+
+    /// Its number of features.
+    fn width(&self) -> usize {
+        match self {
+            OnlineView::Redis(v) => v.types.len(),
+            OnlineView::Postgres(v) => v.types.len(),
+        }
+    }
+
+    fn row(&self, key: &str) -> Result<Option<(i64, Vec<Scalar>)>, String> {
+        match self {
+            OnlineView::Redis(v) => v.row(key),
+            OnlineView::Postgres(v) => v.row(key),
+        }
+    }
+}
+
+/// One view's rows in PostgreSQL: the table `output.postgres` upserts,
+/// one row per key.
+struct PostgresView {
+    name: String,
+    types: Vec<eddy_features::spec::validate::OutType>,
+    /// The thread that owns the connection. The `postgres` client runs a
+    /// runtime of its own, which cannot start (or stop) on a thread
+    /// already driving one, like the HTTP API's: so every query goes to
+    /// this thread. None: a re-keyed view without a table, never read by
+    /// user.
+    worker: Option<std::sync::Mutex<std::sync::mpsc::Sender<Query>>>,
+}
+
+/// A key to look up, and where the answer goes.
+type Query = (String, std::sync::mpsc::Sender<Result<PgRow, String>>);
+
+/// A row read back: (as_of, the features' values), None if there is none.
+type PgRow = Option<(i64, Vec<Scalar>)>;
+
+impl PostgresView {
+    fn row(&self, key: &str) -> Result<PgRow, String> {
+        let Some(worker) = &self.worker else {
+            return Ok(None);
+        };
+        let (reply, answer) = std::sync::mpsc::channel();
+        worker
+            .lock()
+            .expect("poisoned")
+            .send((key.to_string(), reply))
+            .map_err(|_| "the PostgreSQL reader stopped".to_string())?;
+        answer
+            .recv()
+            .map_err(|_| "the PostgreSQL reader stopped".to_string())?
+    }
+
+    /// Starts the reader thread of `table` with `select` (`$1` the key).
+    fn reader(
+        config: postgres::Config,
+        select: String,
+        key_long: bool,
+        types: Vec<eddy_features::spec::validate::OutType>,
+    ) -> std::sync::mpsc::Sender<Query> {
+        let (queries, incoming) = std::sync::mpsc::channel::<Query>();
+        std::thread::Builder::new()
+            .name("serve-postgres".into())
+            .spawn(move || {
+                let mut client: Option<postgres::Client> = None;
+                for (key, reply) in incoming {
+                    let answer = (|| -> Result<PgRow, String> {
+                        if client.is_none() {
+                            client =
+                                Some(config.connect(postgres::NoTls).map_err(|e| e.to_string())?);
+                        }
+                        let c = client.as_mut().expect("connected");
+                        let found = if key_long {
+                            match key.parse::<i64>() {
+                                Ok(k) => c.query_opt(&select, &[&k]),
+                                // Not a number: no row can have it.
+                                Err(_) => return Ok(None),
+                            }
+                        } else {
+                            c.query_opt(&select, &[&key])
+                        };
+                        let row = match found {
+                            Ok(row) => row,
+                            Err(e) => {
+                                client = None;
+                                return Err(e.to_string());
+                            }
+                        };
+                        Ok(row.map(|row| {
+                            let as_of: i64 = row.get(0);
+                            let values = types
+                                .iter()
+                                .enumerate()
+                                .map(|(i, t)| {
+                                    row.get::<_, Option<serde_json::Value>>(i + 1)
+                                        .map_or(Scalar::Null, |json| from_json(&json, t))
+                                })
+                                .collect();
+                            (as_of, values)
+                        }))
+                    })();
+                    let _ = reply.send(answer);
+                }
+            })
+            .expect("spawning the PostgreSQL reader");
+        queries
+    }
 }
 
 /// One view's rows in Redis.
@@ -238,7 +360,7 @@ impl FeatureTables {
                     });
                 }
             };
-            views.push(RedisView {
+            views.push(OnlineView::Redis(Box::new(RedisView {
                 name: plan.name.clone(),
                 prefix: format!("{pipeline}:{}=", plan.key),
                 fields: std::iter::once(format!("_ts:{}", plan.name))
@@ -255,23 +377,90 @@ impl FeatureTables {
                     .collect(),
                 client,
                 connection: std::sync::Mutex::new(None),
-            });
+            })));
         }
         Ok(FeatureTables {
-            rows: Rows::Redis(views),
+            rows: Rows::Store(views),
+            undecodable: 0,
+            store_errors: Default::default(),
+        })
+    }
+
+    /// Tables of `plans` read per request from each view's PostgreSQL
+    /// table (`output.postgres`, checked by validation).
+    pub fn postgres(plans: &[ViewPlan]) -> Result<FeatureTables, FeatureTableError> {
+        let mut views = Vec::new();
+        for plan in plans {
+            let config =
+                match &plan.postgres {
+                    Some(store) => Some(store.url.parse::<postgres::Config>().map_err(|e| {
+                        FeatureTableError {
+                            topic: plan.output_topic.clone(),
+                            why: e.to_string(),
+                        }
+                    })?),
+                    None if plan.rekeyed => None,
+                    None => {
+                        return Err(FeatureTableError {
+                            topic: plan.output_topic.clone(),
+                            why: format!(
+                                "view `{}` has no output.postgres to read from",
+                                plan.name
+                            ),
+                        });
+                    }
+                };
+            let ident = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
+            let table = plan
+                .postgres
+                .as_ref()
+                .and_then(|p| p.table.clone())
+                .unwrap_or_else(|| plan.name.clone());
+            let columns: Vec<String> = plan
+                .features
+                .iter()
+                .map(|f| format!("to_jsonb({})", ident(&f.column)))
+                .collect();
+            let select = format!(
+                "SELECT \"as_of\", {} FROM {} WHERE {} = $1",
+                columns.join(", "),
+                ident(&table),
+                ident(&plan.key)
+            );
+            let types: Vec<eddy_features::spec::validate::OutType> = plan
+                .features
+                .iter()
+                .map(eddy_features::spec::validate::OutType::of)
+                .collect();
+            let key_long = plan.key_type == eddy_features::spec::ColumnType::Long;
+            views.push(OnlineView::Postgres(PostgresView {
+                name: plan.name.clone(),
+                worker: config.map(|config| {
+                    std::sync::Mutex::new(PostgresView::reader(
+                        config,
+                        select,
+                        key_long,
+                        types.clone(),
+                    ))
+                }),
+                types,
+            }));
+        }
+        Ok(FeatureTables {
+            rows: Rows::Store(views),
             undecodable: 0,
             store_errors: Default::default(),
         })
     }
 
     /// `view`'s row of `key` from its store, counting a failure.
-    fn redis_row(&self, view: &RedisView, key: &str) -> Option<(i64, Vec<Scalar>)> {
+    fn store_row(&self, view: &OnlineView, key: &str) -> Option<(i64, Vec<Scalar>)> {
         match view.row(key) {
             Ok(row) => row,
             Err(why) => {
                 self.store_errors
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(view = %view.name, %why, "online store read failed");
+                tracing::warn!(view = %view.name(), %why, "online store read failed");
                 None
             }
         }
@@ -280,7 +469,7 @@ impl FeatureTables {
     /// Features `wanted` (indices over every view) for `key`, with the
     /// time each one's row is valid for: one read per view.
     pub fn features(&self, key: &str, wanted: &[usize]) -> Vec<(Scalar, Option<i64>)> {
-        let Rows::Redis(views) = &self.rows else {
+        let Rows::Store(views) = &self.rows else {
             return wanted.iter().map(|f| self.feature(key, *f)).collect();
         };
         let mut rows: HashMap<usize, Option<(i64, Vec<Scalar>)>> = HashMap::new();
@@ -288,14 +477,14 @@ impl FeatureTables {
             .iter()
             .map(|&f| {
                 let (mut v, mut i) = (0, f);
-                while v < views.len() && i >= views[v].types.len() {
-                    i -= views[v].types.len();
+                while v < views.len() && i >= views[v].width() {
+                    i -= views[v].width();
                     v += 1;
                 }
                 let Some(view) = views.get(v) else {
                     return (Scalar::Null, None);
                 };
-                let row = rows.entry(v).or_insert_with(|| self.redis_row(view, key));
+                let row = rows.entry(v).or_insert_with(|| self.store_row(view, key));
                 match row {
                     Some((as_of, values)) => (values[i].clone(), Some(*as_of)),
                     None => (Scalar::Null, None),
@@ -308,7 +497,7 @@ impl FeatureTables {
     pub fn topics(&self) -> Vec<String> {
         match &self.rows {
             Rows::Topics(views) => views.iter().map(|v| v.topic.clone()).collect(),
-            Rows::Job { .. } | Rows::Redis(_) => Vec::new(),
+            Rows::Job { .. } | Rows::Store(_) => Vec::new(),
         }
     }
 
@@ -372,7 +561,7 @@ impl FeatureTables {
                     f -= n;
                 }
             }
-            Rows::Redis(_) => return self.features(key, &[f]).remove(0),
+            Rows::Store(_) => return self.features(key, &[f]).remove(0),
         }
         (Scalar::Null, None)
     }
@@ -391,8 +580,8 @@ impl FeatureTables {
                 let row = reader.get(view, key, None).ok()??;
                 return Some((row.as_of, row.values));
             }
-            Rows::Redis(views) => {
-                let (as_of, values) = self.redis_row(&views[i], key)?;
+            Rows::Store(views) => {
+                let (as_of, values) = self.store_row(&views[i], key)?;
                 let names = plans[i].features.iter().map(|f| f.column.clone());
                 return Some((as_of, names.zip(values).collect()));
             }
@@ -415,7 +604,7 @@ impl FeatureTables {
             Rows::Topics(views) => views.iter().map(|v| v.rows.len()).sum(),
             Rows::Job { reader, views } => views.iter().map(|(n, _)| reader.len(n)).sum(),
             // Keys live in the store; serving holds none.
-            Rows::Redis(_) => 0,
+            Rows::Store(_) => 0,
         }
     }
 

@@ -139,7 +139,8 @@ pub fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
             format!("unknown table `{t}`; the tables are {known:?}"),
         );
     }
-    if s.features_from == eddy_features::spec::serving::FeaturesFrom::Redis {
+    use eddy_features::spec::serving::FeaturesFrom;
+    if s.features_from != FeaturesFrom::Topics {
         for (name, view) in &spec.features {
             // Serving reads the views keyed like its users; a re-keyed one
             // (by item, say) is not read by user.
@@ -147,11 +148,20 @@ pub fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
                 .sources
                 .get(&view.source)
                 .is_some_and(|src| view.key.as_ref().is_some_and(|k| *k != src.key));
-            if view.output.redis.is_none() && !rekeyed {
+            let (store, has) = match s.features_from {
+                FeaturesFrom::Redis => ("Redis", view.output.redis.is_some()),
+                _ => ("PostgreSQL", view.output.postgres.is_some()),
+            };
+            let key = if store == "Redis" {
+                "redis"
+            } else {
+                "postgres"
+            };
+            if !has && !rekeyed {
                 problem(
                     at.key("features_from"),
                     format!(
-                        "serving reads features from Redis, but view `{name}` has no `output.redis`: add one, or read from `topics`"
+                        "serving reads features from {store}, but view `{name}` has no `output.{key}`: add one, or read from `topics`"
                     ),
                 );
             }

@@ -230,6 +230,11 @@ fn a_view_in_postgres_equals_its_topic_and_a_replay_does_not_move_it_back() {
         &cmd,
         &format!("postgres: {{ url: \"{url}\", table: {table} }}"),
     );
+    // Serving reads the user's features from PostgreSQL, not the topics.
+    let with_serving = std::fs::read_to_string(&clicks.spec).unwrap()
+        + "models:\n  popular: { kind: popularity, source: clicks, item: item }\n\
+           serving:\n  trigger: clicks\n  candidates: [popular]\n  features_from: postgres\n";
+    std::fs::write(&clicks.spec, with_serving).unwrap();
     let spec = clicks.spec.to_str().unwrap();
     let valid = ok(cmd(&["validate", spec]), "");
     assert!(
@@ -298,6 +303,35 @@ fn a_view_in_postgres_equals_its_topic_and_a_replay_does_not_move_it_back() {
             assert_eq!(&after[user], row, "{user}");
         }
     }
+
+    // `eddy serve` with `features_from: postgres` answers from the table.
+    let serve = LiveRun::start(cmd(&["serve", spec, "--http", "127.0.0.1:0"]));
+    let (user, row) = latest.iter().find(|(u, _)| *u != newer).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let body = loop {
+        let (status, body) =
+            crate::pipeline::http_get(&serve.addr, &format!("/v1/features/shopper/{user}"));
+        if status == 200 {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status} {body}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let served: Json = serde_json::from_str(&body).unwrap();
+    assert_eq!(served["as_of"], row["as_of"], "{body}");
+    for (column, want) in row.as_object().unwrap() {
+        if column == "user" || column == "as_of" {
+            continue;
+        }
+        let have = &served["features"][column];
+        match (have.as_f64(), want.as_f64()) {
+            (Some(a), Some(b)) => {
+                assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{column}: {body}")
+            }
+            _ => assert_eq!(have, want, "{column}: {body}"),
+        }
+    }
+    serve.stop();
 
     // A table made for another version of the view (a column of another
     // type) is refused, naming the column: exit 2, the user's to resolve.

@@ -80,10 +80,11 @@ pub struct ServingSpec {
     #[serde(default)]
     pub when_not_ready: NotReady,
     /// Where `eddy serve` reads the user's features: `topics` (it follows
-    /// the feature topics and keeps every row in memory) or `redis` (it
+    /// the feature topics and keeps every row in memory), `redis` (it
     /// reads each request's rows from the views' `output.redis`: every
-    /// view needs one). Default `topics`. `eddy run --serve` reads the
-    /// job's tables in process either way.
+    /// view keyed like the users needs one) or `postgres` (likewise from
+    /// the views' `output.postgres` tables). Default `topics`. `eddy run
+    /// --serve` reads the job's tables in process either way.
     #[serde(default)]
     pub features_from: FeaturesFrom,
 }
@@ -97,6 +98,8 @@ pub enum FeaturesFrom {
     Topics,
     /// The views' online store (Redis), per request.
     Redis,
+    /// The views' PostgreSQL tables, per request.
+    Postgres,
 }
 
 /// Exploration for cold items.

@@ -129,6 +129,11 @@ impl Service {
             None if serving.features_from == eddy_features::spec::serving::FeaturesFrom::Redis => {
                 (FeatureTables::redis(&views, &spec.name)?, None)
             }
+            None if serving.features_from
+                == eddy_features::spec::serving::FeaturesFrom::Postgres =>
+            {
+                (FeatureTables::postgres(&views)?, None)
+            }
             None => (FeatureTables::new(&views, registry.clone())?, None),
         };
         // Topics: outputs, and the state to follow.
