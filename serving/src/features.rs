@@ -254,6 +254,29 @@ fn from_json(json: &serde_json::Value, t: &eddy_features::spec::validate::OutTyp
     }
 }
 
+/// A view's store client, opened from its `output.<kind>` URL; None for a
+/// re-keyed view without one (serving never reads it by user); an error
+/// for any other view without one (validation refuses that spec).
+fn open_store<T, E: std::fmt::Display>(
+    plan: &ViewPlan,
+    kind: &str,
+    url: Option<&str>,
+    open: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<Option<T>, FeatureTableError> {
+    let failed = |why: String| FeatureTableError {
+        topic: plan.output_topic.clone(),
+        why,
+    };
+    match url {
+        Some(url) => open(url).map(Some).map_err(|e| failed(e.to_string())),
+        None if plan.rekeyed => Ok(None),
+        None => Err(failed(format!(
+            "view `{}` has no output.{kind} to read from",
+            plan.name
+        ))),
+    }
+}
+
 /// Every view's latest row per key.
 pub struct FeatureTables {
     rows: Rows,
@@ -345,21 +368,12 @@ impl FeatureTables {
     pub fn redis(plans: &[ViewPlan], pipeline: &str) -> Result<FeatureTables, FeatureTableError> {
         let mut views = Vec::new();
         for plan in plans {
-            let client = match &plan.redis {
-                Some(store) => Some(redis::Client::open(store.url.as_str()).map_err(|e| {
-                    FeatureTableError {
-                        topic: plan.output_topic.clone(),
-                        why: e.to_string(),
-                    }
-                })?),
-                None if plan.rekeyed => None,
-                None => {
-                    return Err(FeatureTableError {
-                        topic: plan.output_topic.clone(),
-                        why: format!("view `{}` has no output.redis to read from", plan.name),
-                    });
-                }
-            };
+            let client = open_store(
+                plan,
+                "redis",
+                plan.redis.as_ref().map(|r| r.url.as_str()),
+                |url| redis::Client::open(url),
+            )?;
             views.push(OnlineView::Redis(Box::new(RedisView {
                 name: plan.name.clone(),
                 prefix: format!("{pipeline}:{}=", plan.key),
@@ -391,25 +405,12 @@ impl FeatureTables {
     pub fn postgres(plans: &[ViewPlan]) -> Result<FeatureTables, FeatureTableError> {
         let mut views = Vec::new();
         for plan in plans {
-            let config =
-                match &plan.postgres {
-                    Some(store) => Some(store.url.parse::<postgres::Config>().map_err(|e| {
-                        FeatureTableError {
-                            topic: plan.output_topic.clone(),
-                            why: e.to_string(),
-                        }
-                    })?),
-                    None if plan.rekeyed => None,
-                    None => {
-                        return Err(FeatureTableError {
-                            topic: plan.output_topic.clone(),
-                            why: format!(
-                                "view `{}` has no output.postgres to read from",
-                                plan.name
-                            ),
-                        });
-                    }
-                };
+            let config = open_store(
+                plan,
+                "postgres",
+                plan.postgres.as_ref().map(|p| p.url.as_str()),
+                |url| url.parse::<postgres::Config>(),
+            )?;
             let ident = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
             let table = plan
                 .postgres

@@ -136,6 +136,25 @@ impl Shop {
         out
     }
 
+    /// The repartition topic of the re-keyed `per_item` view.
+    fn repartition_topic(&self) -> String {
+        let topics = ok(self.cmd(&["topics", "list"]), "");
+        topics
+            .lines()
+            .map(str::trim)
+            .find(|t| t.starts_with("shop.repartition-") && !t.ends_with(".dlq"))
+            .unwrap_or_else(|| panic!("a repartition topic: {topics}"))
+            .to_string()
+    }
+
+    /// The re-keyed view's table, by item.
+    fn per_item(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        table(
+            self.cmd(&["topics", "consume", "--topic", "features.per_item"]),
+            "item",
+        )
+    }
+
     fn features(&self) -> std::collections::BTreeMap<String, serde_json::Value> {
         table(
             self.cmd(&["topics", "consume", "--topic", "features"]),
@@ -654,13 +673,7 @@ fn a_record_eddy_did_not_write_in_the_repartition_topic_is_dead_lettered() {
     let shop = Shop::new(2, &[]);
     shop.clicks(0, 500);
     ok(shop.run(), "");
-    let topics = ok(shop.cmd(&["topics", "list"]), "");
-    let repartition = topics
-        .lines()
-        .map(str::trim)
-        .find(|t| t.starts_with("shop.repartition-") && !t.ends_with(".dlq"))
-        .unwrap_or_else(|| panic!("a repartition topic: {topics}"))
-        .to_string();
+    let repartition = shop.repartition_topic();
     ok(
         shop.cmd(&["topics", "produce", "--topic", &repartition]),
         "{\"not\": \"a re-keyed event\"}\n",
@@ -682,13 +695,7 @@ fn a_record_eddy_did_not_write_in_the_repartition_topic_is_dead_lettered() {
         "",
     ));
     assert_eq!(dlq.len(), 1, "{dlq:?}");
-    let per_item = |s: &Shop| {
-        table(
-            s.cmd(&["topics", "consume", "--topic", "features.per_item"]),
-            "item",
-        )
-    };
-    let (want, got) = (per_item(&clean), per_item(&shop));
+    let (want, got) = (clean.per_item(), shop.per_item());
     assert!(!want.is_empty());
     assert_eq!(want, got);
 }
@@ -708,15 +715,9 @@ fn a_second_bounded_run_counted_no_new_event_of_a_rekeyed_view() {
     ok(shop.run(), "");
     shop.clicks(600, 900);
     ok(shop.run(), "");
-    let per_item = |s: &Shop| {
-        table(
-            s.cmd(&["topics", "consume", "--topic", "features.per_item"]),
-            "item",
-        )
-    };
-    let want = per_item(&clean);
+    let want = clean.per_item();
     assert!(!want.is_empty());
-    assert_eq!(want, per_item(&shop));
+    assert_eq!(want, shop.per_item());
 }
 
 /// Regression: re-keyed events went to the repartition topic stamped with
@@ -732,13 +733,7 @@ fn repartition_records_stamped_with_event_time_could_expire_before_they_were_rea
     let shop = Shop::new(2, &[]);
     shop.clicks(0, 200);
     ok(shop.run(), "");
-    let topics = ok(shop.cmd(&["topics", "list"]), "");
-    let repartition = topics
-        .lines()
-        .map(str::trim)
-        .find(|t| t.starts_with("shop.repartition-") && !t.ends_with(".dlq"))
-        .unwrap_or_else(|| panic!("a repartition topic: {topics}"))
-        .to_string();
+    let repartition = shop.repartition_topic();
     let records = json_lines(&ok(
         shop.cmd(&[
             "topics",

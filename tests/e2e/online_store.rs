@@ -41,6 +41,36 @@ fn clicks_with_store(
     clicks
 }
 
+/// `eddy serve`'s row of `user` in view `shopper` (retried until it
+/// answers 200), checked against `row`, the feature topic's: numbers to
+/// 1e-9 (PostgreSQL's JSON writes a double 0 as `0`), the rest exactly.
+fn assert_served_row_equals(serve: &LiveRun, user: &str, row: &Json) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let body = loop {
+        let (status, body) =
+            crate::pipeline::http_get(&serve.addr, &format!("/v1/features/shopper/{user}"));
+        if status == 200 {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status} {body}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let served: Json = serde_json::from_str(&body).unwrap();
+    assert_eq!(served["as_of"], row["as_of"], "{body}");
+    for (column, want) in row.as_object().unwrap() {
+        if column == "user" || column == "as_of" {
+            continue;
+        }
+        let have = &served["features"][column];
+        match (have.as_f64(), want.as_f64()) {
+            (Some(a), Some(b)) => {
+                assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{column}: {body}")
+            }
+            _ => assert_eq!(have, want, "{column}: {body}"),
+        }
+    }
+}
+
 /// `eddy run --until-end` of `clicks` from a fresh checkpoint directory
 /// (`ckpt-<n>`): a replay of everything the topics hold.
 fn run_from_scratch(
@@ -124,23 +154,7 @@ fn a_view_in_redis_equals_its_topic_and_a_replay_does_not_move_it_back() {
     // `eddy serve` with `features_from: redis` answers from the store.
     let serve = LiveRun::start(cmd(&["serve", spec, "--http", "127.0.0.1:0"]));
     let (user, row) = latest.iter().next().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let body = loop {
-        let (status, body) =
-            crate::pipeline::http_get(&serve.addr, &format!("/v1/features/shopper/{user}"));
-        if status == 200 {
-            break body;
-        }
-        assert!(std::time::Instant::now() < deadline, "{status} {body}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    let served: Json = serde_json::from_str(&body).unwrap();
-    assert_eq!(served["as_of"], row["as_of"], "{body}");
-    for (column, want) in row.as_object().unwrap() {
-        if column != "user" && column != "as_of" {
-            assert_eq!(&served["features"][column], want, "{column}: {body}");
-        }
-    }
+    assert_served_row_equals(&serve, user, row);
     let (_, metrics) = crate::pipeline::http_get(&serve.addr, "/metrics");
     assert!(
         metrics.contains("eddy_serve_feature_store_errors_total"),
@@ -307,30 +321,7 @@ fn a_view_in_postgres_equals_its_topic_and_a_replay_does_not_move_it_back() {
     // `eddy serve` with `features_from: postgres` answers from the table.
     let serve = LiveRun::start(cmd(&["serve", spec, "--http", "127.0.0.1:0"]));
     let (user, row) = latest.iter().find(|(u, _)| *u != newer).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let body = loop {
-        let (status, body) =
-            crate::pipeline::http_get(&serve.addr, &format!("/v1/features/shopper/{user}"));
-        if status == 200 {
-            break body;
-        }
-        assert!(std::time::Instant::now() < deadline, "{status} {body}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    let served: Json = serde_json::from_str(&body).unwrap();
-    assert_eq!(served["as_of"], row["as_of"], "{body}");
-    for (column, want) in row.as_object().unwrap() {
-        if column == "user" || column == "as_of" {
-            continue;
-        }
-        let have = &served["features"][column];
-        match (have.as_f64(), want.as_f64()) {
-            (Some(a), Some(b)) => {
-                assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{column}: {body}")
-            }
-            _ => assert_eq!(have, want, "{column}: {body}"),
-        }
-    }
+    assert_served_row_equals(&serve, &user.to_string(), row);
     serve.stop();
 
     // A table made for another version of the view (a column of another

@@ -539,8 +539,14 @@ impl Task {
                 );
             }
         }
-        for (v, view) in self.cfg.views.iter().enumerate() {
-            if !view.rekeyed() {
+        self.emit(w, true, out);
+    }
+
+    /// Moves the re-keyed views (`rekeyed`), or the others, to `w` and
+    /// emits their changed keys (none while `quiet`).
+    fn emit(&mut self, w: i64, rekeyed: bool, out: &mut Output) {
+        for v in 0..self.views.len() {
+            if self.cfg.views[v].rekeyed() != rekeyed {
                 continue;
             }
             if self.quiet {
@@ -741,17 +747,7 @@ impl Task {
                 answer_queries(&mut self.views, &mut probe.queries, &mut probe.answers, w);
             }
         }
-        for v in 0..self.views.len() {
-            if self.cfg.views[v].rekeyed() {
-                continue;
-            }
-            if self.quiet {
-                self.views[v].emit_quietly(w);
-            } else {
-                out.rows
-                    .extend(self.views[v].emit(w).into_iter().map(|r| (v, r)));
-            }
-        }
+        self.emit(w, false, &mut out);
         out
     }
 
