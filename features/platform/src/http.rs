@@ -120,4 +120,37 @@ mod tests {
         let read = half.read_to_end(&mut rest);
         assert!(read.is_ok(), "the server kept the connection: {read:?}");
     }
+
+    /// A handler that panics (a bug, or a client library starting a runtime
+    /// inside this one) loses its own request, not the server.
+    #[test]
+    fn a_panicking_handler_leaves_the_server_answering() {
+        let app = axum::Router::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| async {
+                    if std::hint::black_box(true) {
+                        panic!("boom");
+                    }
+                    "never"
+                }),
+            )
+            .route("/", axum::routing::get(|| async { "ok" }));
+        let addr = spawn("127.0.0.1:0".parse().unwrap(), "test-http-panic", app).unwrap();
+        let get = |path: &str| {
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            write!(
+                c,
+                "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut answer = String::new();
+            let _ = c.read_to_string(&mut answer);
+            answer
+        };
+        let _ = get("/boom");
+        for _ in 0..3 {
+            assert!(get("/").starts_with("HTTP/1.1 200"));
+        }
+    }
 }
