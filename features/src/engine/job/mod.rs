@@ -246,6 +246,7 @@ impl Job {
         let started = Instant::now();
         let mut last_checkpoint = Instant::now();
         let mut last_group_check = Instant::now();
+        let mut last_marks = Instant::now();
         self.metrics.ready.store(true, Ordering::Relaxed);
         let mut read = 0u64;
         loop {
@@ -273,6 +274,13 @@ impl Job {
                 .broker_outages
                 .store(self.consumer.outages(), Ordering::Relaxed);
             let mut newly_finished = false;
+            // Watermark marks to the re-keyed views' owners go out at most
+            // every MARK_INTERVAL_MS (states, like finished, at once).
+            let marks_due = last_marks.elapsed()
+                >= Duration::from_millis(crate::engine::task::MARK_INTERVAL_MS);
+            if marks_due {
+                last_marks = Instant::now();
+            }
             let partitions: Vec<i32> = self.tasks.keys().copied().collect();
             for p in partitions {
                 let at_end = self.options.until_end && self.task_at_end(p);
@@ -280,6 +288,7 @@ impl Job {
                 if task.finished {
                     continue;
                 }
+                task.marks_due = marks_due;
                 let tables = &self.table_state;
                 let mut probe = self.learning.as_mut().map(|l| l.probe(p));
                 let probe_now = probe.as_deref_mut();

@@ -245,7 +245,15 @@ pub struct Task {
     exchange: Option<Exchange>,
     /// The last mark sent to the other tasks (None: none since opening).
     sent: Option<(i64, OriginState)>,
+    /// A live watermark's progress may be sent now. Default true; a live
+    /// job clears it after each step and sets it again every
+    /// [`MARK_INTERVAL_MS`], so marks do not grow with the number of polls.
+    pub marks_due: bool,
 }
+
+/// How often a live job lets tasks send their watermark's progress to the
+/// re-keyed views' owners, in ms.
+pub const MARK_INTERVAL_MS: u64 = 50;
 
 /// What a checkpoint keeps of a task.
 #[derive(Serialize, Deserialize)]
@@ -280,6 +288,7 @@ impl Task {
             inputs: vec![InputState::default(); cfg.lateness.len()],
             exchange: cfg.rekeys().then(|| Exchange::new(cfg.partitions)),
             sent: None,
+            marks_due: true,
             cfg,
             partition,
             pending: Vec::new(),
@@ -464,7 +473,16 @@ impl Task {
         } else {
             OriginState::Live
         };
-        if self.sent != Some((self.watermark, state)) {
+        // A new state always goes out; a live watermark's progress only
+        // when marks are due (the job paces them: each is a record to every
+        // task). When they go out changes latency, never what is released.
+        let changed = match self.sent {
+            Some((_, sent)) if sent == state && state == OriginState::Live => {
+                self.marks_due && self.sent != Some((self.watermark, state))
+            }
+            _ => self.sent != Some((self.watermark, state)),
+        };
+        if changed {
             self.sent = Some((self.watermark, state));
             for p in 0..self.cfg.partitions {
                 out.shuffled.push((
@@ -786,6 +804,7 @@ impl Task {
             quiet: false,
             exchange,
             sent: None,
+            marks_due: true,
             cfg,
             partition: snap.partition,
             inputs: snap.inputs,
