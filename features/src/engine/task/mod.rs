@@ -34,12 +34,13 @@ use crate::spec::validate::ViewPlan;
 
 mod prepare;
 mod probe;
+mod rekey;
 pub mod shuffle;
 
 use prepare::prepare_rows;
 use probe::answer_queries;
 pub use probe::{Probe, ProbedRows, Query};
-use shuffle::{Exchange, OriginState, Received, Shuffled, ShuffledRow};
+use shuffle::{Exchange, OriginState, Shuffled};
 
 /// A decoded source event.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -339,62 +340,6 @@ impl Task {
             .map_or(self.watermark, |x| x.watermark.min(self.watermark))
     }
 
-    /// The exchange's watermark (re-keyed views), if any.
-    pub fn exchange_watermark(&self) -> Option<i64> {
-        self.exchange.as_ref().map(|x| x.watermark)
-    }
-
-    /// Where this task reads its partition of the repartition topic (None:
-    /// from the beginning, or no re-keyed view).
-    pub fn repartition_offset(&self) -> Option<i64> {
-        self.exchange.as_ref().and_then(|x| x.next_offset)
-    }
-
-    /// The task has re-keyed views (it reads the repartition topic).
-    pub fn exchanges(&self) -> bool {
-        self.exchange.is_some()
-    }
-
-    /// The reading half finished (a bounded run); the re-keyed views may
-    /// still wait for other tasks.
-    pub fn upstream_finished(&self) -> bool {
-        self.exchange
-            .as_ref()
-            .map_or(self.finished, |x| x.upstream_finished)
-    }
-
-    /// A finished bounded run goes on: live, or with records that arrived
-    /// since.
-    pub fn reopen(&mut self) {
-        self.finished = false;
-        if let Some(x) = &mut self.exchange {
-            x.reopen();
-        }
-    }
-
-    /// Records that the repartition topic was read up to `offset` without a
-    /// message to take (one that did not decode).
-    pub fn receive_skipped(&mut self, offset: i64) {
-        if let Some(x) = &mut self.exchange {
-            x.next_offset = Some(offset + 1);
-        }
-    }
-
-    /// Takes a re-keyed event or a mark from another task (read at
-    /// `offset` of the repartition topic, live).
-    pub fn receive(&mut self, msg: Shuffled, offset: Option<i64>) -> Received {
-        match &mut self.exchange {
-            Some(x) => {
-                let received = x.receive(msg, offset);
-                // A finished task with news for its re-keyed views goes on.
-                self.finished &= x.finished;
-                received
-            }
-            // No re-keyed view here: the message is not for this spec.
-            None => Received::Duplicate,
-        }
-    }
-
     /// Offers an event read at `offset` of this task's partition of `source`.
     pub fn offer(&mut self, row: Row) -> Offer {
         let input = &mut self.inputs[row.source];
@@ -459,107 +404,6 @@ impl Task {
         out
     }
 
-    /// The re-keyed views' side of a step: tell the other tasks how far
-    /// this one has released, then release what every origin allows (or
-    /// everything, once every origin has finished).
-    fn exchange_step(&mut self, cap: i64, probe: Option<&mut Probe>, out: &mut Output) {
-        let Some(x) = &self.exchange else {
-            return;
-        };
-        let state = if x.upstream_finished {
-            OriginState::Finished
-        } else if self.allowed().is_none() {
-            OriginState::Idle
-        } else {
-            OriginState::Live
-        };
-        // A new state always goes out; a live watermark's progress only
-        // when marks are due (the job paces them: each is a record to every
-        // task). When they go out changes latency, never what is released.
-        let changed = match self.sent {
-            Some((_, sent)) if sent == state && state == OriginState::Live => {
-                self.marks_due && self.sent != Some((self.watermark, state))
-            }
-            _ => self.sent != Some((self.watermark, state)),
-        };
-        if changed {
-            self.sent = Some((self.watermark, state));
-            for p in 0..self.cfg.partitions {
-                out.shuffled.push((
-                    p,
-                    Shuffled::Mark {
-                        origin: self.partition,
-                        watermark: self.watermark,
-                        state,
-                    },
-                ));
-            }
-        }
-        let x = self.exchange.as_ref().expect("checked");
-        if x.finished {
-            return;
-        }
-        if let Some(end) = x.all_finished() {
-            // The final table of the re-keyed views, whatever `quiet` says.
-            for (v, view) in self.cfg.views.iter().enumerate() {
-                if view.rekeyed() {
-                    self.views[v].touch_all();
-                }
-            }
-            let quiet = std::mem::replace(&mut self.quiet, false);
-            self.release_exchange(end, probe, out);
-            self.quiet = quiet;
-            let x = self.exchange.as_mut().expect("checked");
-            x.finished = true;
-            self.finished = x.upstream_finished;
-            return;
-        }
-        if let Some(w) = x.allowed()
-            && w.min(cap) > x.watermark
-        {
-            self.release_exchange(w.min(cap), probe, out);
-        }
-    }
-
-    /// Applies the re-keyed events up to `w` in (time, origin, source,
-    /// offset) order, answering the probe's queries of re-keyed views on
-    /// the way, and emits the re-keyed views' changed keys as of `w`.
-    fn release_exchange(&mut self, w: i64, probe: Option<&mut Probe>, out: &mut Output) {
-        let x = self.exchange.as_mut().expect("exchanging");
-        let released = x.release(w);
-        let w = x.watermark;
-        match probe.filter(|p| !p.exchange_queries.is_empty()) {
-            None => {
-                for row in released {
-                    self.views[row.view as usize].apply(&row.key, row.ts, row.inputs);
-                }
-            }
-            Some(probe) => {
-                let mut rows = released.into_iter().peekable();
-                while let Some(first) = rows.next() {
-                    let ts = first.ts;
-                    answer_queries(
-                        &mut self.views,
-                        &mut probe.exchange_queries,
-                        &mut probe.answers,
-                        ts - 1,
-                    );
-                    self.views[first.view as usize].apply(&first.key, ts, first.inputs);
-                    while let Some(row) = rows.next_if(|r| r.ts == ts) {
-                        self.views[row.view as usize].apply(&row.key, ts, row.inputs);
-                    }
-                }
-                answer_queries(
-                    &mut self.views,
-                    &mut probe.exchange_queries,
-                    &mut probe.answers,
-                    w,
-                );
-            }
-        }
-        self.emit(w, true, out);
-    }
-
     /// Moves the re-keyed views (`rekeyed`), or the others, to `w` and
     /// emits their changed keys (none while `quiet`).
     fn emit(&mut self, w: i64, rekeyed: bool, out: &mut Output) {
@@ -574,37 +418,6 @@ impl Task {
                     .extend(self.views[v].emit(w).into_iter().map(|r| (v, r)));
             }
         }
-    }
-
-    /// Sends a re-keyed view's event to the task owning its new key (the
-    /// last input), or rejects it if the key is null.
-    fn shuffle(&self, v: usize, row: &Row, mut inputs: Box<[Scalar]>, out: &mut Output) {
-        let n = inputs.len() - 1;
-        let key = std::mem::take(&mut inputs[n]);
-        if key.is_null() {
-            out.rejected.push(Rejected {
-                row: row.clone(),
-                reason: format!(
-                    "view {}: its key `{}` is null, so the event has no key to be counted under",
-                    self.cfg.views[v].plan.name, self.cfg.views[v].plan.key
-                ),
-            });
-            return;
-        }
-        let mut inputs = inputs.into_vec();
-        inputs.truncate(n);
-        out.shuffled.push((
-            shuffle::owner(&key, self.cfg.partitions),
-            Shuffled::Row(ShuffledRow {
-                view: v as u32,
-                origin: self.partition,
-                ts: row.ts,
-                source: row.source as u32,
-                offset: row.offset,
-                key,
-                inputs: inputs.into_boxed_slice(),
-            }),
-        ));
     }
 
     /// The end of a bounded input: releases everything up to `until`
