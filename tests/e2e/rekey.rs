@@ -261,6 +261,28 @@ fn a_per_item_view_keyed_away_from_its_source_equals_polars_live_backfilled_and_
     .map(|r| (r["item_id"].as_i64().unwrap(), r))
     .collect();
     assert_eq!(topic_rows.len(), items.len());
+
+    // Serving's read API answers the re-keyed view by its own key (an
+    // item), from the feature topic it follows.
+    let serve = LiveRun::start(eddy_in(d, &["serve", spec, "--http", "127.0.0.1:0"]));
+    let (item, row) = topic_rows.iter().next().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let body = loop {
+        let (status, body) =
+            crate::pipeline::http_get(&serve.addr, &format!("/v1/features/item_stats/{item}"));
+        if status == 200 {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status} {body}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let served: Json = serde_json::from_str(&body).unwrap();
+    assert_eq!(served["as_of"], row["as_of"], "{body}");
+    for column in ["views_1d", "clicks_lifetime", "ctr_1d", "category_lifetime"] {
+        assert_eq!(served["features"][column], row[column], "{column}: {body}");
+    }
+    serve.stop();
+
     if let Some(url) = &redis {
         let mut con = redis::Client::open(url.as_str())
             .unwrap()
