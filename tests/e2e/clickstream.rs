@@ -19,7 +19,7 @@ fn spec() -> String {
 
 /// An eddy command run from `dir`, where the spec's relative Parquet
 /// paths (`./eddy-data/...`) land, on the local log in `dir/eddy-data`.
-fn eddy_in(dir: &Path, args: &[&str]) -> std::process::Command {
+pub(crate) fn eddy_in(dir: &Path, args: &[&str]) -> std::process::Command {
     let mut c = eddy(&dir.join("eddy-data"));
     c.current_dir(dir).args(args);
     c

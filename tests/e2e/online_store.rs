@@ -25,11 +25,13 @@ fn hashes(con: &mut redis::Connection, prefix: &str) -> BTreeMap<String, BTreeMa
 }
 
 /// The click fixture loaded in `d`, its view writing also to `store`
-/// (`redis: {...}` or `postgres: {...}`): the spec rewritten in place.
+/// (`redis: {...}` or `postgres: {...}`), and serving reading the user's
+/// features from it (`features_from`): the spec rewritten in place.
 fn clicks_with_store(
     d: &std::path::Path,
     cmd: &dyn Fn(&[&str]) -> std::process::Command,
     store: &str,
+    features_from: &str,
 ) -> Clicks {
     let clicks = load_clicks(d, cmd, "", 2000);
     let text = std::fs::read_to_string(&clicks.spec).unwrap().replace(
@@ -37,6 +39,11 @@ fn clicks_with_store(
         &format!("output: {{ topic: {}, {store} }}", clicks.features),
     );
     assert!(text.contains(store), "{text}");
+    let text = text
+        + "models:\n  popular: { kind: popularity, source: clicks, item: item }\n\
+           serving:\n  trigger: clicks\n  candidates: [popular]\n  features_from: "
+        + features_from
+        + "\n";
     std::fs::write(&clicks.spec, text).unwrap();
     clicks
 }
@@ -45,17 +52,7 @@ fn clicks_with_store(
 /// answers 200), checked against `row`, the feature topic's: numbers to
 /// 1e-9 (PostgreSQL's JSON writes a double 0 as `0`), the rest exactly.
 fn assert_served_row_equals(serve: &LiveRun, user: &str, row: &Json) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let body = loop {
-        let (status, body) =
-            crate::pipeline::http_get(&serve.addr, &format!("/v1/features/shopper/{user}"));
-        if status == 200 {
-            break body;
-        }
-        assert!(std::time::Instant::now() < deadline, "{status} {body}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    let served: Json = serde_json::from_str(&body).unwrap();
+    let (served, body) = serve.features("shopper", user);
     assert_eq!(served["as_of"], row["as_of"], "{body}");
     for (column, want) in row.as_object().unwrap() {
         if column == "user" || column == "as_of" {
@@ -98,19 +95,20 @@ fn a_view_in_redis_equals_its_topic_and_a_replay_does_not_move_it_back() {
         c.args(args);
         c
     };
-    let clicks = clicks_with_store(d, &cmd, &format!("redis: {{ url: \"{url}\", ttl: 30d }}"));
-    let text = std::fs::read_to_string(&clicks.spec).unwrap();
-    let name = text
+    // Serving reads the user's features from Redis, not the topics.
+    let clicks = clicks_with_store(
+        d,
+        &cmd,
+        &format!("redis: {{ url: \"{url}\", ttl: 30d }}"),
+        "redis",
+    );
+    let name = std::fs::read_to_string(&clicks.spec)
+        .unwrap()
         .lines()
         .next()
         .unwrap()
         .trim_start_matches("name: ")
         .to_string();
-    // Serving reads the user's features from Redis, not the topics.
-    let text = text
-        + "models:\n  popular: { kind: popularity, source: clicks, item: item }\n\
-           serving:\n  trigger: clicks\n  candidates: [popular]\n  features_from: redis\n";
-    std::fs::write(&clicks.spec, text).unwrap();
     let spec = clicks.spec.to_str().unwrap();
     let valid = ok(cmd(&["validate", spec]), "");
     assert!(
@@ -243,12 +241,9 @@ fn a_view_in_postgres_equals_its_topic_and_a_replay_does_not_move_it_back() {
         d,
         &cmd,
         &format!("postgres: {{ url: \"{url}\", table: {table} }}"),
+        // Serving reads the user's features from PostgreSQL, not the topics.
+        "postgres",
     );
-    // Serving reads the user's features from PostgreSQL, not the topics.
-    let with_serving = std::fs::read_to_string(&clicks.spec).unwrap()
-        + "models:\n  popular: { kind: popularity, source: clicks, item: item }\n\
-           serving:\n  trigger: clicks\n  candidates: [popular]\n  features_from: postgres\n";
-    std::fs::write(&clicks.spec, with_serving).unwrap();
     let spec = clicks.spec.to_str().unwrap();
     let valid = ok(cmd(&["validate", spec]), "");
     assert!(

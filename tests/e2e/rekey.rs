@@ -10,16 +10,11 @@ use std::path::Path;
 use polars::prelude::*;
 use serde_json::Value as Json;
 
+use crate::clickstream::eddy_in;
 use crate::support::*;
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
-
-fn eddy_in(dir: &Path, args: &[&str]) -> std::process::Command {
-    let mut c = eddy(&dir.join("eddy-data"));
-    c.current_dir(dir).args(args);
-    c
-}
 
 /// A Parquet directory's rows: the latest row per item, by item.
 fn latest_rows(dir: &Path) -> BTreeMap<i64, BTreeMap<String, AnyValue<'static>>> {
@@ -266,17 +261,7 @@ fn a_per_item_view_keyed_away_from_its_source_equals_polars_live_backfilled_and_
     // item), from the feature topic it follows.
     let serve = LiveRun::start(eddy_in(d, &["serve", spec, "--http", "127.0.0.1:0"]));
     let (item, row) = topic_rows.iter().next().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let body = loop {
-        let (status, body) =
-            crate::pipeline::http_get(&serve.addr, &format!("/v1/features/item_stats/{item}"));
-        if status == 200 {
-            break body;
-        }
-        assert!(std::time::Instant::now() < deadline, "{status} {body}");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    let served: Json = serde_json::from_str(&body).unwrap();
+    let (served, body) = serve.features("item_stats", &item.to_string());
     assert_eq!(served["as_of"], row["as_of"], "{body}");
     for column in ["views_1d", "clicks_lifetime", "ctr_1d", "category_lifetime"] {
         assert_eq!(served["features"][column], row[column], "{column}: {body}");

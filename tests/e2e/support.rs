@@ -228,6 +228,22 @@ impl LiveRun {
     }
 
     /// Ctrl-C: it checkpoints and exits cleanly. Returns its stdout.
+    /// The read API's row of `key` in `view` (`/v1/features/{view}/{key}`),
+    /// asked until it answers 200 (serving may still be reading its
+    /// tables): the row as JSON, and the body as text for messages.
+    pub fn features(&self, view: &str, key: &str) -> (Json, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) =
+                crate::pipeline::http_get(&self.addr, &format!("/v1/features/{view}/{key}"));
+            if status == 200 {
+                return (serde_json::from_str(&body).unwrap(), body);
+            }
+            assert!(Instant::now() < deadline, "{status} {body}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn stop(mut self) -> String {
         let _ = Command::new("kill")
             .arg("-INT")

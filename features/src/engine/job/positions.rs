@@ -7,6 +7,17 @@ use crate::engine::task::Task;
 
 use super::JobError;
 
+/// What a position `at` outside a partition's `low..=high` means, if it is.
+fn lost(at: i64, low: i64, high: i64) -> Option<&'static str> {
+    if at > high {
+        Some("the checkpoint is past the end of the topic (it was recreated, or emptied)")
+    } else if at < low {
+        Some("records between them were deleted (retention) before the task read them")
+    } else {
+        None
+    }
+}
+
 /// Checks a restored task's source positions against the offsets the
 /// sources hold: a position past the end means the topic was recreated or
 /// emptied (records after it would be skipped, or the run would wait for
@@ -24,11 +35,7 @@ pub(crate) fn check_positions(
         else {
             continue;
         };
-        let why = if at > high {
-            "the checkpoint is past the end of the topic (it was recreated, or emptied)"
-        } else if at < low {
-            "records between them were deleted (retention) before the task read them"
-        } else {
+        let Some(why) = lost(at, low, high) else {
             continue;
         };
         return Err(JobError::PositionLost {
@@ -64,11 +71,7 @@ pub(crate) fn check_repartition(
     else {
         return Ok(());
     };
-    let why = if at > p.high {
-        "the checkpoint is past the end of the repartition topic (it was recreated, or emptied)"
-    } else if at < p.low {
-        "re-keyed events were deleted (retention) before the task read them"
-    } else {
+    let Some(why) = lost(at, p.low, p.high) else {
         return Ok(());
     };
     Err(JobError::PositionLost {
