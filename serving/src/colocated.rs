@@ -82,6 +82,10 @@ impl Learners for Tapped {
         self.inner.reads_features()
     }
 
+    fn reads_rekeyed(&self) -> bool {
+        self.inner.reads_rekeyed()
+    }
+
     fn bind(&mut self, job_sources: &[String]) {
         self.inner.bind(job_sources)
     }

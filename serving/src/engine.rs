@@ -389,15 +389,20 @@ impl Engine {
                 // The user's features are the same for every candidate:
                 // read them once.
                 let mut user_features: HashMap<usize, Scalar> = HashMap::new();
-                if !candidates.is_empty() {
-                    let wanted: Vec<usize> = r
-                        .inputs
+                let wanted = |keyed: bool| -> Vec<usize> {
+                    r.inputs
                         .inputs()
                         .filter_map(|input| match input.from {
-                            InputFrom::Feature(f) => Some(f),
+                            InputFrom::Feature(f) if !keyed => Some(f),
+                            InputFrom::KeyedFeature(f) if keyed => Some(f),
                             _ => None,
                         })
-                        .collect();
+                        .collect()
+                };
+                // A re-keyed view's (an item's) are read at each candidate.
+                let item_wanted = wanted(true);
+                if !candidates.is_empty() {
+                    let wanted = wanted(false);
                     // One read per view (an online store: one round trip).
                     for (f, (v, as_of)) in wanted.iter().zip(features.features(&user_key, &wanted))
                     {
@@ -421,6 +426,17 @@ impl Engine {
                         true => None,
                         false => self.rules.as_ref().and_then(|t| t.row(*item)),
                     };
+                    let mut item_features: HashMap<usize, Scalar> = HashMap::new();
+                    if !item_wanted.is_empty() {
+                        let key = item_value.key_text();
+                        for (f, (v, as_of)) in item_wanted
+                            .iter()
+                            .zip(features.features(&key, &item_wanted))
+                        {
+                            features_as_of = features_as_of.max(as_of);
+                            item_features.insert(*f, v);
+                        }
+                    }
                     let x = r
                         .inputs
                         .hash_with(&r.hasher, ftrl.standardizer(), |input| match input.from {
@@ -439,6 +455,9 @@ impl Engine {
                             InputFrom::Column(_) => Scalar::Null,
                             InputFrom::Feature(f) => {
                                 user_features.get(&f).cloned().unwrap_or_default()
+                            }
+                            InputFrom::KeyedFeature(f) => {
+                                item_features.get(&f).cloned().unwrap_or_default()
                             }
                         });
                     // A non-finite feature cannot be scored: the candidate

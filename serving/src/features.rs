@@ -255,8 +255,10 @@ fn from_json(json: &serde_json::Value, t: &eddy_features::spec::validate::OutTyp
 }
 
 /// A view's store client, opened from its `output.<kind>` URL; None for a
-/// re-keyed view without one (serving never reads it by user); an error
-/// for any other view without one (validation refuses that spec).
+/// re-keyed view without one (serving never reads it by user, and reads it
+/// by candidate only for a ranker naming it, which validation then gives
+/// a store); an error for any other view without one (validation refuses
+/// that spec).
 fn open_store<T, E: std::fmt::Display>(
     plan: &ViewPlan,
     kind: &str,

@@ -124,6 +124,33 @@ pub fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
             }
         }
     }
+    // A re-keyed view the ranker reads is read at each candidate: its key
+    // must be the candidates' item column.
+    let item = items.first().and_then(|i| i.2.clone());
+    let ranker_reads = |view: &str| {
+        s.ranker
+            .as_ref()
+            .and_then(|r| spec.models.get(r))
+            .and_then(|m| m.features.as_ref())
+            .is_some_and(|f| f.iter().any(|v| v == view))
+    };
+    for (name, view) in &spec.features {
+        if let Some(key) = view.key.as_ref().filter(|_| ranker_reads(name))
+            && spec
+                .sources
+                .get(&view.source)
+                .is_some_and(|src| *key != src.key)
+            && item.as_ref().is_some_and(|i| i != key)
+        {
+            problem(
+                at.key("ranker"),
+                format!(
+                    "the ranker reads view `{name}`, keyed by `{key}`: serving reads it at each candidate item, so it must be keyed by the item column `{}` (or leave it out of the ranker's `features`)",
+                    item.as_deref().unwrap_or("?")
+                ),
+            );
+        }
+    }
     if !s.rules.is_empty() && s.item_table.is_none() {
         problem(
             at.key("rules"),
@@ -142,12 +169,13 @@ pub fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
     use eddy_features::spec::serving::FeaturesFrom;
     if s.features_from != FeaturesFrom::Topics {
         for (name, view) in &spec.features {
-            // Serving reads the views keyed like its users; a re-keyed one
-            // (by item, say) is not read by user.
+            // Serving reads the views keyed like its users, and the
+            // re-keyed ones (by item) its ranker reads at each candidate.
             let rekeyed = spec
                 .sources
                 .get(&view.source)
-                .is_some_and(|src| view.key.as_ref().is_some_and(|k| *k != src.key));
+                .is_some_and(|src| view.key.as_ref().is_some_and(|k| *k != src.key))
+                && !ranker_reads(name);
             let (store, has) = match s.features_from {
                 FeaturesFrom::Redis => ("Redis", view.output.redis.is_some()),
                 _ => ("PostgreSQL", view.output.postgres.is_some()),

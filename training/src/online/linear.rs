@@ -68,7 +68,7 @@ impl Inputs {
     ) -> Result<(), Rejected> {
         self.hash_with(hasher, standardizer, |input| match input.from {
             InputFrom::Column(c) => rows.columns[i][c].clone(),
-            InputFrom::Feature(f) => rows.features[f].get(i),
+            InputFrom::Feature(f) | InputFrom::KeyedFeature(f) => rows.features[f].get(i),
         })
         .map(|_| ())
     }

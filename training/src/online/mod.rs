@@ -319,11 +319,17 @@ impl Learners for OnlineModels {
     }
 
     fn reads_features(&self) -> bool {
+        self.models
+            .iter()
+            .any(|m| m.plan.inputs.iter().any(|i| i.from.feature().is_some()))
+    }
+
+    fn reads_rekeyed(&self) -> bool {
         self.models.iter().any(|m| {
             m.plan
                 .inputs
                 .iter()
-                .any(|i| matches!(i.from, crate::plan::InputFrom::Feature(_)))
+                .any(|i| matches!(i.from, crate::plan::InputFrom::KeyedFeature(_)))
         })
     }
 

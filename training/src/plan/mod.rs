@@ -55,6 +55,21 @@ pub enum InputFrom {
     /// A feature (index into every feature of every view, view after view,
     /// each in its feature order: the order of a probe's columns).
     Feature(usize),
+    /// A feature of a re-keyed view (same index), read at the event's value
+    /// of the view's key (an item's click-through rate as of a click on
+    /// it): the task owning that key answers, so each example waits for it.
+    /// Serving reads it at each candidate.
+    KeyedFeature(usize),
+}
+
+impl InputFrom {
+    /// The feature's index, if the input is a feature.
+    pub fn feature(self) -> Option<usize> {
+        match self {
+            InputFrom::Feature(f) | InputFrom::KeyedFeature(f) => Some(f),
+            InputFrom::Column(_) => None,
+        }
+    }
 }
 
 /// One input of a linear model: a namespace of hashed features.
@@ -165,13 +180,15 @@ models:
         }
     }
 
-    /// A model names a re-keyed view: refused, located; by default it
-    /// reads only the views keyed like its events.
+    /// A model reads a re-keyed view of its own source at the event's key
+    /// for it; one of another source has no such key: refused, located.
+    /// By default a model reads only the views keyed like its events.
     #[test]
-    fn a_model_reading_a_rekeyed_view_is_refused_at_its_name() {
+    fn a_model_reads_a_rekeyed_view_of_its_source_and_another_sources_is_located() {
         let text = "name: t
 sources:
   a: { topic: a, key: k, event_time: ts }
+  b: { topic: b, key: k, event_time: ts }
 features:
   v:
     source: a
@@ -186,6 +203,16 @@ models:
     source: a
     label: \"x > 0\"
     features: [v, per_item]
+  default:
+    kind: ftrl
+    source: a
+    label: \"x > 0\"
+  other:
+    kind: ftrl
+    source: b
+    label: \"x > 0\"
+    features: [per_item]
+    columns: [x]
 ";
         let schema = apache_avro::Schema::parse_str(
             r#"{"type": "record", "name": "A", "fields": [
@@ -196,12 +223,29 @@ models:
         let loaded = eddy_features::spec::parse(Path::new("m.yaml"), text).unwrap();
         let e = super::validate_with_models(&loaded, &|_| Ok(Some(schema.clone()))).unwrap_err();
         let e: Vec<String> = e.iter().map(|p| p.to_string()).collect();
+        assert_eq!(e.len(), 1, "{e:?}");
         assert!(
-            e.iter().any(|p| p.contains(
-                "m.yaml:17: key `models.m.features[1]`: view `per_item` is keyed by `item`"
-            )),
+            e[0].contains(
+                "m.yaml:27: key `models.other.features[0]`: view `per_item` is keyed by `item` over source `a`: a model of `b` has no `item` to read it at"
+            ),
             "{e:?}"
         );
+        let fixed = text.replace("    features: [per_item]\n", "");
+        let loaded = eddy_features::spec::parse(Path::new("m.yaml"), &fixed).unwrap();
+        let (_, models) =
+            super::validate_with_models(&loaded, &|_| Ok(Some(schema.clone()))).unwrap();
+        let from = |name: &str| -> Vec<super::InputFrom> {
+            let m = models.iter().find(|m| m.name == name).unwrap();
+            m.inputs.iter().map(|i| i.from).collect()
+        };
+        assert_eq!(
+            from("m"),
+            [
+                super::InputFrom::Feature(0),
+                super::InputFrom::KeyedFeature(1)
+            ]
+        );
+        assert_eq!(from("default"), [super::InputFrom::Feature(0)]);
     }
 
     #[test]

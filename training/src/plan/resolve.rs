@@ -230,22 +230,24 @@ pub fn plan(
         };
         let mut inputs = Vec::new();
         if !kind.is_recommender() {
-            // A re-keyed view is keyed by something else than the event's
-            // key: reading it as of an event needs the task owning that
-            // key, which a model does not ask (yet).
+            // By default the views keyed like the events; a re-keyed view
+            // (an item's) is read when named, at the event's value of its
+            // key, so it must be a view of the model's own source.
             let chosen: Vec<&ViewPlan> = match &m.features {
                 None => views.iter().filter(|p| !p.rekeyed).collect(),
                 Some(names) => {
                     let mut out = Vec::new();
                     for (i, v) in names.iter().enumerate() {
                         match views.iter().find(|p| &p.name == v) {
-                            Some(p) if p.rekeyed => problems.push(loaded.problem(
-                                &at.key("features").index(i),
-                                format!(
-                                    "view `{v}` is keyed by `{}`, not by the events' key: a model cannot read a re-keyed view yet (key the view by its source's key, or leave it out of `features`)",
-                                    p.key
-                                ),
-                            )),
+                            Some(p) if p.rekeyed && p.source != m.source => {
+                                problems.push(loaded.problem(
+                                    &at.key("features").index(i),
+                                    format!(
+                                        "view `{v}` is keyed by `{}` over source `{}`: a model of `{}` has no `{}` to read it at (name views of its own source)",
+                                        p.key, p.source, m.source, p.key
+                                    ),
+                                ))
+                            }
                             Some(p) => out.push(p),
                             None => problems.push(loaded.problem(
                                 &at.key("features").index(i),
@@ -266,7 +268,11 @@ pub fn plan(
                         let (name, t) = &features[f];
                         inputs.push(ModelInput {
                             name: name.clone(),
-                            from: InputFrom::Feature(f),
+                            from: if view.rekeyed {
+                                InputFrom::KeyedFeature(f)
+                            } else {
+                                InputFrom::Feature(f)
+                            },
                             column_type: t.clone(),
                             categorical: false,
                         });

@@ -303,6 +303,9 @@ impl Backfill {
                 let mut probe = Probe::queries(self.options.queries.clone());
                 probe.split_rekeyed(&self.inputs.cfg);
                 if let Some(l) = &self.labels {
+                    // A training set reads the re-keyed views too, each at
+                    // the event's key for it.
+                    probe.lookups = true;
                     probe.sources = vec![l.source];
                     if let Some((d, _)) = &l.delayed
                         && d.source != l.source
@@ -460,7 +463,9 @@ impl Backfill {
                 break;
             }
             steps += 1;
-            if steps > 2 {
+            // Finish, the owners' last release (answering lookups), the
+            // answers' return: three steps at most.
+            if steps > 4 {
                 return Err(JobError::Output(
                     "internal: re-keyed views did not finish after every task had".into(),
                 ));

@@ -218,9 +218,6 @@ struct ChunkLayout {
     event_columns: Vec<(usize, String, ColumnType)>,
     /// Output column names and types of the features, view by view.
     features: Vec<(String, ColumnType)>,
-    /// Per feature: written (false for a re-keyed view's, which a probe
-    /// does not read).
-    written: Vec<bool>,
 }
 
 impl TrainingWriter {
@@ -233,22 +230,12 @@ impl TrainingWriter {
         plans: &[ViewPlan],
     ) -> TrainingWriter {
         let features = feature_columns(plans);
-        let written: Vec<bool> = plans
-            .iter()
-            .flat_map(|p| p.features.iter().map(|_| !p.rekeyed))
-            .collect();
         // An event column named like a column already there gets `event_`
         // in front.
         let taken: Vec<String> = [key.0.as_str(), "event_time", "partition", "offset", "label"]
             .into_iter()
             .map(str::to_string)
-            .chain(
-                features
-                    .iter()
-                    .zip(&written)
-                    .filter(|(_, w)| **w)
-                    .map(|((n, _), _)| n.clone()),
-            )
+            .chain(features.iter().map(|(n, _)| n.clone()))
             .collect();
         let event_columns = event_columns
             .into_iter()
@@ -268,7 +255,6 @@ impl TrainingWriter {
             label_type,
             event_columns,
             features,
-            written,
         });
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Part>>(1);
         let l = layout.clone();
@@ -307,13 +293,7 @@ impl TrainingWriter {
             "label".to_string(),
         ];
         out.extend(l.event_columns.iter().map(|(_, n, _)| n.clone()));
-        out.extend(
-            l.features
-                .iter()
-                .zip(&l.written)
-                .filter(|(_, w)| **w)
-                .map(|((n, _), _)| n.clone()),
-        );
+        out.extend(l.features.iter().map(|(n, _)| n.clone()));
         out
     }
 
@@ -404,15 +384,8 @@ impl ChunkLayout {
                 .into_column(),
             );
         }
-        for ((b, (name, _)), written) in rows
-            .features
-            .into_iter()
-            .zip(&self.features)
-            .zip(&self.written)
-        {
-            if *written {
-                columns.push(b.finish(name).into_column());
-            }
+        for (b, (name, _)) in rows.features.into_iter().zip(&self.features) {
+            columns.push(b.finish(name).into_column());
         }
         let df = DataFrame::new(columns)?;
         if keep.all() { Ok(df) } else { df.filter(&keep) }

@@ -243,12 +243,20 @@ enum Damage {
     Bad(String),
 }
 
+/// Marks the exchange appended after the body, with its format's version:
+/// its shape changes as re-keying grows (lookups came second), and a
+/// checkpoint must say which one it holds rather than decode into
+/// something else.
+const EXCHANGE_TAG: &[u8] = b"EXCH2";
+
 /// The body is the checkpoint, then (tasks with re-keyed views) the task's
-/// exchange: appended rather than a field, so checkpoints of older eddy
-/// versions, which end after the checkpoint, still decode.
+/// exchange after [`EXCHANGE_TAG`]: appended rather than a field, so
+/// checkpoints of older eddy versions, which end after the checkpoint,
+/// still decode.
 fn encode(ckpt: &Checkpoint) -> Result<Vec<u8>, String> {
     let mut body = postcard::to_allocvec(ckpt).map_err(|e| e.to_string())?;
     if let Some(x) = &ckpt.task.exchange {
+        body.extend_from_slice(EXCHANGE_TAG);
         body.extend(postcard::to_allocvec(x).map_err(|e| e.to_string())?);
     }
     let mut out = Vec::with_capacity(body.len() + 12);
@@ -274,7 +282,10 @@ fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
     let (mut ckpt, mut rest): (Checkpoint, &[u8]) =
         postcard::take_from_bytes(body).map_err(|e| format!("does not decode: {e}"))?;
     if !rest.is_empty() {
-        let (exchange, after) = postcard::take_from_bytes(rest)
+        let Some(tagged) = rest.strip_prefix(EXCHANGE_TAG) else {
+            return Err("its re-keyed views' exchange was written by an eddy before lookups (November 2026); replay from the topics with a new checkpoint location".into());
+        };
+        let (exchange, after) = postcard::take_from_bytes(tagged)
             .map_err(|e| format!("its exchange does not decode: {e}"))?;
         ckpt.task.exchange = Some(exchange);
         rest = after;

@@ -75,10 +75,7 @@ impl Job {
             .expect("re-keyed views have a topic");
         let mut producer = self.producer.lock().expect("poisoned");
         for (partition, msg) in messages {
-            let key = match &msg {
-                Shuffled::Row(r) => Some(r.key.key_text().into_bytes()),
-                Shuffled::Mark { .. } => None,
-            };
+            let key = msg.key().map(|k| k.key_text().into_bytes());
             let value = postcard::to_allocvec(&msg)
                 .map_err(|e| JobError::Output(format!("encoding a re-keyed event: {e}")))?;
             let mut record = ProducerRecord::new(topic.clone(), key, Some(value));
@@ -130,10 +127,8 @@ impl Job {
                 );
             }
         };
-        let ts = match &msg {
-            Shuffled::Row(r) => r.ts,
-            Shuffled::Mark { watermark, .. } => *watermark,
-        };
+        let ts = msg.ts();
+        let lookup = matches!(msg, Shuffled::Lookup(_));
         match task.receive(msg, Some(rec.offset)) {
             Received::Accepted => {}
             Received::Duplicate => {
@@ -143,8 +138,13 @@ impl Job {
             }
             Received::Late { watermark } => {
                 self.metrics.late.fetch_add(1, Ordering::Relaxed);
+                let what = if lookup {
+                    "a model's read of a re-keyed view (answered with nulls)"
+                } else {
+                    "late after re-keying"
+                };
                 let reason = format!(
-                    "late after re-keying: event time {ts} is at or below the watermark {watermark} of task {}'s re-keyed views (its origin task was idle meanwhile; raise the source's `idle_timeout`)",
+                    "{what}: event time {ts} is at or below the watermark {watermark} of task {}'s re-keyed views (its origin task was idle meanwhile; raise the source's `idle_timeout`)",
                     rec.partition
                 );
                 self.dead_letter(rec, &reason)?;

@@ -64,6 +64,11 @@ pub trait Learners: Send {
     /// No default, for the reason `joined` has none.
     fn reads_features(&self) -> bool;
 
+    /// Whether any learner reads a re-keyed view (at the event's key for
+    /// it): each example then waits for the task owning that key to
+    /// answer. No default, for the reason `joined` has none.
+    fn reads_rekeyed(&self) -> bool;
+
     /// Tells the learners the job's sources in index order: probed rows
     /// name their source by that index.
     fn bind(&mut self, job_sources: &[String]);

@@ -22,6 +22,8 @@ pub(super) struct Learning {
     pub(super) joins: Vec<Vec<(usize, usize, usize)>>,
     /// Whether any learner reads features (else views are not probed).
     reads_features: bool,
+    /// Whether any learner reads a re-keyed view (examples wait for them).
+    reads_rekeyed: bool,
 }
 
 /// Appends to each event's columns the table columns its source's models
@@ -45,11 +47,13 @@ impl Learning {
     pub(super) fn probe(&mut self, partition: i32) -> &mut Probe {
         let sources = &self.sources;
         let read_views = self.reads_features;
+        let lookups = self.reads_rekeyed;
         self.probes.entry(partition).or_insert_with(|| {
             let mut probe = Probe::events(usize::MAX, i64::MIN);
             probe.sources = sources.clone();
             probe.keep_columns = true;
             probe.read_views = read_views;
+            probe.lookups = lookups;
             probe
         })
     }
@@ -98,6 +102,7 @@ impl Job {
         }
         self.learning = Some(Learning {
             reads_features: learners.reads_features(),
+            reads_rekeyed: learners.reads_rekeyed(),
             learners,
             sources,
             probes: BTreeMap::new(),

@@ -501,7 +501,7 @@ impl Task {
                     if rows.is_empty() {
                         continue;
                     }
-                    let inputs = prepare_rows(view, &rows, tables, &mut out.rejected);
+                    let inputs = prepare_rows(view, &rows, tables, &mut out.rejected, None);
                     for (row, inputs) in rows.iter().zip(inputs) {
                         if let Some(inputs) = inputs {
                             if view.rekeyed() {
@@ -514,22 +514,37 @@ impl Task {
                 }
             }
             Some(probe) => {
+                // Re-keyed views are read at their owners (a lookup per
+                // probed event) when the probe asks and the task has them.
+                let lookups = probe.lookups && self.exchange.is_some();
                 // Per view, the inputs of each released row (None: another
-                // source's row, or dropped by a join or the filter).
+                // source's row, or dropped by a join or the filter); for a
+                // re-keyed view probed by lookup, each row's key too.
                 let mut prepared: Vec<Vec<Option<Box<[Scalar]>>>> = Vec::new();
+                let mut keys: Vec<Vec<Option<Scalar>>> = Vec::new();
                 for view in &self.cfg.views {
                     let at: Vec<usize> = (0..released.len())
                         .filter(|i| released[*i].source == view.source)
                         .collect();
                     let rows: Vec<&Row> = at.iter().map(|i| &released[*i]).collect();
                     let mut column = vec![None; released.len()];
+                    let mut key_column = Vec::new();
                     if !rows.is_empty() {
-                        let inputs = prepare_rows(view, &rows, tables, &mut out.rejected);
+                        let mut found = Vec::new();
+                        let want = (lookups && view.rekeyed()).then_some(&mut found);
+                        let inputs = prepare_rows(view, &rows, tables, &mut out.rejected, want);
+                        if !found.is_empty() {
+                            key_column = vec![None; released.len()];
+                            for (i, key) in at.iter().zip(found) {
+                                key_column[*i] = key;
+                            }
+                        }
                         for (i, inputs) in at.into_iter().zip(inputs) {
                             column[i] = inputs;
                         }
                     }
                     prepared.push(column);
+                    keys.push(key_column);
                 }
                 let mut i = 0;
                 while i < released.len() {
@@ -542,23 +557,58 @@ impl Task {
                         ts - 1,
                     );
                     if ts >= probe.from {
-                        for row in &released[i..end] {
+                        for (k, row) in released.iter().enumerate().take(end).skip(i) {
                             if probe.sources.contains(&row.source) {
                                 let values = &mut probe.scratch;
+                                let mut missing = Vec::new();
                                 if probe.read_views {
-                                    // A re-keyed view's state here is
-                                    // for other keys: it is not read.
                                     for (v, view) in self.views.iter_mut().enumerate() {
                                         let runtime = &self.cfg.views[v];
-                                        if runtime.rekeyed() {
-                                            let n = runtime.plan.features.len();
-                                            values.extend(std::iter::repeat_n(Scalar::Null, n));
-                                        } else {
+                                        if !runtime.rekeyed() {
                                             view.probe_into(&row.key, ts, values);
+                                            continue;
                                         }
+                                        // A re-keyed view's state here is
+                                        // for other keys: its owner answers.
+                                        let n = runtime.plan.features.len();
+                                        let key = keys[v].get(k).cloned().flatten();
+                                        if let Some(key) = key.filter(|k| !k.is_null()) {
+                                            missing.push((v as u32, values.len() as u32, n as u32));
+                                            out.shuffled.push((
+                                                shuffle::owner(&key, self.cfg.partitions),
+                                                Shuffled::Lookup(shuffle::Lookup {
+                                                    view: v as u32,
+                                                    origin: self.partition,
+                                                    ts,
+                                                    source: row.source as u32,
+                                                    offset: row.offset,
+                                                    key,
+                                                }),
+                                            ));
+                                        }
+                                        values.extend(std::iter::repeat_n(Scalar::Null, n));
                                     }
                                 }
-                                probe.rows.push(&self.cfg, row, probe.keep_columns, values);
+                                match &mut self.exchange {
+                                    // Every probed event waits in line, so
+                                    // they leave in release order.
+                                    Some(x) if lookups => x.waiting.push_back(shuffle::Waiting {
+                                        row: Row {
+                                            columns: if probe.keep_columns {
+                                                row.columns.clone()
+                                            } else {
+                                                Box::new([])
+                                            },
+                                            key: row.key.clone(),
+                                            ..*row
+                                        },
+                                        values: std::mem::take(values),
+                                        missing,
+                                    }),
+                                    _ => {
+                                        probe.rows.push(&self.cfg, row, probe.keep_columns, values)
+                                    }
+                                }
                             }
                         }
                     }

@@ -37,19 +37,33 @@ pub(super) fn inputs_of(view: &ViewRuntime, cols: &[Scalar]) -> Box<[Scalar]> {
 
 /// Joins, derives and filters released rows of one view: the aggregation
 /// inputs of each row, or None if a join or the filter dropped it (or an
-/// expression rejected it, which is recorded in `rejected`).
+/// expression rejected it, which is recorded in `rejected`). With `keys`
+/// (a re-keyed view), each row's new key is also put there whether or not
+/// the filter keeps the row: a probed event reads the view at its key even
+/// when the view does not count it (None: a join or an expression dropped
+/// it before the key existed).
 pub(super) fn prepare_rows(
     view: &ViewRuntime,
     rows: &[&Row],
     tables: &[TableState],
     rejected: &mut Vec<Rejected>,
+    keys: Option<&mut Vec<Option<Scalar>>>,
 ) -> Vec<Option<Box<[Scalar]>>> {
+    let mut keys = keys.filter(|_| view.rekey.is_some());
+    let mut key_of = |cols: Option<&[Scalar]>| {
+        if let (Some(keys), Some(k)) = (keys.as_deref_mut(), view.rekey) {
+            keys.push(cols.map(|c| c[k].clone()));
+        }
+    };
     if view.expressions.is_empty() {
         // No SQL: join into one reused buffer and read the inputs from it.
         if view.joins.is_empty() {
             return rows
                 .iter()
-                .map(|row| Some(inputs_of(view, &row.columns)))
+                .map(|row| {
+                    key_of(Some(&row.columns));
+                    Some(inputs_of(view, &row.columns))
+                })
                 .collect();
         }
         let mut cols: Vec<Scalar> = Vec::new();
@@ -58,7 +72,9 @@ pub(super) fn prepare_rows(
             .map(|row| {
                 cols.clear();
                 cols.extend_from_slice(&row.columns);
-                join_into(view, &mut cols, row.ts, tables).then(|| inputs_of(view, &cols))
+                let kept = join_into(view, &mut cols, row.ts, tables);
+                key_of(kept.then_some(&cols[..]));
+                kept.then(|| inputs_of(view, &cols))
             })
             .collect();
     }
@@ -71,10 +87,12 @@ pub(super) fn prepare_rows(
     }
     let idx: Vec<usize> = (0..rows.len()).filter(|i| full[*i].is_some()).collect();
     let batch: Vec<&[Scalar]> = idx.iter().filter_map(|i| full[*i].as_deref()).collect();
+    // Per row: the columns after derives, and whether the filter keeps it.
+    let mut derived: Vec<Option<(bool, Vec<Scalar>)>> = vec![None; rows.len()];
     match evaluate(view, &batch) {
         Ok(results) => {
             for (i, result) in idx.iter().zip(results) {
-                full[*i] = result;
+                derived[*i] = Some(result);
             }
         }
         Err(_) => {
@@ -83,29 +101,31 @@ pub(super) fn prepare_rows(
             for i in idx {
                 let one = [full[i].as_deref().unwrap_or_default()];
                 match evaluate(view, &one) {
-                    Ok(mut r) => full[i] = r.pop().flatten(),
-                    Err(e) => {
-                        rejected.push(Rejected {
-                            row: rows[i].clone(),
-                            reason: format!("view {}: {e}", view.plan.name),
-                        });
-                        full[i] = None;
-                    }
+                    Ok(mut r) => derived[i] = r.pop(),
+                    Err(e) => rejected.push(Rejected {
+                        row: rows[i].clone(),
+                        reason: format!("view {}: {e}", view.plan.name),
+                    }),
                 }
             }
         }
     }
-    full.into_iter()
-        .map(|cols| cols.map(|c| inputs_of(view, &c)))
+    derived
+        .into_iter()
+        .map(|d| {
+            key_of(d.as_ref().map(|(_, c)| &c[..]));
+            d.filter(|(keep, _)| *keep)
+                .map(|(_, c)| inputs_of(view, &c))
+        })
         .collect()
 }
 
 /// Runs a view's expressions over rows (columns after joins); returns each
-/// row with its derived columns, or None if the filter drops it.
+/// row with its derived columns, and whether the filter keeps it.
 pub(super) fn evaluate(
     view: &ViewRuntime,
     rows: &[&[Scalar]],
-) -> Result<Vec<Option<Vec<Scalar>>>, ExprError> {
+) -> Result<Vec<(bool, Vec<Scalar>)>, ExprError> {
     let width = view.joined.len();
     let mut columns: Vec<Vec<Scalar>> = (0..width)
         .map(|c| rows.iter().map(|r| r[c].clone()).collect())
@@ -114,6 +134,6 @@ pub(super) fn evaluate(
         .expressions
         .apply(&view.joined, &mut columns, rows.len())?;
     Ok((0..rows.len())
-        .map(|r| keep[r].then(|| columns.iter().map(|c| c[r].clone()).collect()))
+        .map(|r| (keep[r], columns.iter().map(|c| c[r].clone()).collect()))
         .collect())
 }

@@ -18,6 +18,9 @@ pub struct Probe {
     /// features (recommenders learn from the event alone): the rows then
     /// hold no feature columns.
     pub read_views: bool,
+    /// Read the re-keyed views too (their owners answer lookups; each
+    /// probed event waits for them). Default false: their columns are null.
+    pub lookups: bool,
     /// Only events at or after this time are probed (a backfill's
     /// `--from`); earlier ones still count as features.
     pub from: i64,
@@ -58,6 +61,7 @@ impl Probe {
             sources: vec![source],
             keep_columns: false,
             read_views: true,
+            lookups: false,
             from,
             rows: ProbedRows::default(),
             scratch: Vec::new(),
@@ -104,10 +108,9 @@ pub struct ProbedRows {
     /// Each event's own columns, if the probe keeps them.
     pub columns: Vec<Box<[Scalar]>>,
     /// One per feature over all views: view after view, each in its
-    /// feature order. A re-keyed view's are null: its state in the task
-    /// that reads an event is for other keys, so it is not read, and
-    /// nothing may use its columns (models and training sets leave them
-    /// out).
+    /// feature order. A re-keyed view's are read from the task owning the
+    /// event's key for it when the probe asks ([`Probe::lookups`]), else
+    /// null.
     pub features: Vec<ColumnBuilder>,
 }
 
@@ -138,7 +141,7 @@ impl ProbedRows {
         )
     }
 
-    pub(super) fn push(
+    pub(crate) fn push(
         &mut self,
         cfg: &TaskConfig,
         row: &Row,

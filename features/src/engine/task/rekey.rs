@@ -2,7 +2,7 @@
 //! (its events for keys they own, and marks of how far it has released)
 //! and how it releases what they send it ([`super::shuffle::Exchange`]).
 
-use super::shuffle::{self, OriginState, Received, Shuffled, ShuffledRow};
+use super::shuffle::{self, Exchange, OriginState, Received, Shuffled, ShuffledRow};
 use super::*;
 
 impl Task {
@@ -53,8 +53,9 @@ impl Task {
         match &mut self.exchange {
             Some(x) => {
                 let received = x.receive(msg, offset);
-                // A finished task with news for its re-keyed views goes on.
-                self.finished &= x.finished;
+                // A finished task with news for its re-keyed views (or
+                // answers for its waiting events) goes on.
+                self.finished &= x.settled();
                 received
             }
             // No re-keyed view here: the message is not for this spec.
@@ -65,7 +66,12 @@ impl Task {
     /// The re-keyed views' side of a step: tell the other tasks how far
     /// this one has released, then release what every origin allows (or
     /// everything, once every origin has finished).
-    pub(super) fn exchange_step(&mut self, cap: i64, probe: Option<&mut Probe>, out: &mut Output) {
+    pub(super) fn exchange_step(
+        &mut self,
+        cap: i64,
+        mut probe: Option<&mut Probe>,
+        out: &mut Output,
+    ) {
         let Some(x) = &self.exchange else {
             return;
         };
@@ -99,29 +105,51 @@ impl Task {
             }
         }
         let x = self.exchange.as_ref().expect("checked");
-        if x.finished {
-            return;
+        if !x.finished {
+            if let Some(end) = x.all_finished() {
+                // The final table of the re-keyed views, whatever `quiet`
+                // says.
+                for (v, view) in self.cfg.views.iter().enumerate() {
+                    if view.rekeyed() {
+                        self.views[v].touch_all();
+                    }
+                }
+                let quiet = std::mem::replace(&mut self.quiet, false);
+                self.release_exchange(end, probe.as_deref_mut(), out);
+                self.quiet = quiet;
+                self.exchange.as_mut().expect("checked").finished = true;
+            } else if let Some(w) = x.allowed()
+                && w.min(cap) > x.watermark
+            {
+                self.release_exchange(w.min(cap), probe.as_deref_mut(), out);
+            }
         }
-        if let Some(end) = x.all_finished() {
-            // The final table of the re-keyed views, whatever `quiet` says.
-            for (v, view) in self.cfg.views.iter().enumerate() {
-                if view.rekeyed() {
-                    self.views[v].touch_all();
+        let x = self.exchange.as_mut().expect("checked");
+        // Answers to the tasks whose probed events asked.
+        out.shuffled
+            .extend(x.answers.drain(..).map(|(to, a)| (to, Shuffled::Answer(a))));
+        // This task's probed events whose answers are all in.
+        let ready = x.ready();
+        match probe {
+            Some(probe) => {
+                for mut w in ready {
+                    probe
+                        .rows
+                        .push(&self.cfg, &w.row, probe.keep_columns, &mut w.values);
                 }
             }
-            let quiet = std::mem::replace(&mut self.quiet, false);
-            self.release_exchange(end, probe, out);
-            self.quiet = quiet;
-            let x = self.exchange.as_mut().expect("checked");
-            x.finished = true;
-            self.finished = x.upstream_finished;
-            return;
+            None if !ready.is_empty() => {
+                // Only a probe asks: one that is gone (a restart without
+                // the models that asked) has no reader for them.
+                tracing::warn!(
+                    events = ready.len(),
+                    task = self.partition,
+                    "probed events restored from a checkpoint have no reader any more (the models that read re-keyed views are gone); they are not learned from"
+                );
+            }
+            None => {}
         }
-        if let Some(w) = x.allowed()
-            && w.min(cap) > x.watermark
-        {
-            self.release_exchange(w.min(cap), probe, out);
-        }
+        self.finished = x.settled() && x.upstream_finished;
     }
 
     /// Applies the re-keyed events up to `w` in (time, origin, source,
@@ -131,34 +159,32 @@ impl Task {
         let x = self.exchange.as_mut().expect("exchanging");
         let released = x.release(w);
         let w = x.watermark;
-        match probe.filter(|p| !p.exchange_queries.is_empty()) {
-            None => {
-                for row in released {
-                    self.views[row.view as usize].apply(&row.key, row.ts, row.inputs);
+        let lookups = x.lookups() > 0;
+        let mut no_queries = Vec::new();
+        let mut no_answers = Vec::new();
+        let (queries, answers) = match probe {
+            Some(p) => (&mut p.exchange_queries, &mut p.answers),
+            None => (&mut no_queries, &mut no_answers),
+        };
+        if queries.is_empty() && !lookups {
+            for row in released {
+                self.views[row.view as usize].apply(&row.key, row.ts, row.inputs);
+            }
+        } else {
+            // One timestamp at a time: reads at `t` see every event before
+            // it and none at or after it.
+            let mut rows = released.into_iter().peekable();
+            while let Some(first) = rows.next() {
+                let ts = first.ts;
+                answer_queries(&mut self.views, queries, answers, ts - 1);
+                read_lookups(&mut self.views, self.exchange.as_mut(), ts);
+                self.views[first.view as usize].apply(&first.key, ts, first.inputs);
+                while let Some(row) = rows.next_if(|r| r.ts == ts) {
+                    self.views[row.view as usize].apply(&row.key, ts, row.inputs);
                 }
             }
-            Some(probe) => {
-                let mut rows = released.into_iter().peekable();
-                while let Some(first) = rows.next() {
-                    let ts = first.ts;
-                    answer_queries(
-                        &mut self.views,
-                        &mut probe.exchange_queries,
-                        &mut probe.answers,
-                        ts - 1,
-                    );
-                    self.views[first.view as usize].apply(&first.key, ts, first.inputs);
-                    while let Some(row) = rows.next_if(|r| r.ts == ts) {
-                        self.views[row.view as usize].apply(&row.key, ts, row.inputs);
-                    }
-                }
-                answer_queries(
-                    &mut self.views,
-                    &mut probe.exchange_queries,
-                    &mut probe.answers,
-                    w,
-                );
-            }
+            answer_queries(&mut self.views, queries, answers, w);
+            read_lookups(&mut self.views, self.exchange.as_mut(), w);
         }
         self.emit(w, true, out);
     }
@@ -192,5 +218,13 @@ impl Task {
                 inputs: inputs.into_boxed_slice(),
             }),
         ));
+    }
+}
+
+/// Answers the exchange's lookups at or before `t` from the views' state
+/// (every re-keyed event before `t` applied, none at or after it).
+fn read_lookups(views: &mut [ViewState], x: Option<&mut Exchange>, t: i64) {
+    if let Some(x) = x {
+        x.answer_lookups(t, &mut |l| views[l.view as usize].probe(&l.key, l.ts));
     }
 }

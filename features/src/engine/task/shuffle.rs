@@ -19,6 +19,15 @@
 //! exactly. A message at or below an origin's last position is a replay of
 //! one already received (the origin restarted from an older checkpoint)
 //! and is skipped, counted.
+//!
+//! Models and training sets read a re-keyed view for each event they probe
+//! (an item's click-through rate as of a click): the probing task sends the
+//! owner a [`Lookup`] (view, key, the event's time and position) beside the
+//! event's rows, the owner answers it in its release walk just before its
+//! events at that time count (the probe's "as of just before"), and the
+//! [`Answer`] goes back to the probing task, whose probed events wait, in
+//! release order, until every answer is in ([`Waiting`]). Lookups and
+//! answers travel like rows, so they are as durable and as deterministic.
 
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +61,91 @@ pub enum Shuffled {
         /// Its state.
         state: OriginState,
     },
+    /// A probed event asks the owner of a re-keyed view's key for the
+    /// view's values just before the event.
+    Lookup(Lookup),
+    /// The owner's answer, for the probing task's waiting event.
+    Answer(Answer),
 }
+
+impl Shuffled {
+    /// The event time the message speaks of (a mark's watermark).
+    pub fn ts(&self) -> i64 {
+        match self {
+            Shuffled::Row(r) => r.ts,
+            Shuffled::Mark { watermark, .. } => *watermark,
+            Shuffled::Lookup(l) => l.ts,
+            Shuffled::Answer(a) => a.ts,
+        }
+    }
+
+    /// The key it is partitioned by on the repartition topic, if any.
+    pub fn key(&self) -> Option<&Scalar> {
+        match self {
+            Shuffled::Row(r) => Some(&r.key),
+            Shuffled::Lookup(l) => Some(&l.key),
+            Shuffled::Mark { .. } | Shuffled::Answer(_) => None,
+        }
+    }
+}
+
+/// A read of a re-keyed view for a probed event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lookup {
+    /// The view (index).
+    pub view: u32,
+    /// The probing task.
+    pub origin: i32,
+    /// The event's time: the view is read as of just before it.
+    pub ts: i64,
+    /// The event's source (index).
+    pub source: u32,
+    /// The event's offset in the origin's partition of the source.
+    pub offset: i64,
+    /// The view's key for the event.
+    pub key: Scalar,
+}
+
+impl Lookup {
+    fn position(&self) -> Position {
+        (self.ts, self.source, self.offset)
+    }
+}
+
+/// The view's values for a [`Lookup`], sent back to the probing task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The view (index).
+    pub view: u32,
+    /// The event's time, source and offset (which waiting event).
+    pub ts: i64,
+    /// The event's source (index).
+    pub source: u32,
+    /// The event's offset.
+    pub offset: i64,
+    /// The values; None when the lookup came after the owner's watermark
+    /// had passed its time (its origin was idle meanwhile), so the values
+    /// just before it are gone: the event gets nulls, counted as late.
+    pub values: Option<Vec<Scalar>>,
+}
+
+/// A probed event waiting for its re-keyed views' values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// The event.
+    pub row: Row,
+    /// Every view's values, the re-keyed views' null until answered.
+    pub values: Vec<Scalar>,
+    /// The re-keyed views still to answer: (view, where its values start
+    /// in `values`, how many).
+    pub missing: Vec<(u32, u32, u32)>,
+}
+
+/// Where a message stands in its origin's order for one view: (time,
+/// source, offset). Per view: one event sends a row to every re-keyed
+/// view, two of them may have the same owner, and a task sends a batch's
+/// rows view after view.
+type Position = (i64, u32, i64);
 
 /// An event of a re-keyed view on its way to the task owning its key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,7 +167,7 @@ pub struct ShuffledRow {
 }
 
 impl ShuffledRow {
-    fn position(&self) -> (i64, u32, i64) {
+    fn position(&self) -> Position {
         (self.ts, self.source, self.offset)
     }
 
@@ -99,7 +192,7 @@ pub enum Received {
     /// Already received before the origin restarted: skipped.
     Duplicate,
     /// At or below the watermark: an origin was idle and came back with
-    /// older events. Not counted.
+    /// older events. Not counted (a lookup: answered with nulls).
     Late {
         /// The receiver's watermark.
         watermark: i64,
@@ -110,8 +203,26 @@ pub enum Received {
 struct Origin {
     state: OriginState,
     watermark: i64,
-    /// The position of the last row received.
-    last: Option<(i64, u32, i64)>,
+    /// Per view: the position of the last row received.
+    last: Vec<Option<Position>>,
+    /// Per view: the position of the last lookup received (lookups are
+    /// sent as events are probed, before their rows: an order of their
+    /// own).
+    last_lookup: Vec<Option<Position>>,
+}
+
+/// Whether `position` is past `last[view]`, recording it if so: a message
+/// at or before it is a replay (its origin restarted).
+fn advances(last: &mut Vec<Option<Position>>, view: u32, position: Position) -> bool {
+    let view = view as usize;
+    if last.len() <= view {
+        last.resize(view + 1, None);
+    }
+    if last[view].is_some_and(|l| position <= l) {
+        return false;
+    }
+    last[view] = Some(position);
+    true
 }
 
 /// The receiving side of one task: its re-keyed views' events from every
@@ -120,12 +231,19 @@ struct Origin {
 pub struct Exchange {
     origins: Vec<Origin>,
     pending: Vec<ShuffledRow>,
+    /// Lookups to answer, latest first (they are popped).
+    lookups: Vec<Lookup>,
+    /// Answers not yet sent: (probing task, answer).
+    pub answers: Vec<(i32, Answer)>,
+    /// This task's probed events waiting for answers, in release order.
+    pub waiting: std::collections::VecDeque<Waiting>,
     /// Every re-keyed event at or below it has been applied.
     pub watermark: i64,
     /// Next offset to read in this task's partition of the repartition
     /// topic (live runs).
     pub next_offset: Option<i64>,
-    /// Every origin finished and everything was released.
+    /// Every origin finished and everything was released (lookups may
+    /// still wait for answers: see [`Exchange::settled`]).
     pub finished: bool,
     /// The upstream half of this task finished (a bounded run).
     pub upstream_finished: bool,
@@ -139,10 +257,14 @@ impl Exchange {
                 .map(|_| Origin {
                     state: OriginState::Unknown,
                     watermark: i64::MIN,
-                    last: None,
+                    last: Vec::new(),
+                    last_lookup: Vec::new(),
                 })
                 .collect(),
             pending: Vec::new(),
+            lookups: Vec::new(),
+            answers: Vec::new(),
+            waiting: std::collections::VecDeque::new(),
             watermark: i64::MIN,
             next_offset: None,
             finished: false,
@@ -177,10 +299,9 @@ impl Exchange {
                 let Some(o) = self.origins.get_mut(row.origin as usize) else {
                     return Received::Duplicate;
                 };
-                if o.last.is_some_and(|last| row.position() <= last) {
+                if !advances(&mut o.last, row.view, row.position()) {
                     return Received::Duplicate;
                 }
-                o.last = Some(row.position());
                 // An origin that sends rows is not finished (a bounded run
                 // that finished it has started again): its `Finished` from
                 // then must not finish this exchange before its new rows.
@@ -196,7 +317,109 @@ impl Exchange {
                 self.pending.push(row);
                 Received::Accepted
             }
+            Shuffled::Lookup(lookup) => {
+                let Some(o) = self.origins.get_mut(lookup.origin as usize) else {
+                    return Received::Duplicate;
+                };
+                if !advances(&mut o.last_lookup, lookup.view, lookup.position()) {
+                    return Received::Duplicate;
+                }
+                if o.state == OriginState::Finished {
+                    o.state = OriginState::Live;
+                }
+                self.finished = false;
+                // Events at its time have counted here: the values just
+                // before it are gone.
+                if lookup.ts <= self.watermark {
+                    self.answers.push((
+                        lookup.origin,
+                        Answer {
+                            view: lookup.view,
+                            ts: lookup.ts,
+                            source: lookup.source,
+                            offset: lookup.offset,
+                            values: None,
+                        },
+                    ));
+                    return Received::Late {
+                        watermark: self.watermark,
+                    };
+                }
+                let at = self
+                    .lookups
+                    .partition_point(|l| (l.position(), l.view) > (lookup.position(), lookup.view));
+                self.lookups.insert(at, lookup);
+                Received::Accepted
+            }
+            Shuffled::Answer(answer) => self.answered(answer),
         }
+    }
+
+    /// Fills a waiting event's values with an answer; Duplicate if no
+    /// waiting event asked for it (answered twice after a restart).
+    fn answered(&mut self, answer: Answer) -> Received {
+        let at = self
+            .waiting
+            .binary_search_by_key(&(answer.ts, answer.source, answer.offset), |w| {
+                (w.row.ts, w.row.source as u32, w.row.offset)
+            });
+        let Ok(at) = at else {
+            return Received::Duplicate;
+        };
+        let w = &mut self.waiting[at];
+        let Some(m) = w.missing.iter().position(|(v, ..)| *v == answer.view) else {
+            return Received::Duplicate;
+        };
+        let (_, start, n) = w.missing.swap_remove(m);
+        // Without values (a late lookup, counted where it arrived) the
+        // view's columns stay null.
+        if let Some(values) = answer.values {
+            let (start, n) = (start as usize, n as usize);
+            for (slot, v) in w.values[start..start + n].iter_mut().zip(values) {
+                *slot = v;
+            }
+        }
+        self.finished = false;
+        Received::Accepted
+    }
+
+    /// Answers the lookups at or before `t` from `read` (every event
+    /// before their time has counted, none at or after it).
+    pub fn answer_lookups(&mut self, t: i64, read: &mut dyn FnMut(&Lookup) -> Vec<Scalar>) {
+        while let Some(l) = self.lookups.pop_if(|l| l.ts <= t) {
+            let values = read(&l);
+            self.answers.push((
+                l.origin,
+                Answer {
+                    view: l.view,
+                    ts: l.ts,
+                    source: l.source,
+                    offset: l.offset,
+                    values: Some(values),
+                },
+            ));
+        }
+    }
+
+    /// The waiting events whose every answer is in, by whole timestamps
+    /// (a model that learned part of a time's events would skip the rest
+    /// after a restart), in release order.
+    pub fn ready(&mut self) -> Vec<Waiting> {
+        let mut out = Vec::new();
+        while let Some(front) = self.waiting.front() {
+            let ts = front.row.ts;
+            let group = self.waiting.iter().take_while(|w| w.row.ts == ts).count();
+            if self
+                .waiting
+                .iter()
+                .take(group)
+                .any(|w| !w.missing.is_empty())
+            {
+                break;
+            }
+            out.extend(self.waiting.drain(..group));
+        }
+        out
     }
 
     /// How far the origins allow releasing: the minimum over live origins;
@@ -233,10 +456,24 @@ impl Exchange {
     /// the watermark there.
     pub fn release(&mut self, w: i64) -> Vec<ShuffledRow> {
         self.pending
-            .sort_unstable_by_key(|r| (r.ts, r.origin, r.source, r.offset));
+            .sort_unstable_by_key(|r| (r.ts, r.origin, r.source, r.offset, r.view));
         let due = self.pending.partition_point(|r| r.ts <= w);
         self.watermark = self.watermark.max(w);
         self.pending.drain(..due).collect()
+    }
+
+    /// Finished, with no lookup to answer, answer to send or probed event
+    /// waiting.
+    pub fn settled(&self) -> bool {
+        self.finished
+            && self.lookups.is_empty()
+            && self.answers.is_empty()
+            && self.waiting.is_empty()
+    }
+
+    /// Lookups waiting for the watermark.
+    pub fn lookups(&self) -> usize {
+        self.lookups.len()
     }
 
     /// Rows received and not yet released.
