@@ -21,6 +21,7 @@ mod online_store;
 mod pipeline;
 mod quickstart;
 mod rekey;
+mod rekey_models;
 mod serving;
 mod serving_items;
 mod storage;

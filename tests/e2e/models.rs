@@ -99,7 +99,7 @@ fn produce(data: &Path, lines: &[String]) {
 }
 
 /// The last metrics record of `model` on `models.metrics`.
-fn last_metrics(data: &Path, model: &str) -> Json {
+pub(crate) fn last_metrics(data: &Path, model: &str) -> Json {
     let out = ok(
         cmd(
             data,

@@ -156,6 +156,9 @@ pub(super) struct LabelState {
     pub(super) writer: TrainingWriter,
     /// Table columns joined onto each label event.
     pub(super) joined: Vec<JoinedColumn>,
+    /// A re-keyed view is written: each label event asks the task owning
+    /// its key for it.
+    pub(super) lookups: bool,
     /// A model's delayed label, its source's decoder (None: the examples'
     /// own source), and what it holds.
     pub(super) delayed: Option<(DelayedSet, Option<RecordDecoder>)>,
@@ -225,12 +228,31 @@ impl LabelState {
             };
             event_columns.push((i, name.clone(), columns[i].clone()));
         }
+        // A model's training set holds the views it reads (by default
+        // those keyed like its events, as the model's own default); a
+        // `--labels` set every view.
+        let model = l.model.as_ref().and_then(|m| spec.models.get(m));
+        let views: Vec<bool> = inputs
+            .plans
+            .iter()
+            .map(|p| match model.map(|m| &m.features) {
+                Some(Some(names)) => names.contains(&p.name),
+                Some(None) => !p.rekeyed,
+                None => true,
+            })
+            .collect();
+        let lookups = inputs
+            .plans
+            .iter()
+            .zip(&views)
+            .any(|(p, v)| p.rekeyed && *v);
         let writer = TrainingWriter::new(
             out.child("training"),
             (source_spec.key.clone(), key_type),
             labeler.label_type.clone(),
             event_columns,
             &inputs.plans,
+            &views,
         );
         let delayed = match &l.delayed {
             Some(d) => {
@@ -254,6 +276,7 @@ impl LabelState {
             labeler,
             writer,
             joined,
+            lookups,
             delayed,
         })
     }

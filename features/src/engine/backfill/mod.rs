@@ -303,9 +303,9 @@ impl Backfill {
                 let mut probe = Probe::queries(self.options.queries.clone());
                 probe.split_rekeyed(&self.inputs.cfg);
                 if let Some(l) = &self.labels {
-                    // A training set reads the re-keyed views too, each at
-                    // the event's key for it.
-                    probe.lookups = true;
+                    // A training set of a re-keyed view reads it at the
+                    // event's key for it.
+                    probe.lookups = l.lookups;
                     probe.sources = vec![l.source];
                     if let Some((d, _)) = &l.delayed
                         && d.source != l.source

@@ -218,24 +218,39 @@ struct ChunkLayout {
     event_columns: Vec<(usize, String, ColumnType)>,
     /// Output column names and types of the features, view by view.
     features: Vec<(String, ColumnType)>,
+    /// Per feature: written (its view is one the training set is for).
+    written: Vec<bool>,
 }
 
 impl TrainingWriter {
-    /// A writer into `store`: the key, the label's type, the event's own columns and every feature of `plans`.
+    /// A writer into `store`: the key, the label's type, the event's own
+    /// columns and the features of the `plans` whose `views` flag is set.
     pub fn new(
         store: Store,
         key: (String, ColumnType),
         label_type: ColumnType,
         event_columns: Vec<(usize, String, ColumnType)>,
         plans: &[ViewPlan],
+        views: &[bool],
     ) -> TrainingWriter {
         let features = feature_columns(plans);
+        let written: Vec<bool> = plans
+            .iter()
+            .zip(views)
+            .flat_map(|(p, w)| p.features.iter().map(move |_| *w))
+            .collect();
         // An event column named like a column already there gets `event_`
         // in front.
         let taken: Vec<String> = [key.0.as_str(), "event_time", "partition", "offset", "label"]
             .into_iter()
             .map(str::to_string)
-            .chain(features.iter().map(|(n, _)| n.clone()))
+            .chain(
+                features
+                    .iter()
+                    .zip(&written)
+                    .filter(|(_, w)| **w)
+                    .map(|((n, _), _)| n.clone()),
+            )
             .collect();
         let event_columns = event_columns
             .into_iter()
@@ -255,6 +270,7 @@ impl TrainingWriter {
             label_type,
             event_columns,
             features,
+            written,
         });
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Part>>(1);
         let l = layout.clone();
@@ -293,7 +309,13 @@ impl TrainingWriter {
             "label".to_string(),
         ];
         out.extend(l.event_columns.iter().map(|(_, n, _)| n.clone()));
-        out.extend(l.features.iter().map(|(n, _)| n.clone()));
+        out.extend(
+            l.features
+                .iter()
+                .zip(&l.written)
+                .filter(|(_, w)| **w)
+                .map(|((n, _), _)| n.clone()),
+        );
         out
     }
 
@@ -384,8 +406,15 @@ impl ChunkLayout {
                 .into_column(),
             );
         }
-        for (b, (name, _)) in rows.features.into_iter().zip(&self.features) {
-            columns.push(b.finish(name).into_column());
+        for ((b, (name, _)), written) in rows
+            .features
+            .into_iter()
+            .zip(&self.features)
+            .zip(&self.written)
+        {
+            if *written {
+                columns.push(b.finish(name).into_column());
+            }
         }
         let df = DataFrame::new(columns)?;
         if keep.all() { Ok(df) } else { df.filter(&keep) }
