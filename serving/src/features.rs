@@ -254,6 +254,15 @@ fn from_json(json: &serde_json::Value, t: &eddy_features::spec::validate::OutTyp
     }
 }
 
+/// Every view's values for a key never seen, feature after feature.
+fn empty_values(plans: &[ViewPlan]) -> Vec<Scalar> {
+    use eddy_features::engine::keyed::{Layout, empty_values};
+    plans
+        .iter()
+        .flat_map(|p| empty_values(&Layout::new(&p.features)))
+        .collect()
+}
+
 /// A view's store client, opened from its `output.<kind>` URL; None for a
 /// re-keyed view without one (serving never reads it by user, and reads it
 /// by candidate only for a ranker naming it, which validation then gives
@@ -282,6 +291,11 @@ fn open_store<T, E: std::fmt::Display>(
 /// Every view's latest row per key.
 pub struct FeatureTables {
     rows: Rows,
+    /// Every view's values for a key it holds no row of, feature after
+    /// feature over all views: what a probe reads for a key without state
+    /// (counts 0, the rest null), so a model reads at serving what it
+    /// learned from for a new user or item, not nulls.
+    empty: Vec<Scalar>,
     /// Records that could not be decoded.
     pub undecodable: u64,
     /// Reads from the online store that failed (the request went on
@@ -344,6 +358,7 @@ impl FeatureTables {
             });
         }
         Ok(FeatureTables {
+            empty: empty_values(plans),
             rows: Rows::Topics(views),
             undecodable: 0,
             store_errors: Default::default(),
@@ -353,6 +368,7 @@ impl FeatureTables {
     /// Tables of `plans` read from the job in this process.
     pub fn in_process(reader: FeatureReader, plans: &[ViewPlan]) -> FeatureTables {
         FeatureTables {
+            empty: empty_values(plans),
             rows: Rows::Job {
                 reader,
                 views: plans
@@ -396,6 +412,7 @@ impl FeatureTables {
             })));
         }
         Ok(FeatureTables {
+            empty: empty_values(plans),
             rows: Rows::Store(views),
             undecodable: 0,
             store_errors: Default::default(),
@@ -450,6 +467,7 @@ impl FeatureTables {
             }));
         }
         Ok(FeatureTables {
+            empty: empty_values(plans),
             rows: Rows::Store(views),
             undecodable: 0,
             store_errors: Default::default(),
@@ -490,7 +508,7 @@ impl FeatureTables {
                 let row = rows.entry(v).or_insert_with(|| self.store_row(view, key));
                 match row {
                     Some((as_of, values)) => (values[i].clone(), Some(*as_of)),
-                    None => (Scalar::Null, None),
+                    None => (self.empty.get(f).cloned().unwrap_or_default(), None),
                 }
             })
             .collect()
@@ -539,15 +557,18 @@ impl FeatureTables {
     }
 
     /// Feature `f` (over every view, view after view) for `key`, and the
-    /// time its row is valid for.
-    pub fn feature(&self, key: &str, mut f: usize) -> (Scalar, Option<i64>) {
+    /// time its row is valid for (None: no row; the view's value for a key
+    /// it never saw).
+    pub fn feature(&self, key: &str, f: usize) -> (Scalar, Option<i64>) {
+        let empty = || (self.empty.get(f).cloned().unwrap_or_default(), None);
+        let mut f = f;
         match &self.rows {
             Rows::Topics(views) => {
                 for v in views {
                     if f < v.features.len() {
                         return match v.rows.get(key) {
                             Some((as_of, values)) => (values[f].clone(), Some(*as_of)),
-                            None => (Scalar::Null, None),
+                            None => empty(),
                         };
                     }
                     f -= v.features.len();
@@ -558,7 +579,7 @@ impl FeatureTables {
                     if f < *n {
                         return match reader.value(name, key, f) {
                             Some((as_of, value)) => (value, Some(as_of)),
-                            None => (Scalar::Null, None),
+                            None => empty(),
                         };
                     }
                     f -= n;
@@ -614,5 +635,49 @@ impl FeatureTables {
     /// Whether no view has a row yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: serving read a key without a row (a new user, an item
+    /// no one has viewed) as nulls, where the model had learned from the
+    /// probe's values for a key without state (counts 0): the same user
+    /// was scored on features it was never trained on.
+    #[test]
+    fn a_key_without_a_row_reads_as_a_key_without_state_not_as_nulls() {
+        let text = "name: t
+sources:
+  events: { topic: events, key: user_id, event_time: ts }
+features:
+  v:
+    source: events
+    aggregations:
+      - { name: n, op: count, windows: [1d, lifetime] }
+      - { name: m, op: mean, column: x, windows: [lifetime] }
+    derived_features:
+      share: \"n_1d / NULLIF(n_lifetime, 0)\"
+";
+        let loaded = eddy_features::spec::parse(std::path::Path::new("t.yaml"), text).unwrap();
+        let schema = apache_avro::Schema::parse_str(
+            r#"{"type": "record", "name": "E", "fields": [
+              {"name": "user_id", "type": "long"}, {"name": "x", "type": "double"},
+              {"name": "ts", "type": "long"}]}"#,
+        )
+        .unwrap();
+        let plans = eddy_features::spec::validate(&loaded, &|_| Ok(Some(schema.clone()))).unwrap();
+        let tables = FeatureTables::in_process(FeatureReader::new(&plans), &plans);
+        let read: Vec<(Scalar, Option<i64>)> = tables.features("nobody", &[0, 1, 2, 3]);
+        assert_eq!(
+            read,
+            [
+                (Scalar::Long(0), None),
+                (Scalar::Long(0), None),
+                (Scalar::Null, None),
+                (Scalar::Null, None),
+            ]
+        );
     }
 }

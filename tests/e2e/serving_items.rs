@@ -158,3 +158,136 @@ fn the_ranker_scored_every_candidate_with_the_viewed_items_price() {
         }
     }
 }
+
+const LIKED_SCHEMA: &str = r#"{"type": "record", "name": "Rated", "fields": [
+  {"name": "user_id", "type": "long"},
+  {"name": "item_id", "type": "long"},
+  {"name": "liked", "type": "long"},
+  {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}"#;
+
+/// A ranker whose only clue is an item's own view (`item_stats`, keyed by
+/// item over events keyed by user): how often the item was liked. Even
+/// items are always liked, odd ones never.
+fn liked_spec(name: &str, store: &str, features_from: &str) -> String {
+    format!(
+        "name: {name}
+sources:
+  events: {{ topic: events, key: user_id, event_time: ts, idle_timeout: 0s }}
+features:
+  item_stats:
+    source: events
+    key: item_id
+    aggregations: [{{ name: liked, op: mean, column: liked, windows: [lifetime] }}]
+    output: {{ topic: features.item_stats{store} }}
+models:
+  like:
+    kind: ftrl
+    source: events
+    label: \"liked = 1\"
+    features: [item_stats]
+    # The id as a number says nothing of even or odd: only the item's
+    # view can tell liked from not.
+    columns: [item_id]
+    params: {{ bits: 14 }}
+  popular:
+    kind: popularity
+    source: events
+    item: item_id
+serving:
+  trigger: events
+  candidates: [popular]
+  candidates_per_model: 20
+  ranker: like
+  learned_order: false
+  k: 5
+  exclude_seen: false
+  topic: recs
+  features_from: {features_from}
+"
+    )
+}
+
+/// The ranker reads a re-keyed view at each candidate: every candidate is
+/// scored with its own item's row (from the feature topic, or from Redis
+/// when tests/run started it), so the top five are the liked items
+/// whatever the trigger. Reading the triggering item's row (or none)
+/// would score every candidate alike.
+#[test]
+fn the_ranker_reads_an_items_view_at_each_candidate() {
+    let mut stores = vec![(String::new(), "topics")];
+    if let Some(url) = external("EDDY_TEST_REDIS") {
+        stores.push((format!(", redis: {{ url: \"{url}\" }}"), "redis"));
+    }
+    for (store, features_from) in stores {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let data = d.join("eddy-data");
+        let cmd = |args: &[&str]| {
+            let mut c = eddy(&data);
+            c.current_dir(d).args(args);
+            c
+        };
+        let avsc = d.join("rated.avsc");
+        std::fs::write(&avsc, LIKED_SCHEMA).unwrap();
+        let spec = d.join("liked.yaml");
+        let name = unique("liked").replace('-', "_");
+        std::fs::write(&spec, liked_spec(&name, &store, features_from)).unwrap();
+        let spec = spec.display().to_string();
+        ok(
+            cmd(&["topics", "create", "events", "--partitions", "2"]),
+            "",
+        );
+        let t0 = 1_700_000_000_000i64;
+        let events: String = (0..800u64)
+            .map(|n| {
+                let (user, item) = (n % 10, (n / 10 + n) % 20);
+                format!(
+                    "{{\"user_id\": {user}, \"item_id\": {item}, \"liked\": {}, \"ts\": {}}}\n",
+                    u64::from(item.is_multiple_of(2)),
+                    t0 + n as i64 * 1000
+                )
+            })
+            .collect();
+        ok(
+            cmd(&[
+                "topics",
+                "produce",
+                "--topic",
+                "events",
+                "--key-field",
+                "user_id",
+                "--schema",
+                avsc.to_str().unwrap(),
+            ]),
+            &events,
+        );
+        ok(
+            cmd(&["run", &spec, "--until-end", "--metrics-addr", "127.0.0.1:0"]),
+            "",
+        );
+        ok(
+            cmd(&[
+                "serve",
+                &spec,
+                "--http",
+                "127.0.0.1:0",
+                "--from-earliest",
+                "--until-end",
+            ]),
+            "",
+        );
+        let recs = json_lines(&ok(cmd(&["topics", "consume", "--topic", "recs"]), ""));
+        assert_eq!(recs.len(), 800);
+        for r in recs.iter().skip(100) {
+            let items = r["items"].as_array().unwrap();
+            assert_eq!(items.len(), 5, "{r}");
+            for i in items {
+                let id: u64 = i["item"].as_str().unwrap().parse().unwrap();
+                assert!(
+                    id.is_multiple_of(2),
+                    "features from {features_from}: an item never liked ranked in the top five: {r}"
+                );
+            }
+        }
+    }
+}

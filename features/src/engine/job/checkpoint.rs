@@ -321,6 +321,51 @@ mod tests {
 
     const NEWEST: &str = "task-00000/ckpt-000000000002.bin";
 
+    /// The exchange (re-keyed views: rows to release, lookups to answer,
+    /// probed events waiting for answers) rides after the body with its
+    /// version; one written before lookups existed (no tag) is refused by
+    /// name rather than decoded into other fields.
+    #[test]
+    fn the_exchange_round_trips_and_an_untagged_one_is_refused_by_name() {
+        use crate::engine::task::Row;
+        use crate::engine::task::shuffle::{Exchange, Waiting};
+        use crate::engine::value::Scalar;
+        let mut snap = snapshot(0);
+        let mut x = Exchange::new(2);
+        x.waiting.push_back(Waiting {
+            row: Row {
+                ts: 5,
+                source: 0,
+                offset: 1,
+                key: Scalar::Long(3),
+                columns: Box::new([Scalar::Str("a".into())]),
+            },
+            values: vec![Scalar::Null],
+            missing: vec![(0, 0, 1)],
+        });
+        snap.exchange = Some(x);
+        let ck = Checkpointer::new(Store::open("memory://ckpt-x").unwrap(), "p", 7);
+        ck.write(1, snap).unwrap();
+        let back = ck.latest(0).unwrap().unwrap();
+        let waiting = &back.task.exchange.as_ref().unwrap().waiting;
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].row.columns[0], Scalar::Str("a".into()));
+
+        let bytes = stored(&ck, "task-00000/ckpt-000000000001.bin");
+        let body = &bytes[12..];
+        let at = body
+            .windows(EXCHANGE_TAG.len())
+            .rposition(|w| w == EXCHANGE_TAG)
+            .unwrap();
+        let mut old = body[..at].to_vec();
+        old.extend_from_slice(&body[at + EXCHANGE_TAG.len()..]);
+        let mut framed = MAGIC.to_vec();
+        framed.extend_from_slice(&crc32fast::hash(&old).to_le_bytes());
+        framed.extend_from_slice(&old);
+        let err = decode(&framed).err().unwrap();
+        assert!(err.contains("written by an eddy before lookups"), "{err}");
+    }
+
     /// Regression: 3 of 35 single-bit flips in a checkpoint were accepted
     /// and changed features; now every flip of every bit is refused, and
     /// the task falls back to the checkpoint before.
