@@ -36,7 +36,8 @@ const REQUEST_SCHEMA: &str = r#"{"type": "record", "name": "Request", "fields": 
   {"name": "user_id", "type": "string"},
   {"name": "k", "type": ["null", "int"], "default": null}]}"#;
 
-/// The pipeline: a feature view, three models, and serving into `out`.
+/// The pipeline: a feature view per user and one per item, three models
+/// (the ranker reads both views), and serving into `out`.
 fn spec(p: &str, out: &str) -> String {
     let name = format!("serve_{}", p.trim_end_matches('.').replace(['-', '.'], "_"));
     format!(
@@ -52,12 +53,22 @@ features:
       - {{ name: n, op: count, windows: [lifetime] }}
       - {{ name: mean_rating, op: mean, column: rating, windows: [lifetime] }}
     output: {{ topic: {p}features.user }}
+  # Keyed by item: the ranker reads it for each example from the task
+  # owning the item, and serving at each candidate.
+  item:
+    source: events
+    key: item_id
+    aggregations:
+      - {{ name: ratings, op: count, windows: [lifetime] }}
+      - {{ name: mean_rating, op: mean, column: rating, windows: [lifetime] }}
+    output: {{ topic: {p}features.item }}
 checkpoint: {{ interval: 200ms }}
 models:
   like:
     kind: ftrl
     source: events
     label: \"rating >= 4\"
+    features: [user, item]
     columns: [item_id]
     categorical: [item_id]
     params: {{ bits: 16 }}

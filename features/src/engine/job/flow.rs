@@ -303,6 +303,9 @@ impl Job {
         if !out.shuffled.is_empty() {
             self.shuffle(out.shuffled)?;
         }
+        self.metrics
+            .shuffle_duplicates
+            .fetch_add(out.duplicates, Ordering::Relaxed);
         let watermark = self.tasks.get(&partition).map(Task::complete_watermark);
         let n = out.rows.len() as u64;
         self.unpublished |= n > 0;

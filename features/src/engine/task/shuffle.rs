@@ -237,6 +237,14 @@ pub struct Exchange {
     pub answers: Vec<(i32, Answer)>,
     /// This task's probed events waiting for answers, in release order.
     pub waiting: std::collections::VecDeque<Waiting>,
+    /// Answers that came before their event was probed here, by (time,
+    /// source, offset, view). An earlier run of the pipeline whose
+    /// checkpoints are gone left them on the topic, and the owner skips
+    /// this run's lookups for the same events as replays of that run's, so
+    /// they are the only answers coming. Used when the event is probed;
+    /// dropped, as the replays they are, once the task's watermark passes
+    /// them ([`Exchange::prune_early`]).
+    early: std::collections::BTreeMap<(i64, u32, i64, u32), Option<Vec<Scalar>>>,
     /// Every re-keyed event at or below it has been applied.
     pub watermark: i64,
     /// Next offset to read in this task's partition of the repartition
@@ -265,6 +273,7 @@ impl Exchange {
             lookups: Vec::new(),
             answers: Vec::new(),
             waiting: std::collections::VecDeque::new(),
+            early: std::collections::BTreeMap::new(),
             watermark: i64::MIN,
             next_offset: None,
             finished: false,
@@ -364,7 +373,12 @@ impl Exchange {
                 (w.row.ts, w.row.source as u32, w.row.offset)
             });
         let Ok(at) = at else {
-            return Received::Duplicate;
+            // Not probed yet (or long gone: pruned with the watermark).
+            self.early.insert(
+                (answer.ts, answer.source, answer.offset, answer.view),
+                answer.values,
+            );
+            return Received::Accepted;
         };
         let w = &mut self.waiting[at];
         let Some(m) = w.missing.iter().position(|(v, ..)| *v == answer.view) else {
@@ -381,6 +395,26 @@ impl Exchange {
         }
         self.finished = false;
         Received::Accepted
+    }
+
+    /// An answer that came before its event was probed, if any.
+    pub fn take_early(
+        &mut self,
+        ts: i64,
+        source: u32,
+        offset: i64,
+        view: u32,
+    ) -> Option<Option<Vec<Scalar>>> {
+        self.early.remove(&(ts, source, offset, view))
+    }
+
+    /// Drops the early answers at or below `w`, the task's watermark: their
+    /// events were probed without them (they answer an earlier run's
+    /// lookups). Returns how many.
+    pub fn prune_early(&mut self, w: i64) -> u64 {
+        let keep = self.early.split_off(&(w.saturating_add(1), 0, i64::MIN, 0));
+        let dropped = std::mem::replace(&mut self.early, keep).len();
+        dropped as u64
     }
 
     /// Answers the lookups at or before `t` from `read` (every event

@@ -248,11 +248,15 @@ fn a_lookup_after_the_watermark_is_answered_with_nulls_and_counted_late() {
     let ready = asking.ready();
     assert_eq!(ready.len(), 1);
     assert_eq!(ready[0].values, [Scalar::Long(9), Scalar::Null]);
-    // The same answer again (the owner replayed it) finds nobody waiting.
+    // The same answer again (the owner replayed it) finds nobody waiting:
+    // kept in case its event comes, dropped once the watermark passes it.
     assert_eq!(
         asking.receive(Shuffled::Answer(answer), None),
-        Received::Duplicate
+        Received::Accepted
     );
+    assert_eq!(asking.prune_early(49), 0);
+    assert_eq!(asking.prune_early(50), 1);
+    assert_eq!(asking.take_early(50, 0, 3, 0), None);
 }
 
 /// Probed events leave in whole timestamps: a model that learned part of
