@@ -38,6 +38,9 @@ pub struct JobMetrics {
     pub state_bytes: AtomicU64,
     /// Keys held.
     pub keys: AtomicU64,
+    /// Probed events (models' examples) waiting for a re-keyed view's
+    /// answer, and lookups waiting for their owner's watermark.
+    pub lookups_waiting: AtomicU64,
     /// Tables bootstrapped and the job processing.
     pub ready: AtomicBool,
     /// Records behind the end of each source partition: (topic, partition, lag).
@@ -129,6 +132,11 @@ impl Report for JobMetrics {
             "eddy_watermark_delay_seconds",
             "Wall-clock time minus the lowest task watermark.",
             delay,
+        ));
+        out.push(Family::gauge(
+            "eddy_rekey_lookups_waiting",
+            "Models' examples waiting for a re-keyed view's values from the task owning their key, and lookups waiting for that task's watermark: stays up if a partition holds the re-keyed views back.",
+            count(&self.lookups_waiting) as f64,
         ));
         out.push(Family::gauge(
             "eddy_state_bytes",

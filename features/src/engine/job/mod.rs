@@ -372,6 +372,7 @@ impl Job {
         self.dead_letters.flush()?;
         let mut state_bytes = 0;
         let mut keys = 0;
+        let mut waiting = 0;
         let mut min_wm = i64::MAX;
         for (p, task) in &self.tasks {
             let seq = self.seqs[p];
@@ -386,7 +387,11 @@ impl Job {
                 keys += task.view(v).len();
             }
             min_wm = min_wm.min(task.complete_watermark());
+            waiting += task.lookups_waiting();
         }
+        self.metrics
+            .lookups_waiting
+            .store(waiting as u64, Ordering::Relaxed);
         self.metrics
             .state_bytes
             .store(state_bytes as u64, Ordering::Relaxed);

@@ -17,6 +17,14 @@ impl Task {
         self.exchange.as_ref().and_then(|x| x.next_offset)
     }
 
+    /// Probed events waiting for answers, and lookups waiting to be
+    /// answered here.
+    pub fn lookups_waiting(&self) -> usize {
+        self.exchange
+            .as_ref()
+            .map_or(0, |x| x.waiting.len() + x.lookups())
+    }
+
     /// The task has re-keyed views (it reads the repartition topic).
     pub fn exchanges(&self) -> bool {
         self.exchange.is_some()
