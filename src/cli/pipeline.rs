@@ -32,6 +32,13 @@ pub struct RunArgs {
     /// On Kafka, run every task in this process without joining a group.
     #[arg(long, conflicts_with = "group")]
     pub standalone: bool,
+    /// A model reading a re-keyed view: how many of a task's examples may
+    /// wait for their answers (about 1.5 KB each) before the task stops
+    /// reading its source partitions until the other tasks catch up (a
+    /// replay of history). Lower it to bound memory; values never change.
+    /// Default 20000.
+    #[arg(long, default_value_t = 20_000)]
+    pub max_waiting_examples: usize,
     /// Also run the spec's `serving:` section in this process: features
     /// through the job's in-process read API, models straight from the
     /// learner as it publishes them. With --until-end, serving replays the

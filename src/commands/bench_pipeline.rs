@@ -157,6 +157,7 @@ pub fn pipeline(global: &Global, args: &BenchPipelineArgs) -> anyhow::Result<()>
         checkpoint_url: ckpt.display().to_string(),
         batch: args.batch,
         group: None,
+        max_waiting: eddy_features::engine::job::MAX_WAITING_EXAMPLES,
     };
     let mut job = Job::open(&loaded, ctx.backend.clone(), registry, options)?;
     let bar = progress::bar(args.events, "process");

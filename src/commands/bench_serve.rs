@@ -148,6 +148,7 @@ pub fn serve_bench(global: &Global, args: &BenchServeArgs) -> anyhow::Result<()>
             checkpoint_url: ckpt.display().to_string(),
             batch: 10_000,
             group: None,
+            max_waiting: eddy_features::engine::job::MAX_WAITING_EXAMPLES,
         },
     )?;
     super::common::attach_models(&mut job, &loaded, backend.as_ref())?;

@@ -60,6 +60,7 @@ pub fn run(
         checkpoint_url: checkpoint_url.clone(),
         batch: 10_000,
         group: None,
+        max_waiting: eddy_features::engine::job::MAX_WAITING_EXAMPLES,
     };
     let mut job = Job::open(&loaded, ctx.backend.clone(), registry, options)?;
     super::common::attach_models(&mut job, &loaded, ctx.backend.as_ref())?;

@@ -113,6 +113,7 @@ pub fn run(
             checkpoint_url: checkpoint_url.to_string(),
             batch: 10_000,
             group: None,
+            max_waiting: eddy_features::engine::job::MAX_WAITING_EXAMPLES,
         },
     )?;
     // The models trained above go on learning; say so once, not "resumes"

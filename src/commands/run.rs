@@ -123,6 +123,22 @@ pub fn validate(global: &Global, args: &ValidateArgs) -> anyhow::Result<()> {
             format!("{} inputs", m.inputs.len())
         };
         let mut said = String::new();
+        // Re-keyed views it reads: each example waits for their owners.
+        let mut first = 0;
+        let mut keyed: Vec<String> = Vec::new();
+        for p in &plans {
+            let range = first..first + p.features.len();
+            first = range.end;
+            let reads = m.inputs.iter().any(|i| {
+                matches!(i.from, eddy_training::plan::InputFrom::KeyedFeature(f) if range.contains(&f))
+            });
+            if reads {
+                keyed.push(format!("{} at each event's {}", p.name, p.key));
+            }
+        }
+        if !keyed.is_empty() {
+            said.push_str(&format!(", reads {}", keyed.join(", ")));
+        }
         if let Some(f) = &m.filter {
             said.push_str(&format!(", examples where `{f}`"));
         }
@@ -224,6 +240,7 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
             (Some(_), Some(g), false) => Some(g.clone()),
             (Some(_), None, false) => Some(format!("eddy-{}", loaded.spec.name)),
         },
+        max_waiting: args.max_waiting_examples.max(1),
     };
     let options_group = options.group.clone();
     let mut job = Job::open(&loaded, ctx.backend.clone(), registry.clone(), options).map_err(

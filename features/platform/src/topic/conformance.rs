@@ -18,6 +18,7 @@ pub(crate) fn run_all(backend: &dyn Backend, prefix: &str) {
     seek_and_latest(backend, prefix);
     group_offsets(backend, prefix);
     unknown_topic(backend, prefix);
+    pause_and_resume(backend, prefix);
 }
 
 /// Reads until `n` records arrived (or fails after [`WAIT`]).
@@ -275,4 +276,70 @@ fn unknown_topic(backend: &dyn Backend, prefix: &str) {
         consumer.assign_all(&name, StartOffset::Earliest),
         Err(TopicError::UnknownTopic(_))
     ));
+}
+
+/// A paused partition returns nothing while the others go on; resumed, it
+/// returns every record from where it stopped, once and in order.
+fn pause_and_resume(backend: &dyn Backend, prefix: &str) {
+    let name = format!("{prefix}-pause");
+    backend
+        .create_topic(&TopicSpec::new(&name).partitions(2))
+        .expect("create");
+    let mut producer = backend.producer().expect("producer");
+    let send = |producer: &mut Box<dyn super::Producer>, partition: i32, value: u8| {
+        let mut r = ProducerRecord::new(&name, None, Some(vec![value]));
+        r.partition = Some(partition);
+        producer.send(r).expect("send");
+    };
+    for i in 0..4 {
+        send(&mut producer, 0, i);
+        send(&mut producer, 1, 100 + i);
+    }
+    producer.flush().expect("flush");
+    let mut consumer = backend.consumer(None).expect("consumer");
+    consumer
+        .assign_all(&name, StartOffset::Earliest)
+        .expect("assign");
+    // Two of partition 0 first, then pause it.
+    let mut first = Vec::new();
+    while first.iter().filter(|r: &&Record| r.partition == 0).count() < 2 {
+        first.extend(poll_n(consumer.as_mut(), 1));
+    }
+    let last0 = first
+        .iter()
+        .filter(|r| r.partition == 0)
+        .map(|r| r.offset)
+        .max()
+        .unwrap();
+    consumer.pause(&name, 0, true).expect("pause");
+    let mut seen: Vec<Record> = first;
+    let deadline = std::time::Instant::now() + WAIT;
+    while seen.iter().filter(|r| r.partition == 1).count() < 4 {
+        assert!(std::time::Instant::now() < deadline, "partition 1 goes on");
+        seen.extend(consumer.poll(10, Duration::from_millis(200)).expect("poll"));
+    }
+    assert!(
+        seen.iter().all(|r| r.partition == 1 || r.offset <= last0),
+        "nothing of the paused partition after the pause"
+    );
+    assert!(
+        consumer
+            .poll(10, Duration::from_millis(300))
+            .expect("poll")
+            .is_empty(),
+        "paused: nothing more"
+    );
+    consumer.pause(&name, 0, false).expect("resume");
+    let rest = poll_n(consumer.as_mut(), (3 - last0) as usize);
+    assert_eq!(
+        rest.iter()
+            .map(|r| (r.partition, r.offset))
+            .collect::<Vec<_>>(),
+        ((last0 + 1)..4).map(|o| (0, o)).collect::<Vec<_>>(),
+        "resumed where it stopped"
+    );
+    assert!(
+        consumer.pause(&name, 7, true).is_err(),
+        "a partition not assigned cannot be paused"
+    );
 }

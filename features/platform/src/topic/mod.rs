@@ -395,6 +395,11 @@ pub trait Consumer: Send {
     fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<Record>, TopicError>;
     /// Moves an assigned partition to `offset`.
     fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), TopicError>;
+    /// Stops (`paused`) or resumes reading an assigned partition. A paused
+    /// partition returns no records; resumed, it goes on with the record
+    /// after the last one returned. A reader that runs ahead of the others
+    /// waits this way, rather than read records it can only hold.
+    fn pause(&mut self, topic: &str, partition: i32, paused: bool) -> Result<(), TopicError>;
     /// Commits, for this consumer's group, the next offset to read.
     fn commit(&mut self, offsets: &[(String, i32, i64)]) -> Result<(), TopicError>;
     /// The group's committed offset for a partition, if any.

@@ -103,6 +103,85 @@ impl Job {
         Ok(())
     }
 
+    /// Pauses the source partitions of a task with more than
+    /// `max_waiting` events waiting for re-keyed views' answers, and
+    /// resumes them below a quarter of it. Answers come once every task
+    /// has passed an event's time, so a task that reads its partitions
+    /// faster in event time than the others (fewer records per hour, a
+    /// replay) would otherwise hold ever more examples in memory: a
+    /// million-event replay held 0.9 M of them (2 GB). The slowest task's
+    /// examples never wait on the others (every task is past their time),
+    /// so the paused ones always resume. Lookups a task answers for the
+    /// others do not count: they wait for it to advance.
+    pub(super) fn pace_tasks(&mut self) -> Result<(), JobError> {
+        if self.exchange_consumer.is_none() {
+            return Ok(());
+        }
+        let (pause_above, resume_below) = (
+            self.options.max_waiting,
+            (self.options.max_waiting / 4).max(1),
+        );
+        let mut changes = Vec::new();
+        for (p, task) in &self.tasks {
+            // Its own examples: lookups it holds for others wait for it
+            // to advance, so they must not pause it.
+            let waiting = task.examples_waiting();
+            let paused = self.paused.contains(p);
+            if !paused && waiting > pause_above && !task.upstream_finished() {
+                changes.push((*p, true));
+            } else if paused && (waiting < resume_below || task.upstream_finished()) {
+                changes.push((*p, false));
+            }
+        }
+        for (p, pause) in changes {
+            for (i, s) in self.sources.iter().enumerate() {
+                self.consumer.pause(&s.topic, p, pause)?;
+                if !pause {
+                    // Quiet since the pause, not idle.
+                    self.last_seen.insert((i, p), Instant::now());
+                }
+            }
+            if pause {
+                self.paused.insert(p);
+            } else {
+                self.paused.remove(&p);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what the repartition topic's own consumer holds, if the job
+    /// has one, up to a few batches (the sources wait meanwhile); whether
+    /// there was anything.
+    pub(super) fn drain_exchange(&mut self) -> Result<bool, JobError> {
+        let Some(mut consumer) = self.exchange_consumer.take() else {
+            return Ok(false);
+        };
+        let mut any = false;
+        let mut result = Ok(());
+        for _ in 0..8 {
+            let records = match consumer.poll(self.options.batch, Duration::ZERO) {
+                Ok(r) => r,
+                Err(e) => {
+                    result = Err(e.into());
+                    break;
+                }
+            };
+            any |= !records.is_empty();
+            for rec in &records {
+                if let Err(e) = self.receive(rec) {
+                    result = Err(e);
+                    break;
+                }
+            }
+            if records.len() < self.options.batch || result.is_err() {
+                break;
+            }
+        }
+        self.exchange_consumer = Some(consumer);
+        result.map(|()| any)
+    }
+
     /// A record of the repartition topic, for the task of its partition.
     fn receive(&mut self, rec: &Record) -> Result<(), JobError> {
         let Some(task) = self.tasks.get_mut(&rec.partition) else {
@@ -259,7 +338,9 @@ impl Job {
                 let at_end = input.next_offset.unwrap_or(0) >= end;
                 if self.options.until_end {
                     input.idle = at_end;
-                } else if !source.idle_timeout.is_zero() {
+                } else if !source.idle_timeout.is_zero() && !self.paused.contains(&task.partition) {
+                    // A paused partition is quiet because it is paused:
+                    // idle, it would let the watermark pass its events.
                     let quiet = self
                         .last_seen
                         .get(&(s, task.partition))

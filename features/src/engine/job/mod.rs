@@ -68,7 +68,15 @@ pub struct JobOptions {
     /// Share tasks with other processes through this consumer group (Kafka
     /// only). Default: none, this process runs every task.
     pub group: Option<String>,
+    /// A task's examples waiting for re-keyed views' answers above which
+    /// its source partitions are paused (resumed below a quarter of it).
+    /// Default [`MAX_WAITING_EXAMPLES`].
+    pub max_waiting: usize,
 }
+
+/// The default of [`JobOptions::max_waiting`]: about 30 MB of examples
+/// per task.
+pub const MAX_WAITING_EXAMPLES: usize = 20_000;
 
 /// A summary of a finished run.
 #[derive(Debug, Clone, Default)]
@@ -113,6 +121,13 @@ pub struct Job {
     table_state: Vec<TableState>,
     table_consumer: Option<Box<dyn Consumer>>,
     consumer: Box<dyn Consumer>,
+    /// The repartition topic's own consumer, drained before the sources
+    /// are polled (a job running every task; in a consumer group the
+    /// group's consumer reads it with the sources).
+    exchange_consumer: Option<Box<dyn Consumer>>,
+    /// Tasks whose source partitions are paused: too many of their
+    /// examples wait for re-keyed views' answers (see `pace_tasks`).
+    paused: std::collections::BTreeSet<i32>,
     /// Shared with the rebalance listener, which flushes it before tasks go.
     producer: Arc<Mutex<Box<dyn Producer>>>,
     /// Every output: feature topics, Parquet, the archive, the read API.
@@ -253,9 +268,12 @@ impl Job {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
+            let exchanged = self.drain_exchange()?;
+            // With exchange records in hand, the sources are not waited for.
+            let wait = if exchanged { 0 } else { 100 };
             let records = self
                 .consumer
-                .poll(self.options.batch, Duration::from_millis(100))?;
+                .poll(self.options.batch, Duration::from_millis(wait))?;
             self.apply_task_changes()?;
             read += records.len() as u64;
             let now = Instant::now();
@@ -310,6 +328,7 @@ impl Job {
                 }
             }
             self.publish_shuffled()?;
+            self.pace_tasks()?;
             progress(read);
             if newly_finished || last_checkpoint.elapsed() >= self.interval {
                 self.checkpoint()?;

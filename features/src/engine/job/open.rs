@@ -126,6 +126,7 @@ impl Job {
         let mut restored = 0;
         let mut consumer = backend.consumer(options.group.as_deref())?;
         let mut group_changes = None;
+        let mut exchange_consumer = None;
         if options.group.is_some() {
             let changes = Arc::new(Mutex::new(Vec::new()));
             let listener = group::TaskListener {
@@ -179,7 +180,14 @@ impl Job {
                         (t.partition, start)
                     })
                     .collect();
-                consumer.assign(topic, &assignment)?;
+                // A consumer of its own, read before the sources at every
+                // poll: the exchange carries a few records per event (rows,
+                // marks, models' lookups and answers), and read at the
+                // sources' pace it fell behind them, so the events waiting
+                // for it (a model's examples) piled up in memory.
+                let mut own = backend.consumer(None)?;
+                own.assign(topic, &assignment)?;
+                exchange_consumer = Some(own);
             }
         }
         let metrics = Arc::new(JobMetrics::new());
@@ -194,6 +202,8 @@ impl Job {
             table_state,
             table_consumer: None,
             consumer,
+            exchange_consumer,
+            paused: Default::default(),
             producer,
             sinks,
             views: plans.clone(),

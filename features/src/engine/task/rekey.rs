@@ -17,6 +17,11 @@ impl Task {
         self.exchange.as_ref().and_then(|x| x.next_offset)
     }
 
+    /// This task's probed events waiting for answers.
+    pub fn examples_waiting(&self) -> usize {
+        self.exchange.as_ref().map_or(0, |x| x.waiting.len())
+    }
+
     /// Probed events waiting for answers, and lookups waiting to be
     /// answered here.
     pub fn lookups_waiting(&self) -> usize {

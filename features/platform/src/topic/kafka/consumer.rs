@@ -49,6 +49,9 @@ pub(crate) struct KafkaConsumer {
     /// The group assigns partitions (see `group`).
     subscribed: bool,
     positions: BTreeMap<(String, i32), Position>,
+    /// Partitions paused by the caller: what librdkafka had fetched for
+    /// them is dropped, and fetched again from `next` on resuming.
+    paused: std::collections::BTreeSet<(String, i32)>,
     /// Since when the brokers fail to answer, and how many errors, while
     /// librdkafka reconnects (see [`KafkaConsumer::outage`]).
     outage: Option<Outage>,
@@ -116,6 +119,7 @@ impl KafkaConsumer {
             has_group: group.is_some(),
             subscribed: false,
             positions: BTreeMap::new(),
+            paused: Default::default(),
             outage: None,
             outages: 0,
         })
@@ -377,6 +381,10 @@ impl Consumer for KafkaConsumer {
                 Some(Ok(m)) => {
                     Self::recovered(&mut self.outage);
                     let key = (m.topic().to_string(), m.partition());
+                    if self.paused.contains(&key) {
+                        // Fetched before the pause: read again on resuming.
+                        continue;
+                    }
                     let Some(pos) = self.positions.get_mut(&key) else {
                         continue;
                     };
@@ -442,6 +450,30 @@ impl Consumer for KafkaConsumer {
         // Re-assigning is reliable even before the first fetch, where
         // librdkafka's seek fails with "erroneous state".
         self.start(topic, partition, offset, offset == 0)
+    }
+
+    fn pause(&mut self, topic: &str, partition: i32, paused: bool) -> Result<(), TopicError> {
+        let key = (topic.to_string(), partition);
+        let Some(next) = self.positions.get(&key).map(|p| p.next) else {
+            return Err(TopicError::Config(format!(
+                "pause on {topic}/{partition}, which this consumer is not assigned"
+            )));
+        };
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        if paused {
+            if self.paused.insert(key) {
+                // Stops the fetcher; records it already holds are dropped
+                // in `poll`.
+                self.consumer.pause(&tpl).map_err(kafka_err)?;
+            }
+        } else if self.paused.remove(&key) {
+            self.consumer.resume(&tpl).map_err(kafka_err)?;
+            // From the record after the last one returned, whatever the
+            // fetcher had moved on to.
+            self.start(topic, partition, next, next == 0)?;
+        }
+        Ok(())
     }
 
     fn commit(&mut self, offsets: &[(String, i32, i64)]) -> Result<(), TopicError> {

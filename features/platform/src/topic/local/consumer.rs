@@ -15,6 +15,8 @@ struct AssignedPartition {
     topic: Arc<str>,
     partition: i32,
     reader: PartitionReader,
+    /// Not read until resumed.
+    paused: bool,
 }
 
 /// Consumer of the local log.
@@ -93,9 +95,26 @@ impl Consumer for LocalConsumer {
                 topic: name.clone(),
                 partition,
                 reader: PartitionReader::new(dir, offset, contiguous, exact),
+                paused: false,
             });
         }
         Ok(())
+    }
+
+    fn pause(&mut self, topic: &str, partition: i32, paused: bool) -> Result<(), TopicError> {
+        match self
+            .readers
+            .iter_mut()
+            .find(|r| &*r.topic == topic && r.partition == partition)
+        {
+            Some(r) => {
+                r.paused = paused;
+                Ok(())
+            }
+            None => Err(TopicError::Config(format!(
+                "pause on {topic}/{partition}, which this consumer is not assigned"
+            ))),
+        }
     }
 
     fn assign_all(&mut self, topic: &str, start: StartOffset) -> Result<(), TopicError> {
@@ -117,6 +136,9 @@ impl Consumer for LocalConsumer {
                 }
                 let idx = (self.next + i) % n;
                 let a = &mut self.readers[idx];
+                if a.paused {
+                    continue;
+                }
                 stored.clear();
                 a.reader.read(max - out.len(), &mut stored)?;
                 out.extend(stored.drain(..).map(|r| Record {
