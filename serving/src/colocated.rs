@@ -94,6 +94,10 @@ impl Learners for Tapped {
         self.inner.learn(partition, rows)
     }
 
+    fn learn_released(&mut self, partition: i32, rows: ProbedRows) -> Result<(), LearnerError> {
+        self.inner.learn_released(partition, rows)
+    }
+
     fn checkpoint(&mut self, producer: &mut dyn Producer) -> Result<(), LearnerError> {
         let mut tee = Tee {
             inner: producer,

@@ -350,6 +350,17 @@ pub fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
     for file in &summary.parquet_files {
         tracing::info!(%file, "parquet written");
     }
+    let (written, older) = summary.sqlite;
+    if written + older > 0 {
+        println!(
+            "sqlite: {written} rows upserted{}",
+            if older > 0 {
+                format!(", {older} older than the table's skipped (a replay)")
+            } else {
+                String::new()
+            }
+        );
+    }
     let (written, older) = summary.postgres;
     if written + older > 0 {
         println!(

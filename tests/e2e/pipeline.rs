@@ -259,6 +259,12 @@ models:",
     assert!(last.contains("model like (ftrl): "), "{last}");
     assert_eq!(examples(whole.path()), ratings as u64);
     assert_eq!(examples(cut.path()), ratings as u64);
+    // The recommenders read no re-keyed view: they learn each rating as
+    // it is released, not once `like`'s answers are in, and once too.
+    let popular =
+        |d: &Path| crate::models::last_metrics(&d.join("eddy-data"), "popular")["examples"].clone();
+    assert_eq!(popular(whole.path()), popular(cut.path()));
+    assert!(popular(whole.path()).as_u64().unwrap() > 0);
 }
 
 fn validate(dir: &Path, spec: &Path) -> Command {

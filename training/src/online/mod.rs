@@ -239,6 +239,14 @@ impl OnlineModels {
 }
 
 impl Online {
+    /// Reads a re-keyed view: learns from events once their answers are in.
+    fn reads_rekeyed(&self) -> bool {
+        self.plan
+            .inputs
+            .iter()
+            .any(|i| matches!(i.from, crate::plan::InputFrom::KeyedFeature(_)))
+    }
+
     fn checkpoint(&mut self, producer: &mut dyn Producer) -> Result<(), LearnerError> {
         if !self.dirty {
             return Ok(());
@@ -325,12 +333,7 @@ impl Learners for OnlineModels {
     }
 
     fn reads_rekeyed(&self) -> bool {
-        self.models.iter().any(|m| {
-            m.plan
-                .inputs
-                .iter()
-                .any(|i| matches!(i.from, crate::plan::InputFrom::KeyedFeature(_)))
-        })
+        self.models.iter().any(Online::reads_rekeyed)
     }
 
     fn bind(&mut self, job_sources: &[String]) {
@@ -347,8 +350,22 @@ impl Learners for OnlineModels {
     }
 
     fn learn(&mut self, partition: i32, rows: ProbedRows) -> Result<(), LearnerError> {
+        // With a model reading a re-keyed view, these rows waited for its
+        // answers: the other models learned them as they were released.
+        let split = self.reads_rekeyed();
         for m in &mut self.models {
-            m.learn(partition, &rows);
+            if !split || m.reads_rekeyed() {
+                m.learn(partition, &rows);
+            }
+        }
+        Ok(())
+    }
+
+    fn learn_released(&mut self, partition: i32, rows: ProbedRows) -> Result<(), LearnerError> {
+        for m in &mut self.models {
+            if !m.reads_rekeyed() {
+                m.learn(partition, &rows);
+            }
         }
         Ok(())
     }

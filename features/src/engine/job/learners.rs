@@ -78,6 +78,13 @@ pub trait Learners: Send {
     /// in the order the task released them.
     fn learn(&mut self, partition: i32, rows: ProbedRows) -> Result<(), LearnerError>;
 
+    /// With a learner reading a re-keyed view (`reads_rekeyed`), each
+    /// task's events again as they are released, their re-keyed views'
+    /// columns null: the learners that read no re-keyed view learn from
+    /// these and not from `learn`'s, so they do not wait for answers they
+    /// do not need. No default, for the reason `joined` has none.
+    fn learn_released(&mut self, partition: i32, rows: ProbedRows) -> Result<(), LearnerError>;
+
     /// Publishes updates and saves snapshots with the offsets learned up
     /// to. Called at every checkpoint, after outputs are flushed and before
     /// the tasks' checkpoints are written.

@@ -54,6 +54,8 @@ impl Learning {
             probe.keep_columns = true;
             probe.read_views = read_views;
             probe.lookups = lookups;
+            // The models that read no re-keyed view learn without waiting.
+            probe.release_too = lookups;
             probe
         })
     }

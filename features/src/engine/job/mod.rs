@@ -103,6 +103,9 @@ pub struct RunSummary {
     /// PostgreSQL rows written, and rows skipped because the table held a
     /// newer one (a replay).
     pub postgres: (u64, u64),
+    /// SQLite rows written, and rows skipped because the table held a
+    /// newer one (a replay).
+    pub sqlite: (u64, u64),
     /// Source records copied to the archive.
     pub archived: u64,
     /// Re-keyed events sent (rows and marks), and those received twice (an
@@ -316,15 +319,24 @@ impl Job {
                 } else {
                     task.advance(i64::MAX, tables, probe_now)
                 };
-                // The re-keyed views may finish later, in an advance.
-                newly_finished |= finishing || task.finished;
-                let examples = probe.map(|probe| probe.rows.take());
+                // A task that finished checkpoints at once. Not one whose
+                // re-keyed views or waiting examples finish later, in an
+                // advance: its models would publish a version that had
+                // learned none of the examples still waiting for answers
+                // (serving, holding requests until every model has a
+                // version, answered from those empty versions).
+                newly_finished |= task.finished;
+                let examples = probe.map(|probe| (probe.rows.take(), probe.released.take()));
                 self.write(p, out)?;
-                if let (Some(mut rows), Some(l)) = (examples, &mut self.learning)
-                    && !rows.is_empty()
-                {
-                    join_model_columns(&mut rows, &l.joins, &self.table_state);
-                    l.learners.learn(p, rows)?;
+                if let (Some((mut rows, mut released)), Some(l)) = (examples, &mut self.learning) {
+                    if !released.is_empty() {
+                        join_model_columns(&mut released, &l.joins, &self.table_state);
+                        l.learners.learn_released(p, released)?;
+                    }
+                    if !rows.is_empty() {
+                        join_model_columns(&mut rows, &l.joins, &self.table_state);
+                        l.learners.learn(p, rows)?;
+                    }
                 }
             }
             self.publish_shuffled()?;
@@ -366,6 +378,7 @@ impl Job {
             parquet_files: Vec::new(),
             online_store: (0, 0),
             postgres: (0, 0),
+            sqlite: (0, 0),
             archived: 0,
             repartition: (
                 self.metrics.shuffled.load(Ordering::Relaxed),

@@ -609,6 +609,17 @@ impl Task {
                                         values.extend(std::iter::repeat_n(Scalar::Null, n));
                                     }
                                 }
+                                if lookups && probe.release_too {
+                                    // Readers that need no answer take it
+                                    // now.
+                                    let mut now = values.clone();
+                                    probe.released.push(
+                                        &self.cfg,
+                                        row,
+                                        probe.keep_columns,
+                                        &mut now,
+                                    );
+                                }
                                 match &mut self.exchange {
                                     // Every probed event waits in line, so
                                     // they leave in release order.

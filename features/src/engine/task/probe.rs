@@ -26,6 +26,13 @@ pub struct Probe {
     pub from: i64,
     /// Answers, in release order; the caller takes them.
     pub rows: ProbedRows,
+    /// With lookups and [`Probe::release_too`]: each probed event again,
+    /// as it is released, with its re-keyed views' columns null, for
+    /// readers that read none of them (models that need not wait for the
+    /// answers). Empty otherwise; the caller takes them.
+    pub released: ProbedRows,
+    /// Fill `released`. Default false (a training set has one reader).
+    pub release_too: bool,
     /// Reused for each probed event's values.
     pub(super) scratch: Vec<Scalar>,
     /// Point reads of one view at a time, answered once every event at or
@@ -64,6 +71,8 @@ impl Probe {
             lookups: false,
             from,
             rows: ProbedRows::default(),
+            released: ProbedRows::default(),
+            release_too: false,
             scratch: Vec::new(),
             queries: Vec::new(),
             exchange_queries: Vec::new(),
