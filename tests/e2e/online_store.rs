@@ -1,6 +1,7 @@
 //! The online store for real: a view written to Redis (started by
-//! tests/run from Debian's redis-server), read back by key and compared
-//! with the feature topic, replayed without moving a value back in time.
+//! tests/run from Debian's redis-server), PostgreSQL and a SQLite file,
+//! read back by key and compared with the feature topic, replayed without
+//! moving a value back in time.
 
 use std::collections::BTreeMap;
 
@@ -336,4 +337,116 @@ fn a_view_in_postgres_equals_its_topic_and_a_replay_does_not_move_it_back() {
             && why.contains("`clicks_lifetime` is text, the view writes BIGINT"),
         "{why}"
     );
+}
+
+/// Every row of a SQLite table, by its key (as JSON text), column by
+/// column as JSON: booleans are 0/1 there, lists JSON text.
+fn sqlite_rows(
+    path: &std::path::Path,
+    table: &str,
+    key: &str,
+) -> BTreeMap<String, BTreeMap<String, Json>> {
+    use rusqlite::types::ValueRef;
+    let c = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = c.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+    let names: Vec<String> = stmt.column_names().map(str::to_string).collect();
+    let mut out = BTreeMap::new();
+    let mut rows = stmt.query([]).unwrap();
+    while let Some(r) = rows.next().unwrap() {
+        let mut row = BTreeMap::new();
+        for (i, n) in names.iter().enumerate() {
+            let v = match r.get_ref(i).unwrap() {
+                ValueRef::Null => Json::Null,
+                ValueRef::Integer(x) => Json::from(x),
+                ValueRef::Real(x) => Json::from(x),
+                ValueRef::Text(t) => Json::String(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(_) => panic!("a blob in {n}"),
+            };
+            row.insert(n.clone(), v);
+        }
+        out.insert(row[key].to_string(), row);
+    }
+    out
+}
+
+/// A view in a SQLite file, the online store with no server: every key's
+/// row equals its latest row on the feature topic; a replay from scratch
+/// leaves the table as it was, and a row newer than the replay's is
+/// skipped, counted, not overwritten.
+#[test]
+fn a_view_in_sqlite_equals_its_topic_and_a_replay_does_not_move_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("eddy-data");
+    let cmd = |args: &[&str]| {
+        let mut c = eddy(&data);
+        c.args(args);
+        c
+    };
+    let db = d.join("stores/online.db");
+    let clicks = clicks_with_store(
+        d,
+        &cmd,
+        &format!("sqlite: {{ path: \"{}\" }}", db.display()),
+        "topics",
+    );
+    let first = ok(run_from_scratch(d, &clicks, 1, &cmd), "");
+    assert!(first.contains("sqlite: "), "{first}");
+    let mut latest: BTreeMap<String, Json> = BTreeMap::new();
+    for row in json_lines(&ok(
+        cmd(&["topics", "consume", "--topic", &clicks.features]),
+        "",
+    )) {
+        latest.insert(row["user"].to_string(), row);
+    }
+    let stored = sqlite_rows(&db, "shopper", "user");
+    assert_eq!(stored.len(), latest.len(), "one row per key");
+    let mut lists = 0;
+    for (user, row) in &latest {
+        let got = &stored[user];
+        for (column, want) in row.as_object().unwrap() {
+            let have = &got[column];
+            match (want, have) {
+                (Json::Array(_), Json::String(text)) => {
+                    lists += 1;
+                    assert_eq!(
+                        &serde_json::from_str::<Json>(text).unwrap(),
+                        want,
+                        "{user} {column}"
+                    )
+                }
+                (Json::Bool(b), _) => {
+                    assert_eq!(have, &Json::from(i64::from(*b)), "{user} {column}")
+                }
+                _ => assert_eq!(have, want, "{user} {column}"),
+            }
+        }
+    }
+    assert!(lists > 0, "list features are JSON text");
+    // A replay from scratch: the same rows, except the key whose row is
+    // newer than any the replay has.
+    let newer = stored.keys().next().unwrap().clone();
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute(
+        "UPDATE shopper SET as_of = 4102444800000, clicks_lifetime = 999999 WHERE user = ?1",
+        [newer.parse::<i64>().unwrap()],
+    )
+    .unwrap();
+    drop(c);
+    let replay = ok(run_from_scratch(d, &clicks, 2, &cmd), "");
+    assert!(
+        replay.contains(&format!(
+            "sqlite: {} rows upserted, 1 older than the table's skipped",
+            stored.len() - 1
+        )),
+        "{replay}"
+    );
+    let after = sqlite_rows(&db, "shopper", "user");
+    for (key, row) in &stored {
+        if *key == newer {
+            assert_eq!(after[key]["clicks_lifetime"], 999999);
+        } else {
+            assert_eq!(&after[key], row, "{key}");
+        }
+    }
 }

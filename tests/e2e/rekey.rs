@@ -268,6 +268,24 @@ fn a_per_item_view_keyed_away_from_its_source_equals_polars_live_backfilled_and_
     }
     serve.stop();
 
+    // The tutorial's own online store: a SQLite file, no server.
+    let lite = rusqlite::Connection::open(d.join("eddy-data/online.db")).unwrap();
+    let mut stmt = lite
+        .prepare("SELECT item_id, as_of, views_1d, ctr_1d FROM item_stats")
+        .unwrap();
+    let stored: Vec<(i64, i64, i64, Option<f64>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(stored.len(), topic_rows.len(), "a row per item");
+    for (item, as_of, views, ctr) in stored {
+        let row = &topic_rows[&item];
+        assert_eq!(Json::from(as_of), row["as_of"], "{item}");
+        assert_eq!(Json::from(views), row["views_1d"], "{item}");
+        assert_eq!(ctr, row["ctr_1d"].as_f64(), "{item}");
+    }
+
     if let Some(url) = &redis {
         let mut con = redis::Client::open(url.as_str())
             .unwrap()

@@ -371,6 +371,25 @@ pub struct OutputSpec {
     /// none.
     #[serde(default)]
     pub postgres: Option<PostgresSpec>,
+    /// A table of the view's rows in a SQLite file, upserted by key: an
+    /// online store with no server. Default: none.
+    #[serde(default)]
+    pub sqlite: Option<SqliteSpec>,
+}
+
+/// A view's rows in a SQLite file: one row per key (the key column,
+/// `as_of`, a column per feature; booleans as 0/1, lists as JSON text),
+/// the table created if missing, the database in WAL mode so readers and
+/// the job never wait for each other.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSpec {
+    /// The database file, created with its directory if missing (relative
+    /// to the directory eddy runs in). Required.
+    pub path: String,
+    /// The table. Default: the view's name.
+    #[serde(default)]
+    pub table: Option<String>,
 }
 
 /// A view's rows in a PostgreSQL table: one row per key (the key column,

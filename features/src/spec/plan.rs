@@ -110,6 +110,8 @@ pub struct ViewPlan {
     pub redis: Option<super::RedisSpec>,
     /// The PostgreSQL table, if any.
     pub postgres: Option<super::PostgresSpec>,
+    /// The SQLite table, if any.
+    pub sqlite: Option<super::SqliteSpec>,
 }
 
 /// The type of a feature column in the output.

@@ -133,6 +133,14 @@ pub(crate) fn shape(loaded: &LoadedSpec) -> Vec<SpecProblem> {
                 format!("not a PostgreSQL URL (postgresql://user@host:port/db): {e}"),
             );
         }
+        if let Some(lite) = &view.output.sqlite
+            && lite.path.trim().is_empty()
+        {
+            problem(
+                at.key("output").key("sqlite").key("path"),
+                "name the database file (`./eddy-data/online.db`)".into(),
+            );
+        }
         let urls = &view.output.parquet.0;
         for (i, url) in urls.iter().enumerate() {
             // A single URL is located at the key, one of a list by index.

@@ -300,6 +300,7 @@ pub fn validate(
             parquet: view.output.parquet.0.clone(),
             redis: view.output.redis.clone(),
             postgres: view.output.postgres.clone(),
+            sqlite: view.output.sqlite.clone(),
         });
     }
     if problems.is_empty() {
@@ -728,6 +729,7 @@ features:
     output:
       redis: { url: \"http//nowhere\", ttl: 0s }
       postgres: { url: \"postgresql://eddy@127.0.0.1:notaport/db\" }
+      sqlite: { path: \" \" }
 ",
         )
         .unwrap_err();
@@ -735,6 +737,7 @@ features:
             "features.v.output.redis.url",
             "features.v.output.redis.ttl",
             "features.v.output.postgres.url",
+            "features.v.output.sqlite.path",
         ] {
             assert!(e.contains(key), "{key}: {e}");
         }

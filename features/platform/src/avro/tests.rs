@@ -189,3 +189,29 @@ fn unions_accept_plain_and_avro_json_encodings() {
         Value::Union(2, Box::new(Value::String("x".into())))
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Regression: a double written as JSON text (`eddy topics produce`)
+    /// reached its topic one unit in the last place off for some values
+    /// (serde_json's fast float parser; 11/28 = 0.39285714285714285 read
+    /// as 0.3928571428571429): the record held another number than the
+    /// line. Every double's shortest text now reads back as itself.
+    #[test]
+    fn a_double_written_as_json_text_is_read_back_exactly(x in proptest::num::f64::NORMAL) {
+        let schema = parse_schema(r#"{"type": "record", "name": "D", "fields": [{"name": "x", "type": "double"}]}"#).unwrap();
+        let line = format!("{{\"x\": {}}}", serde_json::to_string(&x).unwrap());
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let value = json_to_avro(&json, &schema).unwrap();
+        let apache_avro::types::Value::Record(fields) = value else { panic!("{value:?}") };
+        let apache_avro::types::Value::Double(got) = fields[0].1 else { panic!("{fields:?}") };
+        prop_assert_eq!(got.to_bits(), x.to_bits(), "{}", line);
+    }
+}
+
+#[test]
+fn eleven_twenty_eighths_survives_json_text() {
+    let back: serde_json::Value = serde_json::from_str("0.39285714285714285").unwrap();
+    assert_eq!(back.as_f64().unwrap(), 11.0 / 28.0);
+}

@@ -243,6 +243,7 @@ mod tests {
             parquet: Vec::new(),
             redis: None,
             postgres: None,
+            sqlite: None,
         };
         FeatureReader::new(&[plan])
     }

@@ -13,6 +13,7 @@
 //! - [`parquet`]: the view's Parquet directory on object storage;
 //! - [`redis`]: the view's rows in Redis, the online store;
 //! - [`postgres`]: the view's rows in a PostgreSQL table;
+//! - [`sqlite`]: the view's rows in a SQLite file (no server);
 //! - [`reader`]: the in-process read API (`eddy run --serve`);
 //! - [`archive`]: the raw source records, for backfills.
 
@@ -22,6 +23,7 @@ pub mod parquet;
 pub mod postgres;
 pub mod reader;
 pub mod redis;
+pub mod sqlite;
 pub mod topic;
 
 use std::sync::{Arc, Mutex};
@@ -106,6 +108,9 @@ pub(super) fn open(
         }
         if let Some(pg) = &plan.postgres {
             sinks.push(Box::new(postgres::PostgresRows::new(v, plan, pg)?));
+        }
+        if let Some(lite) = &plan.sqlite {
+            sinks.push(Box::new(sqlite::SqliteRows::new(v, plan, lite)));
         }
     }
     if let Some(a) = &spec.archive {
