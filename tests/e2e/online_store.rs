@@ -449,4 +449,15 @@ fn a_view_in_sqlite_equals_its_topic_and_a_replay_does_not_move_it_back() {
             assert_eq!(&after[key], row, "{key}");
         }
     }
+    // A table made for another version of the view is refused, by column,
+    // before anything is written.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("ALTER TABLE shopper RENAME COLUMN clicks_1m TO clicks_one_minute")
+        .unwrap();
+    drop(c);
+    let err = fails_with(run_from_scratch(d, &clicks, 3, &cmd), "", 2);
+    assert!(
+        err.contains("SQLite table `shopper`") && err.contains("`clicks_1m` is missing"),
+        "{err}"
+    );
 }
