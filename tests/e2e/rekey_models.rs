@@ -116,6 +116,9 @@ fn read_parquet(dir: &Path) -> DataFrame {
 /// every example's item features as polars computes them. Regression: a
 /// task was first paused on the lookups it answers for the others too,
 /// and the slowest task, holding them, waited for itself (the run hung).
+/// Regression too: an answer reaching a task that had released everything
+/// made it release again, and the backfill's final table held every item
+/// twice.
 #[test]
 fn a_models_item_features_are_the_items_as_of_each_event_across_tasks() {
     let dir = tempfile::tempdir().unwrap();
@@ -147,6 +150,11 @@ fn a_models_item_features_are_the_items_as_of_each_event_across_tasks() {
     assert!(run.contains(" 0 late,"), "{run}");
     let live = live_metrics(d);
     backfill_model(d, &spec);
+    // The final table holds each item once: an answer coming back to a
+    // task that had released everything must not release it again.
+    let table = read_parquet(&d.join("training-set/features/item_stats"));
+    let items = table.column("item_id").unwrap().n_unique().unwrap();
+    assert_eq!(table.height(), items, "one row per item in the final table");
     let training = read_parquet(&d.join("training-set/training"));
     assert_eq!(
         training.height() as u64,

@@ -393,7 +393,8 @@ impl Exchange {
                 *slot = v;
             }
         }
-        self.finished = false;
+        // Not `finished = false`: that is about releasing rows, which an
+        // answer does not change (it re-released the whole final table).
         Received::Accepted
     }
 
