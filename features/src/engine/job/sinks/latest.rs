@@ -1,6 +1,7 @@
-//! What the stores that upsert by key (Redis, PostgreSQL) share: a view's
-//! rows held per task until its checkpoint, only the latest per key, and
-//! their URLs shown without passwords.
+//! What the stores that upsert by key (Redis, PostgreSQL, SQLite) share:
+//! a view's rows held per task until its checkpoint, only the latest per
+//! key, written then ([`ByKey`], the one `Sink` of them all, over each
+//! store's [`Upsert`]), and their URLs shown without passwords.
 //!
 //! Why only the latest: a checkpoint covers every row its task released
 //! since the last one, and a store keyed by entity keeps one row per key,
@@ -9,6 +10,86 @@
 use std::collections::HashMap;
 
 use crate::engine::view::FeatureRow;
+
+use super::{JobError, RunSummary, Sink};
+
+/// A store that upserts a view's rows by key, never moving a row back in
+/// time.
+pub trait Upsert: Send {
+    /// Writes rows (each key's latest, in key order, as (key text, row)):
+    /// how many were written, and how many were skipped as older than
+    /// what the store holds (a replay).
+    fn upsert(&mut self, rows: Vec<(String, FeatureRow)>) -> Result<(u64, u64), JobError>;
+
+    /// After a failed write: forget the connection, so the next flush
+    /// reconnects.
+    fn reset(&mut self);
+
+    /// Adds rows written and skipped to the run's summary, under the
+    /// store's name.
+    fn report(&self, written: u64, skipped: u64, summary: &mut RunSummary);
+}
+
+/// One view's rows to an [`Upsert`] store: held per task, the latest per
+/// key, and written when the task checkpoints, before its offsets are
+/// recorded (a crash loses nothing a checkpoint covers; a failure stops
+/// the job before its checkpoint).
+pub struct ByKey<U> {
+    store: U,
+    pending: Latest,
+    written: u64,
+    skipped: u64,
+}
+
+impl<U: Upsert> ByKey<U> {
+    /// View `view`'s rows to `store`.
+    pub fn new(view: usize, store: U) -> ByKey<U> {
+        ByKey {
+            store,
+            pending: Latest::new(view),
+            written: 0,
+            skipped: 0,
+        }
+    }
+}
+
+impl<U: Upsert> Sink for ByKey<U> {
+    fn rows(
+        &mut self,
+        partition: i32,
+        rows: &[(usize, FeatureRow)],
+        _watermark: Option<i64>,
+    ) -> Result<(), JobError> {
+        self.pending.keep(partition, rows);
+        Ok(())
+    }
+
+    fn flush(&mut self, partition: i32, _seq: u64) -> Result<(), JobError> {
+        let rows = self.pending.take(partition);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match self.store.upsert(rows) {
+            Ok((written, skipped)) => {
+                self.written += written;
+                self.skipped += skipped;
+                Ok(())
+            }
+            Err(e) => {
+                self.store.reset();
+                Err(e)
+            }
+        }
+    }
+
+    fn discard(&mut self, partition: i32) {
+        self.pending.discard(partition);
+    }
+
+    fn report(&self, summary: &mut RunSummary) {
+        self.store.report(self.written, self.skipped, summary);
+    }
+}
 
 /// One view's rows per task, the latest per key, until the task flushes.
 #[derive(Default)]

@@ -104,13 +104,16 @@ pub(super) fn open(
             )));
         }
         if let Some(r) = &plan.redis {
-            sinks.push(Box::new(redis::RedisRows::new(v, &spec.name, plan, r)?));
+            let store = redis::RedisRows::new(&spec.name, plan, r)?;
+            sinks.push(Box::new(latest::ByKey::new(v, store)));
         }
         if let Some(pg) = &plan.postgres {
-            sinks.push(Box::new(postgres::PostgresRows::new(v, plan, pg)?));
+            let store = postgres::PostgresRows::new(plan, pg)?;
+            sinks.push(Box::new(latest::ByKey::new(v, store)));
         }
         if let Some(lite) = &plan.sqlite {
-            sinks.push(Box::new(sqlite::SqliteRows::new(v, plan, lite)));
+            let store = sqlite::SqliteRows::new(plan, lite);
+            sinks.push(Box::new(latest::ByKey::new(v, store)));
         }
     }
     if let Some(a) = &spec.archive {

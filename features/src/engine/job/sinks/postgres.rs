@@ -24,8 +24,8 @@ use crate::spec::ColumnType;
 use crate::spec::PostgresSpec;
 use crate::spec::validate::{OutType, ViewPlan};
 
-use super::latest::{Latest, without_password};
-use super::{JobError, RunSummary, Sink};
+use super::latest::{Upsert, without_password};
+use super::{JobError, RunSummary};
 
 /// A SQL identifier, quoted.
 fn ident(name: &str) -> String {
@@ -79,7 +79,7 @@ fn param(v: &Scalar, t: &OutType) -> Box<dyn ToSql + Sync> {
 }
 
 /// A row to upsert: the key, its `as_of` and the values.
-type Upsert = (Scalar, i64, Vec<Scalar>);
+type Row = (Scalar, i64, Vec<Scalar>);
 
 /// One view's rows to PostgreSQL.
 pub struct PostgresRows {
@@ -102,19 +102,11 @@ pub struct PostgresRows {
     url: String,
     config: postgres::Config,
     client: Option<postgres::Client>,
-    /// Rows per task until it checkpoints, the latest per key.
-    pending: Latest,
-    written: u64,
-    older_skipped: u64,
 }
 
 impl PostgresRows {
-    /// View `view`'s rows to the table `spec` says.
-    pub fn new(
-        view: usize,
-        plan: &ViewPlan,
-        spec: &PostgresSpec,
-    ) -> Result<PostgresRows, JobError> {
+    /// A view's rows to the table `spec` says.
+    pub fn new(plan: &ViewPlan, spec: &PostgresSpec) -> Result<PostgresRows, JobError> {
         let config: postgres::Config =
             spec.url
                 .parse()
@@ -185,9 +177,6 @@ impl PostgresRows {
             url: without_password(&spec.url),
             config,
             client: None,
-            pending: Latest::new(view),
-            written: 0,
-            older_skipped: 0,
         })
     }
 
@@ -235,7 +224,7 @@ impl PostgresRows {
         }
     }
 
-    fn write(&mut self, rows: Vec<Upsert>) -> Result<(), JobError> {
+    fn write(&mut self, rows: Vec<Row>) -> Result<(u64, u64), JobError> {
         if self.client.is_none() {
             let mut client = self
                 .config
@@ -290,47 +279,25 @@ impl PostgresRows {
         writer.finish().map_err(failed)?;
         let written = tx.execute(&self.merge, &[]).map_err(failed)?;
         tx.commit().map_err(failed)?;
-        self.written += written;
-        self.older_skipped += n - written;
-        Ok(())
+        Ok((written, n - written))
     }
 }
 
-impl Sink for PostgresRows {
-    fn rows(
-        &mut self,
-        partition: i32,
-        rows: &[(usize, FeatureRow)],
-        _watermark: Option<i64>,
-    ) -> Result<(), JobError> {
-        self.pending.keep(partition, rows);
-        Ok(())
+impl Upsert for PostgresRows {
+    fn upsert(&mut self, rows: Vec<(String, FeatureRow)>) -> Result<(u64, u64), JobError> {
+        self.write(
+            rows.into_iter()
+                .map(|(_, row)| (row.key, row.as_of, row.values))
+                .collect(),
+        )
     }
 
-    fn flush(&mut self, partition: i32, _seq: u64) -> Result<(), JobError> {
-        let rows: Vec<Upsert> = self
-            .pending
-            .take(partition)
-            .into_iter()
-            .map(|(_, row)| (row.key, row.as_of, row.values))
-            .collect();
-        if rows.is_empty() {
-            return Ok(());
-        }
-        if let Err(e) = self.write(rows) {
-            // Reconnect next time; the job stops before its checkpoint.
-            self.client = None;
-            return Err(e);
-        }
-        Ok(())
+    fn reset(&mut self) {
+        self.client = None;
     }
 
-    fn discard(&mut self, partition: i32) {
-        self.pending.discard(partition);
-    }
-
-    fn report(&self, summary: &mut RunSummary) {
-        summary.postgres.0 += self.written;
-        summary.postgres.1 += self.older_skipped;
+    fn report(&self, written: u64, skipped: u64, summary: &mut RunSummary) {
+        summary.postgres.0 += written;
+        summary.postgres.1 += skipped;
     }
 }

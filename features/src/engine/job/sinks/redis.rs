@@ -17,8 +17,8 @@ use crate::engine::view::FeatureRow;
 use crate::spec::RedisSpec;
 use crate::spec::validate::ViewPlan;
 
-use super::latest::{Latest, without_password};
-use super::{JobError, RunSummary, Sink};
+use super::latest::{Upsert, without_password};
+use super::{JobError, RunSummary};
 
 /// Writes a row unless the hash holds a newer one for the view.
 /// KEYS[1]: the entity's hash. ARGV: `_ts:<view>`, as_of, ttl ms (0: none),
@@ -45,20 +45,11 @@ pub struct RedisRows {
     client: redis::Client,
     connection: Option<redis::Connection>,
     script: Option<String>,
-    /// Rows per task until it checkpoints, the latest per key.
-    pending: Latest,
-    written: u64,
-    older_skipped: u64,
 }
 
 impl RedisRows {
-    /// View `view`'s rows to the store `spec` says, for pipeline `pipeline`.
-    pub fn new(
-        view: usize,
-        pipeline: &str,
-        plan: &ViewPlan,
-        spec: &RedisSpec,
-    ) -> Result<RedisRows, JobError> {
+    /// A view's rows to the store `spec` says, for pipeline `pipeline`.
+    pub fn new(pipeline: &str, plan: &ViewPlan, spec: &RedisSpec) -> Result<RedisRows, JobError> {
         let client = redis::Client::open(spec.url.as_str()).map_err(|e| JobError::OnlineStore {
             url: without_password(&spec.url),
             why: e.to_string(),
@@ -76,9 +67,6 @@ impl RedisRows {
             client,
             connection: None,
             script: None,
-            pending: Latest::new(view),
-            written: 0,
-            older_skipped: 0,
         })
     }
 
@@ -89,8 +77,9 @@ impl RedisRows {
         }
     }
 
-    /// Writes `rows`: (key text, as_of, values).
-    fn write(&mut self, rows: Vec<(String, (i64, Vec<String>))>) -> Result<(), JobError> {
+    /// Writes `rows`: (key text, as_of, values); (written, skipped).
+    fn write(&mut self, rows: Vec<(String, (i64, Vec<String>))>) -> Result<(u64, u64), JobError> {
+        let (mut written, mut skipped) = (0, 0);
         if self.connection.is_none() {
             let c = self.client.get_connection().map_err(|e| self.failed(e))?;
             self.connection = Some(c);
@@ -131,51 +120,31 @@ impl RedisRows {
                 why: e.to_string(),
             })?;
             let applied = done.iter().filter(|d| **d == 1).count() as u64;
-            self.written += applied;
-            self.older_skipped += done.len() as u64 - applied;
+            written += applied;
+            skipped += done.len() as u64 - applied;
         }
-        Ok(())
+        Ok((written, skipped))
     }
 }
 
-impl Sink for RedisRows {
-    fn rows(
-        &mut self,
-        partition: i32,
-        rows: &[(usize, FeatureRow)],
-        _watermark: Option<i64>,
-    ) -> Result<(), JobError> {
-        self.pending.keep(partition, rows);
-        Ok(())
-    }
-
-    fn flush(&mut self, partition: i32, _seq: u64) -> Result<(), JobError> {
-        let rows: Vec<(String, (i64, Vec<String>))> = self
-            .pending
-            .take(partition)
+impl Upsert for RedisRows {
+    fn upsert(&mut self, rows: Vec<(String, FeatureRow)>) -> Result<(u64, u64), JobError> {
+        let rows = rows
             .into_iter()
             .map(|(key, row)| {
                 let values = row.values.iter().map(|x| x.to_json().to_string()).collect();
                 (key, (row.as_of, values))
             })
             .collect();
-        if rows.is_empty() {
-            return Ok(());
-        }
-        if let Err(e) = self.write(rows) {
-            // Reconnect next time; the job stops before its checkpoint.
-            self.connection = None;
-            return Err(e);
-        }
-        Ok(())
+        self.write(rows)
     }
 
-    fn discard(&mut self, partition: i32) {
-        self.pending.discard(partition);
+    fn reset(&mut self) {
+        self.connection = None;
     }
 
-    fn report(&self, summary: &mut RunSummary) {
-        summary.online_store.0 += self.written;
-        summary.online_store.1 += self.older_skipped;
+    fn report(&self, written: u64, skipped: u64, summary: &mut RunSummary) {
+        summary.online_store.0 += written;
+        summary.online_store.1 += skipped;
     }
 }

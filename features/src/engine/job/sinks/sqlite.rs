@@ -24,8 +24,8 @@ use crate::spec::ColumnType;
 use crate::spec::SqliteSpec;
 use crate::spec::validate::{OutType, ViewPlan};
 
-use super::latest::Latest;
-use super::{JobError, RunSummary, Sink};
+use super::latest::Upsert;
+use super::{JobError, RunSummary};
 
 /// A SQL identifier, quoted.
 fn ident(name: &str) -> String {
@@ -74,15 +74,11 @@ pub struct SqliteRows {
     /// The upsert of one row.
     upsert: String,
     connection: Option<rusqlite::Connection>,
-    /// Rows per task until it checkpoints, the latest per key.
-    pending: Latest,
-    written: u64,
-    older_skipped: u64,
 }
 
 impl SqliteRows {
-    /// View `view`'s rows to the file and table `spec` says.
-    pub fn new(view: usize, plan: &ViewPlan, spec: &SqliteSpec) -> SqliteRows {
+    /// A view's rows to the file and table `spec` says.
+    pub fn new(plan: &ViewPlan, spec: &SqliteSpec) -> SqliteRows {
         let table = spec.table.clone().unwrap_or_else(|| plan.name.clone());
         let types: Vec<OutType> = plan.features.iter().map(OutType::of).collect();
         let key_long = plan.key_type == ColumnType::Long;
@@ -138,9 +134,6 @@ impl SqliteRows {
             expected,
             upsert,
             connection: None,
-            pending: Latest::new(view),
-            written: 0,
-            older_skipped: 0,
         }
     }
 
@@ -195,7 +188,7 @@ impl SqliteRows {
         Ok(c)
     }
 
-    fn write(&mut self, rows: Vec<FeatureRow>) -> Result<(), JobError> {
+    fn write(&mut self, rows: Vec<FeatureRow>) -> Result<(u64, u64), JobError> {
         if self.connection.is_none() {
             self.connection = Some(self.open()?);
         }
@@ -225,47 +218,21 @@ impl SqliteRows {
             }
         }
         tx.commit().map_err(failed)?;
-        self.written += written;
-        self.older_skipped += n - written;
-        Ok(())
+        Ok((written, n - written))
     }
 }
 
-impl Sink for SqliteRows {
-    fn rows(
-        &mut self,
-        partition: i32,
-        rows: &[(usize, FeatureRow)],
-        _watermark: Option<i64>,
-    ) -> Result<(), JobError> {
-        self.pending.keep(partition, rows);
-        Ok(())
+impl Upsert for SqliteRows {
+    fn upsert(&mut self, rows: Vec<(String, FeatureRow)>) -> Result<(u64, u64), JobError> {
+        self.write(rows.into_iter().map(|(_, row)| row).collect())
     }
 
-    fn flush(&mut self, partition: i32, _seq: u64) -> Result<(), JobError> {
-        let rows: Vec<FeatureRow> = self
-            .pending
-            .take(partition)
-            .into_iter()
-            .map(|(_, row)| row)
-            .collect();
-        if rows.is_empty() {
-            return Ok(());
-        }
-        if let Err(e) = self.write(rows) {
-            // Reopen next time; the job stops before its checkpoint.
-            self.connection = None;
-            return Err(e);
-        }
-        Ok(())
+    fn reset(&mut self) {
+        self.connection = None;
     }
 
-    fn discard(&mut self, partition: i32) {
-        self.pending.discard(partition);
-    }
-
-    fn report(&self, summary: &mut RunSummary) {
-        summary.sqlite.0 += self.written;
-        summary.sqlite.1 += self.older_skipped;
+    fn report(&self, written: u64, skipped: u64, summary: &mut RunSummary) {
+        summary.sqlite.0 += written;
+        summary.sqlite.1 += skipped;
     }
 }
