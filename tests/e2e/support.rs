@@ -33,12 +33,24 @@ pub fn eddy(data_dir: &Path) -> Command {
 /// stalling the CI run.
 pub const PROCESS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// Kills the process `pid` if it still runs after [`PROCESS_DEADLINE`].
+/// Kills the process `pid` if it still runs after [`PROCESS_DEADLINE`],
+/// and only if it is still this test process's child: a child that ended
+/// in time may have left its pid to an unrelated process by then.
 pub fn watchdog(pid: u32) {
     std::thread::spawn(move || {
         std::thread::sleep(PROCESS_DEADLINE);
-        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        if parent_of(pid) == Some(std::process::id()) {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
     });
+}
+
+/// The parent of process `pid`, from `/proc/<pid>/stat` (after the
+/// command's name in parentheses: the state, then the parent's pid).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Runs a command (eddy or another test client) with `stdin` as input,
@@ -308,4 +320,15 @@ pub fn assert_chain_beats_its_sources(out: &str) -> (f64, f64) {
         chain["streaming_hit_rate"].as_f64().unwrap(),
         best("streaming_hit_rate"),
     )
+}
+
+/// The watchdog kills only its own children: a live child is recognised,
+/// a process that is not ours (init) is not.
+#[test]
+fn the_watchdog_recognises_its_own_children_only() {
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    assert_eq!(parent_of(child.id()), Some(std::process::id()));
+    assert_ne!(parent_of(1), Some(std::process::id()));
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
