@@ -163,7 +163,7 @@ impl KeyState {
         for w in &mut self.windows {
             for agg in &mut w.aggs {
                 if let Agg::Freq(f) = agg {
-                    *f = std::mem::replace(f, super::agg::Freq::new(None)).restored();
+                    **f = std::mem::replace(&mut **f, super::agg::Freq::new(None)).restored();
                 }
             }
         }

@@ -50,8 +50,10 @@ pub enum Agg {
     Count(Count),
     /// `sum`.
     Sum(Sum),
-    /// `mean`, `variance`, `stddev`.
-    Moments(Moments),
+    /// `mean`, `variance`, `stddev` (boxed, as the larger ones below: a
+    /// key holds an `Agg` per feature, and the enum is as large as its
+    /// largest variant).
+    Moments(Box<Moments>),
     /// `decayed_sum`.
     Decayed(Decayed),
     /// `min`, `max`.
@@ -59,11 +61,11 @@ pub enum Agg {
     /// `first`, `last`, `first_k`, `last_k`.
     Positional(Positional),
     /// `count_distinct`, `top_k`.
-    Freq(Freq),
+    Freq(Box<Freq>),
     /// `approx_count_distinct` (HyperLogLog).
     Hll(Hll),
     /// `approx_percentile` (t-digest).
-    Digest(Digest),
+    Digest(Box<Digest>),
 }
 
 impl Agg {
@@ -79,9 +81,9 @@ impl Agg {
         match feature.op {
             Op::Count => Agg::Count(Count::default()),
             Op::Sum => Agg::Sum(Sum::new(integer)),
-            Op::Mean => Agg::Moments(Moments::new(moments::Stat::Mean, evicts)),
-            Op::Variance => Agg::Moments(Moments::new(moments::Stat::Variance, evicts)),
-            Op::Stddev => Agg::Moments(Moments::new(moments::Stat::Stddev, evicts)),
+            Op::Mean => Agg::Moments(Box::new(Moments::new(moments::Stat::Mean, evicts))),
+            Op::Variance => Agg::Moments(Box::new(Moments::new(moments::Stat::Variance, evicts))),
+            Op::Stddev => Agg::Moments(Box::new(Moments::new(moments::Stat::Stddev, evicts))),
             Op::DecayedSum => Agg::Decayed(Decayed::new(feature.half_life_ms)),
             Op::Min => Agg::Extreme(Extreme::new(false, evicts)),
             Op::Max => Agg::Extreme(Extreme::new(true, evicts)),
@@ -89,10 +91,10 @@ impl Agg {
             Op::Last => Agg::Positional(Positional::new(false, None, evicts)),
             Op::FirstK => Agg::Positional(Positional::new(true, Some(feature.k), evicts)),
             Op::LastK => Agg::Positional(Positional::new(false, Some(feature.k), evicts)),
-            Op::TopK => Agg::Freq(Freq::new(Some(feature.k))),
-            Op::CountDistinct => Agg::Freq(Freq::new(None)),
+            Op::TopK => Agg::Freq(Box::new(Freq::new(Some(feature.k)))),
+            Op::CountDistinct => Agg::Freq(Box::new(Freq::new(None))),
             Op::ApproxCountDistinct => Agg::Hll(Hll::new(hop)),
-            Op::ApproxPercentile => Agg::Digest(Digest::new(feature.quantile, hop)),
+            Op::ApproxPercentile => Agg::Digest(Box::new(Digest::new(feature.quantile, hop))),
         }
     }
 
