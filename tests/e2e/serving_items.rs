@@ -55,6 +55,61 @@ fn price(item: u64) -> f64 {
     if item.is_multiple_of(2) { 10.0 } else { 90.0 }
 }
 
+/// Produces `events` (JSON lines, keyed by `user_id`) with `schema`, runs
+/// `spec` to their end (the models learn), replays serving over them, and
+/// returns each recommendation's item ids after the first 100 (the models
+/// have learned by then), five each.
+fn top_five_after_training(
+    cmd: &dyn Fn(&[&str]) -> std::process::Command,
+    spec: &str,
+    schema: &str,
+    events: &str,
+) -> Vec<(Vec<u64>, serde_json::Value)> {
+    ok(
+        cmd(&[
+            "topics",
+            "produce",
+            "--topic",
+            "events",
+            "--key-field",
+            "user_id",
+            "--schema",
+            schema,
+        ]),
+        events,
+    );
+    ok(
+        cmd(&["run", spec, "--until-end", "--metrics-addr", "127.0.0.1:0"]),
+        "",
+    );
+    ok(
+        cmd(&[
+            "serve",
+            spec,
+            "--http",
+            "127.0.0.1:0",
+            "--from-earliest",
+            "--until-end",
+        ]),
+        "",
+    );
+    let recs = json_lines(&ok(cmd(&["topics", "consume", "--topic", "recs"]), ""));
+    assert_eq!(recs.len(), events.lines().count());
+    recs.into_iter()
+        .skip(100)
+        .map(|r| {
+            let ids: Vec<u64> = r["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["item"].as_str().unwrap().parse().unwrap())
+                .collect();
+            assert_eq!(ids.len(), 5, "{r}");
+            (ids, r)
+        })
+        .collect()
+}
+
 /// Regression: the ranker scored every candidate with the triggering
 /// event's columns, so each candidate got the price of the item the user
 /// was viewing, not its own, and a model that had learned "cheap is
@@ -113,43 +168,10 @@ fn the_ranker_scored_every_candidate_with_the_viewed_items_price() {
             )
         })
         .collect();
-    ok(
-        cmd(&[
-            "topics",
-            "produce",
-            "--topic",
-            "events",
-            "--key-field",
-            "user_id",
-            "--schema",
-            &events_avsc,
-        ]),
-        &events,
-    );
-    ok(
-        cmd(&["run", &spec, "--until-end", "--metrics-addr", "127.0.0.1:0"]),
-        "",
-    );
-    ok(
-        cmd(&[
-            "serve",
-            &spec,
-            "--http",
-            "127.0.0.1:0",
-            "--from-earliest",
-            "--until-end",
-        ]),
-        "",
-    );
-    let recs = json_lines(&ok(cmd(&["topics", "consume", "--topic", "recs"]), ""));
-    assert_eq!(recs.len(), 800);
     // Triggered by an expensive item or a cheap one, the top five are
     // the cheap items: the model learned that cheap is liked.
-    for r in recs.iter().skip(100) {
-        let items = r["items"].as_array().unwrap();
-        assert_eq!(items.len(), 5, "{r}");
-        for i in items {
-            let id: u64 = i["item"].as_str().unwrap().parse().unwrap();
+    for (ids, r) in top_five_after_training(&cmd, &spec, &events_avsc, &events) {
+        for id in ids {
             assert_eq!(
                 price(id),
                 10.0,
@@ -248,41 +270,9 @@ fn the_ranker_reads_an_items_view_at_each_candidate() {
                 )
             })
             .collect();
-        ok(
-            cmd(&[
-                "topics",
-                "produce",
-                "--topic",
-                "events",
-                "--key-field",
-                "user_id",
-                "--schema",
-                avsc.to_str().unwrap(),
-            ]),
-            &events,
-        );
-        ok(
-            cmd(&["run", &spec, "--until-end", "--metrics-addr", "127.0.0.1:0"]),
-            "",
-        );
-        ok(
-            cmd(&[
-                "serve",
-                &spec,
-                "--http",
-                "127.0.0.1:0",
-                "--from-earliest",
-                "--until-end",
-            ]),
-            "",
-        );
-        let recs = json_lines(&ok(cmd(&["topics", "consume", "--topic", "recs"]), ""));
-        assert_eq!(recs.len(), 800);
-        for r in recs.iter().skip(100) {
-            let items = r["items"].as_array().unwrap();
-            assert_eq!(items.len(), 5, "{r}");
-            for i in items {
-                let id: u64 = i["item"].as_str().unwrap().parse().unwrap();
+        let recs = top_five_after_training(&cmd, &spec, avsc.to_str().unwrap(), &events);
+        for (ids, r) in recs {
+            for id in ids {
                 assert!(
                     id.is_multiple_of(2),
                     "features from {features_from}: an item never liked ranked in the top five: {r}"

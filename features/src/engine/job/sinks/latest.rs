@@ -136,6 +136,11 @@ impl Latest {
     }
 }
 
+/// A SQL identifier, quoted (PostgreSQL and SQLite alike).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// `url` without its password, for messages and logs.
 pub fn without_password(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

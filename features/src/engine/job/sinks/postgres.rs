@@ -24,13 +24,8 @@ use crate::spec::ColumnType;
 use crate::spec::PostgresSpec;
 use crate::spec::validate::{OutType, ViewPlan};
 
-use super::latest::{Upsert, without_password};
+use super::latest::{Upsert, quote_ident as ident, without_password};
 use super::{JobError, RunSummary};
-
-/// A SQL identifier, quoted.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 /// The SQL type of a feature.
 fn sql_type(t: &OutType) -> &'static str {

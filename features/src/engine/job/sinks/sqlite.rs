@@ -24,13 +24,8 @@ use crate::spec::ColumnType;
 use crate::spec::SqliteSpec;
 use crate::spec::validate::{OutType, ViewPlan};
 
-use super::latest::Upsert;
+use super::latest::{Upsert, quote_ident as ident};
 use super::{JobError, RunSummary};
-
-/// A SQL identifier, quoted.
-fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 /// The declared type of a feature's column.
 fn sql_type(t: &OutType) -> &'static str {
